@@ -1,0 +1,189 @@
+"""Every endpoint, port, path and name fraudops uses, read from the environment with local defaults.
+
+The defaults describe the embedded local stack (`fraudops up`): a BigQuery emulator on
+127.0.0.1:9050, MLflow on 127.0.0.1:5000, Airflow on 127.0.0.1:8080 and the scoring service on
+127.0.0.1:8000. Pointing the same code at managed services is a matter of environment variables:
+
+* ``FRAUDOPS_BQ_ENDPOINT=""`` (empty) plus ``FRAUDOPS_BQ_PROJECT`` → real BigQuery with Application
+  Default Credentials (``GOOGLE_APPLICATION_CREDENTIALS`` or workload identity).
+* ``MLFLOW_TRACKING_URI`` (or ``FRAUDOPS_MLFLOW_TRACKING_URI``) → a remote MLflow server.
+
+No credentials live in this module or anywhere in the repository.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from fraudops.exceptions import ConfigError
+
+#: Repository root when the package is installed editable from a checkout (include/fraudops/..).
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _env(name: str, default: str) -> str:
+    value = os.environ.get(name)
+    return default if value is None else value
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as err:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from err
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError as err:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from err
+
+
+def _default_state_dir() -> Path:
+    return Path(_env("FRAUDOPS_STATE_DIR", str(REPO_ROOT / ".state"))).resolve()
+
+
+@dataclass(frozen=True)
+class WarehouseConfig:
+    """Where the warehouse lives. An empty ``endpoint`` means real BigQuery."""
+
+    project: str = "fraudops-local"
+    dataset: str = "fraud"
+    location: str = "US"
+    #: REST endpoint of a BigQuery-API emulator; empty string → Google's API with ADC.
+    endpoint: str = "http://127.0.0.1:9050"
+    emulator_grpc_port: int = 9060
+    #: Seconds a single API call may take before it is abandoned (the client's default is 600 s
+    #: of retries, far too long to notice an outage).
+    timeout_s: float = 60.0
+
+    @property
+    def is_emulator(self) -> bool:
+        return bool(self.endpoint)
+
+    def table_id(self, table: str) -> str:
+        return f"{self.project}.{self.dataset}.{table}"
+
+
+@dataclass(frozen=True)
+class MlflowConfig:
+    tracking_uri: str = "http://127.0.0.1:5000"
+    host: str = "127.0.0.1"
+    port: int = 5000
+    model_name: str = "fraud-detector"
+    experiment: str = "fraudops"
+
+
+@dataclass(frozen=True)
+class AirflowConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class ScoringConfig:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    #: Bearer token for the control API (POST /deploy). Locally generated into the state folder
+    #: when unset; in production it comes from a secret store.
+    deploy_token: str = ""
+    shadow_sample_rate: float = 0.1
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    state_dir: Path = field(default_factory=_default_state_dir)
+    warehouse: WarehouseConfig = field(default_factory=WarehouseConfig)
+    mlflow: MlflowConfig = field(default_factory=MlflowConfig)
+    airflow: AirflowConfig = field(default_factory=AirflowConfig)
+    scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    redis_url: str = ""
+
+    # Folders inside the state dir: everything local and git-ignored.
+    @property
+    def run_dir(self) -> Path:
+        return self.state_dir / "run"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+    @property
+    def bq_data_dir(self) -> Path:
+        return self.state_dir / "bigquery"
+
+    @property
+    def mlflow_dir(self) -> Path:
+        return self.state_dir / "mlflow"
+
+    @property
+    def airflow_home(self) -> Path:
+        return self.state_dir / "airflow"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.state_dir / "artifacts"
+
+    def with_overrides(self, **kwargs: object) -> Settings:
+        return replace(self, **kwargs)  # type: ignore[arg-type]
+
+
+def load_settings() -> Settings:
+    """Read settings from the environment (call again after changing os.environ)."""
+    mlflow_host = _env("FRAUDOPS_MLFLOW_HOST", "127.0.0.1")
+    mlflow_port = _env_int("FRAUDOPS_MLFLOW_PORT", 5000)
+    tracking = _env(
+        "FRAUDOPS_MLFLOW_TRACKING_URI",
+        _env("MLFLOW_TRACKING_URI", f"http://{mlflow_host}:{mlflow_port}"),
+    )
+    bq_port = _env_int("FRAUDOPS_BQ_PORT", 9050)
+    settings = Settings(
+        state_dir=_default_state_dir(),
+        warehouse=WarehouseConfig(
+            project=_env("FRAUDOPS_BQ_PROJECT", "fraudops-local"),
+            dataset=_env("FRAUDOPS_BQ_DATASET", "fraud"),
+            location=_env("FRAUDOPS_BQ_LOCATION", "US"),
+            endpoint=_env("FRAUDOPS_BQ_ENDPOINT", f"http://127.0.0.1:{bq_port}"),
+            emulator_grpc_port=_env_int("FRAUDOPS_BQ_GRPC_PORT", 9060),
+            timeout_s=_env_float("FRAUDOPS_BQ_TIMEOUT_S", 60.0),
+        ),
+        mlflow=MlflowConfig(
+            tracking_uri=tracking,
+            host=mlflow_host,
+            port=mlflow_port,
+            model_name=_env("FRAUDOPS_MODEL_NAME", "fraud-detector"),
+            experiment=_env("FRAUDOPS_MLFLOW_EXPERIMENT", "fraudops"),
+        ),
+        airflow=AirflowConfig(
+            host=_env("FRAUDOPS_AIRFLOW_HOST", "127.0.0.1"),
+            port=_env_int("FRAUDOPS_AIRFLOW_PORT", 8080),
+        ),
+        scoring=ScoringConfig(
+            host=_env("FRAUDOPS_SCORING_HOST", "127.0.0.1"),
+            port=_env_int("FRAUDOPS_SCORING_PORT", 8000),
+            deploy_token=_env("FRAUDOPS_DEPLOY_TOKEN", ""),
+            shadow_sample_rate=_env_float("FRAUDOPS_SHADOW_SAMPLE_RATE", 0.1),
+        ),
+        redis_url=_env("FRAUDOPS_REDIS_URL", ""),
+    )
+    rate = settings.scoring.shadow_sample_rate
+    if not 0.0 <= rate <= 1.0:
+        raise ConfigError(f"FRAUDOPS_SHADOW_SAMPLE_RATE must be within [0, 1], got {rate}")
+    return settings

@@ -1,0 +1,52 @@
+"""The small error hierarchy every fraudops module raises from.
+
+Callers (the CLI, Airflow tasks, the scoring service) catch ``FraudopsError`` to turn a problem
+into a clear message; ``PermanentError`` subclasses mark failures a retry cannot fix, so Airflow
+tasks convert them into fail-without-retry.
+"""
+
+from __future__ import annotations
+
+
+class FraudopsError(Exception):
+    """Base class of every error fraudops raises on purpose."""
+
+
+class PermanentError(FraudopsError):
+    """A failure that retrying will not fix (bad input, broken contract, invalid artifact)."""
+
+
+class ConfigError(PermanentError):
+    """A setting is missing or malformed."""
+
+
+class ServiceError(FraudopsError):
+    """A local or remote service could not be started, reached or stopped."""
+
+    def __init__(self, service: str, message: str, log_file: str | None = None) -> None:
+        self.service = service
+        self.log_file = log_file
+        detail = f"{service}: {message}"
+        if log_file:
+            detail += f" (see log: {log_file})"
+        super().__init__(detail)
+
+
+class WarehouseError(FraudopsError):
+    """A warehouse (BigQuery) operation failed."""
+
+
+class WarehouseUnavailable(WarehouseError):
+    """The warehouse could not be reached; writers spool and replay."""
+
+
+class DataValidationError(PermanentError):
+    """Input data broke a contract (schema, nulls, ranges, volume)."""
+
+
+class FeatureSpecError(PermanentError):
+    """A model asked for features the store cannot produce exactly (missing or mismatched)."""
+
+
+class ArtifactError(PermanentError):
+    """A model artifact is broken, inconsistent or too slow to serve."""

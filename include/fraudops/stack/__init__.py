@@ -1,0 +1,1 @@
+"""The local stack: processes fraudops starts and stops on one machine."""

@@ -1,0 +1,272 @@
+"""The local stack: BigQuery emulator, MLflow server, Airflow standalone (and, later, scoring).
+
+``up`` starts them in dependency order, waits for each to be healthy, creates the warehouse schema
+and applies ``airflow_settings.yaml``; ``down`` stops exactly what ``up`` started (pid files in the
+state folder); ``status`` reports each service truthfully.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from fraudops.config import REPO_ROOT, Settings, load_settings
+from fraudops.exceptions import ServiceError
+from fraudops.stack import process
+from fraudops.stack.process import ServiceSpec, ServiceState, http_ok
+
+BIN = Path(sys.executable).parent
+DUCKDB_VERSION = "v1.5.5"
+
+
+def venv_bin(name: str) -> str:
+    candidate = BIN / name
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which(name)
+    if not found:
+        raise ServiceError(name, f"executable {name!r} not found (run `make setup`)")
+    return found
+
+
+def provision_duckdb_spatial(home: Path) -> Path:
+    """Copy DuckDB's spatial extension from its pip wheel into ``home``/.duckdb.
+
+    bqemulator runs ``INSTALL spatial`` at start, which would download it; with the file already
+    in DuckDB's extension folder no download happens (no internet needed).
+    """
+    import duckdb_extension_spatial  # shipped by the duckdb-extension-spatial wheel
+
+    src = (
+        Path(duckdb_extension_spatial.__file__).parent
+        / "extensions"
+        / DUCKDB_VERSION
+        / "spatial.duckdb_extension"
+    )
+    if not src.exists():
+        raise ServiceError("bigquery-emulator", f"DuckDB spatial extension missing at {src}")
+    dest_dir = home / ".duckdb" / "extensions" / DUCKDB_VERSION / "linux_amd64"
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    dest = dest_dir / src.name
+    if not dest.exists() or dest.stat().st_size != src.stat().st_size:
+        shutil.copyfile(src, dest)
+    return dest
+
+
+def bqemulator_spec(
+    data_dir: Path, log_dir: Path, run_dir: Path, project: str, port: int, grpc_port: int
+) -> ServiceSpec:
+    home = data_dir / "home"
+    provision_duckdb_spatial(home)
+    (data_dir / "db").mkdir(parents=True, exist_ok=True)
+    url = f"http://127.0.0.1:{port}"
+    return ServiceSpec(
+        name="bigquery-emulator",
+        command=[
+            venv_bin("bqemulator"),
+            "start",
+            "--persistent",
+            "--data-dir",
+            str(data_dir / "db"),
+            "--project",
+            project,
+            "--rest-host",
+            "127.0.0.1",
+            "--rest-port",
+            str(port),
+            "--grpc-host",
+            "127.0.0.1",
+            "--grpc-port",
+            str(grpc_port),
+            "--log-format",
+            "json",
+            "--log-level",
+            "warning",
+        ],
+        url=url,
+        health=lambda: http_ok(f"{url}/bigquery/v2/projects/{project}/datasets"),
+        log_file=log_dir / "bigquery-emulator.log",
+        pid_file=run_dir / "bigquery-emulator.pid",
+        # DuckDB looks for extensions under $HOME/.duckdb: keep the user's home untouched.
+        env={"HOME": str(home)},
+        cwd=data_dir,
+        ready_timeout_s=90.0,
+        port=port,
+    )
+
+
+def mlflow_spec(mlflow_dir: Path, log_dir: Path, run_dir: Path, host: str, port: int) -> ServiceSpec:
+    mlflow_dir.mkdir(parents=True, exist_ok=True)
+    (mlflow_dir / "artifacts").mkdir(exist_ok=True)
+    url = f"http://{host}:{port}"
+    return ServiceSpec(
+        name="mlflow",
+        command=[
+            venv_bin("mlflow"),
+            "server",
+            "--host",
+            host,
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            f"sqlite:///{mlflow_dir / 'mlflow.db'}",
+            "--artifacts-destination",
+            str(mlflow_dir / "artifacts"),
+            "--serve-artifacts",
+        ],
+        url=url,
+        health=lambda: http_ok(f"{url}/health"),
+        log_file=log_dir / "mlflow.log",
+        pid_file=run_dir / "mlflow.pid",
+        env={"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"},
+        cwd=mlflow_dir,
+        ready_timeout_s=120.0,
+        port=port,
+    )
+
+
+def airflow_env(settings: Settings) -> dict[str, str]:
+    """Environment for every Airflow process: this repo's DAGs/plugins, examples off, loopback only."""
+    home = settings.airflow_home
+    return {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__API__HOST": settings.airflow.host,
+        "AIRFLOW__API__PORT": str(settings.airflow.port),
+        "AIRFLOW__API__BASE_URL": settings.airflow.url,
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{settings.airflow.url}/execution/",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
+        "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+        # Airflow runs tasks with `airflow` from PATH: the venv's bin must come first.
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        # Domain code in tasks reads the same settings as the CLI.
+        "FRAUDOPS_STATE_DIR": str(settings.state_dir),
+        "FRAUDOPS_BQ_PROJECT": settings.warehouse.project,
+        "FRAUDOPS_BQ_DATASET": settings.warehouse.dataset,
+        "FRAUDOPS_BQ_ENDPOINT": settings.warehouse.endpoint,
+        "FRAUDOPS_MLFLOW_TRACKING_URI": settings.mlflow.tracking_uri,
+        "MLFLOW_TRACKING_URI": settings.mlflow.tracking_uri,
+        "FRAUDOPS_SCORING_HOST": settings.scoring.host,
+        "FRAUDOPS_SCORING_PORT": str(settings.scoring.port),
+        "PYTHONUNBUFFERED": "1",
+        "NO_PROXY": "127.0.0.1,localhost",
+    }
+
+
+def airflow_healthy(url: str) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{url}/api/v2/monitor/health", timeout=3) as resp:  # noqa: S310
+            body = json.loads(resp.read())
+    except Exception:
+        return False
+    wanted = ("metadatabase", "scheduler", "triggerer", "dag_processor")
+    return all((body.get(k) or {}).get("status") == "healthy" for k in wanted)
+
+
+def airflow_spec(settings: Settings) -> ServiceSpec:
+    settings.airflow_home.mkdir(parents=True, exist_ok=True)
+    url = settings.airflow.url
+    return ServiceSpec(
+        name="airflow",
+        command=[venv_bin("airflow"), "standalone"],
+        url=url,
+        health=lambda: airflow_healthy(url),
+        log_file=settings.log_dir / "airflow.log",
+        pid_file=settings.run_dir / "airflow.pid",
+        env=airflow_env(settings),
+        cwd=settings.airflow_home,
+        ready_timeout_s=240.0,
+        port=settings.airflow.port,
+    )
+
+
+def airflow_password(settings: Settings) -> str | None:
+    path = settings.airflow_home / "simple_auth_manager_passwords.json.generated"
+    try:
+        return str(json.loads(path.read_text()).get("admin"))
+    except (OSError, ValueError):
+        return None
+
+
+def apply_airflow_settings(settings: Settings, settings_file: Path | None = None) -> str:
+    """Apply airflow_settings.yaml (connections, variables, pools) in a child with Airflow's env."""
+    settings_file = settings_file or REPO_ROOT / "airflow_settings.yaml"
+    result = subprocess.run(  # noqa: S603
+        [sys.executable, "-m", "fraudops.stack.airflow_settings", str(settings_file)],
+        env={**os.environ, **airflow_env(settings)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise ServiceError("airflow", f"applying {settings_file.name} failed:\n{result.stderr[-2000:]}")
+    return result.stdout.strip()
+
+
+@dataclass
+class Stack:
+    settings: Settings
+
+    @classmethod
+    def from_env(cls) -> Stack:
+        return cls(load_settings())
+
+    def specs(self) -> list[ServiceSpec]:
+        s = self.settings
+        specs: list[ServiceSpec] = []
+        if s.warehouse.is_emulator:
+            port = int(s.warehouse.endpoint.rsplit(":", 1)[-1].strip("/"))
+            specs.append(
+                bqemulator_spec(
+                    s.bq_data_dir, s.log_dir, s.run_dir, s.warehouse.project, port, s.warehouse.emulator_grpc_port
+                )
+            )
+        if s.mlflow.tracking_uri.startswith(f"http://{s.mlflow.host}:{s.mlflow.port}") and s.mlflow.host in (
+            "127.0.0.1",
+            "localhost",
+        ):
+            specs.append(mlflow_spec(s.mlflow_dir, s.log_dir, s.run_dir, s.mlflow.host, s.mlflow.port))
+        specs.append(airflow_spec(s))
+        return specs
+
+    def up(self, echo: bool = True) -> list[ServiceState]:
+        from fraudops.warehouse import Warehouse
+
+        def say(msg: str) -> None:
+            if echo:
+                print(msg, flush=True)
+
+        for spec in self.specs():
+            say(f"starting {spec.name} ...")
+            process.start(spec)
+            say(f"  {spec.name} healthy at {spec.url}")
+            if spec.name == "bigquery-emulator":
+                changes = Warehouse(self.settings.warehouse).ensure_schema()
+                say(f"  warehouse schema: {', '.join(changes) if changes else 'up to date'}")
+            if spec.name == "airflow":
+                say(f"  {apply_airflow_settings(self.settings)}")
+        return self.status()
+
+    def down(self) -> list[str]:
+        stopped = []
+        for spec in reversed(self.specs()):
+            if process.stop(spec):
+                stopped.append(spec.name)
+        return stopped
+
+    def status(self) -> list[ServiceState]:
+        return [process.state(spec) for spec in self.specs()]

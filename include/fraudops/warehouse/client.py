@@ -30,7 +30,7 @@ _PA_TYPES = {
     "STRING": "string",
     "INT64": "int64",
     "FLOAT64": "float64",
-    "BOOL": "bool",
+    "BOOL": "bool_",
     "TIMESTAMP": "timestamp",
     "DATE": "date32",
 }
@@ -112,11 +112,12 @@ class Warehouse:
         return self.cfg.table_id(table)
 
     def _retry(self) -> Any:
-        from google.api_core.retry import Retry
         from google.cloud.bigquery.retry import DEFAULT_RETRY
 
-        # Bounded: fail within the configured timeout so callers can spool instead of hanging.
-        return DEFAULT_RETRY.with_deadline(self.cfg.timeout_s) if DEFAULT_RETRY else Retry()
+        # Bounded: fail within the configured timeout so callers can spool instead of hanging
+        # (the library default retries for 10 minutes). job_retry=None on query() for the same
+        # reason: its insert-retry wrapper has a fixed 10-minute deadline of its own.
+        return DEFAULT_RETRY.with_timeout(self.cfg.timeout_s)
 
     def _wrap(self, what: str, err: Exception) -> WarehouseError:
         if _is_unavailable(err):
@@ -195,30 +196,42 @@ class Warehouse:
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         """Run parameterised SQL (``@name`` placeholders); unqualified tables resolve in the dataset."""
         try:
-            job = self.client.query(sql, job_config=self._job_config(params), retry=self._retry())
-            return [dict(row.items()) for row in job.result(timeout=self.cfg.timeout_s)]
+            job = self.client.query(
+                sql, job_config=self._job_config(params), retry=self._retry(), job_retry=None,
+                timeout=self.cfg.timeout_s,
+            )
+            return [dict(row.items()) for row in job.result(retry=self._retry(), timeout=self.cfg.timeout_s)]
         except Exception as err:
             raise self._wrap("query", err) from err
 
     def query_df(self, sql: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
         try:
-            job = self.client.query(sql, job_config=self._job_config(params), retry=self._retry())
-            return job.result(timeout=self.cfg.timeout_s).to_dataframe(create_bqstorage_client=False)
+            job = self.client.query(
+                sql, job_config=self._job_config(params), retry=self._retry(), job_retry=None,
+                timeout=self.cfg.timeout_s,
+            )
+            return job.result(retry=self._retry(), timeout=self.cfg.timeout_s).to_dataframe(create_bqstorage_client=False)
         except Exception as err:
             raise self._wrap("query", err) from err
 
     def query_arrow(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
         try:
-            job = self.client.query(sql, job_config=self._job_config(params), retry=self._retry())
-            return job.result(timeout=self.cfg.timeout_s).to_arrow(create_bqstorage_client=False)
+            job = self.client.query(
+                sql, job_config=self._job_config(params), retry=self._retry(), job_retry=None,
+                timeout=self.cfg.timeout_s,
+            )
+            return job.result(retry=self._retry(), timeout=self.cfg.timeout_s).to_arrow(create_bqstorage_client=False)
         except Exception as err:
             raise self._wrap("query", err) from err
 
     def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> int:
         """Run a DML/DDL statement; returns the number of affected rows when known."""
         try:
-            job = self.client.query(sql, job_config=self._job_config(params), retry=self._retry())
-            job.result(timeout=self.cfg.timeout_s)
+            job = self.client.query(
+                sql, job_config=self._job_config(params), retry=self._retry(), job_retry=None,
+                timeout=self.cfg.timeout_s,
+            )
+            job.result(retry=self._retry(), timeout=self.cfg.timeout_s)
             return int(job.num_dml_affected_rows or 0)
         except Exception as err:
             raise self._wrap("execute", err) from err
@@ -311,7 +324,7 @@ class Warehouse:
                 ),
                 timeout=self.cfg.timeout_s,
             )
-            job.result(timeout=self.cfg.timeout_s)
+            job.result(retry=self._retry(), timeout=self.cfg.timeout_s)
             cols = ", ".join(f"`{c}`" for c in spec.column_names)
             vals = ", ".join(f"S.`{c}`" for c in spec.column_names)
             on = " AND ".join(f"T.`{k}` = S.`{k}`" for k in spec.key)
@@ -319,8 +332,10 @@ class Warehouse:
                 f"MERGE `{self.table_id(spec.name)}` T USING `{staging_id}` S ON {on} "
                 f"WHEN NOT MATCHED THEN INSERT ({cols}) VALUES ({vals})"
             )
-            mjob = self.client.query(merge, retry=self._retry())
-            mjob.result(timeout=self.cfg.timeout_s)
+            mjob = self.client.query(
+                merge, retry=self._retry(), job_retry=None, timeout=self.cfg.timeout_s
+            )
+            mjob.result(retry=self._retry(), timeout=self.cfg.timeout_s)
             inserted = mjob.num_dml_affected_rows
             return int(inserted) if inserted is not None else data.num_rows
         except Exception as err:

@@ -1,0 +1,107 @@
+"""Shared fixtures: real services on free ports in temp folders, started once per test session.
+
+Tests never touch a running `make run` stack: every service gets its own port and state folder
+and is stopped at the end of the session.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Airflow: no examples, no default connections, a private home (set before anything imports it).
+_AIRFLOW_HOME = Path(os.environ.get("FRAUDOPS_TEST_TMP", "/tmp")) / f"fraudops-test-airflow-{os.getpid()}"
+os.environ["AIRFLOW_HOME"] = str(_AIRFLOW_HOME)
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__DATABASE__LOAD_DEFAULT_CONNECTIONS"] = "False"
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "dags")
+os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(REPO / "plugins")
+os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DO_NOT_TRACK", "true")
+# Make sure `airflow`, `mlflow`, `bqemulator` resolve to this venv.
+os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+
+
+@pytest.fixture(scope="session")
+def session_tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("fraudops")
+
+
+@pytest.fixture(scope="session")
+def bq_emulator(session_tmp: Path) -> Iterator[object]:
+    """A real bqemulator on free ports; yields its WarehouseConfig (dataset created, schema applied)."""
+    from fraudops.config import WarehouseConfig
+    from fraudops.stack import process
+    from fraudops.stack.services import bqemulator_spec
+    from fraudops.warehouse import Warehouse
+
+    port, grpc = process.free_port(), process.free_port()
+    data = session_tmp / "bigquery"
+    spec = bqemulator_spec(data, session_tmp / "logs", session_tmp / "run", "fraudops-test", port, grpc)
+    process.start(spec)
+    cfg = WarehouseConfig(
+        project="fraudops-test", dataset="fraud", endpoint=f"http://127.0.0.1:{port}", emulator_grpc_port=grpc,
+        timeout_s=30.0,
+    )
+    Warehouse(cfg).ensure_schema()
+    try:
+        yield cfg
+    finally:
+        process.stop(spec)
+
+
+@pytest.fixture()
+def warehouse(bq_emulator: object, request: pytest.FixtureRequest) -> Iterator[object]:
+    """A Warehouse on a fresh dataset of the session emulator (one dataset per test)."""
+    import re
+
+    from fraudops.warehouse import Warehouse
+
+    name = "t_" + re.sub(r"[^a-zA-Z0-9_]", "_", request.node.name)[:60]
+    cfg = replace(bq_emulator, dataset=name)  # type: ignore[type-var]
+    wh = Warehouse(cfg)
+    wh.ensure_schema()
+    try:
+        yield wh
+    finally:
+        wh.drop_dataset()
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(session_tmp: Path) -> Iterator[str]:
+    """A real MLflow tracking + registry server (SQLite backend) on a free port; yields its URI."""
+    from fraudops.stack import process
+    from fraudops.stack.services import mlflow_spec
+
+    port = process.free_port()
+    spec = mlflow_spec(session_tmp / "mlflow", session_tmp / "logs", session_tmp / "run", "127.0.0.1", port)
+    process.start(spec)
+    try:
+        yield spec.url
+    finally:
+        process.stop(spec)
+
+
+@pytest.fixture()
+def fraudops_env(
+    bq_emulator: object, mlflow_server: str, session_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """Point fraudops settings (env vars) at the session's emulator and MLflow; returns the state dir."""
+    cfg = bq_emulator
+    state = session_tmp / "state"
+    state.mkdir(exist_ok=True)
+    monkeypatch.setenv("FRAUDOPS_STATE_DIR", str(state))
+    monkeypatch.setenv("FRAUDOPS_BQ_PROJECT", cfg.project)  # type: ignore[attr-defined]
+    monkeypatch.setenv("FRAUDOPS_BQ_DATASET", cfg.dataset)  # type: ignore[attr-defined]
+    monkeypatch.setenv("FRAUDOPS_BQ_ENDPOINT", cfg.endpoint)  # type: ignore[attr-defined]
+    monkeypatch.setenv("FRAUDOPS_MLFLOW_TRACKING_URI", mlflow_server)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    return state

@@ -48,7 +48,10 @@ def bq_emulator(session_tmp: Path) -> Iterator[object]:
     spec = bqemulator_spec(data, session_tmp / "logs", session_tmp / "run", "fraudops-test", port, grpc)
     process.start(spec)
     cfg = WarehouseConfig(
-        project="fraudops-test", dataset="fraud", endpoint=f"http://127.0.0.1:{port}", emulator_grpc_port=grpc,
+        project="fraudops-test",
+        dataset="fraud",
+        endpoint=f"http://127.0.0.1:{port}",
+        emulator_grpc_port=grpc,
         timeout_s=30.0,
     )
     Warehouse(cfg).ensure_schema()

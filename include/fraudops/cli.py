@@ -71,10 +71,14 @@ def up() -> None:
     states = stack.up()
     _print_status(states)
     password = airflow_password(stack.settings)
-    click.echo(f"\nAirflow UI: {stack.settings.airflow.url}  login: admin / {password or '(see airflow log)'}")
+    click.echo(
+        f"\nAirflow UI: {stack.settings.airflow.url}  login: admin / {password or '(see airflow log)'}"
+    )
     click.echo(f"MLflow UI:  {stack.settings.mlflow.tracking_uri}")
-    click.echo(f"Warehouse:  {stack.settings.warehouse.endpoint or 'BigQuery'} "
-               f"project={stack.settings.warehouse.project} dataset={stack.settings.warehouse.dataset}")
+    click.echo(
+        f"Warehouse:  {stack.settings.warehouse.endpoint or 'BigQuery'} "
+        f"project={stack.settings.warehouse.project} dataset={stack.settings.warehouse.dataset}"
+    )
     if not all(s.healthy for s in states):
         sys.exit(1)
 
@@ -99,7 +103,13 @@ def status(as_json: bool) -> None:
         click.echo(
             json.dumps(
                 [
-                    {"service": s.name, "url": s.url, "pid": s.pid, "running": s.running, "healthy": s.healthy}
+                    {
+                        "service": s.name,
+                        "url": s.url,
+                        "pid": s.pid,
+                        "running": s.running,
+                        "healthy": s.healthy,
+                    }
                     for s in states
                 ]
             )
@@ -118,7 +128,9 @@ def _print_status(states: list[Any]) -> None:
 
 def format_table(rows: list[tuple[str, ...]] | list[list[str]]) -> str:
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
+    return "\n".join(
+        "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
+    )
 
 
 @main.command()

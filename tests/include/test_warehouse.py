@@ -12,7 +12,7 @@ from fraudops.warehouse.schema import TableSpec
 
 pytestmark = pytest.mark.integration
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def _tx(i: int, amount: float = 10.0) -> dict[str, object]:

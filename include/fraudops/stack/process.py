@@ -7,6 +7,7 @@ pid and process start time so a recycled pid is never mistaken for the service.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -24,7 +25,7 @@ from fraudops.exceptions import ServiceError
 def http_ok(url: str, timeout: float = 2.0) -> bool:
     """True when ``url`` answers 2xx within ``timeout``."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (loopback URLs)
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
             return 200 <= resp.status < 300
     except (urllib.error.URLError, OSError, ValueError):
         return False
@@ -106,7 +107,9 @@ def start(spec: ServiceSpec) -> int:
     if existing is not None:
         if wait_healthy(spec, existing, timeout_s=spec.ready_timeout_s):
             return existing
-        raise ServiceError(spec.name, f"already running as pid {existing} but not healthy", str(spec.log_file))
+        raise ServiceError(
+            spec.name, f"already running as pid {existing} but not healthy", str(spec.log_file)
+        )
     if spec.port is not None and port_in_use(spec.port):
         raise ServiceError(
             spec.name,
@@ -120,7 +123,7 @@ def start(spec: ServiceSpec) -> int:
         log.write(f"\n--- starting {spec.name}: {' '.join(spec.command)}\n".encode())
         log.flush()
         try:
-            proc = subprocess.Popen(  # noqa: S603 (our own command lines)
+            proc = subprocess.Popen(
                 list(spec.command),
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -130,14 +133,22 @@ def start(spec: ServiceSpec) -> int:
                 start_new_session=True,
             )
         except OSError as err:
-            raise ServiceError(spec.name, f"cannot execute {spec.command[0]}: {err}", str(spec.log_file)) from err
+            raise ServiceError(
+                spec.name, f"cannot execute {spec.command[0]}: {err}", str(spec.log_file)
+            ) from err
     spec.pid_file.write_text(
-        json.dumps({"pid": proc.pid, "create_time": _proc_start_time(proc.pid), "command": list(spec.command)})
+        json.dumps(
+            {"pid": proc.pid, "create_time": _proc_start_time(proc.pid), "command": list(spec.command)}
+        )
     )
     if not wait_healthy(spec, proc.pid, timeout_s=spec.ready_timeout_s, popen=proc):
         code = proc.poll()
         stop(spec)
-        why = f"exited with code {code}" if code is not None else f"not healthy after {spec.ready_timeout_s:.0f}s"
+        why = (
+            f"exited with code {code}"
+            if code is not None
+            else f"not healthy after {spec.ready_timeout_s:.0f}s"
+        )
         raise ServiceError(spec.name, why, str(spec.log_file))
     return proc.pid
 
@@ -180,10 +191,8 @@ def kill_group(pid: int, timeout_s: float = 30.0) -> bool:
         if not _group_alive(pgid):
             return True
         time.sleep(0.2)
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     time.sleep(0.2)
     return True
 

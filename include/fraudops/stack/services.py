@@ -168,7 +168,7 @@ def airflow_healthy(url: str) -> bool:
     import urllib.request
 
     try:
-        with urllib.request.urlopen(f"{url}/api/v2/monitor/health", timeout=3) as resp:  # noqa: S310
+        with urllib.request.urlopen(f"{url}/api/v2/monitor/health", timeout=3) as resp:
             body = json.loads(resp.read())
     except Exception:
         return False
@@ -204,7 +204,7 @@ def airflow_password(settings: Settings) -> str | None:
 def apply_airflow_settings(settings: Settings, settings_file: Path | None = None) -> str:
     """Apply airflow_settings.yaml (connections, variables, pools) in a child with Airflow's env."""
     settings_file = settings_file or REPO_ROOT / "airflow_settings.yaml"
-    result = subprocess.run(  # noqa: S603
+    result = subprocess.run(
         [sys.executable, "-m", "fraudops.stack.airflow_settings", str(settings_file)],
         env={**os.environ, **airflow_env(settings)},
         capture_output=True,
@@ -232,7 +232,12 @@ class Stack:
             port = int(s.warehouse.endpoint.rsplit(":", 1)[-1].strip("/"))
             specs.append(
                 bqemulator_spec(
-                    s.bq_data_dir, s.log_dir, s.run_dir, s.warehouse.project, port, s.warehouse.emulator_grpc_port
+                    s.bq_data_dir,
+                    s.log_dir,
+                    s.run_dir,
+                    s.warehouse.project,
+                    port,
+                    s.warehouse.emulator_grpc_port,
                 )
             )
         if s.mlflow.tracking_uri.startswith(f"http://{s.mlflow.host}:{s.mlflow.port}") and s.mlflow.host in (

@@ -135,7 +135,9 @@ class Warehouse:
             ds.location = self.cfg.location
             existing_ds = {d.dataset_id for d in self.client.list_datasets(retry=self._retry())}
             if self.cfg.dataset not in existing_ds:
-                self.client.create_dataset(ds, exists_ok=True, retry=self._retry(), timeout=self.cfg.timeout_s)
+                self.client.create_dataset(
+                    ds, exists_ok=True, retry=self._retry(), timeout=self.cfg.timeout_s
+                )
                 changes.append(f"created dataset {self.cfg.dataset}")
             existing = {t.table_id for t in self.client.list_tables(self.cfg.dataset, retry=self._retry())}
             for spec in tables:
@@ -197,7 +199,10 @@ class Warehouse:
         """Run parameterised SQL (``@name`` placeholders); unqualified tables resolve in the dataset."""
         try:
             job = self.client.query(
-                sql, job_config=self._job_config(params), retry=self._retry(), job_retry=None,
+                sql,
+                job_config=self._job_config(params),
+                retry=self._retry(),
+                job_retry=None,
                 timeout=self.cfg.timeout_s,
             )
             return [dict(row.items()) for row in job.result(retry=self._retry(), timeout=self.cfg.timeout_s)]
@@ -207,20 +212,30 @@ class Warehouse:
     def query_df(self, sql: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
         try:
             job = self.client.query(
-                sql, job_config=self._job_config(params), retry=self._retry(), job_retry=None,
+                sql,
+                job_config=self._job_config(params),
+                retry=self._retry(),
+                job_retry=None,
                 timeout=self.cfg.timeout_s,
             )
-            return job.result(retry=self._retry(), timeout=self.cfg.timeout_s).to_dataframe(create_bqstorage_client=False)
+            return job.result(retry=self._retry(), timeout=self.cfg.timeout_s).to_dataframe(
+                create_bqstorage_client=False
+            )
         except Exception as err:
             raise self._wrap("query", err) from err
 
     def query_arrow(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
         try:
             job = self.client.query(
-                sql, job_config=self._job_config(params), retry=self._retry(), job_retry=None,
+                sql,
+                job_config=self._job_config(params),
+                retry=self._retry(),
+                job_retry=None,
                 timeout=self.cfg.timeout_s,
             )
-            return job.result(retry=self._retry(), timeout=self.cfg.timeout_s).to_arrow(create_bqstorage_client=False)
+            return job.result(retry=self._retry(), timeout=self.cfg.timeout_s).to_arrow(
+                create_bqstorage_client=False
+            )
         except Exception as err:
             raise self._wrap("query", err) from err
 
@@ -228,7 +243,10 @@ class Warehouse:
         """Run a DML/DDL statement; returns the number of affected rows when known."""
         try:
             job = self.client.query(
-                sql, job_config=self._job_config(params), retry=self._retry(), job_retry=None,
+                sql,
+                job_config=self._job_config(params),
+                retry=self._retry(),
+                job_retry=None,
                 timeout=self.cfg.timeout_s,
             )
             job.result(retry=self._retry(), timeout=self.cfg.timeout_s)
@@ -237,7 +255,9 @@ class Warehouse:
             raise self._wrap("execute", err) from err
 
     # -- idempotent writes ------------------------------------------------------------------
-    def to_arrow(self, spec: TableSpec, rows: pd.DataFrame | pa.Table | Iterable[Mapping[str, Any]]) -> pa.Table:
+    def to_arrow(
+        self, spec: TableSpec, rows: pd.DataFrame | pa.Table | Iterable[Mapping[str, Any]]
+    ) -> pa.Table:
         """Coerce rows to the table's exact Arrow schema (all columns, right types, UTC timestamps)."""
         import pandas as pd
         import pyarrow as pa
@@ -263,9 +283,13 @@ class Warehouse:
                 arr = table.column(f.name)
                 if pa.types.is_timestamp(f.type) and pa.types.is_timestamp(arr.type) and arr.type.tz is None:
                     arr = arr.cast(pa.timestamp("us")).cast(f.type)  # naive means UTC here
-                elif pa.types.is_timestamp(f.type) and (pa.types.is_string(arr.type) or pa.types.is_null(arr.type)):
+                elif pa.types.is_timestamp(f.type) and (
+                    pa.types.is_string(arr.type) or pa.types.is_null(arr.type)
+                ):
                     arr = pa.array(
-                        pd.to_datetime(pd.Series(arr.to_pylist(), dtype="object"), utc=True, format="ISO8601"),
+                        pd.to_datetime(
+                            pd.Series(arr.to_pylist(), dtype="object"), utc=True, format="ISO8601"
+                        ),
                         type=f.type,
                     )
                 arrays.append(arr.cast(f.type))
@@ -298,9 +322,7 @@ class Warehouse:
         if len(spec.key) == 1:
             keys = data.column(spec.key[0])
         else:
-            keys = pc.binary_join_element_wise(
-                *[pc.cast(data.column(k), "string") for k in spec.key], "\x1f"
-            )
+            keys = pc.binary_join_element_wise(*[pc.cast(data.column(k), "string") for k in spec.key], "\x1f")
         _, first_idx = _unique_first(keys)
         if len(first_idx) != data.num_rows:
             data = data.take(first_idx)
@@ -332,9 +354,7 @@ class Warehouse:
                 f"MERGE `{self.table_id(spec.name)}` T USING `{staging_id}` S ON {on} "
                 f"WHEN NOT MATCHED THEN INSERT ({cols}) VALUES ({vals})"
             )
-            mjob = self.client.query(
-                merge, retry=self._retry(), job_retry=None, timeout=self.cfg.timeout_s
-            )
+            mjob = self.client.query(merge, retry=self._retry(), job_retry=None, timeout=self.cfg.timeout_s)
             mjob.result(retry=self._retry(), timeout=self.cfg.timeout_s)
             inserted = mjob.num_dml_affected_rows
             return int(inserted) if inserted is not None else data.num_rows

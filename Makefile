@@ -1,0 +1,66 @@
+# fraudops — the two commands: `make run` (the whole platform locally) and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+UV_VERSION := 0.13.9
+STAMP := $(VENV)/.installed
+
+.PHONY: setup system-deps run up down status test test-fast lint typecheck bench lock clean
+
+## setup: create .venv and install the pinned environment and the fraudops package (idempotent).
+setup: $(STAMP) system-deps
+
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION) 2>&1 | grep -v "^WARNING: Location" || true
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements.txt -r requirements-dev.txt
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	@touch $@
+
+## system-deps: Debian packages the stack and tests use (redis-server for the shared online store).
+system-deps:
+	@command -v redis-server >/dev/null 2>&1 || { \
+		echo "installing Debian packages: redis-server"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		(apt-get update -qq && apt-get install -y -qq --no-install-recommends redis-server) >/dev/null; }
+
+## run: the main job — start the local stack (emulator, MLflow, Airflow) and print where to look.
+run: setup
+	$(BIN)/fraudops up
+
+up: run
+
+## down: stop everything `make run` started.
+down:
+	@test -x $(BIN)/fraudops && $(BIN)/fraudops down || echo "nothing to stop (no venv)"
+
+status:
+	$(BIN)/fraudops status
+
+## test: the whole suite (unit, integration against real services, DAG tests, end-to-end).
+test: setup
+	$(BIN)/ruff check .
+	$(BIN)/pytest -q
+
+test-fast: setup
+	$(BIN)/pytest -q -m "not slow"
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: setup
+	$(BIN)/mypy include/fraudops plugins
+
+## bench: benchmarks; each prints a table (results recorded in README/docs).
+bench: setup
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+## lock: re-resolve the pinned lock files from requirements/*.in (needs registry access).
+lock:
+	$(BIN)/uv pip compile --quiet --python-version 3.11 requirements/runtime.in -o requirements.txt
+	$(BIN)/uv pip compile --quiet --python-version 3.11 requirements/dev.in -o requirements-dev.txt
+
+clean: down
+	rm -rf .state

@@ -323,8 +323,8 @@ class Warehouse:
             keys = data.column(spec.key[0])
         else:
             keys = pc.binary_join_element_wise(*[pc.cast(data.column(k), "string") for k in spec.key], "\x1f")
-        _, first_idx = _unique_first(keys)
-        if len(first_idx) != data.num_rows:
+        first_idx = _first_occurrences(keys)
+        if first_idx is not None:
             data = data.take(first_idx)
 
         staging = f"_stg_{spec.name}_{uuid.uuid4().hex[:12]}"
@@ -379,13 +379,18 @@ class Warehouse:
             return False
 
 
-def _unique_first(keys: Any) -> tuple[Any, list[int]]:
-    import pyarrow as pa
+def _first_occurrences(keys: Any) -> pa.Array | None:
+    """Row indices of the first occurrence of each key, in row order; None when keys are unique.
 
-    seen: set[Any] = set()
-    idx: list[int] = []
-    for i, k in enumerate(keys.to_pylist() if isinstance(keys, pa.ChunkedArray | pa.Array) else keys):
-        if k not in seen:
-            seen.add(k)
-            idx.append(i)
-    return seen, idx
+    Vectorised (Arrow hash aggregation): a per-row Python loop cost seconds per million rows.
+    """
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    n = len(keys)
+    if pc.count_distinct(keys, mode="all").as_py() == n:
+        return None
+    table = pa.table({"k": keys, "i": pa.array(np.arange(n, dtype=np.int64))})
+    firsts = table.group_by("k", use_threads=False).aggregate([("i", "min")]).column("i_min").combine_chunks()
+    return pc.array_take(firsts, pc.sort_indices(firsts))

@@ -1,0 +1,762 @@
+"""Online features: incremental per-entity state, updated on every event, one vector per request.
+
+``OnlineFeatureStore(spec, backend)`` turns a transaction (a mapping with the ``transactions``
+table's fields) into exactly the vector ``spec`` asks for, and records the event in the state.
+Semantics (time order, late events, label delay) are documented in
+:mod:`fraudops.features.semantics`; the offline builder implements the same rules and the parity
+tests prove the two agree.
+
+Backends
+    ``EmbeddedBackend`` (default) keeps per-entity sorted arrays in process: events per entity in
+    key order with prefix sums of integer cents, so a window aggregate is two ``bisect`` calls and
+    a subtraction; an in-order event appends in O(1), a late event is inserted at its sorted
+    position. No pandas in the hot path.
+
+    ``RedisBackend`` keeps the same facts in Redis sorted sets (score = event time in µs, member
+    starting with the transaction_id so same-timestamp members sort by id) shared by several
+    scoring replicas. One request is one pipelined round trip: range reads for the event's
+    entities, then the writes (the reads come first, so they never see the event itself).
+"""
+
+from __future__ import annotations
+
+import logging
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from fraudops.exceptions import DataValidationError, FeatureSpecError
+from fraudops.features.definitions import (
+    FAMILY_FEATURES,
+    HORIZON_DAYS,
+    HORIZON_US,
+    WINDOWS_US,
+    FeatureRegistry,
+    families_for,
+)
+from fraudops.features.semantics import (
+    LATENESS_ALLOWANCE_US,
+    card_values,
+    region_values,
+    risk_values,
+    to_us,
+    tx_values,
+)
+from fraudops.features.spec import FeatureSpec, resolve
+
+if TYPE_CHECKING:
+    import datetime as dt
+
+    import pandas as pd
+
+    from fraudops.warehouse import Warehouse
+
+log = logging.getLogger(__name__)
+
+H1, D1, D7, D30 = WINDOWS_US["1h"], WINDOWS_US["1d"], WINDOWS_US["7d"], WINDOWS_US["30d"]
+#: Windows each count-only family keeps (terminal/merchant need 30 d for the 30 d fraud rate).
+COUNT_WINDOWS: dict[str, tuple[int, ...]] = {
+    "terminal": (D1, D7, D30),
+    "merchant": (D1, D7, D30),
+    "region": (H1, D1),
+    "device": (H1, D1),
+}
+RETENTION_US: dict[str, int] = {
+    "card": HORIZON_US + LATENESS_ALLOWANCE_US,
+    "terminal": D30 + LATENESS_ALLOWANCE_US,
+    "merchant": D30 + LATENESS_ALLOWANCE_US,
+    "region": D1 + LATENESS_ALLOWANCE_US,
+    "device": D1 + LATENESS_ALLOWANCE_US,
+}
+#: Event tuple fields: (t_us, transaction_id, cents, amount, card, terminal, merchant, region, device)
+Event = tuple[int, str, int, float, Any, Any, Any, Any, Any]
+_FAMILY_SLOT = {"card": 4, "terminal": 5, "merchant": 6, "region": 7, "device": 8}
+
+
+def _clean(value: Any) -> Any:
+    """None for missing ids (None, NaN, empty string); ids are compared as strings."""
+    if value is None or value != value or value == "":  # NaN != NaN
+        return None
+    return value if isinstance(value, str) else str(value)
+
+
+def event_from_mapping(tx: Mapping[str, Any]) -> Event:
+    """Validate and normalise one transaction mapping (the hot path's only parsing)."""
+    try:
+        t = to_us(tx["event_time"])
+        amount = float(tx["amount"])
+        txid = tx["transaction_id"]
+        card = tx["card_id"]
+        terminal = tx["terminal_id"]
+    except KeyError as err:
+        raise DataValidationError(f"transaction is missing field {err.args[0]!r}") from err
+    if txid is None or card is None or terminal is None:
+        raise DataValidationError("transaction_id, card_id and terminal_id are required")
+    return (
+        t,
+        str(txid),
+        round(amount * 100),
+        amount,
+        _clean(card),
+        _clean(terminal),
+        _clean(tx.get("merchant_id")),
+        _clean(tx.get("region")),
+        _clean(tx.get("device_id")),
+    )
+
+
+def events_from_frame(transactions: pd.DataFrame) -> list[Event]:
+    """Events of a transactions frame, sorted by the key (event_time_us, transaction_id)."""
+    from fraudops.features.offline import times_us
+
+    df = transactions
+    t = times_us(df["event_time"]).tolist()
+    amounts = df["amount"].astype("float64").tolist()
+
+    def col(name: str) -> list[Any]:
+        return [_clean(v) for v in df[name].tolist()] if name in df.columns else [None] * len(df)
+
+    events = [
+        (ti, str(k), round(a * 100), a, c, te, m, r, d)
+        for ti, k, a, c, te, m, r, d in zip(
+            t,
+            df["transaction_id"].tolist(),
+            amounts,
+            col("card_id"),
+            col("terminal_id"),
+            col("merchant_id"),
+            col("region"),
+            col("device_id"),
+            strict=True,
+        )
+    ]
+    events.sort(key=lambda e: (e[0], e[1]))
+    return events
+
+
+def labels_from_frame(
+    labels: pd.DataFrame, transactions: pd.DataFrame
+) -> list[tuple[str, int, int, Any, Any]]:
+    """Fraud labels as (txid, event_us, label_us, terminal, merchant), joined to their transaction."""
+    from fraudops.features.offline import times_us
+
+    if labels is None or len(labels) == 0:
+        return []
+    fraud = labels[labels["is_fraud"].astype(bool)]
+    where = {
+        str(k): (_clean(te), _clean(m))
+        for k, te, m in zip(
+            transactions["transaction_id"].tolist(),
+            transactions["terminal_id"].tolist(),
+            transactions["merchant_id"].tolist()
+            if "merchant_id" in transactions
+            else [None] * len(transactions),
+            strict=True,
+        )
+    }
+    out = []
+    for k, e, lt in zip(
+        fraud["transaction_id"].tolist(),
+        times_us(fraud["event_time"]).tolist(),
+        times_us(fraud["label_time"]).tolist(),
+        strict=True,
+    ):
+        k = str(k)
+        if k in where:
+            out.append((k, e, lt, where[k][0], where[k][1]))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Embedded backend
+# ---------------------------------------------------------------------------------------------
+class _Series:
+    """One entity's events in key order; card series carry prefix sums and novelty payloads."""
+
+    __slots__ = ("cs", "ks", "pay", "qs", "seen", "ts")
+
+    def __init__(self, card: bool) -> None:
+        self.ts: list[int] = []
+        self.ks: list[str] = []
+        self.cs: list[int] | None = [0] if card else None
+        self.qs: list[int] | None = [0] if card else None
+        #: card payloads: (device, terminal, region, cents)
+        self.pay: list[tuple[Any, ...]] | None = [] if card else None
+        self.seen: tuple[dict[Any, int], dict[Any, int], dict[Any, int]] | None = (
+            ({}, {}, {}) if card else None
+        )
+
+    def position(self, t: int, k: str) -> tuple[int, bool, bool]:
+        """(number of stored events before key (t, k), event is after all stored, duplicate)."""
+        ts = self.ts
+        n = len(ts)
+        if n == 0:
+            return 0, True, False
+        last = ts[-1]
+        if last < t or (last == t and self.ks[-1] < k):
+            return n, True, False
+        ks = self.ks
+        p = bisect_left(ts, t)
+        while p < n and ts[p] == t and ks[p] < k:
+            p += 1
+        return p, False, (p < n and ts[p] == t and ks[p] == k)
+
+    def insert(self, p: int, t: int, k: str, cents: int, payload: tuple[Any, ...] | None, keep: int) -> None:
+        ts = self.ts
+        cs = self.cs
+        if p == len(ts):
+            ts.append(t)
+            self.ks.append(k)
+            if cs is not None and self.qs is not None and self.pay is not None and payload is not None:
+                cs.append(cs[-1] + cents)
+                self.qs.append(self.qs[-1] + cents * cents)
+                self.pay.append(payload)
+        else:
+            ts.insert(p, t)
+            self.ks.insert(p, k)
+            if cs is not None and self.qs is not None and self.pay is not None and payload is not None:
+                self.pay.insert(p, payload)
+                cs.insert(p + 1, 0)
+                self.qs.insert(p + 1, 0)
+                _rebuild(self, p)  # prefix sums after the insertion point
+        if self.seen is not None and payload is not None:
+            for d, v in zip(self.seen, payload[:3], strict=True):
+                if v is not None and d.get(v, -1) < t:
+                    d[v] = t
+        if ts[0] <= ts[-1] - keep - keep // 8:  # trim in batches: amortised O(1) per event
+            self.trim(ts[-1] - keep)
+
+    def trim(self, bound: int) -> None:
+        cut = bisect_right(self.ts, bound)
+        del self.ts[:cut]
+        del self.ks[:cut]
+        if self.cs is not None and self.qs is not None and self.pay is not None and self.seen is not None:
+            del self.cs[:cut]
+            del self.qs[:cut]
+            del self.pay[:cut]
+            self.seen = tuple({v: t for v, t in d.items() if t > bound} for d in self.seen)  # type: ignore[assignment]
+
+
+def _rebuild(s: _Series, p: int) -> None:
+    assert s.cs is not None and s.qs is not None and s.pay is not None
+    cs, qs, pay = s.cs, s.qs, s.pay
+    for i in range(p, len(s.ts)):
+        c = pay[i][3]
+        cs[i + 1] = cs[i] + c
+        qs[i + 1] = qs[i] + c * c
+
+
+class EmbeddedBackend:
+    """In-process state (the default). Not shared between processes; fast."""
+
+    name = "embedded"
+
+    def __init__(self) -> None:
+        self.families: set[str] = set()
+        self._series: dict[str, dict[Any, _Series]] = {f: {} for f in ("card", *COUNT_WINDOWS)}
+        #: family -> entity -> {txid: (label_us, event_us)} (fraud labels only)
+        self._labels: dict[str, dict[Any, dict[str, tuple[int, int]]]] = {"terminal": {}, "merchant": {}}
+
+    # -- state ------------------------------------------------------------------------------
+    def has_families(self) -> set[str]:
+        return set(self.families)
+
+    def mark_families(self, families: Iterable[str]) -> None:
+        self.families.update(families)
+
+    def close(self) -> None:
+        pass
+
+    def clear(self) -> None:
+        self.__init__()  # type: ignore[misc]
+
+    # -- hot path ---------------------------------------------------------------------------
+    def compute(self, ev: Event, families: Sequence[str], update: bool) -> list[float]:
+        out: list[float] = []
+        for fam in families:
+            if fam == "tx":
+                out += tx_values(ev[3], ev[0])
+            elif fam == "card":
+                out += self._card(ev, update)
+            elif fam == "region":
+                c = self._counts("region", ev, ev[7], update)
+                out += region_values(c[0], c[1])
+            elif fam == "device":
+                c = self._counts("device", ev, ev[8], update)
+                out += [float(c[0]), float(c[1])]
+            else:
+                entity = ev[_FAMILY_SLOT[fam]]
+                c = self._counts(fam, ev, entity, update)
+                f7, f30 = self._frauds(fam, entity, ev[0])
+                out += risk_values(c[0], c[1], c[2], f7, f30)
+        return out
+
+    def _card(self, ev: Event, update: bool) -> list[float]:
+        t, k, cents = ev[0], ev[1], ev[2]
+        card, terminal, region, device = ev[4], ev[5], ev[7], ev[8]
+        table = self._series["card"]
+        s = table.get(card)
+        if s is None:
+            if update:
+                s = table[card] = _Series(card=True)
+                s.insert(0, t, k, cents, (device, terminal, region, cents), RETENTION_US["card"])
+            return card_values(
+                cents,
+                [0, 0, 0, 0],
+                [0, 0, 0, 0],
+                0,
+                None,
+                0 if device is None else 1,
+                1,
+                0 if region is None else 1,
+            )
+        p, after_all, dup = s.position(t, k)
+        ts = s.ts
+        cs = s.cs
+        qs = s.qs
+        assert cs is not None and qs is not None and s.pay is not None and s.seen is not None
+        lo1 = bisect_right(ts, t - H1, 0, p)
+        lo2 = bisect_right(ts, t - D1, 0, p)
+        lo3 = bisect_right(ts, t - D7, 0, p)
+        lo4 = bisect_right(ts, t - D30, 0, p)
+        cp = cs[p]
+        counts = [p - lo1, p - lo2, p - lo3, p - lo4]
+        sums = [cp - cs[lo1], cp - cs[lo2], cp - cs[lo3], cp - cs[lo4]]
+        since = t - ts[p - 1] if p > 0 else None
+        bound = t - HORIZON_US
+        if after_all:
+            seen_dev, seen_term, seen_reg = s.seen
+            if device is None:
+                new_dev = 0
+            else:
+                last = seen_dev.get(device)
+                new_dev = 0 if last is not None and last > bound else 1
+            last = seen_term.get(terminal)
+            new_term = 0 if last is not None and last > bound else 1
+            if region is None:
+                new_reg = 0
+            else:
+                last = seen_reg.get(region)
+                new_reg = 0 if last is not None and last > bound else 1
+        else:  # late event: scan its own window of history (rare)
+            window = s.pay[lo4:p]
+            new_dev = 0 if device is None or any(x[0] == device for x in window) else 1
+            new_term = 0 if any(x[1] == terminal for x in window) else 1
+            new_reg = 0 if region is None or any(x[2] == region for x in window) else 1
+        values = card_values(cents, counts, sums, qs[p] - qs[lo4], since, new_dev, new_term, new_reg)
+        if update and not dup:
+            s.insert(p, t, k, cents, (device, terminal, region, cents), RETENTION_US["card"])
+        return values
+
+    def _counts(self, fam: str, ev: Event, entity: Any, update: bool) -> list[int]:
+        windows = COUNT_WINDOWS[fam]
+        if entity is None:
+            return [0] * len(windows)
+        table = self._series[fam]
+        s = table.get(entity)
+        t, k = ev[0], ev[1]
+        if s is None:
+            if update:
+                s = table[entity] = _Series(card=False)
+                s.insert(0, t, k, 0, None, RETENTION_US[fam])
+            return [0] * len(windows)
+        p, _, dup = s.position(t, k)
+        ts = s.ts
+        counts = [p - bisect_right(ts, t - w, 0, p) for w in windows]
+        if update and not dup:
+            s.insert(p, t, k, 0, None, RETENTION_US[fam])
+        return counts
+
+    def _frauds(self, fam: str, entity: Any, t: int) -> tuple[int, int]:
+        if entity is None:
+            return 0, 0
+        labels = self._labels[fam].get(entity)
+        if not labels:
+            return 0, 0
+        b7, b30 = t - D7, t - D30
+        f7 = f30 = 0
+        for label_us, event_us in labels.values():
+            if label_us < t and event_us > b30:
+                f30 += 1
+                if event_us > b7:
+                    f7 += 1
+        return f7, f30
+
+    # -- labels and bulk loads --------------------------------------------------------------
+    def add_label(self, txid: str, event_us: int, label_us: int, terminal: Any, merchant: Any) -> None:
+        label_us = max(label_us, event_us)
+        for fam, entity in (("terminal", terminal), ("merchant", merchant)):
+            if entity is None:
+                continue
+            table = self._labels[fam].setdefault(entity, {})
+            old = table.get(txid)
+            if old is None or label_us < old[0]:
+                table[txid] = (label_us, event_us)
+            if len(table) > 64 and len(table) % 64 == 0:  # drop labels past the horizon
+                bound = event_us - RETENTION_US[fam]
+                for key in [key for key, (_, e) in table.items() if e <= bound]:
+                    del table[key]
+
+    def backfill(self, events: Iterable[Event], families: Sequence[str]) -> int:
+        n = 0
+        fams = [f for f in families if f != "tx"]
+        for ev in events:
+            n += 1
+            for fam in fams:
+                if fam == "card":
+                    self._card(ev, True)
+                else:
+                    self._counts(fam, ev, ev[_FAMILY_SLOT[fam]], True)
+        return n
+
+
+# ---------------------------------------------------------------------------------------------
+# Redis backend
+# ---------------------------------------------------------------------------------------------
+_SEP = "\x00"
+
+
+def _scan_card(
+    rows: Sequence[tuple[int, str, int, Any, Any, Any]],
+    t: int,
+    k: str,
+    cents: int,
+    device: Any,
+    terminal: Any,
+    region: Any,
+) -> list[float]:
+    """Card family from an unordered list of (t, txid, cents, device, terminal, region) rows."""
+    counts = [0, 0, 0, 0]
+    sums = [0, 0, 0, 0]
+    q30 = 0
+    last: int | None = None
+    new_dev = 0 if device is None else 1
+    new_term = 1
+    new_reg = 0 if region is None else 1
+    b1, b2, b3, b4 = t - H1, t - D1, t - D7, t - D30
+    for tj, kj, cj, dj, tej, rj in rows:
+        if tj > t or (tj == t and kj >= k) or tj <= b4:
+            continue
+        counts[3] += 1
+        sums[3] += cj
+        q30 += cj * cj
+        if tj > b3:
+            counts[2] += 1
+            sums[2] += cj
+            if tj > b2:
+                counts[1] += 1
+                sums[1] += cj
+                if tj > b1:
+                    counts[0] += 1
+                    sums[0] += cj
+        if last is None or tj > last:
+            last = tj
+        if device is not None and dj == device:
+            new_dev = 0
+        if tej == terminal:
+            new_term = 0
+        if region is not None and rj == region:
+            new_reg = 0
+    return card_values(
+        cents, counts, sums, q30, None if last is None else t - last, new_dev, new_term, new_reg
+    )
+
+
+def _enc(v: Any) -> str:
+    return "" if v is None else str(v)
+
+
+def _dec(v: str) -> Any:
+    return None if v == "" else v
+
+
+class RedisBackend:
+    """Shared state in Redis for several scoring replicas; one round trip per request."""
+
+    name = "redis"
+
+    def __init__(self, url: str, prefix: str = "fraudops:features", client: Any = None) -> None:
+        import redis
+
+        self.url = url
+        self.prefix = prefix
+        self.r = client or redis.Redis.from_url(url, decode_responses=True)
+
+    def _key(self, fam: str, entity: Any) -> str:
+        return f"{self.prefix}:{fam}:{entity}"
+
+    def has_families(self) -> set[str]:
+        return set(self.r.smembers(f"{self.prefix}:families"))
+
+    def mark_families(self, families: Iterable[str]) -> None:
+        fams = list(families)
+        if fams:
+            self.r.sadd(f"{self.prefix}:families", *fams)
+
+    def close(self) -> None:
+        self.r.close()
+
+    def clear(self) -> None:
+        keys = list(self.r.scan_iter(f"{self.prefix}:*", count=1000))
+        for i in range(0, len(keys), 1000):
+            self.r.delete(*keys[i : i + 1000])
+
+    def compute(self, ev: Event, families: Sequence[str], update: bool) -> list[float]:
+        t, k, cents = ev[0], ev[1], ev[2]
+        pipe = self.r.pipeline(transaction=False)
+        plan: list[tuple[str, Any]] = []
+        for fam in families:
+            if fam == "tx":
+                continue
+            entity = ev[_FAMILY_SLOT[fam]]
+            plan.append((fam, entity))
+            if entity is None:
+                continue
+            key = self._key(fam, entity)
+            if fam == "card":
+                pipe.zrangebyscore(key, f"({t - D30}", t, withscores=True)
+                continue
+            for w in COUNT_WINDOWS[fam]:
+                pipe.zcount(key, f"({t - w}", f"({t}")
+            pipe.zrangebyscore(key, t, t)  # same-timestamp members: ordered by transaction_id
+            if fam in ("terminal", "merchant"):
+                pipe.zrangebyscore(
+                    self._key(fam + "_labels", entity), f"({t - D30}", f"({t}", withscores=True
+                )
+        if update:
+            for fam, entity in plan:
+                if entity is None:
+                    continue
+                key = self._key(fam, entity)
+                if fam == "card":
+                    member = _SEP.join((k, str(cents), _enc(ev[8]), _enc(ev[5]), _enc(ev[7])))
+                else:
+                    member = k
+                pipe.zadd(key, {member: t})
+                pipe.zremrangebyscore(key, "-inf", t - RETENTION_US[fam])
+        results = pipe.execute() if plan else []
+        out: list[float] = []
+        i = 0
+        for fam in families:
+            if fam == "tx":
+                out += tx_values(ev[3], t)
+                continue
+            entity = ev[_FAMILY_SLOT[fam]]
+            if fam == "card":
+                rows = []
+                for member, score in results[i]:
+                    kj, cj, dj, tej, rj = member.split(_SEP)
+                    rows.append((int(score), kj, int(cj), _dec(dj), _dec(tej), _dec(rj)))
+                i += 1
+                out += _scan_card(rows, t, k, cents, ev[8], ev[5], ev[7])
+                continue
+            windows = COUNT_WINDOWS[fam]
+            if entity is None:
+                counts = [0] * len(windows)
+                frauds = (0, 0)
+            else:
+                ties = sum(1 for m in results[i + len(windows)] if m < k)
+                counts = [int(c) + ties for c in results[i : i + len(windows)]]
+                i += len(windows) + 1
+                frauds = (0, 0)
+                if fam in ("terminal", "merchant"):
+                    frauds = _count_frauds(results[i], t)
+                    i += 1
+            if fam == "region":
+                out += region_values(counts[0], counts[1])
+            elif fam == "device":
+                out += [float(counts[0]), float(counts[1])]
+            else:
+                out += risk_values(counts[0], counts[1], counts[2], frauds[0], frauds[1])
+        return out
+
+    def add_label(self, txid: str, event_us: int, label_us: int, terminal: Any, merchant: Any) -> None:
+        label_us = max(label_us, event_us)
+        pipe = self.r.pipeline(transaction=False)
+        for fam, entity in (("terminal", terminal), ("merchant", merchant)):
+            if entity is None:
+                continue
+            key = self._key(fam + "_labels", entity)
+            pipe.zadd(key, {f"{txid}{_SEP}{label_us}": event_us})
+            pipe.zremrangebyscore(key, "-inf", event_us - RETENTION_US[fam])
+        pipe.execute()
+
+    def add_labels(self, labels: Iterable[tuple[str, int, int, Any, Any]]) -> None:
+        pipe = self.r.pipeline(transaction=False)
+        for n, (txid, event_us, label_us, terminal, merchant) in enumerate(labels, 1):
+            label_us = max(label_us, event_us)
+            for fam, entity in (("terminal", terminal), ("merchant", merchant)):
+                if entity is not None:
+                    pipe.zadd(self._key(fam + "_labels", entity), {f"{txid}{_SEP}{label_us}": event_us})
+            if n % 5000 == 0:
+                pipe.execute()
+        pipe.execute()
+
+    def backfill(self, events: Iterable[Event], families: Sequence[str]) -> int:
+        pipe = self.r.pipeline(transaction=False)
+        n = 0
+        fams = [f for f in families if f != "tx"]
+        for ev in events:
+            n += 1
+            t, k = ev[0], ev[1]
+            for fam in fams:
+                entity = ev[_FAMILY_SLOT[fam]]
+                if entity is None:
+                    continue
+                if fam == "card":
+                    member = _SEP.join((k, str(ev[2]), _enc(ev[8]), _enc(ev[5]), _enc(ev[7])))
+                else:
+                    member = k
+                pipe.zadd(self._key(fam, entity), {member: t})
+            if n % 2000 == 0:
+                pipe.execute()
+        pipe.execute()
+        return n
+
+
+def _count_frauds(rows: Sequence[tuple[str, float]], t: int) -> tuple[int, int]:
+    first: dict[str, tuple[int, int]] = {}
+    for member, score in rows:
+        txid, label = member.split(_SEP)
+        label_us = int(label)
+        old = first.get(txid)
+        if old is None or label_us < old[0]:
+            first[txid] = (label_us, int(score))
+    b7 = t - D7
+    f7 = f30 = 0
+    for label_us, event_us in first.values():
+        if label_us < t:
+            f30 += 1
+            if event_us > b7:
+                f7 += 1
+    return f7, f30
+
+
+# ---------------------------------------------------------------------------------------------
+# The store
+# ---------------------------------------------------------------------------------------------
+class OnlineFeatureStore:
+    """Exactly ``spec``'s vector for each event, from incremental per-entity state."""
+
+    def __init__(
+        self,
+        spec: FeatureSpec | None = None,
+        backend: EmbeddedBackend | RedisBackend | None = None,
+        registry: FeatureRegistry | None = None,
+    ) -> None:
+        self.registry = registry
+        self.backend = backend if backend is not None else EmbeddedBackend()
+        self._configure(spec or FeatureSpec.default(registry))
+        self.backend.mark_families(self.families)
+
+    def _configure(self, spec: FeatureSpec) -> None:
+        resolve(spec, self.registry)  # refuses missing / mismatched features, naming each
+        fams = families_for(spec.names)
+        layout = [name for fam in fams for name in FAMILY_FEATURES[fam]]
+        self.spec = spec
+        self.families: tuple[str, ...] = tuple(fams)
+        self._index = [layout.index(n) for n in spec.names]
+
+    @property
+    def feature_names(self) -> list[str]:
+        return self.spec.names
+
+    def update_and_vector(self, tx: Mapping[str, Any]) -> list[float]:
+        """Record ``tx`` in the state and return its feature vector (computed before recording)."""
+        values = self.backend.compute(event_from_mapping(tx), self.families, True)
+        return [values[i] for i in self._index]
+
+    def vector(self, tx: Mapping[str, Any]) -> list[float]:
+        """The vector ``tx`` would get, without recording it."""
+        values = self.backend.compute(event_from_mapping(tx), self.families, False)
+        return [values[i] for i in self._index]
+
+    def add_label(
+        self,
+        transaction_id: str,
+        event_time: Any,
+        label_time: Any,
+        is_fraud: bool,
+        terminal_id: Any,
+        merchant_id: Any = None,
+    ) -> None:
+        """Record a label; it counts for events later than ``label_time`` (genuine labels are ignored)."""
+        if not is_fraud:
+            return
+        self.backend.add_label(
+            str(transaction_id),
+            to_us(event_time),
+            to_us(label_time),
+            _clean(terminal_id),
+            _clean(merchant_id),
+        )
+
+    # -- warm start -------------------------------------------------------------------------
+    def backfill(
+        self,
+        transactions: pd.DataFrame,
+        labels: pd.DataFrame | None = None,
+        families: Sequence[str] | None = None,
+    ) -> int:
+        """Load history (transactions before the first live event, labels already known)."""
+        fams = list(families if families is not None else self.families)
+        events = events_from_frame(transactions)
+        n = self.backend.backfill(events, fams)
+        if labels is not None and any(f in fams for f in ("terminal", "merchant")):
+            label_rows = labels_from_frame(labels, transactions)
+            if isinstance(self.backend, RedisBackend):
+                self.backend.add_labels(label_rows)
+            else:
+                for row in label_rows:
+                    self.backend.add_label(*row)
+        self.backend.mark_families(fams)
+        return n
+
+    def warm_from_warehouse(
+        self,
+        warehouse: Warehouse,
+        as_of: dt.datetime,
+        families: Sequence[str] | None = None,
+        history_days: int = HORIZON_DAYS,
+    ) -> int:
+        """Backfill from the warehouse: transactions in [as_of - history, as_of), labels known by as_of."""
+        from fraudops.features.offline import load_window
+
+        if history_days < HORIZON_DAYS:
+            raise FeatureSpecError(f"history_days must be >= {HORIZON_DAYS} (the longest feature window)")
+        tx, labels = load_window(warehouse, as_of, as_of, history_days)
+        return self.backfill(tx, labels, families)
+
+    def activate(
+        self,
+        spec: FeatureSpec,
+        *,
+        warehouse: Warehouse | None = None,
+        as_of: dt.datetime | None = None,
+        transactions: pd.DataFrame | None = None,
+        labels: pd.DataFrame | None = None,
+    ) -> list[str]:
+        """Switch to ``spec``; families it adds are backfilled first so they never start cold.
+
+        Returns the families that were backfilled. Refuses (``FeatureSpecError``) when new state is
+        needed and no history source (warehouse + as_of, or frames) is given.
+        """
+        resolve(spec, self.registry)
+        new = [f for f in families_for(spec.names) if f != "tx" and f not in self.backend.has_families()]
+        if new:
+            if transactions is not None:
+                self.backfill(transactions, labels, new)
+            elif warehouse is not None and as_of is not None:
+                self.warm_from_warehouse(warehouse, as_of, new)
+            else:
+                raise FeatureSpecError(
+                    f"activating {spec.id} needs state for {new}: pass warehouse and as_of (or frames) to backfill"
+                )
+        self._configure(spec)
+        self.backend.mark_families(self.families)
+        return new
+
+
+def iter_vectors(store: OnlineFeatureStore, events: Iterable[Mapping[str, Any]]) -> Iterator[list[float]]:
+    for tx in events:
+        yield store.update_and_vector(tx)

@@ -750,7 +750,8 @@ class OnlineFeatureStore:
                 self.warm_from_warehouse(warehouse, as_of, new)
             else:
                 raise FeatureSpecError(
-                    f"activating {spec.id} needs state for {new}: pass warehouse and as_of (or frames) to backfill"
+                    f"activating {spec.id} needs state for {new}: "
+                    "pass warehouse and as_of (or frames) to backfill"
                 )
         self._configure(spec)
         self.backend.mark_families(self.families)

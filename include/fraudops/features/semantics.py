@@ -73,7 +73,7 @@ def to_us(value: Any) -> int:
     if isinstance(value, bool):
         raise DataValidationError(f"event_time must be a timestamp, got {value!r}")
     if isinstance(value, int | float):
-        return int(round(value * 1e6))
+        return round(value * 1e6)
     if isinstance(value, str):
         try:
             parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))

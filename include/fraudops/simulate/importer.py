@@ -282,7 +282,8 @@ def validate(
                 "event_time": event_time[labelled].to_numpy(),
                 "label_time": pd.Series(label_time)[labelled].to_numpy(),
                 "is_fraud": is_fraud[labelled].astype(bool).to_numpy(),
-                "label_source": source if source != "import" else "import",
+                # The label's provenance is the import itself; ``source`` names the transactions' origin.
+                "label_source": "import",
             }
         )
         for col in ("event_time", "label_time"):

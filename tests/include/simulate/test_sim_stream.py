@@ -1,0 +1,111 @@
+"""Stream mode against a real local HTTP server (recording requests) and the real emulator."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
+
+import pytest
+
+from fraudops.simulate import SimulationConfig, stream
+from fraudops.simulate.config import ScenarioRates
+from fraudops.simulate.stream import PAYLOAD_FIELDS
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    received: ClassVar[list[dict[str, object]]] = []
+    lock = threading.Lock()
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        with self.lock:
+            self.received.append({"path": self.path, **body})
+        payload = b'{"score": 0.01, "decision": "approve"}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args: object) -> None:
+        return
+
+
+@pytest.fixture()
+def scoring_server() -> Iterator[tuple[str, list[dict[str, object]]]]:
+    received: ClassVar[list[dict[str, object]]] = []
+    handler = type("Handler", (_Recorder,), {"received": received})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", received
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_sends_at_target_rate_with_the_payload_contract(scoring_server: tuple[str, list]) -> None:
+    url, received = scoring_server
+    report = stream(rate=80, speed=600, url=url, duration_s=2.5, seed=3, start="2026-04-01")
+    assert report.errors == 0 and report.ok == report.sent == len(received)
+    assert 0.85 * 80 * 2.5 <= report.sent <= 1.05 * 80 * 2.5
+    assert 70 <= report.achieved_rate <= 90
+    first = received[0]
+    assert first["path"] == "/score"
+    assert set(first) - {"path"} == set(PAYLOAD_FIELDS)
+    assert str(first["timestamp"]).startswith("2026-04-01T")
+    assert len({r["transaction_id"] for r in received}) == len(received)
+    assert report.latency_percentiles()["p50"] > 0
+    assert "latency ms: p50" in report.summary()
+
+
+def test_unreachable_service_counts_errors_instead_of_crashing() -> None:
+    from fraudops.stack.process import free_port
+
+    report = stream(
+        rate=50,
+        speed=60,
+        url=f"http://127.0.0.1:{free_port()}",
+        max_transactions=20,
+        seed=1,
+        start="2026-04-01",
+    )
+    assert report.sent == 20 and report.errors == 20 and report.ok == 0
+    assert sum(report.error_kinds.values()) == 20
+
+
+@pytest.mark.integration
+def test_writes_transactions_and_labels_when_they_come_due(
+    scoring_server: tuple[str, list], warehouse: object
+) -> None:
+    url, received = scoring_server
+    # Many frauds in a small world so labels show up within seconds at 2 event days per second.
+    rates = replace(ScenarioRates(), account_takeover_per_day=2_000.0, stolen_card_spree_per_day=600.0)
+    cfg = SimulationConfig(n_cards=2_000, n_customers=1_800, n_merchants=200, n_terminals=500, rates=rates)
+    report = stream(
+        rate=150,
+        speed=172_800,
+        url=url,
+        duration_s=5.0,
+        seed=8,
+        start="2026-04-01",
+        config=cfg,
+        warehouse=warehouse,
+        flush_interval_s=1.0,
+    )  # type: ignore[arg-type]
+    assert report.warehouse_errors == 0
+    assert report.transactions_written == report.sent == len(received)
+    assert warehouse.count("transactions") == report.sent  # type: ignore[attr-defined]
+    assert report.labels_written > 0 and report.labels_pending > 0
+    # Every written label was due: its label_time is not after the last event sent.
+    late = warehouse.query(  # type: ignore[attr-defined]
+        "SELECT COUNT(*) AS n FROM labels WHERE label_time > @clock", {"clock": report.event_end}
+    )
+    assert late == [{"n": 0}]
+    assert warehouse.count("labels") == report.labels_written  # type: ignore[attr-defined]
+    assert warehouse.count("sim_ground_truth") > 0  # type: ignore[attr-defined]

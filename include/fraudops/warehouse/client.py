@@ -183,7 +183,11 @@ class Warehouse:
 
     def drop_dataset(self) -> None:
         self.client.delete_dataset(
-            f"{self.cfg.project}.{self.cfg.dataset}", delete_contents=True, not_found_ok=True
+            f"{self.cfg.project}.{self.cfg.dataset}",
+            delete_contents=True,
+            not_found_ok=True,
+            retry=self._retry(),
+            timeout=self.cfg.timeout_s,
         )
 
     # -- queries ----------------------------------------------------------------------------
@@ -344,6 +348,7 @@ class Warehouse:
                     source_format=bigquery.SourceFormat.PARQUET,
                     write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE,
                 ),
+                num_retries=1,
                 timeout=self.cfg.timeout_s,
             )
             job.result(retry=self._retry(), timeout=self.cfg.timeout_s)
@@ -362,7 +367,9 @@ class Warehouse:
             raise self._wrap(f"upsert into {spec.name}", err) from err
         finally:
             try:
-                self.client.delete_table(staging_id, not_found_ok=True, timeout=self.cfg.timeout_s)
+                self.client.delete_table(
+                    staging_id, not_found_ok=True, retry=self._retry(), timeout=self.cfg.timeout_s
+                )
             except Exception:  # cleanup is best effort; staging names are unique
                 log.warning("could not drop staging table %s", staging_id)
 

@@ -1,0 +1,377 @@
+"""The MLflow model registry as fraudops uses it: register bundles, move aliases, audit every move.
+
+Why aliases: the scoring service and the release DAG never hard-code a version; they resolve
+``champion`` / ``challenger-*`` in the registry, so promotion and rollback are a pointer move and
+nothing is rebuilt. Every move made through :func:`move_alias` also appends a row to the warehouse
+``deployments`` table (who, what, when, why), because MLflow keeps only the current pointer.
+
+A registered version carries two things:
+
+* the ONNX model, logged with ``mlflow.onnx.log_model`` (so ``models:/NAME@ALIAS`` loads anywhere);
+* the whole artifact bundle (manifest, feature spec, reference profile, metrics, validation result)
+  under the run's ``bundle/`` artifacts, which :func:`download_artifact_dir` fetches and verifies
+  for serving. Serving uses the bundle, never a pickle.
+
+``import mlflow`` takes seconds, so it happens inside the functions.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import subprocess
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fraudops.config import REPO_ROOT, load_settings
+from fraudops.exceptions import PermanentError, ServiceError
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
+
+    from fraudops.warehouse import Warehouse
+
+log = logging.getLogger(__name__)
+
+#: Run artifact folder holding the full bundle next to the logged ONNX model.
+BUNDLE_ARTIFACT_PATH = "bundle"
+#: Name of the logged model inside the run.
+MODEL_ARTIFACT_NAME = "model"
+#: Actions the ``deployments`` audit table knows.
+ACTIONS: tuple[str, ...] = ("bootstrap", "shadow", "promote", "rollback", "retire", "confirm")
+
+
+@dataclass(frozen=True)
+class RegisteredModel:
+    """A new model version (everything XCom needs to pass on)."""
+
+    name: str
+    version: str
+    run_id: str
+    #: ``models:/NAME/VERSION``.
+    model_uri: str
+
+
+@dataclass(frozen=True)
+class AliasMove:
+    """Outcome of :func:`move_alias`; ``moved`` is False when the alias already pointed there."""
+
+    model_name: str
+    alias: str
+    version: str
+    previous_version: str | None
+    moved: bool
+    deployment_id: str | None = None
+
+
+def _tracking_uri(tracking_uri: str | None) -> str:
+    return tracking_uri or load_settings().mlflow.tracking_uri
+
+
+def _client(tracking_uri: str | None) -> MlflowClient:
+    from mlflow.tracking import MlflowClient
+
+    uri = _tracking_uri(tracking_uri)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def git_revision(repo: Path = REPO_ROOT) -> str:
+    """``git rev-parse HEAD`` of the checkout, or "unknown" (no git, not a checkout, timeout)."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=5, check=True
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() or "unknown"
+
+
+def _is_not_found(err: Exception) -> bool:
+    code = getattr(err, "error_code", "")
+    return code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE") or "not found" in str(err).lower()
+
+
+def _flat_tag_value(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return "/".join(str(v) for v in value)
+    return str(value)
+
+
+def register_artifact(
+    artifact_dir: str | Path,
+    *,
+    tracking_uri: str | None = None,
+    model_name: str | None = None,
+    metrics: Mapping[str, float] | None = None,
+    params: Mapping[str, Any] | None = None,
+    tags: Mapping[str, str] | None = None,
+    plots: Sequence[str | Path] = (),
+    experiment: str | None = None,
+    run_name: str | None = None,
+) -> RegisteredModel:
+    """Log a verified bundle as a new version of ``model_name`` and tag it; returns the version.
+
+    ``metrics`` defaults to the bundle's ``metrics.json``. Version tags: ``data_window``,
+    ``feature_set``, ``auc``, ``ap``, ``git_revision``, ``model_family``, ``decision_threshold``,
+    ``model_sha256`` plus ``tags`` (which win on conflicts).
+    """
+    import json
+
+    import mlflow
+    import mlflow.onnx
+    import numpy as np
+    import onnx
+    from mlflow.models import infer_signature
+
+    from fraudops.training.package import METRICS_FILE, MODEL_FILE, read_manifest
+
+    root = Path(artifact_dir)
+    manifest = read_manifest(root)
+    settings = load_settings().mlflow
+    uri = _tracking_uri(tracking_uri)
+    name = model_name or settings.model_name
+    if metrics is None:
+        metrics_file = root / METRICS_FILE
+        metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
+    metrics = {k: float(v) for k, v in metrics.items()}
+
+    window = manifest.get("data_window")
+    version_tags: dict[str, str] = {
+        "data_window": _flat_tag_value(window) if window else "unknown",
+        "feature_set": str(manifest["feature_spec_id"]),
+        "model_family": str(manifest["model_family"]),
+        "decision_threshold": str(manifest["decision_threshold"]),
+        "latency_budget_ms": str(manifest["latency_budget_ms"]),
+        "model_sha256": str(manifest["files"][MODEL_FILE]),
+        "git_revision": git_revision(),
+        "bundle_artifact_path": BUNDLE_ARTIFACT_PATH,
+    }
+    for key, metric in (("auc", "roc_auc"), ("ap", "average_precision")):
+        if metric in metrics:
+            version_tags[key] = f"{metrics[metric]:.6f}"
+    version_tags.update({k: str(v) for k, v in (tags or {}).items()})
+
+    onx = onnx.load(str(root / MODEL_FILE))
+    n_features = int(manifest["n_features"])
+    # Tensor signature: float32 [-1, n_features] in, [-1, 2] probabilities out.
+    signature = infer_signature(np.zeros((1, n_features), np.float32), np.zeros((1, 2), np.float32))
+
+    try:
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(uri)
+        mlflow.set_experiment(experiment or settings.experiment)
+        with mlflow.start_run(run_name=run_name) as run:
+            mlflow.set_tags({**version_tags, "model_name": name})
+            flat_params = {
+                "feature_spec_id": manifest["feature_spec_id"],
+                "model_family": manifest["model_family"],
+                "onnx_opset": manifest.get("onnx_opset"),
+                "decision_threshold": manifest["decision_threshold"],
+                **{k: v for k, v in (params or {}).items()},
+            }
+            mlflow.log_params({k: _flat_tag_value(v)[:6000] for k, v in flat_params.items()})
+            if metrics:
+                mlflow.log_metrics(metrics)
+            for plot in plots:
+                mlflow.log_artifact(str(plot), artifact_path="plots")
+            mlflow.log_artifacts(str(root), artifact_path=BUNDLE_ARTIFACT_PATH)
+            info = mlflow.onnx.log_model(
+                onx,
+                name=MODEL_ARTIFACT_NAME,
+                registered_model_name=name,
+                signature=signature,
+                # Declared, not inferred: inference re-imports the model in a subprocess (~10 s).
+                pip_requirements=_serving_requirements(),
+                # One self-contained .onnx file (the bundle is hashed the same way).
+                save_as_external_data=False,
+            )
+            run_id = run.info.run_id
+    except Exception as err:
+        if _is_connection_error(err):
+            raise ServiceError("mlflow", f"cannot reach {uri}: {err}") from err
+        raise
+    version = str(info.registered_model_version)
+    client = _client(uri)
+    for key, value in version_tags.items():
+        client.set_model_version_tag(name, version, key, value)
+    log.info("registered %s version %s (run %s)", name, version, run_id)
+    return RegisteredModel(name=name, version=version, run_id=run_id, model_uri=f"models:/{name}/{version}")
+
+
+def _serving_requirements() -> list[str]:
+    """Exact pins of what loading the logged ONNX model needs, from this environment."""
+    from importlib.metadata import version
+
+    return [f"{pkg}=={version(pkg)}" for pkg in ("onnx", "onnxruntime", "numpy")]
+
+
+def _is_connection_error(err: Exception) -> bool:
+    from requests import exceptions as rexc
+
+    return isinstance(err, rexc.ConnectionError | ConnectionError) or "Max retries exceeded" in str(err)
+
+
+def get_alias_version(model_name: str, alias: str, *, tracking_uri: str | None = None) -> str | None:
+    """The version ``alias`` points to, or None when the alias (or the model) does not exist."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(_client(tracking_uri).get_model_version_by_alias(model_name, alias).version)
+    except MlflowException as err:
+        if _is_not_found(err):
+            return None
+        raise
+
+
+def set_alias(model_name: str, alias: str, version: str | int, *, tracking_uri: str | None = None) -> bool:
+    """Point ``alias`` at ``version``; returns False (and changes nothing) if it already does."""
+    from mlflow.exceptions import MlflowException
+
+    client = _client(tracking_uri)
+    target = str(version)
+    if get_alias_version(model_name, alias, tracking_uri=tracking_uri) == target:
+        return False
+    try:
+        client.get_model_version(model_name, target)
+    except MlflowException as err:
+        if _is_not_found(err):
+            raise PermanentError(f"model {model_name!r} has no version {target}") from err
+        raise
+    client.set_registered_model_alias(model_name, alias, target)
+    return True
+
+
+def delete_alias(model_name: str, alias: str, *, tracking_uri: str | None = None) -> bool:
+    """Remove ``alias``; returns False if it did not exist."""
+    if get_alias_version(model_name, alias, tracking_uri=tracking_uri) is None:
+        return False
+    _client(tracking_uri).delete_registered_model_alias(model_name, alias)
+    return True
+
+
+def resolve_version(model_name: str, alias_or_version: str | int, *, tracking_uri: str | None = None) -> str:
+    """A version number for ``alias_or_version`` (digits mean a version, anything else an alias)."""
+    ref = str(alias_or_version)
+    if ref.isdigit():
+        return ref
+    version = get_alias_version(model_name, ref, tracking_uri=tracking_uri)
+    if version is None:
+        raise PermanentError(f"model {model_name!r} has no alias {ref!r}")
+    return version
+
+
+def download_artifact_dir(
+    model_name: str,
+    alias_or_version: str | int,
+    dest: str | Path,
+    *,
+    tracking_uri: str | None = None,
+    verify: bool = True,
+    latency_budget_ms: float | None = None,
+) -> Path:
+    """Fetch the bundle of a version (or alias) into ``dest``; verified unless ``verify=False``.
+
+    Returns the bundle directory (``dest/bundle``), ready for ``load_scorer``.
+    """
+    import mlflow.artifacts
+
+    from fraudops.training.package import verify_artifact
+
+    uri = _tracking_uri(tracking_uri)
+    version = resolve_version(model_name, alias_or_version, tracking_uri=uri)
+    mv = _client(uri).get_model_version(model_name, version)
+    if not mv.run_id:
+        raise PermanentError(f"{model_name} version {version} has no run; cannot find its bundle")
+    path = (mv.tags or {}).get("bundle_artifact_path", BUNDLE_ARTIFACT_PATH)
+    Path(dest).mkdir(parents=True, exist_ok=True)
+    local = Path(
+        mlflow.artifacts.download_artifacts(
+            run_id=mv.run_id, artifact_path=path, dst_path=str(dest), tracking_uri=uri
+        )
+    )
+    if verify:
+        verify_artifact(local, latency_budget_ms=latency_budget_ms)
+    return local
+
+
+def record_deployment(
+    warehouse: Warehouse,
+    *,
+    model_name: str,
+    alias: str,
+    version: str | None,
+    previous_version: str | None,
+    action: str,
+    actor: str | None,
+    reason: str | None,
+) -> str:
+    """Append one row to the ``deployments`` audit table; returns its ``deployment_id``."""
+    if action not in ACTIONS:
+        raise ValueError(f"unknown deployment action {action!r}; expected one of {ACTIONS}")
+    deployment_id = str(uuid.uuid4())
+    warehouse.upsert(
+        "deployments",
+        [
+            {
+                "deployment_id": deployment_id,
+                "model_name": model_name,
+                "alias": alias,
+                "model_version": None if version is None else str(version),
+                "previous_version": None if previous_version is None else str(previous_version),
+                "action": action,
+                "actor": actor,
+                "reason": reason,
+                "deployed_at": dt.datetime.now(dt.UTC),
+            }
+        ],
+    )
+    return deployment_id
+
+
+def move_alias(
+    warehouse: Warehouse,
+    *,
+    model_name: str,
+    alias: str,
+    version: str | int,
+    action: str,
+    actor: str | None = None,
+    reason: str | None = None,
+    tracking_uri: str | None = None,
+) -> AliasMove:
+    """Point ``alias`` at ``version`` and record it; a no-op (no row) if it already points there.
+
+    If the audit row cannot be written, the alias is put back (or removed) before the error
+    propagates: a move is only ever visible together with its record, so a retry redoes both.
+    """
+    if action not in ACTIONS:
+        raise ValueError(f"unknown deployment action {action!r}; expected one of {ACTIONS}")
+    target = str(version)
+    previous = get_alias_version(model_name, alias, tracking_uri=tracking_uri)
+    if previous == target:
+        log.info("%s@%s already at version %s; nothing to do", model_name, alias, target)
+        return AliasMove(model_name, alias, target, previous, moved=False)
+    set_alias(model_name, alias, target, tracking_uri=tracking_uri)
+    try:
+        deployment_id = record_deployment(
+            warehouse,
+            model_name=model_name,
+            alias=alias,
+            version=target,
+            previous_version=previous,
+            action=action,
+            actor=actor,
+            reason=reason,
+        )
+    except Exception:
+        log.error("audit write failed; reverting %s@%s to %s", model_name, alias, previous)
+        if previous is None:
+            delete_alias(model_name, alias, tracking_uri=tracking_uri)
+        else:
+            set_alias(model_name, alias, previous, tracking_uri=tracking_uri)
+        raise
+    log.info("%s@%s: %s -> %s (%s by %s)", model_name, alias, previous, target, action, actor)
+    return AliasMove(model_name, alias, target, previous, moved=True, deployment_id=deployment_id)

@@ -108,3 +108,33 @@ def fraudops_env(
     monkeypatch.setenv("FRAUDOPS_MLFLOW_TRACKING_URI", mlflow_server)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
     return state
+
+
+# DAG files import `fraudops_airflow` from plugins/ (Airflow puts plugins/ and dags/ on sys.path).
+for _p in (REPO / "plugins", REPO / "dags"):
+    if str(_p) not in sys.path:
+        sys.path.insert(0, str(_p))
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Path:
+    """Airflow's metadata DB (SQLite in the private AIRFLOW_HOME), migrated once per session."""
+    import subprocess
+
+    _AIRFLOW_HOME.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        [str(Path(sys.executable).parent / "airflow"), "db", "migrate"],
+        env=dict(os.environ),
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    return _AIRFLOW_HOME
+
+
+@pytest.fixture()
+def small_world() -> object:
+    """A small simulated world (fast to backfill and train on, still ~0.5% fraud with every scenario)."""
+    from fraudops.simulate import SimulationConfig
+
+    return SimulationConfig(n_cards=4000, n_customers=3500, n_merchants=300, n_terminals=800)

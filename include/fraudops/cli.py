@@ -20,6 +20,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "simulate": "fraudops.simulate.commands:simulate",
     "import": "fraudops.simulate.commands:import_cmd",
     "features": "fraudops.features.commands:features",
+    "train": "fraudops.pipeline.commands:train",
 }
 
 

@@ -1,0 +1,171 @@
+"""
+### fraud_retrain — validated data → point-in-time features → model → ONNX artifact → MLflow registry
+
+Runs weekly, **or** whenever `fraud_drift_monitor` emits the drift Asset, **or** from the trigger
+form (window, label maturity, model family, hyper-parameters).
+
+1. **extract** the training window (plus feature history) and the labels known by `as_of`.
+2. **validate** it with Great Expectations — a failure stops the run (no retries) and keeps the
+   validation result; nothing is registered.
+3. **build_features** point-in-time from the feature store's offline builder.
+4. **train** the chosen family and the other one as baseline on one time-ordered split.
+5. **evaluate** both on a later holdout (AUC, AP, recall at fixed FPR, card precision@k, money).
+6. **package** the candidate as an ONNX bundle (parity-checked, verified in a fresh session,
+   latency-budgeted) with its feature spec and drift reference profile.
+7. **register** a model version in MLflow and emit the `fraudops_candidate` Asset, which starts
+   `fraud_release`.
+
+Every step is a function in `fraudops.pipeline.retrain`; `fraudops train` runs the same steps.
+XCom carries only paths, versions and metric dicts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from airflow.sdk import Param, dag, task
+from airflow.timetables.assets import AssetOrTimeSchedule
+from airflow.timetables.trigger import CronTriggerTimetable
+from fraudops_airflow.assets import CANDIDATE, DRIFT
+from fraudops_airflow.tasks import run_key, run_step
+
+DAG_ID = "fraud_retrain"
+
+
+def _ctx(run_id: str | None) -> object:
+    from fraudops.pipeline.retrain import RunContext
+
+    return RunContext(run_key(run_id, DAG_ID))
+
+
+def _params(params: dict) -> object:
+    from fraudops.pipeline.retrain import RetrainParams
+
+    return RetrainParams.from_dict(dict(params))
+
+
+@dag(
+    dag_id=DAG_ID,
+    schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable("0 3 * * 1", timezone="UTC"), assets=DRIFT),
+    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+    catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
+    tags=["fraudops", "training"],
+    default_args={"retries": 2, "retry_delay": dt.timedelta(seconds=30), "owner": "fraud-ml"},
+    params={
+        "window_days": Param(
+            14, type="integer", minimum=1, maximum=180, description="Training window (days)."
+        ),
+        "label_maturity_days": Param(
+            7, type="integer", minimum=0, maximum=90, description="Days labels need to arrive."
+        ),
+        "history_days": Param(
+            30, type="integer", minimum=1, maximum=90, description="Feature history (days)."
+        ),
+        "as_of": Param("", type="string", description="'Now' (ISO 8601); empty = newest transaction."),
+        "model_family": Param("lightgbm", enum=["lightgbm", "logreg"], description="Candidate family."),
+        "n_estimators": Param(300, type="integer", minimum=10, maximum=5000),
+        "learning_rate": Param(0.05, type="number", exclusiveMinimum=0, maximum=1),
+        "num_leaves": Param(31, type="integer", minimum=2, maximum=1024),
+        "min_child_samples": Param(50, type="integer", minimum=1),
+        "min_rows": Param(5000, type="integer", minimum=1, description="Validation: minimum rows."),
+    },
+)
+def fraud_retrain() -> None:
+    @task
+    def extract(params: dict | None = None, run_id: str | None = None) -> dict:
+        from fraudops.pipeline import retrain
+
+        return run_step(retrain.extract, _ctx(run_id), _params(params or {}))
+
+    @task
+    def validate(extract_meta: dict, params: dict | None = None, run_id: str | None = None) -> dict:
+        from fraudops.pipeline import retrain
+
+        return run_step(retrain.validate, _ctx(run_id), _params(params or {}), extract_meta)
+
+    @task
+    def build_features(extract_meta: dict, params: dict | None = None, run_id: str | None = None) -> dict:
+        from fraudops.pipeline import retrain
+
+        return run_step(retrain.build_features, _ctx(run_id), _params(params or {}), extract_meta)
+
+    @task
+    def train(features_meta: dict, params: dict | None = None, run_id: str | None = None) -> dict:
+        from fraudops.pipeline import retrain
+
+        return run_step(retrain.train, _ctx(run_id), _params(params or {}), features_meta)
+
+    @task
+    def evaluate(
+        features_meta: dict, train_meta: dict, params: dict | None = None, run_id: str | None = None
+    ) -> dict:
+        from fraudops.pipeline import retrain
+
+        return run_step(retrain.evaluate, _ctx(run_id), _params(params or {}), features_meta, train_meta)
+
+    @task
+    def package(
+        features_meta: dict,
+        train_meta: dict,
+        eval_meta: dict,
+        validate_meta: dict,
+        extract_meta: dict,
+        params: dict | None = None,
+        run_id: str | None = None,
+    ) -> dict:
+        from fraudops.pipeline import retrain
+
+        return run_step(
+            retrain.package,
+            _ctx(run_id),
+            _params(params or {}),
+            features_meta,
+            train_meta,
+            eval_meta,
+            validate_meta,
+            extract_meta,
+        )
+
+    @task(outlets=[CANDIDATE])
+    def register(
+        package_meta: dict,
+        eval_meta: dict,
+        extract_meta: dict,
+        train_meta: dict,
+        params: dict | None = None,
+        run_id: str | None = None,
+        outlet_events: object = None,
+    ) -> dict:
+        from fraudops.pipeline import retrain
+
+        result = run_step(
+            retrain.register,
+            _ctx(run_id),
+            _params(params or {}),
+            package_meta,
+            eval_meta,
+            extract_meta,
+            train_meta,
+            run_name=f"{DAG_ID} {run_id}",
+        )
+        if outlet_events is not None:
+            outlet_events[CANDIDATE].extra = {  # type: ignore[index]
+                "model_name": result["model_name"],
+                "version": result["version"],
+                "feature_set": result["feature_set"],
+            }
+        return result
+
+    ext = extract()
+    val = validate(ext)
+    feats = build_features(ext)
+    val >> feats  # never build features from data that failed its contract
+    trained = train(feats)
+    ev = evaluate(feats, trained)
+    pkg = package(feats, trained, ev, val, ext)
+    register(pkg, ev, ext, trained)
+
+
+fraud_retrain()

@@ -1,0 +1,477 @@
+"""The retrain pipeline as plain steps: extract → validate → features → train → evaluate → package → register.
+
+``fraud_retrain`` (Airflow) runs each step as a task; ``fraudops train`` runs the same functions in
+one process. Steps exchange files in a run folder (``<state>/artifacts/retrain/<run_key>/``) and
+return small JSON-able dicts (paths, versions, metrics) — what XCom may carry. Each step is
+idempotent: re-running it rewrites its own outputs from its inputs and nothing else.
+
+Time semantics. ``as_of`` is "now" for the run (default: the newest transaction in the warehouse,
+since simulated traffic runs in accelerated event time). Labels take time to arrive, so the
+training window ends ``label_maturity_days`` before ``as_of``; a transaction is fraud for
+training when a fraud label for it is known by ``as_of``. Features are point-in-time: each row
+only sees earlier events and labels known by its own time, with ``HORIZON_DAYS`` of history.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from fraudops.config import Settings, load_settings
+from fraudops.exceptions import ConfigError, DataValidationError
+from fraudops.warehouse import Warehouse
+
+log = logging.getLogger(__name__)
+
+MODEL_FAMILIES = ("lightgbm", "logreg")
+
+
+@dataclass(frozen=True)
+class RetrainParams:
+    """Everything a retrain run can be asked for (the Airflow trigger form mirrors these fields)."""
+
+    #: Length of the training window (days of labelled, matured transactions).
+    window_days: int = 14
+    #: Labels need this long to arrive; the window ends this many days before ``as_of``.
+    label_maturity_days: int = 7
+    #: Days of history before the window that features may look back on. Shorter than the longest
+    #: feature window (30 d) truncates features of the window's first rows: only for small tests.
+    history_days: int = 30
+    #: "Now" for the run (ISO 8601, UTC); empty → the newest transaction in the warehouse.
+    as_of: str = ""
+    #: Candidate family; the other one is trained on the same split as the baseline.
+    model_family: str = "lightgbm"
+    n_estimators: int = 300
+    learning_rate: float = 0.05
+    num_leaves: int = 31
+    min_child_samples: int = 50
+    early_stopping_rounds: int = 30
+    num_threads: int = 2
+    seed: int = 42
+    #: Time-ordered split (fractions of rows by time): validation for early stopping and the
+    #: decision threshold; the later holdout for the reported metrics.
+    valid_frac: float = 0.15
+    holdout_frac: float = 0.2
+    #: Decision threshold = the score at this false-positive rate on the validation set.
+    target_fpr: float = 0.005
+    #: Single-row p99 budget (ms) an artifact must meet in a fresh ONNX Runtime session.
+    latency_budget_ms: float = 2.0
+    #: Extract contract (Great Expectations).
+    min_rows: int = 5_000
+    fraud_rate_min: float = 0.0005
+    fraud_rate_max: float = 0.05
+    model_name: str = ""
+
+    def __post_init__(self) -> None:
+        if self.model_family not in MODEL_FAMILIES:
+            raise ConfigError(f"model_family must be one of {MODEL_FAMILIES}, got {self.model_family!r}")
+        if self.window_days < 1 or self.label_maturity_days < 0:
+            raise ConfigError("window_days must be >= 1 and label_maturity_days >= 0")
+        if self.as_of:
+            parse_time(self.as_of)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any] | None) -> RetrainParams:
+        """Build from Airflow params / JSON, ignoring unknown keys, coercing types."""
+        raw = dict(raw or {})
+        kwargs: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name in raw and raw[f.name] is not None:
+                default = getattr(cls, f.name, None)
+                value = raw[f.name]
+                try:
+                    kwargs[f.name] = type(default)(value) if default is not None else value
+                except (TypeError, ValueError) as err:
+                    raise ConfigError(f"retrain param {f.name}={value!r}: {err}") from err
+        return cls(**kwargs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def parse_time(value: str | dt.datetime) -> dt.datetime:
+    if isinstance(value, dt.datetime):
+        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as err:
+        raise ConfigError(f"not an ISO 8601 timestamp: {value!r}") from err
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+@dataclass
+class RunContext:
+    """Where a run keeps its files, and which services it talks to."""
+
+    run_key: str
+    settings: Settings = field(default_factory=load_settings)
+    warehouse: Warehouse | None = None
+
+    @property
+    def run_dir(self) -> Path:
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in self.run_key)
+        path = self.settings.artifacts_dir / "retrain" / safe
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def wh(self) -> Warehouse:
+        if self.warehouse is None:
+            self.warehouse = Warehouse(self.settings.warehouse)
+        return self.warehouse
+
+
+def _write_json(path: Path, doc: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=2, default=str))
+
+
+# -- 1. extract ---------------------------------------------------------------------------------
+def extract(ctx: RunContext, params: RetrainParams) -> dict[str, Any]:
+    """Pull the window (plus feature history) and the labels known by ``as_of`` from the warehouse."""
+    from fraudops.features.offline import LABEL_COLUMNS, TX_COLUMNS
+
+    wh = ctx.wh()
+    if params.as_of:
+        as_of = parse_time(params.as_of)
+    else:
+        rows = wh.query(f"SELECT MAX(event_time) AS t FROM `{wh.table_id('transactions')}`")
+        if not rows or rows[0]["t"] is None:
+            raise DataValidationError("the warehouse holds no transactions to train on")
+        as_of = rows[0]["t"]
+    window_end = as_of - dt.timedelta(days=params.label_maturity_days)
+    window_start = window_end - dt.timedelta(days=params.window_days)
+    history_start = window_start - dt.timedelta(days=params.history_days)
+    t0 = time.perf_counter()
+    tx = wh.query_df(
+        f"SELECT {', '.join(TX_COLUMNS)} FROM `{wh.table_id('transactions')}` "
+        "WHERE event_time >= @lo AND event_time < @hi",
+        {"lo": history_start, "hi": window_end},
+    )
+    labels = wh.query_df(
+        f"SELECT {', '.join(LABEL_COLUMNS)} FROM `{wh.table_id('labels')}` "
+        "WHERE label_time <= @as_of AND event_time >= @lo AND event_time < @hi",
+        {"as_of": as_of, "lo": history_start, "hi": window_end},
+    )
+    out = ctx.run_dir / "extract"
+    out.mkdir(exist_ok=True)
+    tx.to_parquet(out / "transactions.parquet", index=False)
+    labels.to_parquet(out / "labels.parquet", index=False)
+    meta = {
+        "extract_dir": str(out),
+        "as_of": as_of.isoformat(),
+        "history_start": history_start.isoformat(),
+        "window_start": window_start.isoformat(),
+        "window_end": window_end.isoformat(),
+        "transactions": len(tx),
+        "labels": len(labels),
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
+    _write_json(out / "meta.json", meta)
+    log.info(
+        "extracted %d transactions and %d labels for window %s..%s",
+        len(tx),
+        len(labels),
+        window_start,
+        window_end,
+    )
+    return meta
+
+
+def _load_extract(extract_dir: str | Path) -> tuple[Any, Any, dict[str, Any]]:
+    import pandas as pd
+
+    d = Path(extract_dir)
+    meta = json.loads((d / "meta.json").read_text())
+    return pd.read_parquet(d / "transactions.parquet"), pd.read_parquet(d / "labels.parquet"), meta
+
+
+def _training_frame(tx: Any, labels: Any, meta: dict[str, Any]) -> Any:
+    """Window rows (not the history) with ``is_fraud`` = a fraud label known by ``as_of``."""
+    import pandas as pd
+
+    start = pd.Timestamp(meta["window_start"])
+    frame = tx.loc[tx["event_time"] >= start].copy()
+    fraud_ids = set(labels.loc[labels["is_fraud"].astype(bool), "transaction_id"])
+    frame["is_fraud"] = frame["transaction_id"].isin(fraud_ids)
+    return frame
+
+
+# -- 2. validate --------------------------------------------------------------------------------
+def validate(ctx: RunContext, params: RetrainParams, extract_meta: dict[str, Any]) -> dict[str, Any]:
+    """Great Expectations on the training window; a failure saves the result and raises."""
+    from fraudops.training.validation import ValidationConfig, validate_or_raise
+
+    tx, labels, meta = _load_extract(extract_meta["extract_dir"])
+    frame = _training_frame(tx, labels, meta)
+    cfg = ValidationConfig(
+        window_start=parse_time(meta["window_start"]),
+        window_end=parse_time(meta["window_end"]),
+        min_rows=params.min_rows,
+        fraud_rate_min=params.fraud_rate_min,
+        fraud_rate_max=params.fraud_rate_max,
+    )
+    path = ctx.run_dir / "validation" / "validation_result.json"
+    path.parent.mkdir(exist_ok=True)
+    result = validate_or_raise(frame, cfg, result_path=path)
+    return {
+        "validation_path": str(path),
+        "success": result.success,
+        "summary": result.summary,
+        "rows": len(frame),
+        "fraud_rate": float(frame["is_fraud"].mean()) if len(frame) else 0.0,
+    }
+
+
+# -- 3. features --------------------------------------------------------------------------------
+def build_features(ctx: RunContext, params: RetrainParams, extract_meta: dict[str, Any]) -> dict[str, Any]:
+    """Point-in-time features for the window from the feature store's offline builder."""
+    from fraudops.features import FeatureSpec, build_offline
+
+    tx, labels, meta = _load_extract(extract_meta["extract_dir"])
+    spec = FeatureSpec.default()
+    t0 = time.perf_counter()
+    feats = build_offline(tx, labels, spec)
+    seconds = time.perf_counter() - t0
+    frame = _training_frame(tx, labels, meta).drop_duplicates("transaction_id")
+    feats = feats.loc[frame["transaction_id"].to_numpy()]
+    out = ctx.run_dir / "features"
+    out.mkdir(exist_ok=True)
+    table = feats.reset_index(drop=True)
+    table["__y"] = frame["is_fraud"].astype("int8").to_numpy()
+    table["__event_time"] = frame["event_time"].to_numpy()
+    table["__amount"] = frame["amount"].to_numpy()
+    table["__card_id"] = frame["card_id"].to_numpy()
+    table["__transaction_id"] = frame["transaction_id"].to_numpy()
+    table.sort_values("__event_time", kind="stable").to_parquet(out / "features.parquet", index=False)
+    _write_json(out / "feature_spec.json", spec.to_dict())
+    return {
+        "features_path": str(out / "features.parquet"),
+        "feature_spec_path": str(out / "feature_spec.json"),
+        "feature_set": spec.id,
+        "rows": len(table),
+        "n_features": len(spec.names),
+        "rows_per_s": round(len(tx) / seconds) if seconds > 0 else None,
+    }
+
+
+def _load_features(features_meta: dict[str, Any]) -> tuple[Any, Any, Any, Any, Any, dict[str, Any]]:
+    import pandas as pd
+
+    table = pd.read_parquet(features_meta["features_path"])
+    spec = json.loads(Path(features_meta["feature_spec_path"]).read_text())
+    names = [f["name"] if isinstance(f, dict) else f[0] for f in spec["features"]]
+    return (
+        table[names],
+        table["__y"].to_numpy(),
+        table["__event_time"],
+        table["__amount"].to_numpy(),
+        table["__card_id"].to_numpy(),
+        spec,
+    )
+
+
+# -- 4. train -----------------------------------------------------------------------------------
+def train(ctx: RunContext, params: RetrainParams, features_meta: dict[str, Any]) -> dict[str, Any]:
+    """Fit the candidate family and the other one as baseline on the same time-ordered split."""
+    from fraudops.training import LightGBMParams, LogRegParams, SplitConfig, time_split, train_model
+    from fraudops.training.persist import save_native
+
+    X, y, event_time, _, _, _ = _load_features(features_meta)
+    split = time_split(
+        event_time, SplitConfig(valid_frac=params.valid_frac, holdout_frac=params.holdout_frac)
+    )
+    lgbm = LightGBMParams(
+        n_estimators=params.n_estimators,
+        learning_rate=params.learning_rate,
+        num_leaves=params.num_leaves,
+        min_child_samples=params.min_child_samples,
+        early_stopping_rounds=params.early_stopping_rounds,
+        num_threads=params.num_threads,
+        seed=params.seed,
+    )
+    out: dict[str, Any] = {"split": split.summary(), "models": {}}
+    for family in MODEL_FAMILIES:
+        t0 = time.perf_counter()
+        result = train_model(
+            X,
+            y,
+            event_time,
+            family=family,
+            split=split,
+            lightgbm_params=lgbm,  # type: ignore[arg-type]
+            logreg_params=LogRegParams(seed=params.seed),
+        )
+        path = save_native(result.model, family, ctx.run_dir / "models" / family)
+        role = "candidate" if family == params.model_family else "baseline"
+        out["models"][role] = {
+            "family": family,
+            "path": str(path),
+            "params": {k: v for k, v in result.params.items() if isinstance(v, int | float | str)},
+            "train_seconds": round(time.perf_counter() - t0, 2),
+        }
+    _write_json(ctx.run_dir / "models" / "train.json", out)
+    return out
+
+
+# -- 5. evaluate --------------------------------------------------------------------------------
+def evaluate(
+    ctx: RunContext, params: RetrainParams, features_meta: dict[str, Any], train_meta: dict[str, Any]
+) -> dict[str, Any]:
+    """Holdout metrics and plots for candidate and baseline; the threshold comes from validation."""
+    import numpy as np
+
+    from fraudops.training import SplitConfig, threshold_at_fpr, time_split
+    from fraudops.training import evaluate as evaluate_scores
+    from fraudops.training.persist import load_native
+
+    X, y, event_time, amount, card_id, _ = _load_features(features_meta)
+    split = time_split(
+        event_time, SplitConfig(valid_frac=params.valid_frac, holdout_frac=params.holdout_frac)
+    )
+    Xm = np.asarray(X, dtype=np.float64)
+    hold = split.holdout_idx
+    out: dict[str, Any] = {}
+    for role, info in train_meta["models"].items():
+        model, family = load_native(info["path"])
+        valid_scores = model.predict_proba(Xm[split.valid_idx])[:, 1]
+        threshold = float(threshold_at_fpr(y[split.valid_idx], valid_scores, params.target_fpr))
+        scores = model.predict_proba(Xm[hold])[:, 1]
+        res = evaluate_scores(
+            y[hold],
+            scores,
+            amount=amount[hold],
+            card_id=card_id[hold],
+            event_time=event_time.iloc[hold],
+            threshold=threshold,
+            plots_dir=ctx.run_dir / "plots" / role,
+            title=f"{role} ({family})",
+        )
+        out[role] = {
+            "family": family,
+            "threshold": threshold,
+            "metrics": {k: float(v) for k, v in res.metrics.items()},
+            "plots": [str(p) for p in res.plots.values()],
+        }
+    cand, base = out["candidate"]["metrics"], out["baseline"]["metrics"]
+    out["ap_lift_vs_baseline"] = cand["average_precision"] - base["average_precision"]
+    _write_json(ctx.run_dir / "evaluation.json", out)
+    log.info("holdout AP candidate=%.4f baseline=%.4f", cand["average_precision"], base["average_precision"])
+    return out
+
+
+# -- 6. package ---------------------------------------------------------------------------------
+def package(
+    ctx: RunContext,
+    params: RetrainParams,
+    features_meta: dict[str, Any],
+    train_meta: dict[str, Any],
+    eval_meta: dict[str, Any],
+    validate_meta: dict[str, Any],
+    extract_meta: dict[str, Any],
+) -> dict[str, Any]:
+    """ONNX bundle of the candidate (parity-checked), then verified as serving would load it."""
+    from fraudops.training import SplitConfig, build_artifact, time_split, verify_artifact
+    from fraudops.training.persist import load_native
+
+    X, _, event_time, _, _, spec = _load_features(features_meta)
+    split = time_split(
+        event_time, SplitConfig(valid_frac=params.valid_frac, holdout_frac=params.holdout_frac)
+    )
+    model, family = load_native(train_meta["models"]["candidate"]["path"])
+    candidate = eval_meta["candidate"]
+    metrics = dict(candidate["metrics"])
+    metrics.update({f"baseline_{k}": v for k, v in eval_meta["baseline"]["metrics"].items()})
+    validation = json.loads(Path(validate_meta["validation_path"]).read_text())
+    out_dir = ctx.run_dir / "artifact"
+    info = build_artifact(
+        model,
+        family=family,
+        out_dir=out_dir,
+        feature_spec=spec,
+        X_reference=X.iloc[split.train_idx],
+        X_holdout=X.iloc[split.holdout_idx],
+        metrics=metrics,
+        validation_result=validation,
+        decision_threshold=candidate["threshold"],
+        latency_budget_ms=params.latency_budget_ms,
+        data_window=(extract_meta["window_start"], extract_meta["window_end"]),
+        extra_manifest={"as_of": extract_meta["as_of"], "retrain_params": params.to_dict()},
+        seed=params.seed,
+    )
+    report = verify_artifact(out_dir)
+    return {
+        "artifact_dir": str(out_dir),
+        "feature_set": info.feature_spec_id,
+        "parity_max_abs_diff": info.parity_max_abs_diff,
+        "latency_p50_ms": report.latency_p50_ms,
+        "latency_p99_ms": report.latency_p99_ms,
+        "decision_threshold": candidate["threshold"],
+    }
+
+
+# -- 7. register --------------------------------------------------------------------------------
+def register(
+    ctx: RunContext,
+    params: RetrainParams,
+    package_meta: dict[str, Any],
+    eval_meta: dict[str, Any],
+    extract_meta: dict[str, Any],
+    train_meta: dict[str, Any],
+    run_name: str | None = None,
+) -> dict[str, Any]:
+    """Register the verified bundle as a new MLflow model version, tagged for traceability."""
+    from fraudops.registry import register_artifact
+
+    model_name = params.model_name or ctx.settings.mlflow.model_name
+    plots = [p for role in ("candidate", "baseline") for p in eval_meta[role]["plots"]]
+    cand = train_meta["models"]["candidate"]
+    reg = register_artifact(
+        package_meta["artifact_dir"],
+        tracking_uri=ctx.settings.mlflow.tracking_uri,
+        model_name=model_name,
+        params={
+            **cand["params"],
+            "window_days": params.window_days,
+            "label_maturity_days": params.label_maturity_days,
+        },
+        tags={
+            "data_window": f"{extract_meta['window_start']}/{extract_meta['window_end']}",
+            "as_of": extract_meta["as_of"],
+            "retrain_run": ctx.run_key,
+            "baseline_ap": f"{eval_meta['baseline']['metrics']['average_precision']:.6f}",
+        },
+        plots=plots,
+        experiment=ctx.settings.mlflow.experiment,
+        run_name=run_name or f"retrain {ctx.run_key}",
+    )
+    return {
+        "model_name": reg.name,
+        "version": reg.version,
+        "run_id": reg.run_id,
+        "model_uri": reg.model_uri,
+        "average_precision": eval_meta["candidate"]["metrics"]["average_precision"],
+        "baseline_average_precision": eval_meta["baseline"]["metrics"]["average_precision"],
+        "feature_set": package_meta["feature_set"],
+    }
+
+
+def run_all(ctx: RunContext, params: RetrainParams) -> dict[str, Any]:
+    """All steps in one process (``fraudops train``); returns every step's output."""
+    steps: dict[str, Any] = {}
+    steps["extract"] = extract(ctx, params)
+    steps["validate"] = validate(ctx, params, steps["extract"])
+    steps["features"] = build_features(ctx, params, steps["extract"])
+    steps["train"] = train(ctx, params, steps["features"])
+    steps["evaluate"] = evaluate(ctx, params, steps["features"], steps["train"])
+    steps["package"] = package(
+        ctx, params, steps["features"], steps["train"], steps["evaluate"], steps["validate"], steps["extract"]
+    )
+    steps["register"] = register(
+        ctx, params, steps["package"], steps["evaluate"], steps["extract"], steps["train"]
+    )
+    return steps

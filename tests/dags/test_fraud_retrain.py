@@ -1,0 +1,100 @@
+"""fraud_retrain end to end with dag.test(): real BigQuery emulator, real MLflow, simulated data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+RUN_CONF = {
+    "window_days": 8,
+    "label_maturity_days": 3,
+    "history_days": 5,
+    "n_estimators": 80,
+    "min_rows": 1000,
+}
+
+
+@pytest.fixture()
+def retrain_dag(airflow_db: Path) -> object:
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(Path(__file__).resolve().parents[2] / "dags" / "fraud_retrain.py"))
+    assert bag.import_errors == {}
+    return bag.dags["fraud_retrain"]
+
+
+def _backfill(world: object, seed: int = 11) -> None:
+    from fraudops.simulate import backfill
+    from fraudops.warehouse import Warehouse
+
+    backfill(Warehouse(), "2026-05-01", 17, seed, world)  # type: ignore[arg-type]
+
+
+def _task_states(run: object) -> dict[str, str]:
+    return {ti.task_id: str(ti.state) for ti in run.get_task_instances()}  # type: ignore[attr-defined]
+
+
+def test_retrain_registers_a_servable_onnx_version(
+    retrain_dag: object, fraudops_env: Path, small_world: object, warehouse: object
+) -> None:
+    import mlflow
+
+    from fraudops.registry import download_artifact_dir
+    from fraudops.training import load_scorer, verify_artifact
+
+    os.environ["FRAUDOPS_BQ_DATASET"] = warehouse.cfg.dataset  # type: ignore[attr-defined]
+    os.environ["FRAUDOPS_MODEL_NAME"] = "retrain-dag-test"
+    try:
+        _backfill(small_world)
+        run = retrain_dag.test(run_conf=RUN_CONF)  # type: ignore[attr-defined]
+        states = _task_states(run)
+        assert str(run.state) == "success", states
+        reg = run.get_task_instance("register").xcom_pull(task_ids="register")
+    finally:
+        os.environ.pop("FRAUDOPS_MODEL_NAME", None)
+    assert reg["model_name"] == "retrain-dag-test" and reg["version"] == "1"
+    # The candidate beats the baseline on the later holdout.
+    assert reg["average_precision"] > reg["baseline_average_precision"]
+
+    client = mlflow.MlflowClient(tracking_uri=os.environ["MLFLOW_TRACKING_URI"])
+    mv = client.get_model_version("retrain-dag-test", "1")
+    for tag in ("data_window", "feature_set", "git_revision", "auc", "ap"):
+        assert tag in mv.tags, mv.tags
+    bundle = download_artifact_dir(
+        "retrain-dag-test", "1", fraudops_env / "dl", tracking_uri=os.environ["MLFLOW_TRACKING_URI"]
+    )
+    report = verify_artifact(bundle)
+    scorer = load_scorer(bundle)
+    score = scorer.score_one([0.0] * report.n_features)
+    assert 0.0 <= score <= 1.0
+
+
+def test_planted_defect_fails_validation_and_registers_nothing(
+    retrain_dag: object, fraudops_env: Path, small_world: object, warehouse: object
+) -> None:
+    import mlflow
+
+    os.environ["FRAUDOPS_BQ_DATASET"] = warehouse.cfg.dataset  # type: ignore[attr-defined]
+    os.environ["FRAUDOPS_MODEL_NAME"] = "retrain-defect-test"
+    try:
+        _backfill(small_world, seed=12)
+        # A broken upstream feed: 30% of amounts arrive negated (a sign/unit bug).
+        warehouse.execute(  # type: ignore[attr-defined]
+            "UPDATE transactions SET amount = -amount - 1 WHERE MOD(ABS(FARM_FINGERPRINT(transaction_id)), 10) < 3"
+        )
+        run = retrain_dag.test(run_conf=RUN_CONF)  # type: ignore[attr-defined]
+    finally:
+        os.environ.pop("FRAUDOPS_MODEL_NAME", None)
+    states = _task_states(run)
+    assert str(run.state) == "failed"
+    assert states["validate"] == "failed"
+    assert states["register"] in ("upstream_failed", "None"), states
+    client = mlflow.MlflowClient(tracking_uri=os.environ["MLFLOW_TRACKING_URI"])
+    assert client.search_model_versions("name='retrain-defect-test'") == []
+    # The validation result is kept as evidence.
+    results = list((fraudops_env / "artifacts" / "retrain").glob("*/validation/validation_result.json"))
+    assert any("expect_column_values_to_be_between" in p.read_text() for p in results)

@@ -183,6 +183,8 @@ def register_artifact(
                 name=MODEL_ARTIFACT_NAME,
                 registered_model_name=name,
                 signature=signature,
+                # MLflow 3 puts these on the logged model and on the new model version alike.
+                tags=version_tags,
                 # Declared, not inferred: inference re-imports the model in a subprocess (~10 s).
                 pip_requirements=_serving_requirements(),
                 # One self-contained .onnx file (the bundle is hashed the same way).
@@ -194,9 +196,6 @@ def register_artifact(
             raise ServiceError("mlflow", f"cannot reach {uri}: {err}") from err
         raise
     version = str(info.registered_model_version)
-    client = _client(uri)
-    for key, value in version_tags.items():
-        client.set_model_version_tag(name, version, key, value)
     log.info("registered %s version %s (run %s)", name, version, run_id)
     return RegisteredModel(name=name, version=version, run_id=run_id, model_uri=f"models:/{name}/{version}")
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import numpy as np
@@ -178,7 +178,7 @@ def save_plots(
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(6, 4.5))
-    bins = np.linspace(0.0, 1.0, 51)
+    bins = [i / 50 for i in range(51)]
     ax.hist(s[y == 0], bins=bins, alpha=0.6, density=True, label="genuine")
     ax.hist(s[y == 1], bins=bins, alpha=0.6, density=True, label="fraud")
     ax.set_yscale("log")
@@ -218,12 +218,3 @@ def evaluate(
     plots = save_plots(y_true, scores, plots_dir, title=title) if plots_dir is not None else {}
     log.info("holdout: auc=%.4f ap=%.4f", metrics["roc_auc"], metrics["average_precision"])
     return EvaluationResult(metrics, plots)
-
-
-def holdout_slice(values: Any, idx: np.ndarray) -> Any:
-    """``values`` restricted to the rows at positions ``idx`` (Series, frame or array)."""
-    import numpy as np
-
-    if hasattr(values, "iloc"):
-        return values.iloc[idx]
-    return np.asarray(values)[idx]

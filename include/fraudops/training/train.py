@@ -16,6 +16,7 @@ LightGBM candidate must beat something simple before anyone trusts its numbers.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -31,7 +32,7 @@ MODEL_FAMILIES: tuple[str, ...] = ("lightgbm", "logreg")
 
 @dataclass(frozen=True)
 class SplitConfig:
-    """Where the time-ordered split cuts. Explicit cut-offs win over fractions."""
+    """Where the time-ordered split cuts: both explicit cut-offs, or else the two fractions."""
 
     #: Share of rows (by time) in the validation set, used when ``valid_start`` is None.
     valid_frac: float = 0.2
@@ -273,7 +274,7 @@ def _train_lightgbm(
         verbose=-1,
         **imbalance,
     )
-    callbacks = []
+    callbacks: list[Callable[..., Any]] = []
     if p.early_stopping_rounds > 0:
         callbacks.append(lgb.early_stopping(p.early_stopping_rounds, first_metric_only=True, verbose=False))
     model.fit(

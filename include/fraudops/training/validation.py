@@ -246,7 +246,10 @@ def validate_extract(
 
     outcomes = []
     for r in res.results:
-        kwargs = dict(r.expectation_config.kwargs)
+        exp_config = r.expectation_config
+        if exp_config is None:  # GX types it optional; results from a suite always carry one
+            continue
+        kwargs = dict(exp_config.kwargs)
         result = r.result or {}
         error = None
         if r.exception_info and r.exception_info.get("raised_exception"):
@@ -255,7 +258,7 @@ def validate_extract(
             error = "column missing"
         outcomes.append(
             ExpectationOutcome(
-                expectation=r.expectation_config.type,
+                expectation=exp_config.type,
                 column=kwargs.get("column"),
                 success=bool(r.success),
                 observed=_jsonable(result.get("observed_value")),

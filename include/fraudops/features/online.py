@@ -274,10 +274,16 @@ class EmbeddedBackend:
     def compute(self, ev: Event, families: Sequence[str], update: bool) -> list[float]:
         out: list[float] = []
         for fam in families:
-            if fam == "tx":
-                out += tx_values(ev[3], ev[0])
-            elif fam == "card":
+            if fam == "card":
                 out += self._card(ev, update)
+            elif fam == "terminal":
+                c = self._counts("terminal", ev, ev[5], update)
+                f7, f30 = self._frauds("terminal", ev[5], ev[0])
+                out += risk_values(c[0], c[1], c[2], f7, f30)
+            elif fam == "merchant":
+                c = self._counts("merchant", ev, ev[6], update)
+                f7, f30 = self._frauds("merchant", ev[6], ev[0])
+                out += risk_values(c[0], c[1], c[2], f7, f30)
             elif fam == "region":
                 c = self._counts("region", ev, ev[7], update)
                 out += region_values(c[0], c[1])
@@ -285,10 +291,7 @@ class EmbeddedBackend:
                 c = self._counts("device", ev, ev[8], update)
                 out += [float(c[0]), float(c[1])]
             else:
-                entity = ev[_FAMILY_SLOT[fam]]
-                c = self._counts(fam, ev, entity, update)
-                f7, f30 = self._frauds(fam, entity, ev[0])
-                out += risk_values(c[0], c[1], c[2], f7, f30)
+                out += tx_values(ev[3], ev[0])
         return out
 
     def _card(self, ev: Event, update: bool) -> list[float]:
@@ -352,16 +355,27 @@ class EmbeddedBackend:
         windows = COUNT_WINDOWS[fam]
         if entity is None:
             return [0] * len(windows)
-        table = self._series[fam]
-        s = table.get(entity)
+        s = self._series[fam].get(entity)
         t, k = ev[0], ev[1]
         if s is None:
             if update:
-                s = table[entity] = _Series(card=False)
-                s.insert(0, t, k, 0, None, RETENTION_US[fam])
+                s = self._series[fam][entity] = _Series(card=False)
+                s.ts.append(t)
+                s.ks.append(k)
             return [0] * len(windows)
-        p, _, dup = s.position(t, k)
         ts = s.ts
+        n = len(ts)
+        last = ts[-1]
+        if last < t or (last == t and s.ks[-1] < k):  # in order: the common case
+            counts = [n - bisect_right(ts, t - w, 0, n) for w in windows]
+            if update:
+                ts.append(t)
+                s.ks.append(k)
+                keep = RETENTION_US[fam]
+                if ts[0] <= t - keep - keep // 8:
+                    s.trim(t - keep)
+            return counts
+        p, _, dup = s.position(t, k)
         counts = [p - bisect_right(ts, t - w, 0, p) for w in windows]
         if update and not dup:
             s.insert(p, t, k, 0, None, RETENTION_US[fam])

@@ -1,0 +1,114 @@
+"""HTTP for the scoring service: a Starlette app factory over an already-built ``ScoringService``.
+
+Why so thin: every route hands off to a plain method (``score``, ``describe``, ``deploy``), so
+behaviour is tested without HTTP and this file only parses, authenticates and serialises (orjson).
+``/score`` runs on the event loop itself (no thread-pool hop: the work is ~100 µs of CPU); the
+control API does blocking registry and warehouse calls, so it runs in the thread pool.
+``X-Score-Latency-Ms`` carries the server-side handling time (the benchmark reads it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from fraudops.exceptions import FraudopsError, PermanentError
+from fraudops.serving.deploy import AuthError, check_bearer, deploy, parse_deploy_request
+from fraudops.serving.schema import RequestError, parse_score_request
+from fraudops.serving.service import ModelFailure, NotReady, ScoringService
+
+log = logging.getLogger(__name__)
+
+
+def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
+
+
+def create_app(
+    service: ScoringService, *, deploy_token: str | None = None, manage_lifecycle: bool = True
+) -> Starlette:
+    """The ASGI app; starts/stops ``service`` with the server when ``manage_lifecycle``."""
+    metrics = service.metrics
+
+    async def score(request: Request) -> Response:
+        t0 = time.perf_counter()
+        body = await request.body()
+        try:
+            req = parse_score_request(body)
+            result = service.score(req, request.headers.get("x-request-id"))
+            status = 200
+        except RequestError as err:
+            status, result = err.status, err.body()
+        except (NotReady, ModelFailure) as err:
+            status, result = 503, {"error": str(err)}
+        except Exception as err:  # never a stack trace to the client; always counted
+            log.exception("score failed")
+            status, result = 500, {"error": type(err).__name__}
+        elapsed = time.perf_counter() - t0
+        metrics.request_latency.observe(elapsed)
+        metrics.requests.labels(str(status)).inc()
+        return _json(result, status, {"X-Score-Latency-Ms": f"{elapsed * 1e3:.4f}"})
+
+    async def health(request: Request) -> Response:
+        if service.ready:
+            current = service.manager.current
+            return _json({"status": "ready", "champion": None if current is None else current.version})
+        return _json(
+            {"status": "loading", "detail": service.watcher.last_error or service.rejected or None}, 503
+        )
+
+    async def version(request: Request) -> Response:
+        return _json(await run_in_threadpool(service.describe))
+
+    async def prometheus(request: Request) -> Response:
+        body, content_type = await run_in_threadpool(metrics.render)
+        return Response(body, media_type=content_type)
+
+    async def deploy_route(request: Request) -> Response:
+        if deploy_token is None:
+            return _json({"error": "control API disabled (no token configured)"}, 403)
+        try:
+            check_bearer(request.headers.get("authorization"), deploy_token)
+            req = parse_deploy_request(await request.body())
+            result = await run_in_threadpool(deploy, service, req)
+        except AuthError as err:
+            headers = {"WWW-Authenticate": "Bearer"} if err.status == 401 else None
+            return _json({"error": str(err)}, err.status, headers)
+        except RequestError as err:
+            return _json(err.body(), err.status)
+        except PermanentError as err:
+            return _json({"error": str(err)}, 409)
+        except FraudopsError as err:
+            return _json({"error": str(err)}, 503)
+        return _json(result)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if manage_lifecycle:
+            service.start()
+        try:
+            yield
+        finally:
+            if manage_lifecycle:
+                await run_in_threadpool(service.stop)
+
+    return Starlette(
+        routes=[
+            Route("/score", score, methods=["POST"]),
+            Route("/health", health, methods=["GET"]),
+            Route("/version", version, methods=["GET"]),
+            Route("/metrics", prometheus, methods=["GET"]),
+            Route("/deploy", deploy_route, methods=["POST"]),
+        ],
+        lifespan=lifespan,
+    )

@@ -1,0 +1,201 @@
+"""Which models serve: the champion, the previous champion kept warm for fallback, the challengers.
+
+Why this shape: a request must never wait for, or fail because of, a model change. The watcher
+thread polls the registry aliases (one ``get_registered_model`` call per poll), downloads a new
+version's bundle, runs ``verify_artifact`` (hashes, NaN/range on the reference rows, latency) and
+only then swaps a single tuple reference ``(current, previous)``; a request reads that tuple once,
+so it is answered entirely by the old pair or entirely by the new one. A bundle that fails
+verification is rejected, counted and logged, and the champion stays what it was.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from fraudops.features.spec import FeatureSpec
+
+log = logging.getLogger(__name__)
+
+CHAMPION = "champion"
+CHALLENGER_PREFIX = "challenger-"
+
+
+class Scorer(Protocol):
+    decision_threshold: float
+
+    def score_one(self, vector: list[float]) -> float: ...
+
+
+@dataclass(frozen=True)
+class ModelSlot:
+    """One loaded model version."""
+
+    name: str
+    version: str
+    alias: str
+    scorer: Any
+    spec: FeatureSpec
+    threshold: float
+    budget_ms: float
+    path: Path | None = None
+    loaded_at: float = field(default_factory=time.time)
+
+    @property
+    def spec_id(self) -> str:
+        return self.spec.id
+
+
+def slot_from_bundle(name: str, version: str, alias: str, path: Path, budget_ms: float = 0.0) -> ModelSlot:
+    """Load a verified bundle directory into a slot (one intra-op thread)."""
+    from fraudops.training.package import load_scorer
+
+    scorer = load_scorer(path, intra_op_num_threads=1)
+    spec = FeatureSpec.from_dict(scorer.feature_spec)
+    budget = budget_ms or float(scorer.manifest.get("latency_budget_ms", 5.0))
+    return ModelSlot(name, str(version), alias, scorer, spec, scorer.decision_threshold, budget, Path(path))
+
+
+class BundleCache:
+    """Downloads and verifies a version's bundle once into ``root/<name>/<version>``."""
+
+    def __init__(self, root: Path, tracking_uri: str, verify: bool = True) -> None:
+        self.root = root
+        self.tracking_uri = tracking_uri
+        self.verify = verify
+
+    def fetch(self, name: str, version: str) -> Path:
+        from fraudops.registry import download_artifact_dir
+        from fraudops.training.package import verify_artifact
+
+        dest = self.root / name / str(version)
+        bundle = dest / "bundle"
+        if (bundle / "manifest.json").exists():
+            if self.verify:
+                verify_artifact(bundle, n_latency_calls=200)
+            return bundle
+        tmp = dest.with_name(f"{version}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            got = download_artifact_dir(name, version, tmp, tracking_uri=self.tracking_uri, verify=False)
+            if self.verify:
+                # Fewer latency calls than the packaging gate: the service is warm and busy.
+                verify_artifact(got, n_latency_calls=500)
+            shutil.rmtree(dest, ignore_errors=True)
+            tmp.rename(dest)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return bundle
+
+
+class ChampionManager:
+    """The ``(current, previous)`` pair behind one atomic reference."""
+
+    def __init__(self) -> None:
+        self._pair: tuple[ModelSlot | None, ModelSlot | None] = (None, None)
+        self.swaps = 0
+
+    @property
+    def pair(self) -> tuple[ModelSlot | None, ModelSlot | None]:
+        return self._pair
+
+    @property
+    def current(self) -> ModelSlot | None:
+        return self._pair[0]
+
+    @property
+    def previous(self) -> ModelSlot | None:
+        return self._pair[1]
+
+    def promote(self, slot: ModelSlot) -> None:
+        """Make ``slot`` the champion; the outgoing one stays loaded as the fallback."""
+        current, previous = self._pair
+        if current is not None and current.version == slot.version:
+            return
+        if previous is not None and previous.version == slot.version:
+            slot = previous  # a rollback: reuse the loaded session
+        self._pair = (slot, current if current is not None else previous)
+        self.swaps += 1
+        log.info(
+            "champion is now %s v%s (fallback: %s)",
+            slot.name,
+            slot.version,
+            None if self._pair[1] is None else f"v{self._pair[1].version}",
+        )
+
+    def set_previous(self, slot: ModelSlot) -> None:
+        current, _ = self._pair
+        self._pair = (current, slot)
+
+
+class AliasWatcher:
+    """Polls the registry aliases and applies changes; runs ``on_change`` in its own thread."""
+
+    def __init__(
+        self,
+        model_name: str,
+        tracking_uri: str,
+        apply: Callable[[dict[str, str]], None],
+        poll_s: float = 5.0,
+    ) -> None:
+        self.model_name = model_name
+        self.tracking_uri = tracking_uri
+        self.apply = apply
+        self.poll_s = poll_s
+        self.errors = 0
+        self.last_error = ""
+        self.last_poll = 0.0
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def aliases(self) -> dict[str, str]:
+        from mlflow.exceptions import MlflowException
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+        try:
+            model = client.get_registered_model(self.model_name)
+        except MlflowException as err:
+            if (
+                "RESOURCE_DOES_NOT_EXIST" in str(getattr(err, "error_code", ""))
+                or "not found" in str(err).lower()
+            ):
+                return {}
+            raise
+        return {str(k): str(v) for k, v in (model.aliases or {}).items()}
+
+    def poll_once(self) -> None:
+        try:
+            self.apply(self.aliases())
+        except Exception as err:  # the watcher must outlive registry outages and bad bundles
+            self.errors += 1
+            self.last_error = f"{type(err).__name__}: {err}"[:500]
+            log.warning("alias poll failed: %s", self.last_error)
+        self.last_poll = time.time()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="alias-watcher", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(30)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.poll_once()
+            self._wake.wait(self.poll_s)
+            self._wake.clear()

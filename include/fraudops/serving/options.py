@@ -1,0 +1,112 @@
+"""Scoring-service knobs read from the environment (defaults suit the local stack).
+
+They live here rather than in ``fraudops.config`` because only the scoring service reads them;
+the shared settings (host, port, deploy token, shadow sample rate) stay in ``config.ScoringConfig``.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fraudops.config import Settings, load_settings
+from fraudops.exceptions import ConfigError
+
+
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(name, "")
+    try:
+        return float(raw) if raw else default
+    except ValueError as err:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from err
+
+
+@dataclass(frozen=True)
+class ServingOptions:
+    """Everything the scoring service needs besides ``Settings``."""
+
+    settings: Settings = field(default_factory=load_settings)
+    #: Seconds between two looks at the registry aliases (FRAUDOPS_ALIAS_POLL_S).
+    alias_poll_s: float = 5.0
+    #: Days of warehouse history the online store is warmed with at start (FRAUDOPS_WARM_DAYS);
+    #: 0 starts cold (tests).
+    warm_days: float = 30.0
+    #: Per-request model budget in ms; 0 → the artifact manifest's ``latency_budget_ms``.
+    budget_ms: float = 0.0
+    #: Scores in [threshold - review_band, threshold) get ``review``; 0 disables the band.
+    review_band: float = 0.0
+    shadow_sample_rate: float = 0.1
+    #: Per-challenger bounded queue (items beyond are shed and counted).
+    shadow_queue_size: int = 1000
+    #: Resident-memory guard per shadow worker: RLIMIT_AS in MB (address space; ONNX Runtime and
+    #: numpy reserve far more address space than they touch, so this is well above the RSS).
+    shadow_address_space_mb: int = 2048
+    shadow_nice: int = 10
+    #: A worker whose heartbeat is older than this is considered hung, killed and restarted.
+    shadow_hang_timeout_s: float = 5.0
+    #: A worker whose mean latency exceeds this is throttled (its sample rate halved).
+    shadow_slow_ms: float = 25.0
+    #: Prediction logging micro-batches.
+    log_batch_size: int = 500
+    log_flush_interval_s: float = 1.0
+    #: Where downloaded bundles and the prediction spool live (default: under the state dir).
+    work_dir: Path | None = None
+    #: Log predictions to the warehouse (off only in unit tests).
+    log_predictions: bool = True
+
+    @property
+    def root(self) -> Path:
+        path = self.work_dir or self.settings.state_dir / "serving"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @classmethod
+    def from_env(cls, settings: Settings | None = None, **overrides: object) -> ServingOptions:
+        s = settings or load_settings()
+        base = cls(
+            settings=s,
+            alias_poll_s=_float("FRAUDOPS_ALIAS_POLL_S", 5.0),
+            warm_days=_float("FRAUDOPS_WARM_DAYS", 30.0),
+            budget_ms=_float("FRAUDOPS_SCORE_BUDGET_MS", 0.0),
+            review_band=_float("FRAUDOPS_REVIEW_BAND", 0.0),
+            shadow_sample_rate=s.scoring.shadow_sample_rate,
+            shadow_queue_size=int(_float("FRAUDOPS_SHADOW_QUEUE_SIZE", 1000)),
+            shadow_address_space_mb=int(_float("FRAUDOPS_SHADOW_MEM_MB", 2048)),
+            shadow_hang_timeout_s=_float("FRAUDOPS_SHADOW_HANG_S", 5.0),
+            shadow_slow_ms=_float("FRAUDOPS_SHADOW_SLOW_MS", 25.0),
+        )
+        return base if not overrides else _replace(base, overrides)
+
+
+def _replace(opts: ServingOptions, overrides: dict[str, object]) -> ServingOptions:
+    from dataclasses import replace
+
+    return replace(opts, **overrides)  # type: ignore[arg-type]
+
+
+def deploy_token(settings: Settings) -> str:
+    """The control API's bearer token: ``FRAUDOPS_DEPLOY_TOKEN``, else one generated locally.
+
+    The generated token is written once to ``<state>/run/deploy_token`` (mode 0600) so the service
+    and ``fraudops deploy`` on the same machine agree without anyone committing a secret.
+    """
+    if settings.scoring.deploy_token:
+        return settings.scoring.deploy_token
+    path = settings.run_dir / "deploy_token"
+    try:
+        token = path.read_text().strip()
+        if token:
+            return token
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(32)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process created it first: use theirs
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as fh:
+        fh.write(token)
+    return token

@@ -1,0 +1,375 @@
+"""The scoring service without HTTP: ``ScoringService.score(request) -> response dict``.
+
+Why a plain object: the HTTP layer (``app.py``) only parses and serialises, so every behaviour
+(features, fallback, logging, mirroring) is testable by calling ``score`` directly, and the same
+object backs ``/health``, ``/version`` and the control API.
+
+Per request: the online features are computed once (union vector), the champion scores its
+slice; if it raises, returns NaN or a value outside [0, 1], or takes longer than its per-request
+budget, the previous champion (kept loaded) answers instead and the event is counted
+(``fraudops_fallbacks``), logged (rate-limited) and written with the prediction (``fallback``,
+``error``). A sample goes to the shadow pool without ever blocking; the prediction row goes to a
+micro-batching, spooling writer.
+
+Budget caveat: the budget is checked after the call returns (an ONNX call cannot be pre-empted
+in-process without a thread hop that costs more than the call); a model that truly hangs is a
+shadow-pool concern, where each challenger lives in its own killable process.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import random
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from fraudops.exceptions import FraudopsError
+from fraudops.serving.features import FeatureRouter
+from fraudops.serving.metrics import ServingMetrics
+from fraudops.serving.models import (
+    CHALLENGER_PREFIX,
+    CHAMPION,
+    AliasWatcher,
+    BundleCache,
+    ChampionManager,
+    ModelSlot,
+    slot_from_bundle,
+)
+from fraudops.serving.options import ServingOptions
+
+if TYPE_CHECKING:
+    from fraudops.serving.schema import ScoreRequest
+    from fraudops.serving.shadow import ShadowPool
+    from fraudops.warehouse import Warehouse
+    from fraudops.warehouse.spool import SpoolingWriter
+
+log = logging.getLogger(__name__)
+
+
+class NotReady(FraudopsError):
+    """No champion is loaded yet (503)."""
+
+
+class ModelFailure(FraudopsError):
+    """The champion failed and no previous version could answer (503)."""
+
+
+class ScoringService:
+    """Champion + fallback scoring, features, mirroring, logging; owns the watcher and pool."""
+
+    def __init__(
+        self,
+        options: ServingOptions | None = None,
+        *,
+        warehouse: Warehouse | None = None,
+        model_name: str | None = None,
+        shadow: bool = True,
+    ) -> None:
+        self.options = options or ServingOptions.from_env()
+        s = self.options.settings
+        self.model_name = model_name or s.mlflow.model_name
+        self.tracking_uri = s.mlflow.tracking_uri
+        self.warehouse = warehouse
+        self.metrics = ServingMetrics()
+        self.manager = ChampionManager()
+        self.router = FeatureRouter(
+            warehouse=warehouse if self.options.warm_days > 0 else None,
+            warm_days=self.options.warm_days,
+            backend=_backend(s.redis_url),
+        )
+        self.cache = BundleCache(self.options.root / "bundles", self.tracking_uri)
+        self.watcher = AliasWatcher(
+            self.model_name, self.tracking_uri, self.apply_aliases, self.options.alias_poll_s
+        )
+        self.writer: SpoolingWriter | None = None
+        if warehouse is not None and self.options.log_predictions:
+            from fraudops.warehouse.spool import SpoolingWriter
+
+            self.writer = SpoolingWriter(
+                warehouse,
+                "predictions",
+                self.options.root / "spool" / "predictions",
+                batch_size=self.options.log_batch_size,
+                flush_interval_s=self.options.log_flush_interval_s,
+            )
+            self.metrics.on_scrape(lambda: self.metrics.set_log_stats(self.writer.snapshot()))  # type: ignore[union-attr]
+        self.shadow: ShadowPool | None = None
+        if shadow:
+            from fraudops.serving.shadow import ShadowPool
+
+            self.shadow = ShadowPool(self.options, self.metrics, self._on_shadow_result)
+        self.sample_rate = self.options.shadow_sample_rate
+        self.rejected: dict[str, str] = {}  # "alias@version" -> reason
+        self.fallback_count = 0
+        self.started_at = time.time()
+        self._rand = random.random
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def start(self, wait: bool = False, timeout_s: float = 300.0) -> ScoringService:
+        if self.writer is not None:
+            self.writer.start()
+        if self.shadow is not None:
+            self.shadow.start()
+        self.watcher.start()
+        if wait:
+            self.wait_ready(timeout_s)
+        return self
+
+    def wait_ready(self, timeout_s: float = 300.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while self.manager.current is None:
+            if time.monotonic() > deadline:
+                raise NotReady(
+                    f"no champion loaded after {timeout_s:.0f} s: {self.watcher.last_error or self.rejected}"
+                )
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.watcher.stop()
+        if self.shadow is not None:
+            self.shadow.stop()
+        if self.writer is not None:
+            self.writer.close()
+
+    @property
+    def ready(self) -> bool:
+        return self.manager.current is not None
+
+    # -- registry changes (watcher thread) --------------------------------------------------
+    def apply_aliases(self, aliases: dict[str, str]) -> None:
+        """Bring loaded models in line with the registry aliases."""
+        champ = aliases.get(CHAMPION)
+        if champ is not None:
+            current, previous = self.manager.pair
+            if current is None or current.version != champ:
+                slot = (
+                    previous
+                    if previous is not None and previous.version == champ
+                    else self._load(CHAMPION, champ)
+                )
+                if slot is not None:
+                    self.router.ensure([slot.spec])
+                    self.manager.promote(slot)
+                    self.metrics.swaps.inc()
+                    self.metrics.champion.set(float(champ) if champ.isdigit() else -1)
+        if self.shadow is not None:
+            wanted = {a: v for a, v in aliases.items() if a.startswith(CHALLENGER_PREFIX)}
+            loaded = {}
+            for alias, version in wanted.items():
+                if self.shadow.has(alias, version):
+                    loaded[alias] = None
+                    continue
+                slot = self._load(alias, version, scorer=False)
+                if slot is not None:
+                    self.router.ensure([slot.spec])
+                    loaded[alias] = slot
+            self.shadow.sync({a: s for a, s in loaded.items()}, keep=set(wanted))
+
+    def _load(self, alias: str, version: str, scorer: bool = True) -> ModelSlot | None:
+        key = f"{alias}@{version}"
+        if key in self.rejected:
+            return None
+        try:
+            path = self.cache.fetch(self.model_name, version)
+            if scorer:
+                return slot_from_bundle(self.model_name, version, alias, path, self.options.budget_ms)
+            import json
+
+            from fraudops.features.spec import FeatureSpec
+
+            spec = FeatureSpec.from_dict(json.loads((path / "feature_spec.json").read_text()))
+            manifest = json.loads((path / "manifest.json").read_text())
+            return ModelSlot(
+                self.model_name,
+                version,
+                alias,
+                None,
+                spec,
+                float(manifest.get("decision_threshold", 0.5)),
+                float(manifest.get("latency_budget_ms", 5.0)),
+                path,
+            )
+        except Exception as err:
+            reason = f"{type(err).__name__}: {err}"[:500]
+            self.rejected[key] = reason
+            self.metrics.load_failures.labels(alias).inc()
+            log.error("refusing %s v%s for %s: %s", self.model_name, version, alias, reason)
+            return None
+
+    # -- hot path ---------------------------------------------------------------------------
+    def score(self, request: ScoreRequest, request_id: str | None = None) -> dict[str, Any]:
+        """Score one validated request; raises ``NotReady`` / ``ModelFailure`` (both 503)."""
+        t0 = time.perf_counter()
+        current, previous = self.manager.pair
+        if current is None:
+            raise NotReady("no champion loaded yet")
+        rid = request_id or uuid.uuid4().hex
+        tx = request.to_transaction()
+        union = self.router.compute(tx)
+        slot, score, failure = self._predict(current, previous, union)
+        latency_ms = (time.perf_counter() - t0) * 1e3
+        decision = None if score is None else self.decide(score, slot.threshold)
+        fallback = failure is not None and slot is not current
+        self.metrics.model_latency.labels(slot.version, "production").observe(latency_ms / 1e3)
+        if decision is not None:
+            self.metrics.decisions.labels(decision).inc()
+        if self.writer is not None:
+            self.writer.write(
+                {
+                    "transaction_id": request.transaction_id,
+                    "request_id": rid,
+                    "model_name": slot.name,
+                    "model_version": slot.version,
+                    "mode": "production",
+                    "alias": CHAMPION,
+                    "score": score,
+                    "decision": decision,
+                    "latency_ms": latency_ms,
+                    "fallback": fallback,
+                    "error": failure,
+                    "amount": request.amount,
+                    "event_time": tx["event_time"],
+                    "feature_set": slot.spec_id,
+                    "features": orjson.dumps(self.router.slice(union, slot.spec_id)).decode(),
+                    "served_at": dt.datetime.now(dt.UTC),
+                }
+            )
+        if self.shadow is not None and self.sample_rate > 0 and self._rand() < self.sample_rate:
+            self.shadow.mirror(rid, tx, union, self.router)
+        if score is None:
+            raise ModelFailure(
+                f"champion v{current.version} failed ({failure}) and no previous version is loaded"
+            )
+        return {
+            "request_id": rid,
+            "transaction_id": request.transaction_id,
+            "score": score,
+            "decision": decision,
+            "model_name": slot.name,
+            "model_version": slot.version,
+            "fallback": fallback,
+            "latency_ms": round(latency_ms, 4),
+        }
+
+    def _predict(
+        self, current: ModelSlot, previous: ModelSlot | None, union: list[float]
+    ) -> tuple[ModelSlot, float | None, str | None]:
+        value, reason = self._try(current, union)
+        if reason is None:
+            return current, value, None
+        self.metrics.errors.labels(current.version, "production", reason).inc()
+        self.metrics.fallbacks.labels(current.version, reason).inc()
+        self.fallback_count += 1
+        if self.fallback_count <= 10 or self.fallback_count % 1000 == 0:
+            log.warning(
+                "champion v%s failed (%s); answered by %s (fallbacks so far: %d)",
+                current.version,
+                reason,
+                "nobody" if previous is None else f"v{previous.version}",
+                self.fallback_count,
+            )
+        failure = f"champion v{current.version}: {reason}"
+        if previous is not None:
+            alt, why = self._try(previous, union, budget=False)
+            if why is None:
+                return previous, alt, failure
+            self.metrics.errors.labels(previous.version, "production", why).inc()
+        if reason == "timeout":  # late but valid: better than no answer
+            return current, value, failure
+        return current, None, failure
+
+    def _try(
+        self, slot: ModelSlot, union: list[float], budget: bool = True
+    ) -> tuple[float | None, str | None]:
+        """(score, None) or (score or None, failure kind: error:<type> / nan / out_of_range / timeout)."""
+        try:
+            t = time.perf_counter()
+            value = float(slot.scorer.score_one(self.router.slice(union, slot.spec_id)))
+            elapsed_ms = (time.perf_counter() - t) * 1e3
+        except Exception as err:
+            return None, f"error:{type(err).__name__}"
+        if value != value:
+            return None, "nan"
+        if not 0.0 <= value <= 1.0:
+            return None, "out_of_range"
+        if budget and elapsed_ms > slot.budget_ms:
+            return value, "timeout"
+        return value, None
+
+    def decide(self, score: float, threshold: float) -> str:
+        if score >= threshold:
+            return "decline"
+        band = self.options.review_band
+        if band > 0 and score >= threshold - band:
+            return "review"
+        return "approve"
+
+    # -- shadow results (collector thread) --------------------------------------------------
+    def _on_shadow_result(self, result: dict[str, Any]) -> None:
+        if result.get("latency_ms") is not None:
+            self.metrics.model_latency.labels(result["model_version"], "shadow").observe(
+                result["latency_ms"] / 1e3
+            )
+        if result.get("error"):
+            self.metrics.errors.labels(result["model_version"], "shadow", "error").inc()
+        if self.writer is not None:
+            score = result.get("score")
+            self.writer.write(
+                {
+                    **{k: result.get(k) for k in ("transaction_id", "request_id", "model_version", "alias")},
+                    "model_name": self.model_name,
+                    "mode": "shadow",
+                    "score": score,
+                    "decision": None if score is None else self.decide(score, result["threshold"]),
+                    "latency_ms": result.get("latency_ms"),
+                    "fallback": False,
+                    "error": result.get("error"),
+                    "amount": result.get("amount"),
+                    "event_time": result.get("event_time"),
+                    "feature_set": result.get("feature_set"),
+                    "features": orjson.dumps(result.get("features")).decode(),
+                    "served_at": dt.datetime.now(dt.UTC),
+                }
+            )
+
+    # -- introspection ----------------------------------------------------------------------
+    def describe(self) -> dict[str, Any]:
+        from fraudops import __version__
+
+        current, previous = self.manager.pair
+        return {
+            "service": "fraudops-scoring",
+            "version": __version__,
+            "model_name": self.model_name,
+            "champion": None if current is None else _slot_info(current),
+            "previous": None if previous is None else _slot_info(previous),
+            "challengers": {} if self.shadow is None else self.shadow.status(),
+            "feature_union": None if self.router.union is None else self.router.union.id,
+            "shadow_sample_rate": self.sample_rate,
+            "fallbacks": self.fallback_count,
+            "swaps": self.manager.swaps,
+            "rejected": self.rejected,
+            "alias_poll": {"errors": self.watcher.errors, "last_error": self.watcher.last_error},
+        }
+
+
+def _slot_info(slot: ModelSlot) -> dict[str, Any]:
+    return {
+        "version": slot.version,
+        "feature_set": slot.spec_id,
+        "decision_threshold": slot.threshold,
+        "budget_ms": slot.budget_ms,
+        "loaded_at": dt.datetime.fromtimestamp(slot.loaded_at, dt.UTC).isoformat(),
+    }
+
+
+def _backend(redis_url: str) -> Any:
+    if not redis_url:
+        return None
+    from fraudops.features.online import RedisBackend
+
+    return RedisBackend(redis_url)

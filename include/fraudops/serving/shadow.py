@@ -1,0 +1,435 @@
+"""The shadow pool: each challenger alias scores a mirrored sample in its own worker process.
+
+Why processes (``multiprocessing`` spawn) and not threads: a challenger is unproven code and
+data. In its own process a crash (even a segfault in native code), a hang or a memory blow-up
+cannot take the production event loop with it, and the OS enforces the limits: ``RLIMIT_AS``
+(address space) per worker, ``nice`` and CPU affinity (the last core) so production wins the CPU.
+
+Production never waits for the pool: the request path does one ``put_nowait`` per challenger on a
+bounded queue; a full queue, a worker that is down or a throttled share is *shed* and counted
+(``fraudops_shadow_shed{alias,reason}``). A supervisor thread restarts crashed workers with
+exponential backoff, kills and restarts workers whose heartbeat stops (hung), throttles workers
+whose mean latency exceeds ``shadow_slow_ms`` (halving their share of the sample, restoring it
+when they recover) and reports each worker's state. Results come back on a per-worker queue
+(recreated with the process: a killed process can leave a shared queue's lock held) and are
+logged as ``mode=shadow`` predictions with the exact vector production computed.
+
+``faults`` (alias → "crash" | "hang" | "slow:<ms>") injects failures into a worker; the tests
+and the benchmark use it to prove the isolation. It is not reachable from the HTTP API.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fraudops.serving.features import FeatureRouter
+    from fraudops.serving.metrics import ServingMetrics
+    from fraudops.serving.models import ModelSlot
+    from fraudops.serving.options import ServingOptions
+
+log = logging.getLogger(__name__)
+
+#: Seconds a fresh worker may take to import and load before heartbeats are required.
+STARTUP_GRACE_S = 60.0
+MAX_BACKOFF_S = 30.0
+
+
+def _apply_limits(address_space_mb: int, nice: int, cpus: set[int] | None) -> None:
+    import resource
+
+    if address_space_mb > 0:
+        limit = address_space_mb << 20
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    if nice:
+        os.nice(nice)
+    if cpus and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, cpus)
+
+
+def _inject(fault: str | None, n: int) -> None:
+    if not fault:
+        return
+    if fault == "crash":
+        os._exit(70)
+    if fault == "hang":
+        while True:  # stuck in "model code": no heartbeat any more
+            time.sleep(3600)
+    if fault.startswith("slow:"):
+        time.sleep(float(fault.split(":", 1)[1]) / 1e3)
+
+
+def worker_main(
+    bundle: str,
+    inq: Any,
+    outq: Any,
+    heartbeat: Any,
+    ready: Any,
+    address_space_mb: int,
+    nice: int,
+    cpus: set[int] | None,
+    fault: str | None,
+) -> None:
+    """Entry point of a shadow worker process: load the bundle, score what arrives, report back."""
+    heartbeat.value = time.monotonic()
+    _apply_limits(address_space_mb, nice, cpus)
+    from fraudops.training.package import load_scorer
+
+    scorer = load_scorer(bundle, intra_op_num_threads=1)
+    ready.value = 1
+    n = 0
+    while True:
+        heartbeat.value = time.monotonic()
+        try:
+            item = inq.get(timeout=0.25)
+        except queue.Empty:
+            continue
+        if item is None:
+            return
+        n += 1
+        _inject(fault, n)
+        rid, txid, vector, amount, event_time = item[:5]
+        t = time.perf_counter()
+        error = None
+        score: float | None
+        try:
+            score = float(scorer.score_one(vector))
+            if score != score or not 0.0 <= score <= 1.0:
+                error, score = ("nan" if score != score else "out_of_range"), None
+        except Exception as err:
+            score, error = None, f"error:{type(err).__name__}"
+        latency_ms = (time.perf_counter() - t) * 1e3
+        outq.put((rid, txid, score, latency_ms, error, vector, amount, event_time))
+
+
+@dataclass
+class _Worker:
+    alias: str
+    version: str
+    path: Path
+    spec_id: str
+    threshold: float
+    fault: str | None = None
+    proc: Any = None
+    inq: Any = None
+    outq: Any = None
+    heartbeat: Any = None
+    ready: Any = None
+    started: float = 0.0
+    next_start: float = 0.0
+    backoff: float = 0.5
+    state: str = "starting"
+    restarts: int = 0
+    processed: int = 0
+    errors: int = 0
+    shed: int = 0
+    throttle: float = 1.0
+    latency_ewma: float | None = None
+    last_throttle_change: float = 0.0
+    last_error: str = ""
+    history: list[str] = field(default_factory=list)
+
+    @property
+    def up(self) -> bool:
+        return self.state == "running"
+
+
+class ShadowPool:
+    """One supervised worker process per challenger alias."""
+
+    def __init__(
+        self,
+        options: ServingOptions,
+        metrics: ServingMetrics,
+        on_result: Callable[[dict[str, Any]], None],
+    ) -> None:
+        import multiprocessing as mp
+
+        self.options = options
+        self.metrics = metrics
+        self.on_result = on_result
+        self.ctx = mp.get_context("spawn")
+        self.faults: dict[str, str] = {}
+        self._workers: dict[str, _Worker] = {}
+        self._snapshot: tuple[_Worker, ...] = ()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._rand = random.random
+        n = os.cpu_count() or 1
+        self.cpus = {n - 1} if n > 1 else None
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def start(self) -> None:
+        self._stop.clear()
+        for target, name in ((self._supervise, "shadow-supervisor"), (self._collect, "shadow-collector")):
+            t = threading.Thread(target=target, name=name, daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(10)
+        self._threads.clear()
+        with self._lock:
+            for w in list(self._workers.values()):
+                self._terminate(w, graceful=True)
+            self._workers.clear()
+            self._snapshot = ()
+
+    # -- membership (watcher thread) --------------------------------------------------------
+    def has(self, alias: str, version: str) -> bool:
+        w = self._workers.get(alias)
+        return w is not None and w.version == version
+
+    def sync(self, loaded: dict[str, ModelSlot | None], keep: set[str]) -> None:
+        """Start workers for new (alias, version) slots; stop workers whose alias is gone."""
+        with self._lock:
+            for alias in [a for a in self._workers if a not in keep]:
+                log.info("challenger %s retired from the shadow pool", alias)
+                self._terminate(self._workers.pop(alias), graceful=True)
+            for alias, slot in loaded.items():
+                if slot is None:
+                    continue
+                old = self._workers.pop(alias, None)
+                if old is not None:
+                    self._terminate(old, graceful=True)
+                assert slot.path is not None
+                w = _Worker(
+                    alias, slot.version, slot.path, slot.spec_id, slot.threshold, self.faults.get(alias)
+                )
+                self._workers[alias] = w
+                self._spawn(w)
+            self._snapshot = tuple(self._workers.values())
+
+    def _spawn(self, w: _Worker) -> None:
+        w.inq = self.ctx.Queue(self.options.shadow_queue_size)
+        w.outq = self.ctx.Queue()
+        w.heartbeat = self.ctx.Value("d", time.monotonic(), lock=False)
+        w.ready = self.ctx.Value("i", 0, lock=False)
+        w.proc = self.ctx.Process(
+            target=worker_main,
+            args=(
+                str(w.path),
+                w.inq,
+                w.outq,
+                w.heartbeat,
+                w.ready,
+                self.options.shadow_address_space_mb,
+                self.options.shadow_nice,
+                self.cpus,
+                w.fault,
+            ),
+            name=f"shadow-{w.alias}",
+            daemon=True,
+        )
+        w.proc.start()
+        w.started = time.monotonic()
+        w.state = "starting"
+        log.info("shadow worker %s v%s started (pid %s)", w.alias, w.version, w.proc.pid)
+
+    def _terminate(self, w: _Worker, graceful: bool) -> None:
+        proc = w.proc
+        if proc is None:
+            return
+        if graceful and proc.is_alive():
+            with contextlib.suppress(Exception):
+                w.inq.put_nowait(None)
+            proc.join(2)
+        if proc.is_alive():
+            proc.kill()
+            proc.join(5)
+        for q in (w.inq, w.outq):
+            if q is not None:
+                q.cancel_join_thread()
+                q.close()
+        w.proc = None
+        w.state = "stopped"
+
+    # -- hot path (event loop) --------------------------------------------------------------
+    def mirror(self, request_id: str, tx: dict[str, Any], union: list[float], router: FeatureRouter) -> None:
+        """Offer one event to every challenger; never blocks, sheds and counts instead."""
+        for w in self._snapshot:
+            if not w.up:
+                self._shed(w, "down")
+                continue
+            if w.throttle < 1.0 and self._rand() >= w.throttle:
+                self._shed(w, "throttled")
+                continue
+            item = (
+                request_id,
+                tx["transaction_id"],
+                router.slice(union, w.spec_id),
+                tx["amount"],
+                tx["event_time"],
+                tx,
+            )
+            try:
+                w.inq.put_nowait(item)
+            except (queue.Full, ValueError, AssertionError, OSError):
+                self._shed(w, "queue_full")
+                continue
+            self.metrics.mirrored.labels(w.alias).inc()
+
+    def _shed(self, w: _Worker, reason: str) -> None:
+        w.shed += 1
+        self.metrics.shed.labels(w.alias, reason).inc()
+
+    # -- supervisor -------------------------------------------------------------------------
+    def _supervise(self) -> None:
+        while not self._stop.wait(0.2):
+            with self._lock:
+                for w in self._workers.values():
+                    try:
+                        self._check(w)
+                    except Exception:
+                        log.exception("shadow supervisor failed on %s", w.alias)
+                self._snapshot = tuple(self._workers.values())
+
+    def _check(self, w: _Worker) -> None:
+        now = time.monotonic()
+        if w.proc is None:
+            if w.state in ("crashed", "hung") and now >= w.next_start:
+                w.history.append(f"restart after {w.state}")
+                self._spawn(w)
+            return
+        if not w.proc.is_alive():
+            code = w.proc.exitcode
+            self._restart_later(w, "crashed", f"exited with code {code}")
+            return
+        fresh = now - w.heartbeat.value < self.options.shadow_hang_timeout_s
+        if w.ready.value != 1:
+            if now - w.started > STARTUP_GRACE_S:
+                self._restart_later(w, "hung", "did not finish loading")
+            return
+        if not fresh:
+            self._restart_later(w, "hung", f"no heartbeat for {now - w.heartbeat.value:.1f} s")
+            return
+        if w.state != "running":
+            w.state = "running"
+        if now - w.started > 30 and w.backoff > 0.5:
+            w.backoff = 0.5  # stable again: forget past crashes
+        self.metrics.shadow_up.labels(w.alias).set(1)
+        self.metrics.shadow_throttle.labels(w.alias).set(w.throttle)
+
+    def _restart_later(self, w: _Worker, state: str, detail: str) -> None:
+        self._terminate(w, graceful=False)
+        w.state = state
+        w.restarts += 1
+        w.last_error = detail
+        w.next_start = time.monotonic() + w.backoff
+        w.backoff = min(w.backoff * 2, MAX_BACKOFF_S)
+        self.metrics.shadow_restarts.labels(w.alias, state).inc()
+        self.metrics.shadow_up.labels(w.alias).set(0)
+        log.warning(
+            "shadow worker %s v%s %s (%s); restart in %.1f s",
+            w.alias,
+            w.version,
+            state,
+            detail,
+            w.next_start - time.monotonic(),
+        )
+
+    # -- results ----------------------------------------------------------------------------
+    def _collect(self) -> None:
+        while not self._stop.is_set():
+            got = 0
+            for w in self._snapshot:
+                q = w.outq
+                if q is None or w.proc is None:
+                    continue
+                for _ in range(500):
+                    try:
+                        rid, txid, score, latency_ms, error, vector, amount, event_time = q.get_nowait()
+                    except (queue.Empty, OSError, ValueError, EOFError):
+                        break
+                    got += 1
+                    w.processed += 1
+                    if error:
+                        w.errors += 1
+                    self._track_latency(w, latency_ms)
+                    try:
+                        self.on_result(
+                            {
+                                "request_id": rid,
+                                "transaction_id": txid,
+                                "model_version": w.version,
+                                "alias": w.alias,
+                                "score": score,
+                                "latency_ms": latency_ms,
+                                "error": error,
+                                "features": vector,
+                                "amount": amount,
+                                "event_time": event_time,
+                                "feature_set": w.spec_id,
+                                "threshold": w.threshold,
+                            }
+                        )
+                    except Exception:
+                        log.exception("shadow result handler failed")
+            if not got:
+                time.sleep(0.02)
+
+    def _track_latency(self, w: _Worker, latency_ms: float) -> None:
+        w.latency_ewma = latency_ms if w.latency_ewma is None else 0.9 * w.latency_ewma + 0.1 * latency_ms
+        now = time.monotonic()
+        if now - w.last_throttle_change < 1.0:
+            return
+        slow = self.options.shadow_slow_ms
+        if w.latency_ewma > slow and w.throttle > 1 / 64:
+            w.throttle /= 2
+            w.last_throttle_change = now
+            log.warning(
+                "shadow worker %s is slow (%.1f ms mean): share cut to %.3f",
+                w.alias,
+                w.latency_ewma,
+                w.throttle,
+            )
+        elif w.latency_ewma < slow / 2 and w.throttle < 1.0:
+            w.throttle = min(1.0, w.throttle * 2)
+            w.last_throttle_change = now
+
+    # -- reporting --------------------------------------------------------------------------
+    def status(self) -> dict[str, dict[str, Any]]:
+        out = {}
+        for w in self._snapshot:
+            pid = None if w.proc is None else w.proc.pid
+            out[w.alias] = {
+                "version": w.version,
+                "pid": pid,
+                "state": w.state,
+                "restarts": w.restarts,
+                "processed": w.processed,
+                "errors": w.errors,
+                "shed": w.shed,
+                "throttle": w.throttle,
+                "latency_ms_mean": None if w.latency_ewma is None else round(w.latency_ewma, 4),
+                "rss_mb": _rss_mb(pid),
+                "last_error": w.last_error,
+            }
+        return out
+
+    def pids(self) -> dict[str, int]:
+        return {w.alias: w.proc.pid for w in self._snapshot if w.proc is not None}
+
+
+def _rss_mb(pid: int | None) -> float | None:
+    if pid is None:
+        return None
+    try:
+        import psutil
+
+        return round(psutil.Process(pid).memory_info().rss / 2**20, 1)
+    except Exception:
+        return None

@@ -1,0 +1,278 @@
+"""The scoring service against real MLflow and the BigQuery emulator, over real HTTP (uvicorn).
+
+Covers: hot swap under load with zero failed requests, the control API (401/403/200 + audit row),
+fallback on a broken champion, rejection of an unverifiable version, crashing and hanging shadow
+workers with production unaffected, and a BigQuery outage with spool + replay counting exactly.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from serving_helpers import NAN_ABOVE, LiveServer, register, tx, wait_for
+
+from fraudops.config import load_settings
+from fraudops.registry import set_alias
+from fraudops.serving.app import create_app
+from fraudops.serving.options import ServingOptions
+from fraudops.serving.service import ScoringService
+
+pytestmark = pytest.mark.integration
+TOKEN = "test-token-123"
+
+
+def _service(tmp: Path, model_name: str, warehouse: Any, shadow: bool = False, **opts: Any) -> ScoringService:
+    settings = load_settings()
+    options = ServingOptions(
+        settings=settings,
+        alias_poll_s=0.3,
+        warm_days=0,
+        work_dir=tmp / "serving",
+        shadow_sample_rate=opts.pop("shadow_sample_rate", 0.0),
+        log_flush_interval_s=0.2,
+        **opts,
+    )
+    return ScoringService(options, warehouse=warehouse, model_name=model_name, shadow=shadow)
+
+
+@pytest.fixture()
+def live(request: pytest.FixtureRequest) -> Iterator[list[LiveServer]]:
+    servers: list[LiveServer] = []
+    yield servers
+    for s in servers:
+        s.close()
+
+
+def _version(client: httpx.Client) -> dict[str, Any]:
+    return client.get("/version").json()
+
+
+def test_hot_swap_under_load_and_deploy_api(
+    fraudops_env: Path, warehouse: Any, bundles: dict[str, Path], live: list[LiveServer], tmp_path: Path
+) -> None:
+    uri = load_settings().mlflow.tracking_uri
+    name = "serve-swap"
+    va, vb = register(bundles["a"], uri, name), register(bundles["b"], uri, name)
+    set_alias(name, "champion", va, tracking_uri=uri)
+    service = _service(tmp_path, name, warehouse)
+    server = LiveServer(create_app(service, deploy_token=TOKEN))
+    live.append(server)
+    client = httpx.Client(base_url=server.url, timeout=10)
+    wait_for(lambda: client.get("/health").status_code == 200, 90, "champion loaded")
+
+    results: list[tuple[int, str | None]] = []
+    stop = threading.Event()
+
+    def fire() -> None:
+        with httpx.Client(base_url=server.url, timeout=10) as c:
+            i = 0
+            while not stop.is_set():
+                i += 1
+                r = c.post("/score", json=tx(i))
+                results.append((r.status_code, r.json().get("model_version")))
+
+    threads = [threading.Thread(target=fire) for _ in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(1.0)
+        body = {"modelId": name, "version": vb, "deploymentMode": "production", "reason": "test"}
+        assert client.post("/deploy", json=body).status_code == 401
+        assert client.post("/deploy", json=body, headers={"Authorization": "Bearer nope"}).status_code == 403
+        r = client.post("/deploy", json=body, headers={"Authorization": f"Bearer {TOKEN}"})
+        assert r.status_code == 200, r.text
+        assert r.json()["previousVersion"] == va and r.json()["moved"] is True
+        wait_for(lambda: (_version(client)["champion"] or {}).get("version") == vb, 90, "swap to b")
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+    statuses = [s for s, _ in results]
+    assert len(results) > 50 and set(statuses) == {200}, {s: statuses.count(s) for s in set(statuses)}
+    versions = [v for _, v in results]
+    assert versions[0] == va and versions[-1] == vb
+    assert versions.index(vb) > 0 and va not in versions[versions.index(vb) :]  # one clean cut-over
+    assert _version(client)["previous"]["version"] == va  # kept loaded for fallback
+
+    rows = warehouse.query(
+        "SELECT alias, model_version, previous_version, action FROM deployments WHERE model_name = @n",
+        {"n": name},
+    )
+    assert rows == [{"alias": "champion", "model_version": vb, "previous_version": va, "action": "promote"}]
+    # Bad deploy bodies name their fields; unknown versions are 404.
+    bad = client.post(
+        "/deploy",
+        json={"modelId": name, "deploymentMode": "sideways"},
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    )
+    assert bad.status_code == 422 and bad.json()["fields"][0]["field"] == "deploymentMode"
+    missing = {"modelId": name, "version": "999", "deploymentMode": "shadow"}
+    assert (
+        client.post("/deploy", json=missing, headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 404
+    )
+    metrics = client.get("/metrics").text
+    assert (
+        f'fraudops_model_latency_seconds_bucket{{le="0.001",mode="production",model_version="{vb}"}}'
+        in metrics
+    )
+    assert "fraudops_request_latency_seconds_count" in metrics
+
+
+def test_fallback_on_a_broken_champion_and_rejected_bundle(
+    fraudops_env: Path, warehouse: Any, bundles: dict[str, Path], live: list[LiveServer], tmp_path: Path
+) -> None:
+    uri = load_settings().mlflow.tracking_uri
+    name = "serve-fallback"
+    va = register(bundles["a"], uri, name)
+    vf = register(bundles["fragile"], uri, name)
+    vx = register(bundles["broken"], uri, name)
+    set_alias(name, "champion", va, tracking_uri=uri)
+    service = _service(tmp_path, name, warehouse)
+    server = LiveServer(create_app(service, deploy_token=TOKEN))
+    live.append(server)
+    client = httpx.Client(base_url=server.url, timeout=10)
+    wait_for(lambda: client.get("/health").status_code == 200, 90, "champion loaded")
+
+    set_alias(name, "champion", vf, tracking_uri=uri)  # passes verification: NaN only on huge amounts
+    wait_for(lambda: (_version(client)["champion"] or {}).get("version") == vf, 90, "swap to fragile")
+    ok = client.post("/score", json=tx(1, amount=120.0)).json()
+    assert ok["model_version"] == vf and ok["fallback"] is False
+    r = client.post("/score", json=tx(2, amount=NAN_ABOVE * 2))
+    assert r.status_code == 200
+    fb = r.json()
+    assert fb["model_version"] == va and fb["fallback"] is True and 0.0 <= fb["score"] <= 1.0
+    metrics = client.get("/metrics").text
+    assert f'fraudops_fallbacks_total{{model_version="{vf}",reason="nan"}} 1.0' in metrics
+
+    set_alias(name, "champion", vx, tracking_uri=uri)  # NaN everywhere: verification must refuse it
+    wait_for(lambda: f"champion@{vx}" in _version(client)["rejected"], 90, "broken bundle rejected")
+    assert _version(client)["champion"]["version"] == vf
+    assert client.post("/score", json=tx(3)).json()["model_version"] == vf
+    assert 'fraudops_model_load_failures_total{alias="champion"} 1.0' in client.get("/metrics").text
+
+    service.writer.flush()  # type: ignore[union-attr]
+    rows = warehouse.query(
+        "SELECT transaction_id, model_version, fallback, error FROM predictions WHERE transaction_id = 'tx-2'"
+    )
+    assert rows == [
+        {"transaction_id": "tx-2", "model_version": va, "fallback": True, "error": f"champion v{vf}: nan"}
+    ]
+
+
+@pytest.mark.slow
+def test_crashing_and_hanging_shadow_workers_leave_production_alone(
+    fraudops_env: Path, warehouse: Any, bundles: dict[str, Path], live: list[LiveServer], tmp_path: Path
+) -> None:
+    uri = load_settings().mlflow.tracking_uri
+    name = "serve-shadow"
+    va, vb = register(bundles["a"], uri, name), register(bundles["b"], uri, name)
+    set_alias(name, "champion", va, tracking_uri=uri)
+    for alias in ("challenger-ok", "challenger-crash", "challenger-hang"):
+        set_alias(name, alias, vb, tracking_uri=uri)
+    service = _service(
+        tmp_path, name, warehouse, shadow=True, shadow_sample_rate=1.0, shadow_hang_timeout_s=1.5
+    )
+    assert service.shadow is not None
+    service.shadow.faults.update({"challenger-crash": "crash", "challenger-hang": "hang"})
+    server = LiveServer(create_app(service, deploy_token=TOKEN))
+    live.append(server)
+    client = httpx.Client(base_url=server.url, timeout=10)
+    wait_for(lambda: client.get("/health").status_code == 200, 90, "champion loaded")
+    wait_for(lambda: len(_version(client)["challengers"]) == 3, 90, "three workers")
+    wait_for(
+        lambda: _version(client)["challengers"]["challenger-ok"]["state"] == "running", 120, "ok worker up"
+    )
+
+    latencies, statuses = [], []
+    t_end = time.monotonic() + 6.0
+    i = 0
+    while time.monotonic() < t_end:
+        i += 1
+        r = client.post("/score", json=tx(i))
+        statuses.append(r.status_code)
+        latencies.append(float(r.headers["X-Score-Latency-Ms"]))
+        time.sleep(0.005)
+    status = _version(client)["challengers"]
+    assert set(statuses) == {200}
+    assert status["challenger-crash"]["restarts"] >= 1, status
+    assert status["challenger-hang"]["restarts"] >= 1, status
+    assert status["challenger-ok"]["processed"] > 0 and status["challenger-ok"]["restarts"] == 0, status
+    latencies.sort()
+    p99 = latencies[int(len(latencies) * 0.99) - 1]
+    assert p99 < 25.0, f"production p99 {p99:.2f} ms with failing challengers (shared 2-core machine)"
+    metrics = client.get("/metrics").text
+    assert 'fraudops_shadow_restarts_total{alias="challenger-crash",reason="crashed"}' in metrics
+    assert 'fraudops_shadow_restarts_total{alias="challenger-hang",reason="hung"}' in metrics
+    service.writer.flush()  # type: ignore[union-attr]
+    wait_for(
+        lambda: (
+            warehouse.query(
+                "SELECT COUNT(*) AS n FROM predictions WHERE mode = 'shadow' AND alias = 'challenger-ok'"
+            )[0]["n"]
+            > 0
+        ),
+        30,
+        "shadow predictions logged",
+    )
+
+
+def test_bigquery_outage_spools_and_replays_exactly(
+    fraudops_env: Path, bundles: dict[str, Path], live: list[LiveServer], tmp_path: Path
+) -> None:
+    from fraudops.config import WarehouseConfig
+    from fraudops.stack import process
+    from fraudops.stack.services import bqemulator_spec
+    from fraudops.warehouse import Warehouse
+
+    uri = load_settings().mlflow.tracking_uri
+    name = "serve-outage"
+    va = register(bundles["a"], uri, name)
+    set_alias(name, "champion", va, tracking_uri=uri)
+    port, grpc = process.free_port(), process.free_port()
+    spec = bqemulator_spec(tmp_path / "bq", tmp_path / "logs", tmp_path / "run", "outage-test", port, grpc)
+    process.start(spec)
+    try:
+        wh = Warehouse(
+            WarehouseConfig(
+                project="outage-test", dataset="fraud", endpoint=f"http://127.0.0.1:{port}", timeout_s=3.0
+            )
+        )
+        wh.ensure_schema()
+        service = _service(tmp_path, name, wh)
+        service.writer.retry_interval_s = 0.5  # type: ignore[union-attr]
+        server = LiveServer(create_app(service, deploy_token=TOKEN))
+        live.append(server)
+        client = httpx.Client(base_url=server.url, timeout=10)
+        wait_for(lambda: client.get("/health").status_code == 200, 90, "champion loaded")
+        for i in range(100):
+            assert client.post("/score", json=tx(i)).status_code == 200
+        service.writer.flush()  # type: ignore[union-attr]
+        assert wh.count("predictions") == 100
+
+        process.stop(spec)  # BigQuery goes away; scoring must not notice
+        t0 = time.perf_counter()
+        for i in range(100, 300):
+            assert client.post("/score", json=tx(i)).status_code == 200
+        assert time.perf_counter() - t0 < 30
+        service.writer.flush()  # type: ignore[union-attr]
+        during = service.writer.snapshot()  # type: ignore[union-attr]
+        assert during.spooled_rows == 200 and during.pending_files >= 1
+
+        process.start(spec)  # ... and comes back: the writer's thread replays on its own
+        for i in range(250, 320):  # more traffic meanwhile, some of it re-sent (a client retry)
+            assert client.post("/score", json=tx(i)).status_code == 200
+        wait_for(lambda: service.writer.snapshot().pending_files == 0, 90, "spool replayed")  # type: ignore[union-attr]
+        service.writer.flush()  # type: ignore[union-attr]
+        after = service.writer.snapshot()  # type: ignore[union-attr]
+        assert after.pending_files == 0 and after.replayed_rows == 200 and after.buffered == 0
+        rows = wh.query("SELECT COUNT(*) AS n, COUNT(DISTINCT transaction_id) AS k FROM predictions")
+        assert rows == [{"n": 320, "k": 320}]
+    finally:
+        process.stop(spec)

@@ -21,6 +21,8 @@ LAZY_COMMANDS: dict[str, str] = {
     "import": "fraudops.simulate.commands:import_cmd",
     "features": "fraudops.features.commands:features",
     "train": "fraudops.pipeline.commands:train",
+    "serve": "fraudops.serving.commands:serve",
+    "deploy": "fraudops.serving.commands:deploy",
 }
 
 

@@ -245,6 +245,10 @@ class Stack:
             "localhost",
         ):
             specs.append(mlflow_spec(s.mlflow_dir, s.log_dir, s.run_dir, s.mlflow.host, s.mlflow.port))
+        # scoring service (issue 6): bootstraps a champion on an empty registry, then serves.
+        from fraudops.serving.stackspec import scoring_spec
+
+        specs.append(scoring_spec(s))
         specs.append(airflow_spec(s))
         return specs
 

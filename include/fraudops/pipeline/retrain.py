@@ -260,13 +260,17 @@ def build_features(ctx: RunContext, params: RetrainParams, extract_meta: dict[st
 
 
 def _load_features(features_meta: dict[str, Any]) -> tuple[Any, Any, Any, Any, Any, dict[str, Any]]:
+    import numpy as np
     import pandas as pd
 
     table = pd.read_parquet(features_meta["features_path"])
     spec = json.loads(Path(features_meta["feature_spec_path"]).read_text())
     names = [f["name"] if isinstance(f, dict) else f[0] for f in spec["features"]]
+    # Serving feeds ONNX Runtime float32 vectors: train and evaluate on exactly those values, so a
+    # tree threshold can never fall between a value and its float32 rounding.
+    X = table[names].astype(np.float32).astype(np.float64)
     return (
-        table[names],
+        X,
         table["__y"].to_numpy(),
         table["__event_time"],
         table["__amount"].to_numpy(),

@@ -110,12 +110,44 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def float32_exact_booster(model: Any) -> Any:
+    """The LightGBM model with every split threshold moved down to the nearest float32.
+
+    ONNX tree ensembles store thresholds as float32; LightGBM's are doubles, often the midpoint of
+    two adjacent float32 feature values, which rounds *up* onto the larger value. For float32
+    inputs x, ``x <= t`` equals ``x <= floor32(t)`` exactly, so this keeps LightGBM's decisions on
+    the vectors serving sends and makes the float32 ONNX copy take the very same branches. Only
+    the best iteration's trees are kept (early stopping leaves later trees in the booster).
+    """
+    import lightgbm as lgb
+    import numpy as np
+
+    booster = getattr(model, "booster_", model)
+    best = getattr(model, "best_iteration_", None) or None
+    lines = booster.model_to_string(num_iteration=best).split("\n")
+    categorical = False
+    for i, line in enumerate(lines):
+        if line.startswith("Tree="):
+            categorical = False
+        elif line.startswith("decision_type="):
+            categorical = any(int(v) & 1 for v in line.split("=", 1)[1].split())
+        elif line.startswith("threshold=") and not categorical:
+            values = np.array(line.split("=", 1)[1].split(), dtype=np.float64)
+            f32 = values.astype(np.float32)
+            up = f32.astype(np.float64) > values
+            f32[up] = np.nextafter(f32[up], np.float32(-np.inf))
+            lines[i] = "threshold=" + " ".join(repr(float(v)) for v in f32.astype(np.float64))
+    # tree_sizes (byte offsets for parallel parsing) no longer match: LightGBM parses without it.
+    return lgb.Booster(model_str="\n".join(x for x in lines if not x.startswith("tree_sizes=")))
+
+
 def to_onnx(model: Any, family: str, n_features: int) -> onnx.ModelProto:
     """Convert a fitted model to ONNX with input ``features`` [None, n] float32 and no zipmap."""
     if family == "lightgbm":
         import onnxmltools
         from onnxmltools.convert.common.data_types import FloatTensorType
 
+        model = float32_exact_booster(model)
         onx = onnxmltools.convert_lightgbm(
             model, initial_types=[(INPUT_NAME, FloatTensorType([None, n_features]))], zipmap=False
         )

@@ -25,7 +25,7 @@ def own_emulator(tmp_path: Path) -> Iterator[tuple[process.ServiceSpec, Warehous
     process.start(spec)
     wh = Warehouse(
         WarehouseConfig(
-            project="spool-test", dataset="fraud", endpoint=f"http://127.0.0.1:{port}", timeout_s=3.0
+            project="spool-test", dataset="fraud", endpoint=f"http://127.0.0.1:{port}", timeout_s=15.0
         )
     )
     wh.ensure_schema()

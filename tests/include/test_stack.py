@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -44,7 +45,7 @@ def _status(env: dict[str, str]) -> tuple[int, dict[str, dict[str, object]]]:
 def test_status_is_false_when_nothing_runs(tmp_path: Path) -> None:
     code, states = _status(_stack_env(tmp_path))
     assert code == 1
-    assert set(states) == {"bigquery-emulator", "mlflow", "airflow"}
+    assert {"bigquery-emulator", "mlflow", "airflow"} <= set(states)
     assert not any(s["healthy"] or s["running"] for s in states.values())
 
 
@@ -129,7 +130,7 @@ def test_up_status_down_leaves_nothing_running(tmp_path: Path) -> None:
         assert "shadow_slots" in pools.stdout
         # The warehouse answers `fraudops query`.
         q = _cli(env, "query", "SELECT COUNT(*) AS n FROM fraud.transactions", timeout=60)
-        assert q.returncode == 0 and "| n |" in q.stdout, q.stderr
+        assert q.returncode == 0 and re.search(r"\| n +\|", q.stdout), q.stdout + q.stderr
     finally:
         down = _cli(env, "down", timeout=120)
     assert down.returncode == 0

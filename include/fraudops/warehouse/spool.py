@@ -102,6 +102,7 @@ class SpoolingWriter:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout_s)
+        self._down_until = 0.0  # a last replay attempt, even inside the back-off interval
         self.flush()
         return self.snapshot()
 

@@ -35,11 +35,18 @@ class _Recorder(BaseHTTPRequestHandler):
         return
 
 
+class _Server(ThreadingHTTPServer):
+    # The stream keeps up to 16 connections open; the default listen backlog of 5 makes connects
+    # time out on a loaded machine.
+    request_queue_size = 128
+    daemon_threads = True
+
+
 @pytest.fixture()
 def scoring_server() -> Iterator[tuple[str, list[dict[str, object]]]]:
     received: ClassVar[list[dict[str, object]]] = []
     handler = type("Handler", (_Recorder,), {"received": received})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server = _Server(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

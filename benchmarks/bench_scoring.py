@@ -22,51 +22,94 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "include" / "serving"))
 
+#: The load generator: raw asyncio HTTP/1.1 on keep-alive connections (httpx costs ~1 ms of CPU per
+#: request, which on two cores would measure the client, not the server). Open loop: latency counts
+#: from each request's scheduled start, so a stalled server cannot hide queueing (no coordinated omission).
 LOAD_CLIENT = r"""
-import asyncio, json, sys, time, random
-import httpx
-url, mode = sys.argv[1], sys.argv[2]
-rate, duration, conc = float(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
-def body(i):
+import asyncio, json, sys, time
+host, port, path, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+rate, duration, conc, nfeat = float(sys.argv[5]), float(sys.argv[6]), int(sys.argv[7]), int(sys.argv[8])
+
+def body(i: int) -> bytes:
     if mode == "mlflow":
-        return {"inputs": [[float((i * 7) % 97)] * int(sys.argv[6])]}
+        return json.dumps({"inputs": [[float((i * 7) % 97)] * nfeat]}).encode()
     ts = f"2026-06-01T{(i // 3600) % 24:02d}:{(i // 60) % 60:02d}:{i % 60:02d}Z"
-    return {"transaction_id": f"b{time.time_ns()}-{i}", "card_id": f"c{i % 2000}",
-            "terminal_id": f"t{i % 300}", "merchant_id": f"m{i % 100}", "amount": float(10 + i % 500),
-            "region": "eu-west", "device_id": f"d{i % 900}", "timestamp": ts, "channel": "ecom"}
-client_ms, server_ms, errors = [], [], 0
-async def one(client, i):
+    return json.dumps({"transaction_id": f"b{time.time_ns()}-{i}", "card_id": f"c{i % 2000}",
+        "terminal_id": f"t{i % 300}", "merchant_id": f"m{i % 100}", "amount": float(10 + i % 500),
+        "region": "eu-west", "device_id": f"d{i % 900}", "timestamp": ts, "channel": "ecom"}).encode()
+
+def request(i: int) -> bytes:
+    b = body(i)
+    return (f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(b)}\r\n\r\n").encode() + b
+
+client_ms: list[float] = []
+server_ms: list[float] = []
+errors = 0
+
+async def exchange(conn, i: int, t_sched: float) -> None:
     global errors
-    t = time.perf_counter()
-    try:
-        r = await client.post(url, json=body(i))
-    except Exception:
-        errors += 1; return
-    client_ms.append((time.perf_counter() - t) * 1e3)
-    if r.status_code != 200: errors += 1
-    h = r.headers.get("x-score-latency-ms")
-    if h: server_ms.append(float(h))
-async def main():
-    limits = httpx.Limits(max_connections=conc, max_keepalive_connections=conc)
-    async with httpx.AsyncClient(limits=limits, timeout=10) as client:
-        for i in range(200): await one(client, i)  # warm-up
-        client_ms.clear(); server_ms.clear()
-        t0 = time.perf_counter(); tasks = []; i = 0
-        if rate > 0:  # open loop: send on schedule regardless of responses
+    reader, writer = conn
+    writer.write(request(i))
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ")[1])
+    length = 0
+    for line in lines[1:]:
+        k, _, v = line.partition(":")
+        k = k.strip().lower()
+        if k == "content-length":
+            length = int(v)
+        elif k == "x-score-latency-ms":
+            server_ms.append(float(v))
+    if length:
+        await reader.readexactly(length)
+    client_ms.append((time.perf_counter() - t_sched) * 1e3)
+    if status != 200:
+        errors += 1
+
+async def main() -> None:
+    idle: asyncio.Queue = asyncio.Queue()
+    for _ in range(conc):
+        idle.put_nowait(await asyncio.open_connection(host, port))
+
+    async def one(i: int, t_sched: float) -> None:
+        global errors
+        conn = await idle.get()  # waiting for a connection counts: latency is from the schedule
+        try:
+            await exchange(conn, i, t_sched)
+            idle.put_nowait(conn)
+        except Exception:
+            errors += 1
+            idle.put_nowait(await asyncio.open_connection(host, port))
+
+    for i in range(300):  # warm-up
+        await one(i, time.perf_counter())
+    client_ms.clear(); server_ms.clear()
+    t0 = time.perf_counter()
+    if rate > 0:  # open loop: requests start on schedule whatever the responses do
+        tasks = []
+        i = 0
+        while True:
+            t_sched = t0 + i / rate
+            now = time.perf_counter()
+            if t_sched - t0 >= duration:
+                break
+            if t_sched > now:
+                await asyncio.sleep(t_sched - now)
+            tasks.append(asyncio.create_task(one(10_000 + i, t_sched)))
+            i += 1
+        await asyncio.gather(*tasks)
+    else:  # closed loop: conc requests in flight back to back
+        async def worker(k: int) -> None:
+            j = k
             while time.perf_counter() - t0 < duration:
-                i += 1
-                tasks.append(asyncio.create_task(one(client, i)))
-                delay = t0 + i / rate - time.perf_counter()
-                if delay > 0: await asyncio.sleep(delay)
-            await asyncio.gather(*tasks)
-        else:  # closed loop: conc workers back to back
-            async def worker(k):
-                j = k
-                while time.perf_counter() - t0 < duration:
-                    j += conc; await one(client, j)
-            await asyncio.gather(*(worker(k) for k in range(conc)))
-        elapsed = time.perf_counter() - t0
+                j += conc
+                await one(10_000 + j, time.perf_counter())
+        await asyncio.gather(*(worker(k) for k in range(conc)))
+    elapsed = time.perf_counter() - t0
     print(json.dumps({"client": client_ms, "server": server_ms, "errors": errors, "elapsed": elapsed}))
+
 asyncio.run(main())
 """
 
@@ -78,9 +121,16 @@ def pct(values: list[float], q: float) -> float:
     return v[min(len(v) - 1, int(len(v) * q))]
 
 
+def _argv(url: str, mode: str, rate: float, duration: float, conc: int, n_features: int) -> list[str]:
+    from urllib.parse import urlsplit
+
+    u = urlsplit(url)
+    return [str(u.hostname), str(u.port), u.path, mode, str(rate), str(duration), str(conc), str(n_features)]
+
+
 def run_load(url: str, mode: str, rate: float, duration: float, conc: int, n_features: int = 0) -> dict:
     out = subprocess.run(
-        [sys.executable, "-c", LOAD_CLIENT, url, mode, str(rate), str(duration), str(conc), str(n_features)],
+        [sys.executable, "-c", LOAD_CLIENT, *_argv(url, mode, rate, duration, conc, n_features)],
         capture_output=True,
         text=True,
         timeout=duration + 300,
@@ -89,11 +139,13 @@ def run_load(url: str, mode: str, rate: float, duration: float, conc: int, n_fea
     return json.loads(out.stdout)
 
 
-def wait_http(url: str, timeout: float = 300) -> None:
+def wait_http(url: str, timeout: float = 300, proc: subprocess.Popen | None = None) -> None:
     from fraudops.stack.process import http_ok
 
     deadline = time.monotonic() + timeout
     while not http_ok(url):
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{url}: process exited with {proc.returncode}")
         if time.monotonic() > deadline:
             raise RuntimeError(f"{url} not healthy")
         time.sleep(0.5)
@@ -161,7 +213,7 @@ def main() -> None:
             )
             procs.append(p)
             url = f"http://127.0.0.1:{port}"
-            wait_http(f"{url}/health")
+            wait_http(f"{url}/health", 300, p)
             if challengers:
                 deadline = time.monotonic() + 120
                 while time.monotonic() < deadline:
@@ -174,6 +226,13 @@ def main() -> None:
             info = httpx.get(f"{url}/version").json()
             rss = psutil.Process(p.pid).memory_info().rss / 2**20
             results[label] = (r, rss, info["challengers"])
+            srv, cli = r["server"], r["client"]
+            print(
+                f"  server p50/p99 {pct(srv, 0.5):.3f}/{pct(srv, 0.99):.3f} ms, "
+                f"client p50/p99 {pct(cli, 0.5):.3f}/{pct(cli, 0.99):.3f} ms, "
+                f"errors {r['errors']}, RSS {rss:.0f} MB",
+                flush=True,
+            )
             if challengers:
                 print("closed-loop max throughput of /score ...", flush=True)
                 results["score-max"] = run_load(f"{url}/score", "score", 0, 10, 16)
@@ -195,13 +254,13 @@ def main() -> None:
                 "-h",
                 "127.0.0.1",
             ],
-            env={**env, "MLFLOW_TRACKING_URI": ml.url},
+            env={**env, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"},
             stdout=(tmp / "mlflow-serve.log").open("w"),
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         procs.append(mp)
-        wait_http(f"http://127.0.0.1:{mport}/ping", 300)
+        wait_http(f"http://127.0.0.1:{mport}/ping", 300, mp)
         print("closed-loop max throughput of mlflow models serve ...", flush=True)
         mres = run_load(f"http://127.0.0.1:{mport}/invocations", "mlflow", 0, 10, 16, n_features)
         mp.terminate()
@@ -244,6 +303,7 @@ def main() -> None:
             f"closed-loop throughput: fraudops /score {thr_s:.0f} req/s vs mlflow models serve "
             f"{thr_m:.0f} req/s = {thr_s / thr_m:.1f}x (target >= 5x)"
         )
+        print(f"  (errors: fraudops {smax['errors']}, mlflow {mmax['errors']}; 16 connections, 10 s each)")
         for alias, c in on[2].items():
             print(
                 f"shadow worker {alias}: RSS {c['rss_mb']} MB, processed {c['processed']}, "

@@ -29,6 +29,7 @@ from fraudops.features.definitions import (
 )
 from fraudops.features.semantics import HORIZON_S, MIN_VAR_CENTS2, to_us
 from fraudops.features.spec import FeatureSpec, resolve
+from fraudops.warehouse.schema import TRANSACTION_FIELDS
 
 if TYPE_CHECKING:
     import numpy as np
@@ -51,21 +52,7 @@ _COLUMN = {
     "region": "region",
     "device": "device_id",
 }
-TX_COLUMNS = (
-    "transaction_id",
-    "event_time",
-    "card_id",
-    "customer_id",
-    "terminal_id",
-    "merchant_id",
-    "merchant_category",
-    "amount",
-    "currency",
-    "region",
-    "device_id",
-    "device_type",
-    "channel",
-)
+TX_COLUMNS = TRANSACTION_FIELDS
 LABEL_COLUMNS = ("transaction_id", "event_time", "label_time", "is_fraud", "label_source")
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fraudops.exceptions import DataValidationError
+from fraudops.warehouse.schema import TRANSACTION_FIELDS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -24,21 +25,7 @@ if TYPE_CHECKING:
     from fraudops.warehouse import Warehouse
 
 #: Fields a mapping may name (target → source column).
-TX_FIELDS: tuple[str, ...] = (
-    "transaction_id",
-    "event_time",
-    "card_id",
-    "customer_id",
-    "terminal_id",
-    "merchant_id",
-    "merchant_category",
-    "amount",
-    "currency",
-    "region",
-    "device_id",
-    "device_type",
-    "channel",
-)
+TX_FIELDS = TRANSACTION_FIELDS
 LABEL_FIELDS: tuple[str, ...] = ("is_fraud", "label_time")
 TARGETS: tuple[str, ...] = (*TX_FIELDS, *LABEL_FIELDS)
 REQUIRED: tuple[str, ...] = ("event_time", "card_id", "terminal_id", "amount")

@@ -199,61 +199,41 @@ class Warehouse:
             default_dataset=f"{self.cfg.project}.{self.cfg.dataset}",
         )
 
+    def _run(self, sql: str, params: Mapping[str, Any] | None) -> Any:
+        """Submit ``sql`` and wait for it; both bounded by the configured timeout."""
+        job = self.client.query(
+            sql,
+            job_config=self._job_config(params),
+            retry=self._retry(),
+            job_retry=None,
+            timeout=self.cfg.timeout_s,
+        )
+        rows = job.result(retry=self._retry(), timeout=self.cfg.timeout_s)
+        return job, rows
+
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         """Run parameterised SQL (``@name`` placeholders); unqualified tables resolve in the dataset."""
         try:
-            job = self.client.query(
-                sql,
-                job_config=self._job_config(params),
-                retry=self._retry(),
-                job_retry=None,
-                timeout=self.cfg.timeout_s,
-            )
-            return [dict(row.items()) for row in job.result(retry=self._retry(), timeout=self.cfg.timeout_s)]
+            return [dict(row.items()) for row in self._run(sql, params)[1]]
         except Exception as err:
             raise self._wrap("query", err) from err
 
     def query_df(self, sql: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
         try:
-            job = self.client.query(
-                sql,
-                job_config=self._job_config(params),
-                retry=self._retry(),
-                job_retry=None,
-                timeout=self.cfg.timeout_s,
-            )
-            return job.result(retry=self._retry(), timeout=self.cfg.timeout_s).to_dataframe(
-                create_bqstorage_client=False
-            )
+            return self._run(sql, params)[1].to_dataframe(create_bqstorage_client=False)
         except Exception as err:
             raise self._wrap("query", err) from err
 
     def query_arrow(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
         try:
-            job = self.client.query(
-                sql,
-                job_config=self._job_config(params),
-                retry=self._retry(),
-                job_retry=None,
-                timeout=self.cfg.timeout_s,
-            )
-            return job.result(retry=self._retry(), timeout=self.cfg.timeout_s).to_arrow(
-                create_bqstorage_client=False
-            )
+            return self._run(sql, params)[1].to_arrow(create_bqstorage_client=False)
         except Exception as err:
             raise self._wrap("query", err) from err
 
     def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> int:
         """Run a DML/DDL statement; returns the number of affected rows when known."""
         try:
-            job = self.client.query(
-                sql,
-                job_config=self._job_config(params),
-                retry=self._retry(),
-                job_retry=None,
-                timeout=self.cfg.timeout_s,
-            )
-            job.result(retry=self._retry(), timeout=self.cfg.timeout_s)
+            job, _ = self._run(sql, params)
             return int(job.num_dml_affected_rows or 0)
         except Exception as err:
             raise self._wrap("execute", err) from err

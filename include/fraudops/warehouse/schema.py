@@ -76,6 +76,12 @@ TRANSACTIONS = TableSpec(
     ),
 )
 
+#: The business fields of a transaction (everything but provenance), in table order: what a user's
+#: import maps, what feature builds read.
+TRANSACTION_FIELDS: tuple[str, ...] = tuple(
+    c for c in TRANSACTIONS.column_names if c not in ("source", "ingested_at")
+)
+
 LABELS = TableSpec(
     name="labels",
     description="Fraud labels; they arrive after the transaction (chargebacks days or weeks later).",

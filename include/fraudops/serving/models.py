@@ -46,10 +46,12 @@ class ModelSlot:
     budget_ms: float
     path: Path | None = None
     loaded_at: float = field(default_factory=time.time)
+    #: ``spec.id`` hashes the spec on every access: computed once here (hot path).
+    spec_id: str = ""
 
-    @property
-    def spec_id(self) -> str:
-        return self.spec.id
+    def __post_init__(self) -> None:
+        if not self.spec_id:
+            object.__setattr__(self, "spec_id", self.spec.id)
 
 
 def slot_from_bundle(name: str, version: str, alias: str, path: Path, budget_ms: float = 0.0) -> ModelSlot:
@@ -57,6 +59,10 @@ def slot_from_bundle(name: str, version: str, alias: str, path: Path, budget_ms:
     from fraudops.training.package import load_scorer
 
     scorer = load_scorer(path, intra_op_num_threads=1)
+    # A fresh session's first calls allocate (milliseconds): warm it before it serves, or the
+    # first requests after a swap would blow the budget and fall back.
+    for _ in range(20):
+        scorer.score_one([0.0] * scorer.n_features)
     spec = FeatureSpec.from_dict(scorer.feature_spec)
     budget = budget_ms or float(scorer.manifest.get("latency_budget_ms", 5.0))
     return ModelSlot(name, str(version), alias, scorer, spec, scorer.decision_threshold, budget, Path(path))

@@ -158,7 +158,7 @@ class ScoringService:
                     self.metrics.champion.set(float(champ) if champ.isdigit() else -1)
         if self.shadow is not None:
             wanted = {a: v for a, v in aliases.items() if a.startswith(CHALLENGER_PREFIX)}
-            loaded = {}
+            loaded: dict[str, ModelSlot | None] = {}
             for alias, version in wanted.items():
                 if self.shadow.has(alias, version):
                     loaded[alias] = None
@@ -167,7 +167,7 @@ class ScoringService:
                 if slot is not None:
                     self.router.ensure([slot.spec])
                     loaded[alias] = slot
-            self.shadow.sync({a: s for a, s in loaded.items()}, keep=set(wanted))
+            self.shadow.sync(loaded, keep=set(wanted))
 
     def _load(self, alias: str, version: str, scorer: bool = True) -> ModelSlot | None:
         key = f"{alias}@{version}"

@@ -271,7 +271,9 @@ def test_bigquery_outage_spools_and_replays_exactly(
         wait_for(lambda: service.writer.snapshot().pending_files == 0, 90, "spool replayed")  # type: ignore[union-attr]
         service.writer.flush()  # type: ignore[union-attr]
         after = service.writer.snapshot()  # type: ignore[union-attr]
-        assert after.pending_files == 0 and after.replayed_rows == 200 and after.buffered == 0
+        # Every spooled row was replayed (rows sent just after recovery may spool too: still exact).
+        assert after.pending_files == 0 and after.buffered == 0
+        assert after.replayed_rows == after.spooled_rows >= 200
         rows = wh.query("SELECT COUNT(*) AS n, COUNT(DISTINCT transaction_id) AS k FROM predictions")
         assert rows == [{"n": 320, "k": 320}]
     finally:

@@ -53,7 +53,20 @@ def test_retrain_registers_a_servable_onnx_version(
         run = retrain_dag.test(run_conf=RUN_CONF)  # type: ignore[attr-defined]
         states = _task_states(run)
         assert str(run.state) == "success", states
-        reg = run.get_task_instance("register").xcom_pull(task_ids="register")
+        ti = run.get_task_instance("register")
+        reg = ti.xcom_pull(task_ids="register")
+        # A retry of `register` after the version exists hands back that version, registers nothing.
+        from fraudops_airflow.tasks import run_key
+
+        from fraudops.pipeline import retrain
+
+        ctx = retrain.RunContext(run_key(run.run_id, "fraud_retrain"))
+        again = retrain.register(
+            ctx,
+            retrain.RetrainParams.from_dict(RUN_CONF),
+            *(ti.xcom_pull(task_ids=t) for t in ("package", "evaluate", "extract", "train")),
+        )
+        assert again["version"] == reg["version"]
     finally:
         os.environ.pop("FRAUDOPS_MODEL_NAME", None)
     assert reg["model_name"] == "retrain-dag-test" and reg["version"] == "1"
@@ -62,6 +75,7 @@ def test_retrain_registers_a_servable_onnx_version(
     assert reg["average_precision"] > 0.05
 
     client = mlflow.MlflowClient(tracking_uri=os.environ["MLFLOW_TRACKING_URI"])
+    assert len(client.search_model_versions("name='retrain-dag-test'")) == 1
     mv = client.get_model_version("retrain-dag-test", "1")
     for tag in ("data_window", "feature_set", "git_revision", "auc", "ap"):
         assert tag in mv.tags, mv.tags

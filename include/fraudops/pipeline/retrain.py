@@ -432,6 +432,12 @@ def register(
     from fraudops.registry import register_artifact
 
     model_name = params.model_name or ctx.settings.mlflow.model_name
+    existing = _version_of_run(ctx, model_name)
+    if existing is not None:
+        # A retry after the version was created (e.g. the worker died before XCom was written):
+        # hand back that version instead of registering the same model twice.
+        log.info("run %s already registered %s version %s", ctx.run_key, model_name, existing["version"])
+        return existing
     plots = [p for role in ("candidate", "baseline") for p in eval_meta[role]["plots"]]
     cand = train_meta["models"]["candidate"]
     reg = register_artifact(
@@ -462,6 +468,29 @@ def register(
         "baseline_average_precision": eval_meta["baseline"]["metrics"]["average_precision"],
         "feature_set": package_meta["feature_set"],
     }
+
+
+def _version_of_run(ctx: RunContext, model_name: str) -> dict[str, Any] | None:
+    """The model version this run registered already, if any (found by its ``retrain_run`` tag)."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=ctx.settings.mlflow.tracking_uri)
+    try:
+        versions = client.search_model_versions(f"name = '{model_name}'")
+    except mlflow.exceptions.MlflowException:
+        return None
+    for mv in versions:
+        if mv.tags.get("retrain_run") == ctx.run_key:
+            return {
+                "model_name": model_name,
+                "version": str(mv.version),
+                "run_id": mv.run_id,
+                "model_uri": f"models:/{model_name}/{mv.version}",
+                "average_precision": float(mv.tags.get("ap", "nan")),
+                "baseline_average_precision": float(mv.tags.get("baseline_ap", "nan")),
+                "feature_set": mv.tags.get("feature_set", ""),
+            }
+    return None
 
 
 def run_all(ctx: RunContext, params: RetrainParams) -> dict[str, Any]:

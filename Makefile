@@ -41,6 +41,7 @@ status:
 ## test: the whole suite (unit, integration against real services, DAG tests, end-to-end).
 test: setup
 	$(BIN)/ruff check .
+	$(BIN)/mypy include/fraudops plugins
 	$(BIN)/pytest -q
 
 test-fast: setup

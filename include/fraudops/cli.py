@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import json
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 import click
@@ -129,7 +130,7 @@ def _print_status(states: list[Any]) -> None:
     click.echo(format_table(rows))
 
 
-def format_table(rows: list[tuple[str, ...]] | list[list[str]]) -> str:
+def format_table(rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
     return "\n".join(
         "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows

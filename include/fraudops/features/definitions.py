@@ -13,6 +13,7 @@ registered, ``active=False``), so model artifacts that pinned the old version fa
 
 from __future__ import annotations
 
+import builtins
 import datetime as dt
 import hashlib
 import json
@@ -134,16 +135,16 @@ class FeatureRegistry:
         have = ", ".join(f"v{d.version}" for d in found)
         raise FeatureSpecError(f"feature {name!r} has no version {version} (registered: {have})")
 
-    def list(self) -> list[FeatureDefinition]:
-        return list(self.definitions)
+    def list(self) -> builtins.list[FeatureDefinition]:
+        return builtins.list(self.definitions)
 
-    def active(self) -> list[FeatureDefinition]:
+    def active(self) -> builtins.list[FeatureDefinition]:
         return [d for d in self.definitions if d.active]
 
-    def names(self) -> list[str]:
+    def names(self) -> builtins.list[str]:
         return [d.name for d in self.active()]
 
-    def to_rows(self, registered_at: dt.datetime | None = None) -> list[dict[str, Any]]:
+    def to_rows(self, registered_at: dt.datetime | None = None) -> builtins.list[dict[str, Any]]:
         now = registered_at or dt.datetime.now(dt.UTC)
         return [d.to_row(now) for d in self.definitions]
 

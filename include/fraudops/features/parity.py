@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from fraudops.features.spec import FeatureSpec
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
     from fraudops.features.online import EmbeddedBackend, RedisBackend
@@ -58,7 +59,7 @@ def stream_online(
     labels: pd.DataFrame | None,
     spec: FeatureSpec | None = None,
     backend: EmbeddedBackend | RedisBackend | None = None,
-    arrival_order: Sequence[Any] | None = None,
+    arrival_order: Sequence[Any] | np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Vectors of the online store for every transaction, fed in arrival order."""
     import numpy as np
@@ -158,7 +159,7 @@ def synthetic_events(
     region_idx = np.where(rng.random(n) < 0.85, card % len(regions), rng.integers(0, len(regions), size=n))
     device_types = np.array(["pos", "desktop", "ios", "android"])
     dtype_idx = rng.integers(0, 4, size=n)
-    device = np.where(
+    device = np.where(  # type: ignore[call-overload]  # numpy stubs reject None
         dtype_idx == 0,
         None,
         np.char.add(
@@ -185,7 +186,7 @@ def synthetic_events(
             "merchant_category": "retail",
             "amount": amount,
             "currency": "EUR",
-            "region": np.where(rng.random(n) < 0.03, None, regions[region_idx]).astype(object),
+            "region": np.where(rng.random(n) < 0.03, None, regions[region_idx]).astype(object),  # type: ignore[call-overload]
             "device_id": device,
             "device_type": device_types[dtype_idx],
             "channel": channel,

@@ -20,7 +20,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from fraudops.config import Settings, load_settings
 from fraudops.exceptions import ConfigError, DataValidationError
@@ -28,7 +28,7 @@ from fraudops.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
 
-MODEL_FAMILIES = ("lightgbm", "logreg")
+MODEL_FAMILIES: tuple[Literal["lightgbm", "logreg"], ...] = ("lightgbm", "logreg")
 
 
 @dataclass(frozen=True)
@@ -307,7 +307,7 @@ def train(ctx: RunContext, params: RetrainParams, features_meta: dict[str, Any])
             event_time,
             family=family,
             split=split,
-            lightgbm_params=lgbm,  # type: ignore[arg-type]
+            lightgbm_params=lgbm,
             logreg_params=LogRegParams(seed=params.seed),
         )
         path = save_native(result.model, family, ctx.run_dir / "models" / family)

@@ -250,9 +250,9 @@ def build_population(seed: int, config: SimulationConfig) -> Population:
         group_start=start,
         group_size=size,
     )
-    tmp = Population(card_fav=np.zeros((0, 6), dtype=np.int64), **pop_wo_fav)  # type: ignore[arg-type]
+    tmp = Population(card_fav=np.zeros((0, 6), dtype=np.int64), **pop_wo_fav)
     fav = tmp.terminals_in(np.repeat(card_region, 6), False, rng.random(n_cards * 6)).reshape(n_cards, 6)
-    return Population(card_fav=fav, **pop_wo_fav)  # type: ignore[arg-type]
+    return Population(card_fav=fav, **pop_wo_fav)
 
 
 # ---------------------------------------------------------------------------------------------

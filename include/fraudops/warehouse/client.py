@@ -46,7 +46,7 @@ def make_client(cfg: WarehouseConfig) -> bigquery.Client:
 
         return bigquery.Client(
             project=cfg.project,
-            credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+            credentials=AnonymousCredentials(),
             client_options=ClientOptions(api_endpoint=cfg.endpoint),
             location=cfg.location,
         )
@@ -166,7 +166,7 @@ class Warehouse:
     def _bq_field(self, col: Any) -> bigquery.SchemaField:
         from google.cloud import bigquery
 
-        return bigquery.SchemaField(col.name, col.type, mode=col.mode, description=col.description or None)
+        return bigquery.SchemaField(col.name, col.type, mode=col.mode, description=col.description)
 
     def _bq_table(self, spec: TableSpec) -> bigquery.Table:
         from google.cloud import bigquery

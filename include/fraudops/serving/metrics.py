@@ -96,6 +96,15 @@ class ServingMetrics:
             registry=r,
         )
         self._before_scrape: list[Callable[[], None]] = []
+        # labels() hashes and locks on every call: hot-path children are cached by key.
+        self._children: dict[tuple[str, ...], Any] = {}
+
+    def child(self, metric: Any, *labels: str) -> Any:
+        key = (metric._name, *labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
 
     def on_scrape(self, fn: Callable[[], None]) -> None:
         self._before_scrape.append(fn)

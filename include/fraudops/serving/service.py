@@ -19,6 +19,7 @@ shadow-pool concern, where each challenger lives in its own killable process.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import logging
 import random
 import time
@@ -107,6 +108,9 @@ class ScoringService:
         self.fallback_count = 0
         self.started_at = time.time()
         self._rand = random.random
+        # Request ids: a random per-process prefix + a counter (unique, and cheaper than uuid4).
+        self._id_prefix = uuid.uuid4().hex[:12] + "-"
+        self._ids = itertools.count(1)
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self, wait: bool = False, timeout_s: float = 300.0) -> ScoringService:
@@ -207,16 +211,17 @@ class ScoringService:
         current, previous = self.manager.pair
         if current is None:
             raise NotReady("no champion loaded yet")
-        rid = request_id or uuid.uuid4().hex
+        rid = request_id or f"{self._id_prefix}{next(self._ids):x}"
         tx = request.to_transaction()
         union = self.router.compute(tx)
         slot, score, failure = self._predict(current, previous, union)
         latency_ms = (time.perf_counter() - t0) * 1e3
         decision = None if score is None else self.decide(score, slot.threshold)
         fallback = failure is not None and slot is not current
-        self.metrics.model_latency.labels(slot.version, "production").observe(latency_ms / 1e3)
+        m = self.metrics
+        m.child(m.model_latency, slot.version, "production").observe(latency_ms / 1e3)
         if decision is not None:
-            self.metrics.decisions.labels(decision).inc()
+            m.child(m.decisions, decision).inc()
         if self.writer is not None:
             self.writer.write(
                 {

@@ -1,0 +1,1 @@
+"""Release lifecycle: shadow evaluation, gating, promotion and rollback of challenger models."""

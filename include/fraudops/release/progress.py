@@ -1,0 +1,194 @@
+"""How far a shadow (challenger) deployment has got: events scored, and how many have matured labels.
+
+A challenger cannot be judged until it has scored enough live events *and* enough of those events
+have labels (chargebacks arrive days later). The release DAG waits on this with a deferrable sensor;
+the counting lives here, free of Airflow, so the CLI and tests use the same numbers.
+
+Counting rules (one parameterised query, nothing pasted into SQL):
+
+* Predictions are deduplicated explicitly by their key (transaction_id, model_version, mode) for
+  the given model name: BigQuery's insertId dedup is best effort and the emulator has none, so a
+  replayed micro-batch must not count twice.
+* A key counts as *scored* when at least one of its rows has a score; otherwise it counts as an
+  *error* (the challenger failed on that event). Only scored events count towards labels.
+* A label counts only if it was known at ``label_as_of`` (``label_time <= label_as_of``): this
+  makes the snapshot reproducible and keeps labels from the future out of a past evaluation.
+  Predictions served after ``label_as_of`` are left out for the same reason.
+* Labels are deduplicated by transaction_id as well; conflicting labels count as fraud.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fraudops.warehouse import Warehouse
+
+__all__ = ["ProgressTarget", "ShadowProgress", "is_satisfied", "shadow_progress"]
+
+
+def _to_utc(value: dt.datetime | str) -> dt.datetime:
+    """A timezone-aware UTC datetime from a datetime or an ISO 8601 string (naive means UTC)."""
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC)
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return None if value is None else _to_utc(value).isoformat()
+
+
+@dataclass(frozen=True)
+class ShadowProgress:
+    """A snapshot of one model version's shadow traffic and its labels."""
+
+    #: Distinct events the version scored successfully (deduplicated by prediction key).
+    scored: int
+    #: Scored events whose label was known at ``as_of``.
+    scored_with_label: int
+    #: Of those, events labelled fraud.
+    labeled_frauds: int
+    #: Distinct events where the version produced no score (error/timeout in the shadow pool).
+    errors: int
+    first_served_at: dt.datetime | None
+    last_served_at: dt.datetime | None
+    #: The moment the snapshot describes (labels known and predictions served by then).
+    as_of: dt.datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (ISO 8601 timestamps): small enough for XCom and trigger events."""
+        out = asdict(self)
+        for key in ("first_served_at", "last_served_at", "as_of"):
+            out[key] = _iso(out[key])
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ShadowProgress:
+        def ts(key: str) -> dt.datetime | None:
+            raw = data.get(key)
+            return None if raw is None else _to_utc(raw)
+
+        as_of = ts("as_of")
+        if as_of is None:
+            raise ValueError("ShadowProgress.from_dict: as_of is required")
+        return cls(
+            scored=int(data["scored"]),
+            scored_with_label=int(data["scored_with_label"]),
+            labeled_frauds=int(data["labeled_frauds"]),
+            errors=int(data.get("errors", 0)),
+            first_served_at=ts("first_served_at"),
+            last_served_at=ts("last_served_at"),
+            as_of=as_of,
+        )
+
+
+@dataclass(frozen=True)
+class ProgressTarget:
+    """How much evidence a challenger needs before it can be judged."""
+
+    #: Minimum distinct events the challenger scored.
+    min_scored: int = 0
+    #: Minimum scored events with a matured label.
+    min_labeled: int = 0
+    #: Minimum labelled frauds among them (quality metrics on a handful of frauds are noise).
+    min_labeled_frauds: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("min_scored", "min_labeled", "min_labeled_frauds"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"ProgressTarget.{name} must be a non-negative integer, got {value!r}")
+        if self.min_labeled_frauds > self.min_labeled > 0:
+            raise ValueError("ProgressTarget.min_labeled_frauds cannot exceed min_labeled")
+
+
+def is_satisfied(progress: ShadowProgress, target: ProgressTarget) -> tuple[bool, str]:
+    """Whether ``progress`` meets ``target``; the reason names every shortfall (or the counts when met)."""
+    checks = (
+        ("scored", progress.scored, target.min_scored),
+        ("labeled", progress.scored_with_label, target.min_labeled),
+        ("labeled frauds", progress.labeled_frauds, target.min_labeled_frauds),
+    )
+    short = [f"only {have} of {need} {what}" for what, have, need in checks if have < need]
+    if short:
+        return False, "; ".join(short)
+    return True, ", ".join(f"{have} {what} (>= {need})" for what, have, need in checks)
+
+
+_QUERY = """
+WITH p AS (
+  SELECT
+    transaction_id,
+    LOGICAL_OR(score IS NOT NULL) AS ok,
+    MIN(served_at) AS served_at
+  FROM `{predictions}`
+  WHERE model_name = @model_name
+    AND model_version = @version
+    AND mode = @mode
+    AND served_at >= @since
+    AND served_at <= @as_of
+  GROUP BY transaction_id, model_version, mode
+),
+l AS (
+  SELECT transaction_id, LOGICAL_OR(is_fraud) AS is_fraud
+  FROM `{labels}`
+  WHERE label_time <= @as_of
+  GROUP BY transaction_id
+)
+SELECT
+  COUNTIF(p.ok) AS scored,
+  COUNTIF(p.ok AND l.transaction_id IS NOT NULL) AS scored_with_label,
+  COUNTIF(p.ok AND l.is_fraud) AS labeled_frauds,
+  COUNTIF(NOT p.ok) AS errors,
+  MIN(p.served_at) AS first_served_at,
+  MAX(p.served_at) AS last_served_at
+FROM p
+LEFT JOIN l ON l.transaction_id = p.transaction_id
+"""
+
+
+def shadow_progress(
+    warehouse: Warehouse,
+    *,
+    model_name: str,
+    version: str,
+    since: dt.datetime | str,
+    label_as_of: dt.datetime | str | None = None,
+    mode: str = "shadow",
+) -> ShadowProgress:
+    """Count what ``model_name`` version ``version`` scored in ``mode`` since ``since``.
+
+    ``label_as_of`` (default: now) is the snapshot time: labels known and predictions served by then.
+    Raises ``WarehouseError`` (``WarehouseUnavailable`` when unreachable) from the warehouse.
+    """
+    as_of = _to_utc(label_as_of) if label_as_of is not None else dt.datetime.now(dt.UTC)
+    sql = _QUERY.format(predictions=warehouse.table_id("predictions"), labels=warehouse.table_id("labels"))
+    rows = warehouse.query(
+        sql,
+        {
+            "model_name": model_name,
+            "version": str(version),
+            "mode": mode,
+            "since": _to_utc(since),
+            "as_of": as_of,
+        },
+    )
+    row = rows[0] if rows else {}
+
+    def ts(key: str) -> dt.datetime | None:
+        value = row.get(key)
+        return None if value is None else _to_utc(value)
+
+    return ShadowProgress(
+        scored=int(row.get("scored") or 0),
+        scored_with_label=int(row.get("scored_with_label") or 0),
+        labeled_frauds=int(row.get("labeled_frauds") or 0),
+        errors=int(row.get("errors") or 0),
+        first_served_at=ts("first_served_at"),
+        last_served_at=ts("last_served_at"),
+        as_of=as_of,
+    )

@@ -26,10 +26,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from fraudops.warehouse import Warehouse
 
-__all__ = ["ProgressTarget", "ShadowProgress", "is_satisfied", "shadow_progress"]
+__all__ = ["ProgressTarget", "ShadowProgress", "as_utc", "is_satisfied", "shadow_progress"]
 
 
-def _to_utc(value: dt.datetime | str) -> dt.datetime:
+def as_utc(value: dt.datetime | str) -> dt.datetime:
     """A timezone-aware UTC datetime from a datetime or an ISO 8601 string (naive means UTC)."""
     if isinstance(value, str):
         value = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
@@ -39,7 +39,7 @@ def _to_utc(value: dt.datetime | str) -> dt.datetime:
 
 
 def _iso(value: dt.datetime | None) -> str | None:
-    return None if value is None else _to_utc(value).isoformat()
+    return None if value is None else as_utc(value).isoformat()
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ class ShadowProgress:
     def from_dict(cls, data: dict[str, Any]) -> ShadowProgress:
         def ts(key: str) -> dt.datetime | None:
             raw = data.get(key)
-            return None if raw is None else _to_utc(raw)
+            return None if raw is None else as_utc(raw)
 
         as_of = ts("as_of")
         if as_of is None:
@@ -165,7 +165,7 @@ def shadow_progress(
     ``label_as_of`` (default: now) is the snapshot time: labels known and predictions served by then.
     Raises ``WarehouseError`` (``WarehouseUnavailable`` when unreachable) from the warehouse.
     """
-    as_of = _to_utc(label_as_of) if label_as_of is not None else dt.datetime.now(dt.UTC)
+    as_of = as_utc(label_as_of) if label_as_of is not None else dt.datetime.now(dt.UTC)
     sql = _QUERY.format(predictions=warehouse.table_id("predictions"), labels=warehouse.table_id("labels"))
     rows = warehouse.query(
         sql,
@@ -173,7 +173,7 @@ def shadow_progress(
             "model_name": model_name,
             "version": str(version),
             "mode": mode,
-            "since": _to_utc(since),
+            "since": as_utc(since),
             "as_of": as_of,
         },
     )
@@ -181,7 +181,7 @@ def shadow_progress(
 
     def ts(key: str) -> dt.datetime | None:
         value = row.get(key)
-        return None if value is None else _to_utc(value)
+        return None if value is None else as_utc(value)
 
     return ShadowProgress(
         scored=int(row.get("scored") or 0),

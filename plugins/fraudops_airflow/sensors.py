@@ -1,0 +1,204 @@
+"""Sensors: wait for the warehouse to hold enough evidence before a release decision.
+
+``ShadowMetricsSensor`` waits until a challenger scoring in shadow has scored ``min_scored`` events,
+``min_labeled`` of them with matured labels and ``min_labeled_frauds`` frauds among those. Labels
+take days, so by default it defers to ``ShadowMetricsTrigger`` and holds no worker slot while waiting.
+
+Its XCom is a small dict the release DAG branches on:
+
+* ``{"ready": True, "progress": {...}, "reason": "..."}`` when the target is met;
+* ``{"ready": False, "progress": {...}, "reason": "timeout: only N of M labeled ..."}`` when
+  ``timeout`` passes and ``soft_timeout=True`` (the default): the run goes on to *reject* with the
+  reason recorded, instead of failing — running out of evidence is a release outcome, not an
+  infrastructure failure. With ``soft_timeout=False`` a timeout raises ``AirflowSensorTimeout``
+  (and the usual ``soft_fail`` / ``never_fail`` semantics apply).
+
+A warehouse error that outlives the trigger's retries raises ``AirflowException`` (task retries apply).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseSensorOperator, PokeReturnValue
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout
+
+from fraudops_airflow.triggers import ShadowMetricsTrigger
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from fraudops.release.progress import ProgressTarget, ShadowProgress
+
+#: Extra time the triggerer allows beyond ``timeout`` so the trigger's own (soft) timeout event
+#: arrives before Airflow's hard deferral timeout; the hard one only catches a stuck trigger.
+_DEFER_GRACE_S = 600.0
+
+
+class ShadowMetricsSensor(BaseSensorOperator):
+    """Wait until a challenger has scored enough events with matured labels.
+
+    :param model_name: registered model name. (templated)
+    :param version: challenger model version. (templated)
+    :param since: count predictions served from this instant, e.g. when it was deployed to shadow
+        (ISO 8601 or datetime; naive means UTC). (templated)
+    :param min_scored: minimum distinct events scored. (templated)
+    :param min_labeled: minimum scored events with a known label. (templated)
+    :param min_labeled_frauds: minimum labelled frauds among those. (templated)
+    :param warehouse_conn_id: connection for ``WarehouseHook`` (missing → environment settings).
+    :param poll_interval: seconds between warehouse polls (also the poke interval).
+    :param deferrable: wait in the triggerer (default) instead of a worker.
+    :param timeout: seconds (or timedelta) to wait before giving up.
+    :param soft_timeout: on timeout return ``{"ready": False, "reason": "timeout: ..."}`` instead of
+        failing.
+    :param prediction_mode: ``shadow`` (default) or ``production`` rows of the predictions table.
+    :param max_failed_polls: consecutive warehouse outages the trigger tolerates before failing.
+    """
+
+    template_fields: Sequence[str] = (
+        "model_name",
+        "version",
+        "since",
+        "min_scored",
+        "min_labeled",
+        "min_labeled_frauds",
+    )
+    ui_color = "#f0e4ec"
+
+    def __init__(
+        self,
+        *,
+        model_name: str,
+        version: str,
+        since: str | dt.datetime,
+        min_scored: int | str = 0,
+        min_labeled: int | str = 0,
+        min_labeled_frauds: int | str = 0,
+        warehouse_conn_id: str = "fraudops_warehouse",
+        poll_interval: float = 300.0,
+        deferrable: bool = True,
+        timeout: float | dt.timedelta = 7 * 24 * 3600.0,
+        soft_timeout: bool = True,
+        prediction_mode: str = "shadow",
+        max_failed_polls: int = 3,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(poke_interval=poll_interval, timeout=timeout, **kwargs)
+        self.model_name = model_name
+        self.version = version
+        self.since = since
+        self.min_scored = min_scored
+        self.min_labeled = min_labeled
+        self.min_labeled_frauds = min_labeled_frauds
+        self.warehouse_conn_id = warehouse_conn_id
+        self.poll_interval = float(poll_interval)
+        self.deferrable = deferrable
+        self.soft_timeout = soft_timeout
+        self.prediction_mode = prediction_mode
+        self.max_failed_polls = max_failed_polls
+        self._last_progress: ShadowProgress | None = None
+        self._last_reason = "no successful poll yet"
+
+    # -- helpers ----------------------------------------------------------------------------------
+    def _target(self) -> ProgressTarget:
+        """The rendered minimums as a validated target; bad values fail without retry."""
+        from fraudops.release.progress import ProgressTarget
+
+        try:
+            return ProgressTarget(
+                min_scored=int(self.min_scored),
+                min_labeled=int(self.min_labeled),
+                min_labeled_frauds=int(self.min_labeled_frauds),
+            )
+        except (TypeError, ValueError) as err:
+            raise AirflowFailException(f"invalid shadow progress target: {err}") from err
+
+    def _since_iso(self) -> str:
+        from fraudops.release.progress import as_utc
+
+        try:
+            return as_utc(self.since).isoformat()
+        except (TypeError, ValueError) as err:
+            raise AirflowFailException(f"invalid `since` {self.since!r}: {err}") from err
+
+    def _timeout_result(self, progress: dict[str, Any] | None, reason: str) -> dict[str, Any]:
+        self.log.warning("%s v%s not ready before timeout: %s", self.model_name, self.version, reason)
+        return {"ready": False, "progress": progress, "reason": f"timeout: {reason}"}
+
+    # -- non-deferrable mode ----------------------------------------------------------------------
+    def poke(self, context: Context) -> PokeReturnValue:
+        from fraudops.exceptions import WarehouseUnavailable
+        from fraudops.release.progress import is_satisfied, shadow_progress
+        from fraudops_airflow.hooks import WarehouseHook
+
+        target = self._target()
+        hook = WarehouseHook(warehouse_conn_id=self.warehouse_conn_id)
+        try:
+            progress = shadow_progress(
+                hook.get_warehouse(),
+                model_name=str(self.model_name),
+                version=str(self.version),
+                since=self._since_iso(),
+                mode=self.prediction_mode,
+            )
+        except WarehouseUnavailable as err:
+            # An outage is "not known yet", not a verdict: keep poking until the timeout.
+            self.log.warning("warehouse unavailable, will poke again: %s", err)
+            return PokeReturnValue(is_done=False)
+        ready, reason = is_satisfied(progress, target)
+        self._last_progress, self._last_reason = progress, reason
+        self.log.info("%s v%s %s: %s", self.model_name, self.version, "ready" if ready else "waiting", reason)
+        if not ready:
+            return PokeReturnValue(is_done=False)
+        return PokeReturnValue(
+            is_done=True, xcom_value={"ready": True, "progress": progress.to_dict(), "reason": reason}
+        )
+
+    # -- both modes -------------------------------------------------------------------------------
+    def execute(self, context: Context) -> Any:
+        target = self._target()
+        since = self._since_iso()
+        if not self.deferrable:
+            try:
+                return super().execute(context)
+            except AirflowSensorTimeout:
+                if not self.soft_timeout:
+                    raise
+                last = self._last_progress.to_dict() if self._last_progress else None
+                return self._timeout_result(last, self._last_reason)
+
+        timeout_at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=self.timeout)
+        self.defer(
+            trigger=ShadowMetricsTrigger(
+                model_name=str(self.model_name),
+                version=str(self.version),
+                since=since,
+                min_scored=target.min_scored,
+                min_labeled=target.min_labeled,
+                min_labeled_frauds=target.min_labeled_frauds,
+                timeout_at=timeout_at.isoformat(),
+                warehouse_conn_id=self.warehouse_conn_id,
+                poll_interval=self.poll_interval,
+                prediction_mode=self.prediction_mode,
+                max_failed_polls=self.max_failed_polls,
+            ),
+            method_name="execute_complete",
+            timeout=dt.timedelta(seconds=self.timeout + max(_DEFER_GRACE_S, 2 * self.poll_interval)),
+        )
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Resume after the trigger: an error event raises, a timeout is soft (or raises), success returns."""
+        if not event:
+            raise AirflowException("ShadowMetricsSensor resumed without a trigger event")
+        status = event.get("status")
+        if status == "success":
+            self.log.info("%s v%s ready: %s", self.model_name, self.version, event.get("reason"))
+            return {"ready": True, "progress": event.get("progress"), "reason": event.get("reason", "")}
+        if status == "timeout":
+            reason = str(event.get("reason") or "target not met")
+            if self.soft_timeout:
+                return self._timeout_result(event.get("progress"), reason)
+            raise AirflowSensorTimeout(f"shadow metrics not ready by {event.get('timeout_at')}: {reason}")
+        raise AirflowException(f"shadow metrics wait failed: {event.get('message', event)}")

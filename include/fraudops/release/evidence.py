@@ -1,0 +1,354 @@
+"""Evidence for the release gates: paired production/shadow scores of the same transactions, with labels.
+
+Why paired: the challenger (shadow) scores exactly the transactions, and feature vectors, the
+champion (production) decided on, so comparing the two on the same rows removes traffic mix and
+attack waves from the comparison; the bootstrap in :mod:`.gates` resamples rows, keeping the pairs.
+
+Roles instead of champion/challenger column names, because the same shape serves both stages:
+
+* promotion — ``incumbent`` = champion in production, ``candidate`` = challenger in shadow;
+* probation — ``candidate`` = new champion in production, ``incumbent`` = old champion, which keeps
+  scoring in shadow.
+
+The production side drives (one row per transaction it decided on); the shadow side is LEFT
+joined, so a transaction the shadow model never scored shows up as a missing score (counted as an
+error by the gates), not silently dropped.
+
+Labels: only labels known at ``label_as_of`` are used (``label_time <= label_as_of``), so a
+decision can be recomputed later with the information it had. Most genuine transactions never get
+a label (only disputes do), so an unlabeled transaction counts as genuine once it is older than
+``label_maturity_hours``; younger unlabeled transactions are excluded from quality metrics (they
+still count for latency, errors, drift). Late chargebacks after maturity bias both models' metrics
+the same way, which a paired comparison tolerates.
+
+The SQL is parameterised (``@name``); the emulator has no insertId dedup, so every input is
+deduplicated by its natural key with ``QUALIFY ROW_NUMBER()`` (first served wins; latest label wins).
+Everything after the query is a pure function on DataFrames (:func:`prepare_paired`), unit-tested
+without a warehouse.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from fraudops.exceptions import DataValidationError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from fraudops.warehouse import Warehouse
+
+Stage = Literal["promotion", "probation"]
+
+#: Per-model columns of the paired frame (each appears as ``incumbent_<col>`` and ``candidate_<col>``).
+SIDE_COLUMNS: tuple[str, ...] = (
+    "score",
+    "decision",
+    "latency_ms",
+    "fallback",
+    "error",
+    "feature_set",
+    "features",
+    "present",
+)
+
+_PAIRED_SQL = """
+WITH prod AS (
+  SELECT transaction_id, score, decision, latency_ms, fallback, error, amount, event_time,
+         feature_set, features, served_at
+  FROM `{predictions}`
+  WHERE model_name = @model_name AND model_version = @prod_version AND mode = @prod_mode
+    AND event_time >= @since AND event_time < @until
+  QUALIFY ROW_NUMBER() OVER (PARTITION BY transaction_id ORDER BY served_at, request_id) = 1
+),
+shadow AS (
+  SELECT transaction_id, score, decision, latency_ms, fallback, error, feature_set, features
+  FROM `{predictions}`
+  WHERE model_name = @model_name AND model_version = @shadow_version AND mode = @shadow_mode
+    AND event_time >= @since AND event_time < @until
+  QUALIFY ROW_NUMBER() OVER (PARTITION BY transaction_id ORDER BY served_at, request_id) = 1
+),
+lab AS (
+  SELECT transaction_id, is_fraud, label_time
+  FROM `{labels}`
+  WHERE label_time <= @label_as_of
+  QUALIFY ROW_NUMBER() OVER (PARTITION BY transaction_id ORDER BY label_time DESC) = 1
+)
+SELECT
+  p.transaction_id, p.event_time, p.amount, p.served_at,
+  p.score AS prod_score, p.decision AS prod_decision, p.latency_ms AS prod_latency_ms,
+  p.fallback AS prod_fallback, p.error AS prod_error, p.feature_set AS prod_feature_set,
+  p.features AS prod_features, TRUE AS prod_present,
+  s.score AS shadow_score, s.decision AS shadow_decision, s.latency_ms AS shadow_latency_ms,
+  s.fallback AS shadow_fallback, s.error AS shadow_error, s.feature_set AS shadow_feature_set,
+  s.features AS shadow_features, s.transaction_id IS NOT NULL AS shadow_present,
+  l.is_fraud, l.label_time
+FROM prod p
+LEFT JOIN shadow s ON s.transaction_id = p.transaction_id
+LEFT JOIN lab l ON l.transaction_id = p.transaction_id
+ORDER BY p.event_time, p.transaction_id
+"""
+
+
+@dataclass
+class ShadowEvidence:
+    """Paired scores of two model versions on the same transactions, plus labels and provenance."""
+
+    stage: Stage
+    model_name: str
+    #: Challenger (promotion) or new champion (probation).
+    candidate_version: str
+    #: Champion (promotion) or old champion (probation).
+    incumbent_version: str
+    since: dt.datetime
+    until: dt.datetime
+    label_as_of: dt.datetime
+    label_maturity_hours: float
+    #: One row per transaction: ``transaction_id, event_time, amount, incumbent_*, candidate_*,
+    #: is_fraud, label_time, matured, label`` (label: 1.0 fraud, 0.0 genuine, NaN not evaluable).
+    frame: pd.DataFrame
+
+    @property
+    def n_events(self) -> int:
+        return len(self.frame)
+
+    @property
+    def n_candidate_scored(self) -> int:
+        return int(_ok_mask(self.frame, "candidate").sum())
+
+    @property
+    def n_labeled(self) -> int:
+        return int(self.frame["is_fraud"].notna().sum())
+
+    @property
+    def n_evaluable(self) -> int:
+        return int(self.frame["label"].notna().sum())
+
+    @property
+    def n_evaluable_frauds(self) -> int:
+        return int((self.frame["label"] == 1.0).sum())
+
+    def summary(self) -> dict[str, Any]:
+        """Small, JSON-safe provenance and counts (goes into the decision's evidence)."""
+        return {
+            "stage": self.stage,
+            "model_name": self.model_name,
+            "candidate_version": self.candidate_version,
+            "incumbent_version": self.incumbent_version,
+            "since": self.since.isoformat(),
+            "until": self.until.isoformat(),
+            "label_as_of": self.label_as_of.isoformat(),
+            "label_maturity_hours": self.label_maturity_hours,
+            "n_events": self.n_events,
+            "n_candidate_scored": self.n_candidate_scored,
+            "n_labeled": self.n_labeled,
+            "n_evaluable": self.n_evaluable,
+            "n_evaluable_frauds": self.n_evaluable_frauds,
+        }
+
+
+def _utc(ts: dt.datetime) -> dt.datetime:
+    return ts.replace(tzinfo=dt.UTC) if ts.tzinfo is None else ts.astimezone(dt.UTC)
+
+
+def _ok_mask(frame: pd.DataFrame, side: str) -> pd.Series:
+    """Rows where ``side`` produced a usable score: present, score not NULL/NaN, no error, no fallback."""
+    present = frame[f"{side}_present"].fillna(False).astype(bool)
+    scored = frame[f"{side}_score"].notna()
+    no_error = frame[f"{side}_error"].isna() | (frame[f"{side}_error"].astype("string") == "")
+    no_fallback = ~frame[f"{side}_fallback"].fillna(False).astype(bool)
+    return present & scored & no_error & no_fallback
+
+
+def ok_mask(frame: pd.DataFrame, side: Literal["candidate", "incumbent"]) -> pd.Series:
+    """Public form of the usable-score mask (the gates count everything else as an error)."""
+    return _ok_mask(frame, side)
+
+
+def prepare_paired(
+    raw: pd.DataFrame,
+    *,
+    candidate_side: Literal["prod", "shadow"],
+    label_as_of: dt.datetime,
+    label_maturity_hours: float,
+) -> pd.DataFrame:
+    """Rename ``prod_*``/``shadow_*`` to roles and derive ``matured`` and ``label``.
+
+    Pure: the SQL result or a hand-built frame go through the same code.
+    """
+    import numpy as np
+    import pandas as pd
+
+    incumbent_side = "shadow" if candidate_side == "prod" else "prod"
+    frame = raw.copy()
+    rename = {}
+    for col in SIDE_COLUMNS:
+        rename[f"{candidate_side}_{col}"] = f"candidate_{col}"
+        rename[f"{incumbent_side}_{col}"] = f"incumbent_{col}"
+    frame = frame.rename(columns=rename)
+    missing = [c for c in rename.values() if c not in frame.columns]
+    if missing:
+        raise DataValidationError(f"paired frame lacks columns {missing}")
+    for side in ("candidate", "incumbent"):
+        frame[f"{side}_score"] = pd.to_numeric(frame[f"{side}_score"], errors="coerce").astype("float64")
+        frame[f"{side}_latency_ms"] = pd.to_numeric(frame[f"{side}_latency_ms"], errors="coerce").astype(
+            "float64"
+        )
+        frame[f"{side}_present"] = frame[f"{side}_present"].fillna(False).astype(bool)
+    frame["amount"] = pd.to_numeric(frame["amount"], errors="coerce").fillna(0.0).astype("float64")
+    frame["event_time"] = pd.to_datetime(frame["event_time"], utc=True)
+    cutoff = pd.Timestamp(_utc(label_as_of)) - pd.Timedelta(hours=label_maturity_hours)
+    frame["matured"] = (frame["event_time"] <= cutoff).to_numpy()
+    is_fraud = frame["is_fraud"].astype("boolean")
+    frame["is_fraud"] = is_fraud
+    label = np.where(is_fraud.isna().to_numpy(), np.nan, is_fraud.fillna(False).to_numpy().astype(float))
+    # Unlabeled and matured: genuine. Labeled: the label, matured or not (a fast fraud label is real).
+    label = np.where(np.isnan(label) & frame["matured"].to_numpy(), 0.0, label)
+    frame["label"] = label.astype("float64")
+    return frame.reset_index(drop=True)
+
+
+def _collect(
+    warehouse: Warehouse,
+    *,
+    stage: Stage,
+    model_name: str,
+    prod_version: str,
+    shadow_version: str,
+    candidate_side: Literal["prod", "shadow"],
+    since: dt.datetime,
+    until: dt.datetime,
+    label_as_of: dt.datetime,
+    label_maturity_hours: float,
+) -> ShadowEvidence:
+    if _utc(since) >= _utc(until):
+        raise DataValidationError(f"empty window: since {since} >= until {until}")
+    sql = _PAIRED_SQL.format(
+        predictions=warehouse.table_id("predictions"), labels=warehouse.table_id("labels")
+    )
+    raw = warehouse.query_df(
+        sql,
+        {
+            "model_name": model_name,
+            "prod_version": str(prod_version),
+            "shadow_version": str(shadow_version),
+            "prod_mode": "production",
+            "shadow_mode": "shadow",
+            "since": _utc(since),
+            "until": _utc(until),
+            "label_as_of": _utc(label_as_of),
+        },
+    )
+    frame = prepare_paired(
+        raw,
+        candidate_side=candidate_side,
+        label_as_of=label_as_of,
+        label_maturity_hours=label_maturity_hours,
+    )
+    candidate, incumbent = (
+        (prod_version, shadow_version) if candidate_side == "prod" else (shadow_version, prod_version)
+    )
+    return ShadowEvidence(
+        stage=stage,
+        model_name=model_name,
+        candidate_version=str(candidate),
+        incumbent_version=str(incumbent),
+        since=_utc(since),
+        until=_utc(until),
+        label_as_of=_utc(label_as_of),
+        label_maturity_hours=label_maturity_hours,
+        frame=frame,
+    )
+
+
+def collect_shadow_evidence(
+    warehouse: Warehouse,
+    *,
+    model_name: str,
+    challenger_version: str,
+    champion_version: str,
+    since: dt.datetime,
+    until: dt.datetime,
+    label_as_of: dt.datetime,
+    label_maturity_hours: float | None = None,
+) -> ShadowEvidence:
+    """Champion's production rows and the challenger's shadow rows for events in ``[since, until)``.
+
+    ``label_maturity_hours`` defaults to the default policy's.
+    """
+    from fraudops.release.policy import DEFAULT_POLICY
+
+    return _collect(
+        warehouse,
+        stage="promotion",
+        model_name=model_name,
+        prod_version=champion_version,
+        shadow_version=challenger_version,
+        candidate_side="shadow",
+        since=since,
+        until=until,
+        label_as_of=label_as_of,
+        label_maturity_hours=(
+            DEFAULT_POLICY.label_maturity_hours if label_maturity_hours is None else label_maturity_hours
+        ),
+    )
+
+
+def collect_production_window(
+    warehouse: Warehouse,
+    *,
+    model_name: str,
+    new_champion_version: str,
+    old_champion_version: str,
+    since: dt.datetime,
+    until: dt.datetime,
+    label_as_of: dt.datetime,
+    label_maturity_hours: float | None = None,
+) -> ShadowEvidence:
+    """Probation evidence: the new champion's production rows vs the old champion scoring in shadow."""
+    from fraudops.release.policy import DEFAULT_POLICY
+
+    return _collect(
+        warehouse,
+        stage="probation",
+        model_name=model_name,
+        prod_version=new_champion_version,
+        shadow_version=old_champion_version,
+        candidate_side="prod",
+        since=since,
+        until=until,
+        label_as_of=label_as_of,
+        label_maturity_hours=(
+            DEFAULT_POLICY.label_maturity_hours if label_maturity_hours is None else label_maturity_hours
+        ),
+    )
+
+
+def parse_vector(text: Any) -> list[float] | None:
+    """A ``features`` JSON array as floats; None when missing or malformed."""
+    if text is None or (isinstance(text, float) and math.isnan(text)):
+        return None
+    try:
+        values = json.loads(text) if isinstance(text, str | bytes) else list(text)
+        return [float("nan") if v is None else float(v) for v in values]
+    except (TypeError, ValueError):
+        return None
+
+
+def features_frame(features: pd.Series, names: list[str] | tuple[str, ...]) -> pd.DataFrame:
+    """Parse a column of JSON feature vectors into a frame with one column per feature name.
+
+    Rows whose vector is missing or of the wrong length are dropped (they are not this model's input).
+    """
+    import numpy as np
+    import pandas as pd
+
+    vectors = [parse_vector(v) for v in features]
+    rows = [v for v in vectors if v is not None and len(v) == len(names)]
+    if not rows:
+        return pd.DataFrame({n: pd.Series(dtype="float64") for n in names})
+    return pd.DataFrame(np.asarray(rows, dtype=np.float64), columns=list(names))

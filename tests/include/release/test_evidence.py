@@ -1,0 +1,119 @@
+"""collect_shadow_evidence / collect_production_window against the real BigQuery emulator."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+
+T0 = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+DAY = dt.timedelta(days=1)
+
+
+def _label(tx: str, days: float, is_fraud: bool) -> dict:
+    return {"transaction_id": tx, "event_time": T0, "label_time": T0 + days * DAY, "is_fraud": is_fraud}
+
+
+def _pred(tx: str, version: str, mode: str, score: float | None, i: int, **kw: object) -> dict:
+    row = {
+        "transaction_id": tx,
+        "request_id": f"r-{tx}-{mode}",
+        "model_name": "fraud-detector",
+        "model_version": version,
+        "mode": mode,
+        "score": score,
+        "decision": "decline" if (score or 0) >= 0.5 else "approve",
+        "latency_ms": 1.0 + i / 10,
+        "fallback": False,
+        "error": None,
+        "amount": 10.0 * (i + 1),
+        "event_time": T0 + dt.timedelta(hours=i),
+        "feature_set": "fs1",
+        "features": json.dumps([float(i), 1.0]),
+        "served_at": T0 + dt.timedelta(hours=i, seconds=1),
+    }
+    row.update(kw)
+    return row
+
+
+@pytest.mark.integration
+def test_collect_shadow_evidence_pairs_dedups_and_labels(warehouse) -> None:
+    from fraudops.release.evidence import collect_production_window, collect_shadow_evidence
+
+    rows = []
+    for i in range(6):
+        tx = f"tx{i}"
+        rows.append(_pred(tx, "1", "production", 0.1 * i, i))
+        if i != 5:  # the challenger never scored tx5
+            rows.append(_pred(tx, "2", "shadow", 0.9 - 0.1 * i, i))
+    rows.append(_pred("tx_out", "1", "production", 0.3, 400))  # outside the window
+    rows.append(_pred("tx0", "3", "shadow", 0.5, 0))  # another model version
+    assert warehouse.upsert("predictions", rows) == len(rows)
+    # A duplicate delivery of tx1's shadow row (upsert would collapse it: write it raw).
+    warehouse.execute(
+        f"INSERT INTO `{warehouse.table_id('predictions')}` "
+        "(transaction_id, model_name, model_version, mode, score, served_at, event_time) "
+        "VALUES (@tx, 'fraud-detector', '2', 'shadow', @score, @served, @event)",
+        {"tx": "tx1", "score": 0.123, "served": T0 + DAY, "event": T0 + dt.timedelta(hours=1)},
+    )
+    label_as_of = T0 + dt.timedelta(days=10)
+    warehouse.upsert(
+        "labels",
+        [
+            _label("tx4", 1, True),
+            _label("tx3", 2, False),
+            _label("tx0", 20, True),  # known only after label_as_of: must not be used
+        ],
+    )
+    ev = collect_shadow_evidence(
+        warehouse,
+        model_name="fraud-detector",
+        challenger_version="2",
+        champion_version="1",
+        since=T0,
+        until=T0 + dt.timedelta(days=2),
+        label_as_of=label_as_of,
+        label_maturity_hours=24 * 7,
+    )
+    f = ev.frame.set_index("transaction_id")
+    assert list(f.index) == [f"tx{i}" for i in range(6)]
+    assert ev.n_events == 6 and ev.n_candidate_scored == 5
+    assert f.loc["tx1", "candidate_score"] == pytest.approx(0.8)  # first served wins over the duplicate
+    assert f.loc["tx1", "incumbent_score"] == pytest.approx(0.1)
+    assert not f.loc["tx5", "candidate_present"]
+    assert f.loc["tx4", "label"] == 1.0 and f.loc["tx3", "label"] == 0.0
+    assert f.loc["tx0", "label"] == 0.0  # unlabeled as of label_as_of and matured: genuine
+    assert ev.n_labeled == 2 and ev.n_evaluable == 6 and ev.n_evaluable_frauds == 1
+    assert json.loads(f.loc["tx2", "candidate_features"]) == [2.0, 1.0]
+
+    young = collect_shadow_evidence(
+        warehouse,
+        model_name="fraud-detector",
+        challenger_version="2",
+        champion_version="1",
+        since=T0,
+        until=T0 + dt.timedelta(days=2),
+        label_as_of=T0 + dt.timedelta(days=1, hours=12),
+        label_maturity_hours=24 * 7,
+    )
+    assert young.n_evaluable == 1 and young.n_evaluable_frauds == 1  # only tx4's fast label
+
+    # Probation: version 2 in production, version 1 keeps scoring in shadow.
+    warehouse.upsert(
+        "predictions",
+        [_pred("px0", "2", "production", 0.7, 30), _pred("px0", "1", "shadow", 0.2, 30)],
+    )
+    prob = collect_production_window(
+        warehouse,
+        model_name="fraud-detector",
+        new_champion_version="2",
+        old_champion_version="1",
+        since=T0 + dt.timedelta(days=1),
+        until=T0 + dt.timedelta(days=3),
+        label_as_of=label_as_of,
+    )
+    assert prob.stage == "probation" and prob.candidate_version == "2"
+    assert prob.n_events == 1
+    row = prob.frame.iloc[0]
+    assert row["candidate_score"] == pytest.approx(0.7) and row["incumbent_score"] == pytest.approx(0.2)

@@ -1,0 +1,231 @@
+"""ShadowMetricsTrigger and ShadowMetricsSensor against the real BigQuery emulator.
+
+The trigger is driven directly with asyncio (as the triggerer would), and the sensor runs deferred
+inside a small DAG with ``dag.test()``, which in Airflow 3.3 runs the trigger inline in the same
+process and resumes the task with ``execute_complete``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fraudops_airflow.triggers import ShadowMetricsTrigger
+
+MODEL = "fraud-detector"
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _pred(txn: str, served_at: dt.datetime, version: str = "7") -> dict[str, Any]:
+    return {
+        "transaction_id": txn,
+        "model_name": MODEL,
+        "model_version": version,
+        "mode": "shadow",
+        "score": 0.3,
+        "latency_ms": 1.0,
+        "event_time": served_at.isoformat(),
+        "served_at": served_at.isoformat(),
+    }
+
+
+def _label(txn: str, fraud: bool, label_time: dt.datetime) -> dict[str, Any]:
+    return {
+        "transaction_id": txn,
+        "event_time": (label_time - dt.timedelta(days=1)).isoformat(),
+        "label_time": label_time.isoformat(),
+        "is_fraud": fraud,
+    }
+
+
+def _insert(warehouse: Any, table: str, rows: list[dict[str, Any]]) -> None:
+    errors = warehouse.client.insert_rows_json(warehouse.table_id(table), rows)
+    assert not errors, errors
+
+
+def _seed_ready(warehouse: Any, n: int = 4) -> None:
+    """n scored shadow events, each twice (a replayed batch), all labelled, one fraud."""
+    t = _now() - dt.timedelta(minutes=5)
+    preds = [_pred(f"s{i}", t) for i in range(n)]
+    _insert(warehouse, "predictions", preds + preds)
+    _insert(warehouse, "labels", [_label(f"s{i}", i == 0, t) for i in range(n)])
+
+
+def _connection_env(monkeypatch: pytest.MonkeyPatch, conn_id: str, cfg: Any, **extra: Any) -> None:
+    """An Airflow connection in JSON form through the environment (no metadata DB needed)."""
+    conn = {
+        "conn_type": "generic",
+        "host": cfg.endpoint,
+        "schema": cfg.dataset,
+        "extra": {"project": cfg.project, "location": cfg.location, **extra},
+    }
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
+
+
+def _trigger(conn_id: str, **kwargs: Any) -> ShadowMetricsTrigger:
+    args: dict[str, Any] = {
+        "model_name": MODEL,
+        "version": "7",
+        "since": (_now() - dt.timedelta(hours=1)).isoformat(),
+        "min_scored": 3,
+        "min_labeled": 2,
+        "min_labeled_frauds": 1,
+        "warehouse_conn_id": conn_id,
+        "poll_interval": 0.3,
+    }
+    args.update(kwargs)
+    return ShadowMetricsTrigger(**args)
+
+
+def test_trigger_serialize_round_trip() -> None:
+    trigger = _trigger(
+        "wh_x", timeout_at="2026-12-01T00:00:00+00:00", prediction_mode="production", max_failed_polls=5
+    )
+    classpath, kwargs = trigger.serialize()
+    assert classpath == "fraudops_airflow.triggers.ShadowMetricsTrigger"
+    json.dumps(kwargs)  # primitives only: it is stored in the metadata DB
+    from airflow.sdk._shared.module_loading import import_string
+
+    again = import_string(classpath)(**kwargs)
+    assert again.serialize() == (classpath, kwargs)
+    assert kwargs["timeout_at"] == "2026-12-01T00:00:00+00:00" and kwargs["max_failed_polls"] == 5
+
+
+@pytest.mark.integration
+def test_trigger_waits_until_enough_labeled(warehouse: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    _connection_env(monkeypatch, "wh_wait", warehouse.cfg)
+    t = _now() - dt.timedelta(minutes=5)
+    _insert(warehouse, "predictions", [_pred("a0", t), _pred("a1", t)])
+    _insert(warehouse, "labels", [_label("a0", True, t)])
+
+    async def scenario() -> Any:
+        trigger = _trigger("wh_wait", timeout_at=(_now() + dt.timedelta(minutes=2)).isoformat())
+        pending = asyncio.ensure_future(anext(trigger.run()))
+        await asyncio.sleep(2.0)  # several polls: 2 scored, 1 labeled → not ready
+        assert not pending.done()
+        await asyncio.to_thread(_insert, warehouse, "predictions", [_pred("a2", t), _pred("a1", t)])
+        await asyncio.to_thread(_insert, warehouse, "labels", [_label("a1", False, t)])
+        return await asyncio.wait_for(pending, timeout=30)
+
+    event = asyncio.run(scenario())
+    assert event.payload["status"] == "success", event.payload
+    progress = event.payload["progress"]
+    assert (progress["scored"], progress["scored_with_label"], progress["labeled_frauds"]) == (3, 2, 1)
+
+
+@pytest.mark.integration
+def test_trigger_times_out_with_reason(warehouse: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    _connection_env(monkeypatch, "wh_timeout", warehouse.cfg)
+    _insert(warehouse, "predictions", [_pred("b0", _now() - dt.timedelta(minutes=1))])
+    trigger = _trigger("wh_timeout", timeout_at=(_now() + dt.timedelta(seconds=1)).isoformat())
+
+    async def first() -> Any:
+        return await asyncio.wait_for(anext(trigger.run()), timeout=30)
+
+    event = asyncio.run(first())
+    assert event.payload["status"] == "timeout", event.payload
+    assert event.payload["reason"] == "only 1 of 3 scored; only 0 of 2 labeled; only 0 of 1 labeled frauds"
+    assert event.payload["progress"]["scored"] == 1
+
+
+@pytest.mark.integration
+def test_trigger_error_when_warehouse_unreachable(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fraudops.config import WarehouseConfig
+    from fraudops.stack.process import free_port
+
+    dead = WarehouseConfig(project="p", dataset="d", endpoint=f"http://127.0.0.1:{free_port()}")
+    _connection_env(monkeypatch, "wh_dead", dead, timeout_s=0.5)
+    trigger = _trigger("wh_dead", poll_interval=0.1, max_failed_polls=2)
+
+    async def first() -> Any:
+        return await asyncio.wait_for(anext(trigger.run()), timeout=30)
+
+    event = asyncio.run(first())
+    assert event.payload["status"] == "error"
+    assert "unavailable for 2 polls" in event.payload["message"]
+
+
+# -- the sensor, deferred, in a DAG run by dag.test() ----------------------------------------------
+
+
+def _serialize_to_db(dag: Any, empty_dir: Path) -> None:
+    """dag.test() needs the DAG serialized in the metadata DB, and it only re-parses bundles (dags/):
+    a DAG defined in a test is written there explicitly, under the dags-folder bundle."""
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
+
+    DagBundlesManager().sync_bundles_to_db()  # the bundle row must exist before its DAGs
+    bag = DagBag(dag_folder=str(empty_dir))
+    bag.bag_dag(dag)
+    sync_bag_to_db(bag, "dags-folder", None)
+
+
+def _run_sensor_dag(dag_id: str, tmp_path: Path, **sensor_kwargs: Any) -> tuple[Any, dict[str, Any]]:
+    from airflow.sdk import DAG, task
+    from fraudops_airflow.sensors import ShadowMetricsSensor
+
+    with DAG(dag_id=dag_id, schedule=None, start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC)) as dag:
+        wait = ShadowMetricsSensor(
+            task_id="wait_for_shadow_metrics",
+            model_name=MODEL,
+            version="{{ params.version }}",
+            since="{{ params.since }}",
+            min_scored="{{ params.min_scored }}",
+            min_labeled=2,
+            min_labeled_frauds=1,
+            poll_interval=0.3,
+            deferrable=True,
+            **sensor_kwargs,
+        )
+
+        @task
+        def decide(result: dict[str, Any]) -> dict[str, Any]:
+            return {"seen": result}
+
+        wait >> decide(wait.output)
+
+    _serialize_to_db(dag, tmp_path)
+    run = dag.test(
+        run_conf={
+            "version": "7",
+            "since": (_now() - dt.timedelta(hours=1)).isoformat(),
+            "min_scored": 3,
+        }
+    )
+    states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
+    assert str(run.state) == "success", states
+    seen = run.get_task_instance("decide").xcom_pull(task_ids="decide")
+    return run, seen["seen"]
+
+
+@pytest.fixture()
+def env_warehouse(warehouse: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """No `fraudops_warehouse` connection in the test DB: the env settings point at this dataset."""
+    monkeypatch.setenv("FRAUDOPS_BQ_PROJECT", warehouse.cfg.project)
+    monkeypatch.setenv("FRAUDOPS_BQ_DATASET", warehouse.cfg.dataset)
+    monkeypatch.setenv("FRAUDOPS_BQ_ENDPOINT", warehouse.cfg.endpoint)
+    return warehouse
+
+
+@pytest.mark.integration
+def test_sensor_deferred_success_in_dag_test(airflow_db: Path, env_warehouse: Any, tmp_path: Path) -> None:
+    _seed_ready(env_warehouse)
+    _, result = _run_sensor_dag("shadow_sensor_success", tmp_path, timeout=60)
+    assert result["ready"] is True, result
+    assert (result["progress"]["scored"], result["progress"]["scored_with_label"]) == (4, 4)
+
+
+@pytest.mark.integration
+def test_sensor_soft_timeout_in_dag_test(airflow_db: Path, env_warehouse: Any, tmp_path: Path) -> None:
+    _insert(env_warehouse, "predictions", [_pred("c0", _now() - dt.timedelta(minutes=1))])
+    _, result = _run_sensor_dag("shadow_sensor_soft_timeout", tmp_path, timeout=1.5)
+    assert result["ready"] is False
+    assert result["reason"].startswith("timeout: only 1 of 3 scored"), result
+    assert result["progress"]["scored"] == 1

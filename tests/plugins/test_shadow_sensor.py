@@ -229,3 +229,54 @@ def test_sensor_soft_timeout_in_dag_test(airflow_db: Path, env_warehouse: Any, t
     assert result["ready"] is False
     assert result["reason"].startswith("timeout: only 1 of 3 scored"), result
     assert result["progress"]["scored"] == 1
+
+
+# -- execute_complete and poke(), without a DAG run -------------------------------------------------
+
+
+def _sensor(**kwargs: Any) -> Any:
+    from fraudops_airflow.sensors import ShadowMetricsSensor
+
+    args: dict[str, Any] = {
+        "task_id": "wait_for_shadow_metrics",
+        "model_name": MODEL,
+        "version": "7",
+        "since": _now() - dt.timedelta(hours=1),
+        "min_scored": 3,
+        "min_labeled": 2,
+        "min_labeled_frauds": 1,
+    }
+    args.update(kwargs)
+    return ShadowMetricsSensor(**args)
+
+
+def test_execute_complete_contract() -> None:
+    from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout
+
+    sensor = _sensor()
+    assert set(sensor.template_fields) >= {"model_name", "version", "since", "min_scored"}
+    with pytest.raises(AirflowException, match="boom"):
+        sensor.execute_complete({}, {"status": "error", "message": "boom"})
+    with pytest.raises(AirflowException):
+        sensor.execute_complete({}, None)
+    ok = sensor.execute_complete({}, {"status": "success", "progress": {"scored": 3}, "reason": "r"})
+    assert ok["ready"] is True and ok["progress"] == {"scored": 3}
+    soft = sensor.execute_complete(
+        {}, {"status": "timeout", "progress": None, "reason": "only 1 of 3 scored"}
+    )
+    assert soft == {"ready": False, "progress": None, "reason": "timeout: only 1 of 3 scored"}
+    with pytest.raises(AirflowSensorTimeout, match="only 1 of 3 scored"):
+        _sensor(soft_timeout=False).execute_complete(
+            {}, {"status": "timeout", "reason": "only 1 of 3 scored", "timeout_at": "x"}
+        )
+
+
+@pytest.mark.integration
+def test_poke_non_deferrable(env_warehouse: Any) -> None:
+    sensor = _sensor(deferrable=False)
+    first = sensor.poke({})
+    assert not first and first.xcom_value is None
+    _seed_ready(env_warehouse)
+    done = sensor.poke({})
+    assert done.is_done and done.xcom_value["ready"] is True
+    assert done.xcom_value["progress"]["labeled_frauds"] == 1

@@ -161,7 +161,7 @@ def _ok_mask(frame: pd.DataFrame, side: str) -> pd.Series:
     scored = frame[f"{side}_score"].notna()
     no_error = frame[f"{side}_error"].isna() | (frame[f"{side}_error"].astype("string") == "")
     no_fallback = ~frame[f"{side}_fallback"].fillna(False).astype(bool)
-    return present & scored & no_error & no_fallback
+    return (present & scored & no_error & no_fallback).fillna(False).astype(bool)
 
 
 def ok_mask(frame: pd.DataFrame, side: Literal["candidate", "incumbent"]) -> pd.Series:

@@ -36,7 +36,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from fraudops.release.drift import DriftResult
 from fraudops.release.evidence import ShadowEvidence, ok_mask, parse_vector
-from fraudops.release.policy import DEFAULT_POLICY, GatePolicy, SampleRequirement, required_sample
+from fraudops.release.policy import (
+    DEFAULT_POLICY,
+    GatePolicy,
+    SampleRequirement,
+    is_p_value_method,
+    required_sample,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -137,15 +143,19 @@ class GateDecision:
 
 
 # -- pure metric helpers ------------------------------------------------------------------------
-def weighted_average_precision(scores: np.ndarray, y: np.ndarray, weights: np.ndarray) -> np.ndarray:
+def weighted_average_precision(
+    scores: np.ndarray, y: np.ndarray, weights: np.ndarray, order: np.ndarray | None = None
+) -> np.ndarray:
     """Average precision for each row of ``weights`` (shape ``(B, n)``), sklearn's definition.
 
     AP = Σ (Rₖ − Rₖ₋₁)·Pₖ over distinct score thresholds, descending; ties share a threshold.
-    With all-ones weights this equals ``sklearn.metrics.average_precision_score``.
+    With all-ones weights this equals ``sklearn.metrics.average_precision_score``. ``order`` (the
+    descending-score order) can be passed in to sort once across bootstrap chunks.
     """
     import numpy as np
 
-    order = np.argsort(-scores, kind="mergesort")
+    if order is None:
+        order = np.argsort(-scores, kind="mergesort")
     s, yy = scores[order], y[order].astype(np.float64)
     w = weights[:, order]
     tp = np.cumsum(w * yy, axis=1)
@@ -228,6 +238,8 @@ def paired_quality(
     ap_inc = float(weighted_average_precision(s_inc, y, ones)[0])
     ap_can = float(weighted_average_precision(s_can, y, ones)[0])
 
+    order_inc = np.argsort(-s_inc, kind="mergesort")
+    order_can = np.argsort(-s_can, kind="mergesort")
     rng = np.random.default_rng(policy.bootstrap_seed)
     chunk = max(1, min(policy.bootstrap_resamples, 4_000_000 // max(n, 1)))
     d_ap: list[np.ndarray] = []
@@ -236,7 +248,10 @@ def paired_quality(
     while done < policy.bootstrap_resamples:
         b = min(chunk, policy.bootstrap_resamples - done)
         w = _stratified_weights(rng, y, b)
-        d_ap.append(weighted_average_precision(s_can, y, w) - weighted_average_precision(s_inc, y, w))
+        d_ap.append(
+            weighted_average_precision(s_can, y, w, order_can)
+            - weighted_average_precision(s_inc, y, w, order_inc)
+        )
         wp = w[:, pos]
         d_cap.append((wp @ (f_can[pos] - f_inc[pos])) / n_pos)
         done += b
@@ -369,9 +384,8 @@ def _drift_checks(drift: DriftResult | Sequence[DriftResult] | None) -> list[Che
     for r in results:
         if len(r.columns) == 1:
             c = r.columns[0]
-            op = ">=" if c.drifted else "<"
-            if c.method in ("ks", "anderson", "cramer_von_mises", "mannw"):
-                op = "<" if c.drifted else ">="
+            # p-values drift downwards, distances upwards
+            op = ("<", ">=")[c.drifted ^ is_p_value_method(c.method)]
             reason = f"{r.check} {c.method} {_g(c.value)} {op} {_g(c.threshold)}"
             checks.append(CheckResult(r.check, c.value, c.threshold, not c.drifted, reason, r.to_dict()))
         else:

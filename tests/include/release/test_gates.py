@@ -196,3 +196,11 @@ def test_decision_row_matches_table_and_is_idempotent_per_run() -> None:
     assert evidence["deciding_check"] == "p99_latency_ms"
     assert {c["name"] for c in evidence["checks"]} >= {"error_rate", "p99_latency_ms", "ap_non_inferiority"}
     assert evidence["evidence"]["policy"]["version"] == "test.1"
+
+
+def test_empty_evidence_waits() -> None:
+    ev = make_evidence(n=200)
+    ev.frame = ev.frame.iloc[:0]
+    d = decide_promotion(ev, POLICY, expected_fraud_rate=RATE)
+    assert d.status == "wait" and d.deciding_check == "scored_events"
+    assert decide_probation(ev, POLICY).status == "wait"

@@ -22,7 +22,9 @@ still count for latency, errors, drift). Late chargebacks after maturity bias bo
 the same way, which a paired comparison tolerates.
 
 The SQL is parameterised (``@name``); the emulator has no insertId dedup, so every input is
-deduplicated by its natural key with ``QUALIFY ROW_NUMBER()`` (first served wins; latest label wins).
+deduplicated by its natural key: predictions with ``QUALIFY ROW_NUMBER()`` (first served wins),
+labels with ``GROUP BY`` (conflicting labels count as fraud, as in :mod:`.progress`). Predictions
+served after ``label_as_of`` are left out too, so a snapshot is reproducible.
 Everything after the query is a pure function on DataFrames (:func:`prepare_paired`), unit-tested
 without a warehouse.
 """
@@ -62,21 +64,21 @@ WITH prod AS (
          feature_set, features, served_at
   FROM `{predictions}`
   WHERE model_name = @model_name AND model_version = @prod_version AND mode = @prod_mode
-    AND event_time >= @since AND event_time < @until
+    AND event_time >= @since AND event_time < @until AND served_at <= @label_as_of
   QUALIFY ROW_NUMBER() OVER (PARTITION BY transaction_id ORDER BY served_at, request_id) = 1
 ),
 shadow AS (
   SELECT transaction_id, score, decision, latency_ms, fallback, error, feature_set, features
   FROM `{predictions}`
   WHERE model_name = @model_name AND model_version = @shadow_version AND mode = @shadow_mode
-    AND event_time >= @since AND event_time < @until
+    AND event_time >= @since AND event_time < @until AND served_at <= @label_as_of
   QUALIFY ROW_NUMBER() OVER (PARTITION BY transaction_id ORDER BY served_at, request_id) = 1
 ),
 lab AS (
-  SELECT transaction_id, is_fraud, label_time
+  SELECT transaction_id, LOGICAL_OR(is_fraud) AS is_fraud, MAX(label_time) AS label_time
   FROM `{labels}`
   WHERE label_time <= @label_as_of
-  QUALIFY ROW_NUMBER() OVER (PARTITION BY transaction_id ORDER BY label_time DESC) = 1
+  GROUP BY transaction_id
 )
 SELECT
   p.transaction_id, p.event_time, p.amount, p.served_at,

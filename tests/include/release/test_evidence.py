@@ -66,6 +66,13 @@ def test_collect_shadow_evidence_pairs_dedups_and_labels(warehouse) -> None:
             _label("tx0", 20, True),  # known only after label_as_of: must not be used
         ],
     )
+    # A conflicting second label for tx2 (raw insert: upsert would keep the first): fraud wins.
+    warehouse.upsert("labels", [_label("tx2", 1, False)])
+    warehouse.execute(
+        f"INSERT INTO `{warehouse.table_id('labels')}` (transaction_id, event_time, label_time, is_fraud) "
+        "VALUES ('tx2', @event, @label_time, TRUE)",
+        {"event": T0, "label_time": T0 + 3 * DAY},
+    )
     ev = collect_shadow_evidence(
         warehouse,
         model_name="fraud-detector",
@@ -84,7 +91,8 @@ def test_collect_shadow_evidence_pairs_dedups_and_labels(warehouse) -> None:
     assert not f.loc["tx5", "candidate_present"]
     assert f.loc["tx4", "label"] == 1.0 and f.loc["tx3", "label"] == 0.0
     assert f.loc["tx0", "label"] == 0.0  # unlabeled as of label_as_of and matured: genuine
-    assert ev.n_labeled == 2 and ev.n_evaluable == 6 and ev.n_evaluable_frauds == 1
+    assert f.loc["tx2", "label"] == 1.0
+    assert ev.n_labeled == 3 and ev.n_evaluable == 6 and ev.n_evaluable_frauds == 2
     assert json.loads(f.loc["tx2", "candidate_features"]) == [2.0, 1.0]
 
     young = collect_shadow_evidence(
@@ -97,7 +105,8 @@ def test_collect_shadow_evidence_pairs_dedups_and_labels(warehouse) -> None:
         label_as_of=T0 + dt.timedelta(days=1, hours=12),
         label_maturity_hours=24 * 7,
     )
-    assert young.n_evaluable == 1 and young.n_evaluable_frauds == 1  # only tx4's fast label
+    # only the labels known by then (tx4 fraud, tx2's first label: genuine); nothing matured yet
+    assert young.n_evaluable == 2 and young.n_evaluable_frauds == 1
 
     # Probation: version 2 in production, version 1 keeps scoring in shadow.
     warehouse.upsert(

@@ -33,6 +33,7 @@ _EXPORTS: dict[str, str] = {
     "DriftResult": "drift",
     "feature_drift": "drift",
     "score_drift": "drift",
+    "shadow_drift": "drift",
     "drift_rows": "drift",
     "record_drift": "drift",
 }

@@ -32,6 +32,7 @@ from fraudops.release.policy import DEFAULT_POLICY, GatePolicy, is_p_value_metho
 if TYPE_CHECKING:
     import pandas as pd
 
+    from fraudops.release.evidence import ShadowEvidence
     from fraudops.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
@@ -232,6 +233,44 @@ def score_drift(
     if html_path is not None:
         save_html(snapshot, html_path)
     return result
+
+
+def shadow_drift(
+    evidence: ShadowEvidence,
+    reference: pd.DataFrame,
+    feature_names: Sequence[str],
+    policy: GatePolicy = DEFAULT_POLICY,
+    *,
+    html_dir: str | Path | None = None,
+) -> list[DriftResult]:
+    """Both drift checks for a shadow window, ready for ``decide_promotion(..., drift=...)``.
+
+    Score drift: candidate vs incumbent scores on the events both scored. Feature drift: the
+    candidate's feature vectors in the window vs ``reference`` (the challenger's
+    ``reference_profile.parquet``: training rows, one column per feature name).
+    """
+    from fraudops.release.evidence import features_frame, ok_mask
+
+    frame = evidence.frame
+    both = (ok_mask(frame, "candidate") & ok_mask(frame, "incumbent")).to_numpy()
+    out = Path(html_dir) if html_dir is not None else None
+    scores = score_drift(
+        frame.loc[both, "incumbent_score"],
+        frame.loc[both, "candidate_score"],
+        policy,
+        html_path=out / "score_drift.html" if out else None,
+    )
+    current = features_frame(
+        frame.loc[ok_mask(frame, "candidate").to_numpy(), "candidate_features"], list(feature_names)
+    )
+    features = feature_drift(
+        reference,
+        current,
+        feature_names,
+        policy,
+        html_path=out / "feature_drift.html" if out else None,
+    )
+    return [scores, features]
 
 
 def save_html(report: Any, path: str | Path) -> Path:

@@ -90,3 +90,41 @@ def test_drift_rows_match_table() -> None:
     assert rows[0]["check"] == "feature_drift"
     assert drift_rows(result, run_id="r1", model_name="m", model_version="2", check="x")[0]["check"] == "x"
     assert isinstance(rows[0]["computed_at"], dt.datetime)
+
+
+def test_shadow_drift_from_evidence(evidently_loaded: float, tmp_path: Path) -> None:
+    from release_synthetic import make_evidence
+
+    from fraudops.release.drift import shadow_drift
+    from fraudops.release.gates import decide_promotion
+
+    ev = make_evidence(n=3000, champion={"strength": 1.5}, challenger={"strength": 3.0})
+    rng = np.random.default_rng(2)
+    # training profile: same first feature distribution, second feature (the label proxy) shifted
+    reference = pd.DataFrame(
+        {"f_mod": (np.arange(5000) % 97).astype(float), "f_flag": (rng.random(5000) < 0.5).astype(float)}
+    )
+    score, features = shadow_drift(ev, reference, ["f_mod", "f_flag"], html_dir=tmp_path)
+    assert score.check == "score_drift" and features.check == "feature_drift"
+    assert features.drifted_columns == ["f_flag"] and not features.dataset_drift
+    assert (tmp_path / "score_drift.html").exists() and (tmp_path / "feature_drift.html").exists()
+    policy = GatePolicy(
+        capture_rate_precision=0.1,
+        min_labeled_frauds_floor=50,
+        min_scored_events_floor=1000,
+        bootstrap_resamples=200,
+    )
+    decision = decide_promotion(ev, policy, [score, features], expected_fraud_rate=0.05)
+    assert {"score_drift", "feature_drift"} <= {c.name for c in decision.checks}
+
+
+def test_release_package_import_is_light() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, fraudops.release as r, fraudops.release.gates, fraudops.release.drift;"
+        "r.GatePolicy; heavy = [m for m in ('pandas', 'numpy', 'sklearn', 'evidently') if m in sys.modules];"
+        "print(heavy); assert not heavy"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

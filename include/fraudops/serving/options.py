@@ -51,6 +51,8 @@ class ServingOptions:
     #: Prediction logging micro-batches.
     log_batch_size: int = 500
     log_flush_interval_s: float = 1.0
+    #: After a failed warehouse write, wait this long before trying BigQuery again (spool meanwhile).
+    log_retry_interval_s: float = 5.0
     #: Where downloaded bundles and the prediction spool live (default: under the state dir).
     work_dir: Path | None = None
     #: Log predictions to the warehouse (off only in unit tests).
@@ -76,6 +78,7 @@ class ServingOptions:
             shadow_address_space_mb=int(_float("FRAUDOPS_SHADOW_MEM_MB", 2048)),
             shadow_hang_timeout_s=_float("FRAUDOPS_SHADOW_HANG_S", 5.0),
             shadow_slow_ms=_float("FRAUDOPS_SHADOW_SLOW_MS", 25.0),
+            log_predictions=os.environ.get("FRAUDOPS_LOG_PREDICTIONS", "1") not in ("0", "false", "no"),
         )
         return base if not overrides else _replace(base, overrides)
 

@@ -43,10 +43,10 @@ from fraudops.serving.models import (
 from fraudops.serving.options import ServingOptions
 
 if TYPE_CHECKING:
+    from fraudops.serving.predlog import PredictionLog
     from fraudops.serving.schema import ScoreRequest
     from fraudops.serving.shadow import ShadowPool
     from fraudops.warehouse import Warehouse
-    from fraudops.warehouse.spool import SpoolingWriter
 
 log = logging.getLogger(__name__)
 
@@ -86,16 +86,16 @@ class ScoringService:
         self.watcher = AliasWatcher(
             self.model_name, self.tracking_uri, self.apply_aliases, self.options.alias_poll_s
         )
-        self.writer: SpoolingWriter | None = None
+        self.writer: PredictionLog | None = None
         if warehouse is not None and self.options.log_predictions:
-            from fraudops.warehouse.spool import SpoolingWriter
+            from fraudops.serving.predlog import PredictionLog
 
-            self.writer = SpoolingWriter(
-                warehouse,
-                "predictions",
+            self.writer = PredictionLog(
+                warehouse.cfg,
                 self.options.root / "spool" / "predictions",
                 batch_size=self.options.log_batch_size,
                 flush_interval_s=self.options.log_flush_interval_s,
+                retry_interval_s=self.options.log_retry_interval_s,
             )
             self.metrics.on_scrape(lambda: self.metrics.set_log_stats(self.writer.snapshot()))  # type: ignore[union-attr]
         self.shadow: ShadowPool | None = None

@@ -245,8 +245,7 @@ def test_bigquery_outage_spools_and_replays_exactly(
             )
         )
         wh.ensure_schema()
-        service = _service(tmp_path, name, wh)
-        service.writer.retry_interval_s = 0.5  # type: ignore[union-attr]
+        service = _service(tmp_path, name, wh, log_retry_interval_s=0.5)
         server = LiveServer(create_app(service, deploy_token=TOKEN))
         live.append(server)
         client = httpx.Client(base_url=server.url, timeout=10)

@@ -1,0 +1,156 @@
+"""Prediction logging in its own process: the ``SpoolingWriter`` runs there, not in the server.
+
+Why a process: measured on the 2-core machine, the in-process writer's flushes (Arrow conversion,
+Parquet, the BigQuery client's JSON, all C calls holding the GIL) stalled the event loop enough to
+move the client-observed p99 at 500 req/s from about 2 ms to about 7-20 ms. Here the request path
+only does ``Queue.put`` (an append; a feeder thread pickles the small row), and the logger process
+owns micro-batching, the disk spool and the replay, with exactly the ``SpoolingWriter`` guarantees
+(keyed MERGE: no duplicates; a row leaves the logger's memory only into BigQuery or a spool file).
+If the logger process dies, the service starts a new one (its spool is replayed); rows that were in
+its pipe at that moment are lost, as they would be in a crashed in-process writer.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from fraudops.config import WarehouseConfig
+from fraudops.warehouse.spool import SpoolStats
+
+log = logging.getLogger(__name__)
+
+
+def logger_main(
+    cfg: WarehouseConfig,
+    spool_dir: str,
+    batch_size: int,
+    flush_interval_s: float,
+    retry_interval_s: float,
+    rows: Any,
+    replies: Any,
+) -> None:
+    """Entry point of the logger process."""
+    from fraudops.warehouse import Warehouse
+    from fraudops.warehouse.spool import SpoolingWriter
+
+    writer = SpoolingWriter(
+        Warehouse(cfg),
+        "predictions",
+        Path(spool_dir),
+        batch_size=batch_size,
+        flush_interval_s=flush_interval_s,
+        retry_interval_s=retry_interval_s,
+    ).start()
+    last_report = 0.0
+    while True:
+        try:
+            item = rows.get(timeout=0.2)
+        except queue.Empty:
+            item = ()
+        if item is None:
+            replies.put(("closed", asdict(writer.close())))
+            return
+        if isinstance(item, tuple) and item and item[0] == "flush":
+            writer.flush()
+            replies.put(("flushed", item[1], asdict(writer.snapshot())))
+        elif isinstance(item, list):
+            for row in item:
+                writer.write(row)
+        elif isinstance(item, dict):
+            writer.write(item)
+        now = time.monotonic()
+        if now - last_report > 0.5:
+            replies.put(("stats", asdict(writer.snapshot())))
+            last_report = now
+
+
+class PredictionLog:
+    """Service-side handle: ``write`` never blocks; ``flush``/``close``/``snapshot`` for tests and ops."""
+
+    def __init__(
+        self,
+        cfg: WarehouseConfig,
+        spool_dir: Path,
+        *,
+        batch_size: int = 500,
+        flush_interval_s: float = 1.0,
+        retry_interval_s: float = 5.0,
+    ) -> None:
+        import multiprocessing as mp
+
+        self.ctx = mp.get_context("spawn")
+        self.args = (cfg, str(spool_dir), batch_size, flush_interval_s, retry_interval_s)
+        self.proc: Any = None
+        self.rows: Any = None
+        self.replies: Any = None
+        self.restarts = 0
+        self._stats = SpoolStats()
+        self._lock = threading.Lock()
+        self._seq = 0
+
+    def start(self) -> PredictionLog:
+        self.rows = self.ctx.Queue()
+        self.replies = self.ctx.Queue()
+        self.proc = self.ctx.Process(
+            target=logger_main, args=(*self.args, self.rows, self.replies), name="prediction-log", daemon=True
+        )
+        self.proc.start()
+        return self
+
+    def write(self, row: dict[str, Any]) -> None:
+        self.rows.put(row)
+
+    def _ensure_alive(self) -> None:
+        if self.proc is not None and not self.proc.is_alive() and self.proc.exitcode not in (0, None):
+            log.error("prediction logger exited with %s; restarting", self.proc.exitcode)
+            self.restarts += 1
+            self.start()
+
+    def _drain(self, until: str | None = None, token: int | None = None, timeout_s: float = 0.0) -> Any:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                msg = self.replies.get(timeout=max(0.0, min(0.5, deadline - time.monotonic())))
+            except (queue.Empty, OSError, ValueError, EOFError):
+                if until is None or time.monotonic() >= deadline:
+                    return None
+                self._ensure_alive()
+                continue
+            self._stats = SpoolStats(**msg[-1])
+            if until is not None and msg[0] == until and (token is None or msg[1] == token):
+                return msg
+
+    def snapshot(self) -> SpoolStats:
+        with self._lock:
+            self._ensure_alive()
+            self._drain()
+            return SpoolStats(**asdict(self._stats))
+
+    def flush(self, timeout_s: float = 120.0) -> SpoolStats:
+        """Ask the logger to write or spool everything it has; wait for its answer."""
+        with self._lock:
+            self._seq += 1
+            self.rows.put(("flush", self._seq))
+            if self._drain("flushed", self._seq, timeout_s) is None:
+                raise TimeoutError("prediction logger did not answer a flush")
+            return SpoolStats(**asdict(self._stats))
+
+    def close(self, timeout_s: float = 120.0) -> SpoolStats:
+        with self._lock:
+            if self.proc is None:
+                return self._stats
+            if self.proc.is_alive():
+                self.rows.put(None)
+                self._drain("closed", None, timeout_s)
+            self.proc.join(10)
+            if self.proc.is_alive():
+                self.proc.kill()
+                self.proc.join(5)
+            self.proc = None
+            return SpoolStats(**asdict(self._stats))

@@ -93,6 +93,11 @@ class PredictionLog:
         self._stats = SpoolStats()
         self._lock = threading.Lock()
         self._seq = 0
+        self._batch: list[dict[str, Any]] = []
+        self.send_every = 64
+        self.max_delay_s = 0.1
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
 
     def start(self) -> PredictionLog:
         self.rows = self.ctx.Queue()
@@ -101,10 +106,27 @@ class PredictionLog:
             target=logger_main, args=(*self.args, self.rows, self.replies), name="prediction-log", daemon=True
         )
         self.proc.start()
+        if self._ticker is None:
+            self._stop.clear()
+            self._ticker = threading.Thread(target=self._tick, name="prediction-log-batches", daemon=True)
+            self._ticker.start()
         return self
 
     def write(self, row: dict[str, Any]) -> None:
-        self.rows.put(row)
+        # Rows travel in small batches: one pickling wake-up of the feeder thread per batch
+        # instead of per row (each wake-up competes with the event loop for the GIL).
+        self._batch.append(row)
+        if len(self._batch) >= self.send_every:
+            self._send()
+
+    def _send(self) -> None:
+        batch, self._batch = self._batch, []
+        if batch:
+            self.rows.put(batch)
+
+    def _tick(self) -> None:
+        while not self._stop.wait(self.max_delay_s):
+            self._send()  # a partial batch waits at most max_delay_s
 
     def _ensure_alive(self) -> None:
         if self.proc is not None and not self.proc.is_alive() and self.proc.exitcode not in (0, None):
@@ -136,6 +158,7 @@ class PredictionLog:
         """Ask the logger to write or spool everything it has; wait for its answer."""
         with self._lock:
             self._seq += 1
+            self._send()
             self.rows.put(("flush", self._seq))
             if self._drain("flushed", self._seq, timeout_s) is None:
                 raise TimeoutError("prediction logger did not answer a flush")
@@ -143,8 +166,13 @@ class PredictionLog:
 
     def close(self, timeout_s: float = 120.0) -> SpoolStats:
         with self._lock:
+            self._stop.set()
+            if self._ticker is not None:
+                self._ticker.join(5)
+                self._ticker = None
             if self.proc is None:
                 return self._stats
+            self._send()
             if self.proc.is_alive():
                 self.rows.put(None)
                 self._drain("closed", None, timeout_s)
@@ -154,3 +182,9 @@ class PredictionLog:
                 self.proc.join(5)
             self.proc = None
             return SpoolStats(**asdict(self._stats))
+
+    def describe(self) -> dict[str, Any]:
+        from fraudops.serving.shadow import _rss_mb
+
+        pid = None if self.proc is None else self.proc.pid
+        return {"pid": pid, "rss_mb": _rss_mb(pid), "restarts": self.restarts}

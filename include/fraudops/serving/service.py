@@ -360,6 +360,7 @@ class ScoringService:
             "swaps": self.manager.swaps,
             "rejected": self.rejected,
             "alias_poll": {"errors": self.watcher.errors, "last_error": self.watcher.last_error},
+            "prediction_log": None if self.writer is None else self.writer.describe(),
         }
 
 

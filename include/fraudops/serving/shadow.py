@@ -379,7 +379,20 @@ class ShadowPool:
                     except Exception:
                         log.exception("shadow result handler failed")
             if not got:
-                time.sleep(0.02)
+                self._wait_readable()
+
+    def _wait_readable(self) -> None:
+        """Sleep until a result queue has data (no polling wake-ups competing for the GIL)."""
+        from multiprocessing.connection import wait
+
+        readers = [w.outq._reader for w in self._snapshot if w.outq is not None and w.proc is not None]
+        if not readers:
+            time.sleep(0.1)
+            return
+        try:
+            wait(readers, timeout=0.25)
+        except (OSError, ValueError):  # a queue closed under us by a restart
+            time.sleep(0.05)
 
     def _track_latency(self, w: _Worker, latency_ms: float) -> None:
         w.latency_ewma = latency_ms if w.latency_ewma is None else 0.9 * w.latency_ewma + 0.1 * latency_ms

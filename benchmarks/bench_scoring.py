@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -324,6 +325,7 @@ def main() -> None:
                 p.wait(10)
         for spec in reversed(started):
             process.stop(spec)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

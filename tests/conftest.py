@@ -7,6 +7,7 @@ and is stopped at the end of the session.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from collections.abc import Iterator
 from dataclasses import replace
@@ -28,6 +29,15 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
 # Make sure `airflow`, `mlflow`, `bqemulator` resolve to this venv.
 os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+
+
+def _sigterm_to_interrupt(signum: int, frame: object) -> None:
+    # `timeout` and CI runners stop pytest with SIGTERM; turning it into KeyboardInterrupt lets the
+    # session fixtures run their teardown, so no emulator or MLflow server outlives the run.
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
 
 
 @pytest.fixture(scope="session")

@@ -18,6 +18,21 @@ if TYPE_CHECKING:
     from fraudops.warehouse import Warehouse
 
 
+def config_from_connection(
+    host: str | None, schema: str | None, extra: dict[str, Any], base: WarehouseConfig
+) -> WarehouseConfig:
+    """The connection's fields over ``base`` (the environment settings): host = emulator endpoint
+    (empty string = real BigQuery), schema = dataset, extra = project / location / timeout_s."""
+    return replace(
+        base,
+        endpoint=host if host is not None else base.endpoint,
+        dataset=schema or base.dataset,
+        project=extra.get("project", base.project),
+        location=extra.get("location", base.location),
+        timeout_s=float(extra.get("timeout_s", base.timeout_s)),
+    )
+
+
 class WarehouseHook(BaseHook):
     """Builds a ``fraudops.warehouse.Warehouse`` from an Airflow connection."""
 
@@ -41,14 +56,7 @@ class WarehouseHook(BaseHook):
         except AirflowNotFoundException:
             self.log.info("connection %s not found; using environment settings", self.warehouse_conn_id)
             return cfg
-        extra = conn.extra_dejson or {}
-        return replace(
-            cfg,
-            endpoint=conn.host if conn.host is not None else cfg.endpoint,
-            dataset=conn.schema or cfg.dataset,
-            project=extra.get("project", cfg.project),
-            location=extra.get("location", cfg.location),
-        )
+        return config_from_connection(conn.host, conn.schema, conn.extra_dejson or {}, cfg)
 
     def get_warehouse(self) -> Warehouse:
         from fraudops.warehouse import Warehouse

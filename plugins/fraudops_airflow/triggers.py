@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
@@ -99,7 +98,7 @@ class ShadowMetricsTrigger(BaseTrigger):
         )
 
     async def _warehouse_config(self) -> WarehouseConfig:
-        """Connection → WarehouseConfig, the same mapping as ``WarehouseHook.get_config``.
+        """Connection → WarehouseConfig through ``config_from_connection`` (shared with the hook).
 
         Async lookup (``aget_connection``): a sync lookup from the triggerer's event loop can deadlock
         against the supervisor comms. ``extra.timeout_s`` bounds each warehouse call.
@@ -108,6 +107,7 @@ class ShadowMetricsTrigger(BaseTrigger):
         from airflow.sdk.exceptions import AirflowNotFoundException
 
         from fraudops.config import load_settings
+        from fraudops_airflow.hooks import config_from_connection
 
         cfg = load_settings().warehouse
         try:
@@ -115,15 +115,7 @@ class ShadowMetricsTrigger(BaseTrigger):
         except AirflowNotFoundException:
             self.log.info("connection %s not found; using environment settings", self.warehouse_conn_id)
             return cfg
-        extra = (await conn.aextra_dejson()) or {}
-        return replace(
-            cfg,
-            endpoint=conn.host if conn.host is not None else cfg.endpoint,
-            dataset=conn.schema or cfg.dataset,
-            project=extra.get("project", cfg.project),
-            location=extra.get("location", cfg.location),
-            timeout_s=float(extra.get("timeout_s", cfg.timeout_s)),
-        )
+        return config_from_connection(conn.host, conn.schema, (await conn.aextra_dejson()) or {}, cfg)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from fraudops.exceptions import WarehouseUnavailable

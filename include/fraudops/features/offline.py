@@ -460,10 +460,16 @@ def _utc(value: dt.datetime) -> dt.datetime:
 
 
 def load_window(
-    warehouse: Warehouse, start: dt.datetime, end: dt.datetime, history_days: int = HORIZON_DAYS
+    warehouse: Warehouse,
+    start: dt.datetime,
+    end: dt.datetime,
+    history_days: int = HORIZON_DAYS,
+    labels_known_by: dt.datetime | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Transactions in [start - history, end) and fraud labels known before ``end``."""
+    """Transactions in [start - history, end) and the fraud labels for them known before
+    ``labels_known_by`` (default ``end``; training passes its later ``as_of``)."""
     start, end = _utc(start), _utc(end)
+    known = _utc(labels_known_by) if labels_known_by is not None else end
     lo = start - dt.timedelta(days=history_days)
     tx = warehouse.query_df(
         f"SELECT {', '.join(TX_COLUMNS)} FROM `{warehouse.table_id('transactions')}` "
@@ -472,8 +478,8 @@ def load_window(
     )
     labels = warehouse.query_df(
         f"SELECT {', '.join(LABEL_COLUMNS)} FROM `{warehouse.table_id('labels')}` "
-        "WHERE is_fraud AND label_time < @hi AND event_time >= @lo",
-        {"lo": lo, "hi": end},
+        "WHERE is_fraud AND label_time < @known AND event_time >= @lo AND event_time < @hi",
+        {"lo": lo, "hi": end, "known": known},
     )
     return tx, labels
 

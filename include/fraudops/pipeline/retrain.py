@@ -133,7 +133,7 @@ def _write_json(path: Path, doc: Any) -> None:
 # -- 1. extract ---------------------------------------------------------------------------------
 def extract(ctx: RunContext, params: RetrainParams) -> dict[str, Any]:
     """Pull the window (plus feature history) and the labels known by ``as_of`` from the warehouse."""
-    from fraudops.features.offline import LABEL_COLUMNS, TX_COLUMNS
+    from fraudops.features.offline import load_window
 
     wh = ctx.wh()
     if params.as_of:
@@ -147,16 +147,8 @@ def extract(ctx: RunContext, params: RetrainParams) -> dict[str, Any]:
     window_start = window_end - dt.timedelta(days=params.window_days)
     history_start = window_start - dt.timedelta(days=params.history_days)
     t0 = time.perf_counter()
-    tx = wh.query_df(
-        f"SELECT {', '.join(TX_COLUMNS)} FROM `{wh.table_id('transactions')}` "
-        "WHERE event_time >= @lo AND event_time < @hi",
-        {"lo": history_start, "hi": window_end},
-    )
-    labels = wh.query_df(
-        f"SELECT {', '.join(LABEL_COLUMNS)} FROM `{wh.table_id('labels')}` "
-        "WHERE label_time <= @as_of AND event_time >= @lo AND event_time < @hi",
-        {"as_of": as_of, "lo": history_start, "hi": window_end},
-    )
+    # Labels known by as_of (not just by window_end): that is the maturity the window waited for.
+    tx, labels = load_window(wh, window_start, window_end, params.history_days, labels_known_by=as_of)
     out = ctx.run_dir / "extract"
     out.mkdir(exist_ok=True)
     tx.to_parquet(out / "transactions.parquet", index=False)

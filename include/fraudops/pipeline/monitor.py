@@ -1,0 +1,157 @@
+"""Drift monitoring of the live champion: the step behind ``fraud_drift_monitor``.
+
+Compares the feature vectors and scores the champion saw in production over a recent window with
+the reference profile packaged in its bundle (training features + scores), using the release
+policy's fixed drift methods (Evidently). Values go to ``drift_metrics`` and the HTML reports to an
+MLflow run; the result says whether drift passed the policy, which is what makes the DAG emit the
+drift Asset that starts ``fraud_retrain``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from fraudops.config import Settings, load_settings
+from fraudops.exceptions import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MonitorParams:
+    """What one monitoring run looks at."""
+
+    #: Length of the live window, ending at ``end`` (by ``served_at``).
+    window_hours: float = 6.0
+    #: Fewer production predictions than this in the window: no verdict (too little to compare).
+    min_events: int = 500
+    #: End of the window (ISO 8601, UTC); empty = now.
+    end: str = ""
+    model_name: str = ""
+
+    def __post_init__(self) -> None:
+        if self.window_hours <= 0 or self.min_events < 1:
+            raise ConfigError("window_hours must be > 0 and min_events >= 1")
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any] | None) -> MonitorParams:
+        raw = dict(raw or {})
+        fields = {k: v for k, v in raw.items() if k in cls.__dataclass_fields__ and v is not None}
+        return cls(
+            **{k: type(getattr(cls, k))(v) for k, v in fields.items()}
+        )
+
+
+def check_live_drift(params: MonitorParams, run_id: str, settings: Settings | None = None) -> dict[str, Any]:
+    """Drift of the champion's live inputs and scores vs its training reference; a small dict."""
+    import pandas as pd
+
+    from fraudops.pipeline.retrain import parse_time
+    from fraudops.registry import download_artifact_dir, get_alias_version
+    from fraudops.release.drift import drift_rows, feature_drift, record_drift, score_drift
+    from fraudops.release.evidence import features_frame
+    from fraudops.warehouse import Warehouse
+
+    s = settings or load_settings()
+    name = params.model_name or s.mlflow.model_name
+    uri = s.mlflow.tracking_uri
+    version = get_alias_version(name, "champion", tracking_uri=uri)
+    if version is None:
+        return {"status": "no_champion", "drifted": False, "model_name": name}
+    end = parse_time(params.end) if params.end else dt.datetime.now(dt.UTC)
+    start = end - dt.timedelta(hours=params.window_hours)
+    wh = Warehouse(s.warehouse)
+    live = wh.query_df(
+        f"SELECT transaction_id, score, features FROM `{wh.table_id('predictions')}` "
+        "WHERE model_name = @name AND model_version = @version AND mode = 'production' "
+        "AND served_at >= @start AND served_at < @end AND score IS NOT NULL "
+        # Explicit dedup: the emulator has no insertId dedup and replays may repeat a row.
+        "QUALIFY ROW_NUMBER() OVER (PARTITION BY transaction_id ORDER BY served_at) = 1",
+        {"name": name, "version": str(version), "start": start, "end": end},
+    )
+    base = {
+        "model_name": name,
+        "model_version": str(version),
+        "window_start": start.isoformat(),
+        "window_end": end.isoformat(),
+        "n_current": len(live),
+    }
+    if len(live) < params.min_events:
+        return {**base, "status": "insufficient_data", "drifted": False}
+
+    bundle = download_artifact_dir(
+        name, version, s.artifacts_dir / "monitor" / f"v{version}", tracking_uri=uri
+    )
+    spec = json.loads((Path(bundle) / "feature_spec.json").read_text())
+    names = [f["name"] for f in spec["features"]]
+    reference = pd.read_parquet(Path(bundle) / "reference_profile.parquet")
+    current = features_frame(live["features"], names)
+    reports = s.artifacts_dir / "monitor" / "reports" / run_id
+    reports.mkdir(parents=True, exist_ok=True)
+    fd = feature_drift(reference[names], current, names, html_path=reports / "feature_drift.html")
+    sd = score_drift(reference["score"], live["score"], html_path=reports / "score_drift.html")
+    rows = [
+        *drift_rows(
+            fd,
+            run_id=run_id,
+            model_name=name,
+            model_version=str(version),
+            check="live_feature_drift",
+            window_start=start,
+            window_end=end,
+        ),
+        *drift_rows(
+            sd,
+            run_id=run_id,
+            model_name=name,
+            model_version=str(version),
+            check="live_score_drift",
+            window_start=start,
+            window_end=end,
+        ),
+    ]
+    record_drift(wh, rows)
+    _log_to_mlflow(s, name, str(version), run_id, fd, sd, reports)
+    drifted = bool(fd.dataset_drift or sd.dataset_drift)
+    log.info(
+        "live drift of %s v%s: features %.0f%% drifted, score drift %s -> %s",
+        name,
+        version,
+        100 * fd.drift_share,
+        sd.dataset_drift,
+        "DRIFT" if drifted else "ok",
+    )
+    return {
+        **base,
+        "status": "drift" if drifted else "ok",
+        "drifted": drifted,
+        "feature_drift_share": fd.drift_share,
+        "max_drifted_feature_share": fd.max_drift_share,
+        "drifted_features": fd.drifted_columns[:20],
+        "score_drifted": bool(sd.dataset_drift),
+        "score_drift_value": sd.column("score").value,
+        "reports": str(reports),
+    }
+
+
+def _log_to_mlflow(
+    s: Settings, name: str, version: str, run_id: str, fd: Any, sd: Any, reports: Path
+) -> None:
+    import mlflow
+
+    mlflow.set_tracking_uri(s.mlflow.tracking_uri)
+    mlflow.set_experiment(f"{s.mlflow.experiment}-monitoring")
+    with mlflow.start_run(run_name=f"drift {name} v{version} {run_id}"):
+        mlflow.set_tags({"model_name": name, "model_version": version, "monitor_run": run_id})
+        mlflow.log_metrics({"feature_drift_share": fd.drift_share, "score_drift": sd.column("score").value})
+        mlflow.log_dict({"feature_drift": fd.to_dict(), "score_drift": sd.to_dict()}, "drift.json")
+        mlflow.log_artifacts(str(reports), artifact_path="reports")
+
+
+def as_dict(params: MonitorParams) -> dict[str, Any]:
+    return asdict(params)

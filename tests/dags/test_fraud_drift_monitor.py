@@ -1,0 +1,96 @@
+"""fraud_drift_monitor with dag.test(): a real champion (trained on simulated data, in the real
+MLflow), live production predictions in the real emulator; drift fires the Asset, no drift doesn't."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture()
+def monitor_dag(airflow_db: Path) -> Any:
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(Path(__file__).resolve().parents[2] / "dags" / "fraud_drift_monitor.py"))
+    assert bag.import_errors == {}
+    return bag.dags["fraud_drift_monitor"]
+
+
+def _live_rows(reference: Any, names: list[str], version: str, end: dt.datetime, shift: bool) -> list[dict]:
+    """Production prediction rows replaying reference vectors (optionally from a shifted world)."""
+    import numpy as np
+
+    rng = np.random.default_rng(5)
+    sample = reference.sample(n=1500, replace=True, random_state=7).reset_index(drop=True)
+    if shift:  # an attack wave: bigger amounts, busier cards, many new devices
+        for col in ("tx_amount", "card_amount_sum_1d", "card_amount_sum_7d", "card_tx_count_1d"):
+            sample[col] = sample[col] * 6 + 50
+        sample["card_new_device_30d"] = 1.0
+        sample["score"] = np.clip(sample["score"] * 8 + 0.2, 0, 1)
+    return [
+        {
+            "transaction_id": f"live-{'s' if shift else 'n'}-{i}",
+            "model_name": "monitor-test",
+            "model_version": version,
+            "mode": "production",
+            "score": float(row["score"]),
+            "decision": "approve",
+            "features": json.dumps([float(row[n]) for n in names]),
+            "served_at": end - dt.timedelta(seconds=int(rng.integers(1, 3 * 3600))),
+        }
+        for i, row in sample.iterrows()
+    ]
+
+
+def test_drift_fires_the_asset_and_no_drift_does_not(
+    monitor_dag: Any, fraudops_env: Path, warehouse: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pandas as pd
+
+    from fraudops.config import load_settings
+    from fraudops.registry import download_artifact_dir
+    from fraudops.serving.bootstrap import BootstrapPlan, ensure_champion
+
+    monkeypatch.setenv("FRAUDOPS_BQ_DATASET", warehouse.cfg.dataset)
+    monkeypatch.setenv("FRAUDOPS_MODEL_NAME", "monitor-test")
+    settings = load_settings()
+    plan = BootstrapPlan(
+        days=14, window_days=7, label_maturity_days=3, history_days=4, n_estimators=40, n_cards=4000
+    )
+    version = ensure_champion(settings, plan)["version"]
+    bundle = download_artifact_dir(
+        "monitor-test", version, fraudops_env / "ref", tracking_uri=settings.mlflow.tracking_uri
+    )
+    names = [f["name"] for f in json.loads((bundle / "feature_spec.json").read_text())["features"]]
+    reference = pd.read_parquet(bundle / "reference_profile.parquet")
+
+    end = dt.datetime(2026, 11, 1, 12, tzinfo=dt.UTC)
+    conf = {"window_hours": 6.0, "min_events": 500, "end": end.isoformat()}
+
+    warehouse.upsert("predictions", _live_rows(reference, names, version, end, shift=False))
+    calm = monitor_dag.test(run_conf=conf)
+    states = {ti.task_id: str(ti.state) for ti in calm.get_task_instances()}
+    assert str(calm.state) == "success", states
+    assert states["emit_drift"] == "skipped"
+    result = calm.get_task_instance("check_live_drift").xcom_pull(task_ids="check_live_drift")
+    assert result["status"] == "ok" and result["n_current"] == 1500
+
+    shifted_end = end + dt.timedelta(days=1)
+    warehouse.upsert("predictions", _live_rows(reference, names, version, shifted_end, shift=True))
+    storm = monitor_dag.test(run_conf={**conf, "end": shifted_end.isoformat()})
+    states = {ti.task_id: str(ti.state) for ti in storm.get_task_instances()}
+    assert str(storm.state) == "success" and states["emit_drift"] == "success", states
+    result = storm.get_task_instance("check_live_drift").xcom_pull(task_ids="check_live_drift")
+    assert result["drifted"] is True and "tx_amount" in result["drifted_features"]
+
+    rows = warehouse.query(
+        "SELECT `check`, COUNT(*) AS n FROM drift_metrics WHERE column_name = '__dataset__' GROUP BY `check` "
+        "ORDER BY `check`"
+    )
+    assert rows == [{"check": "live_feature_drift", "n": 2}, {"check": "live_score_drift", "n": 2}]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,9 +42,7 @@ class MonitorParams:
     def from_dict(cls, raw: dict[str, Any] | None) -> MonitorParams:
         raw = dict(raw or {})
         fields = {k: v for k, v in raw.items() if k in cls.__dataclass_fields__ and v is not None}
-        return cls(
-            **{k: type(getattr(cls, k))(v) for k, v in fields.items()}
-        )
+        return cls(**{k: type(getattr(cls, k))(v) for k, v in fields.items()})
 
 
 def check_live_drift(params: MonitorParams, run_id: str, settings: Settings | None = None) -> dict[str, Any]:
@@ -151,7 +149,3 @@ def _log_to_mlflow(
         mlflow.log_metrics({"feature_drift_share": fd.drift_share, "score_drift": sd.column("score").value})
         mlflow.log_dict({"feature_drift": fd.to_dict(), "score_drift": sd.to_dict()}, "drift.json")
         mlflow.log_artifacts(str(reports), artifact_path="reports")
-
-
-def as_dict(params: MonitorParams) -> dict[str, Any]:
-    return asdict(params)

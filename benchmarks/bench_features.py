@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import argparse
 import gc
-import shutil
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -62,47 +61,22 @@ def _latencies(fn: Callable[[dict], object], rows: list[dict]) -> np.ndarray:
 
 @contextmanager
 def _redis() -> Iterator[str | None]:
-    exe = shutil.which("redis-server")
-    if exe is None:
-        yield None
-        return
-    from fraudops.stack.process import free_port
+    """A private redis-server for the Redis backend run, or None when it is not installed."""
+    from fraudops.exceptions import ServiceError
+    from fraudops.stack import process
+    from fraudops.stack.services import redis_spec
 
-    port = free_port()
     with tempfile.TemporaryDirectory() as folder:
-        proc = subprocess.Popen(
-            [
-                exe,
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                folder,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
         try:
-            import redis
-
-            client = redis.Redis(port=port)
-            for _ in range(200):
-                try:
-                    client.ping()
-                    break
-                except redis.ConnectionError:
-                    time.sleep(0.05)
-            client.close()
-            yield f"redis://127.0.0.1:{port}/0"
+            spec = redis_spec(Path(folder) / "data", Path(folder), Path(folder), process.free_port())
+        except ServiceError:
+            yield None
+            return
+        process.start(spec)
+        try:
+            yield spec.url
         finally:
-            proc.terminate()
-            proc.wait(timeout=10)
+            process.stop(spec)
 
 
 def _naive_baseline(tx: pd.DataFrame, labels: pd.DataFrame, rows: list[dict]) -> np.ndarray:

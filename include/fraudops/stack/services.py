@@ -138,6 +138,54 @@ def mlflow_spec(mlflow_dir: Path, log_dir: Path, run_dir: Path, host: str, port:
     )
 
 
+def redis_ping(port: int, host: str = "127.0.0.1") -> bool:
+    """True when a Redis server answers PING on ``host:port`` (no client library needed)."""
+    import socket
+
+    try:
+        with socket.create_connection((host, port), timeout=1.0) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def redis_spec(data_dir: Path, log_dir: Path, run_dir: Path, port: int) -> ServiceSpec:
+    """A private redis-server (Debian package) for shared online feature state; no persistence."""
+    exe = shutil.which("redis-server")
+    if exe is None:
+        raise ServiceError(
+            "redis", "redis-server is not installed: run `make setup` (apt-get install redis-server)"
+        )
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log_file = log_dir / "redis.log"
+    return ServiceSpec(
+        name="redis",
+        command=[
+            exe,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(data_dir),
+            "--logfile",
+            str(log_file),
+        ],
+        url=f"redis://127.0.0.1:{port}/0",
+        health=lambda: redis_ping(port),
+        log_file=log_file,
+        pid_file=run_dir / "redis.pid",
+        cwd=data_dir,
+        ready_timeout_s=15.0,
+        port=port,
+    )
+
+
 def airflow_env(settings: Settings) -> dict[str, str]:
     """Environment for every Airflow process: this repo's DAGs/plugins, examples off, loopback only."""
     home = settings.airflow_home

@@ -55,6 +55,10 @@ class ShadowMetricsSensor(BaseSensorOperator):
         failing.
     :param prediction_mode: ``shadow`` (default) or ``production`` rows of the predictions table.
     :param max_failed_polls: consecutive warehouse outages the trigger tolerates before failing.
+    :param min_matured: minimum scored events past ``maturity_hours`` (event time). (templated)
+    :param maturity_hours: label maturity in hours; needed for ``min_matured``. (templated)
+    :param timeout_minutes: templated override of ``timeout``, in minutes.
+    :param poll_seconds: templated override of ``poll_interval``.
     """
 
     template_fields: Sequence[str] = (
@@ -64,6 +68,10 @@ class ShadowMetricsSensor(BaseSensorOperator):
         "min_scored",
         "min_labeled",
         "min_labeled_frauds",
+        "min_matured",
+        "maturity_hours",
+        "timeout_minutes",
+        "poll_seconds",
     )
     ui_color = "#f0e4ec"
 
@@ -83,9 +91,19 @@ class ShadowMetricsSensor(BaseSensorOperator):
         soft_timeout: bool = True,
         prediction_mode: str = "shadow",
         max_failed_polls: int = 3,
+        timeout_minutes: float | str | None = None,
+        poll_seconds: float | str | None = None,
+        min_matured: int | str = 0,
+        maturity_hours: float | str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(poke_interval=poll_interval, timeout=timeout, **kwargs)
+        self.min_matured = min_matured
+        self.maturity_hours = maturity_hours
+        #: Templated overrides of ``timeout`` (minutes) and ``poll_interval`` (seconds), e.g. from
+        #: a DAG's trigger-form params; applied when the task runs.
+        self.timeout_minutes = timeout_minutes
+        self.poll_seconds = poll_seconds
         self.model_name = model_name
         self.version = version
         self.since = since
@@ -111,9 +129,18 @@ class ShadowMetricsSensor(BaseSensorOperator):
                 min_scored=int(self.min_scored),
                 min_labeled=int(self.min_labeled),
                 min_labeled_frauds=int(self.min_labeled_frauds),
+                min_matured=int(self.min_matured),
             )
         except (TypeError, ValueError) as err:
             raise AirflowFailException(f"invalid shadow progress target: {err}") from err
+
+    def _maturity(self) -> float | None:
+        if self.maturity_hours in (None, ""):
+            return None
+        try:
+            return float(self.maturity_hours)
+        except (TypeError, ValueError) as err:
+            raise AirflowFailException(f"invalid maturity_hours {self.maturity_hours!r}") from err
 
     def _since_iso(self) -> str:
         from fraudops.release.progress import as_utc
@@ -142,6 +169,7 @@ class ShadowMetricsSensor(BaseSensorOperator):
                 version=str(self.version),
                 since=self._since_iso(),
                 mode=self.prediction_mode,
+                maturity_hours=self._maturity(),
             )
         except WarehouseUnavailable as err:
             # An outage is "not known yet", not a verdict: keep poking until the timeout.
@@ -157,7 +185,17 @@ class ShadowMetricsSensor(BaseSensorOperator):
         )
 
     # -- both modes -------------------------------------------------------------------------------
+    def _apply_overrides(self) -> None:
+        try:
+            if self.timeout_minutes not in (None, ""):
+                self.timeout = float(self.timeout_minutes) * 60.0
+            if self.poll_seconds not in (None, ""):
+                self.poll_interval = self.poke_interval = float(self.poll_seconds)
+        except (TypeError, ValueError) as err:
+            raise AirflowFailException(f"invalid sensor timing: {err}") from err
+
     def execute(self, context: Context) -> Any:
+        self._apply_overrides()
         target = self._target()
         since = self._since_iso()
         if not self.deferrable:
@@ -183,6 +221,8 @@ class ShadowMetricsSensor(BaseSensorOperator):
                 poll_interval=self.poll_interval,
                 prediction_mode=self.prediction_mode,
                 max_failed_polls=self.max_failed_polls,
+                min_matured=target.min_matured,
+                maturity_hours=self._maturity(),
             ),
             method_name="execute_complete",
             timeout=dt.timedelta(seconds=self.timeout + max(_DEFER_GRACE_S, 2 * self.poll_interval)),
@@ -202,3 +242,64 @@ class ShadowMetricsSensor(BaseSensorOperator):
                 return self._timeout_result(event.get("progress"), reason)
             raise AirflowSensorTimeout(f"shadow metrics not ready by {event.get('timeout_at')}: {reason}")
         raise AirflowException(f"shadow metrics wait failed: {event.get('message', event)}")
+
+
+class ProbationSensor(BaseSensorOperator):
+    """Watch a newly promoted champion until its probation is decided.
+
+    Each poke runs :func:`fraudops.pipeline.release.probation_check` (the new champion's production
+    rows vs the old champion scoring in shadow since the promotion, through ``decide_probation``)
+    and is done at the first ``rollback`` or when the probation period is over. Between pokes it
+    gives its worker slot back (``mode="reschedule"``). The XCom is the outcome dict
+    (``status`` confirm/rollback, ``reason``, ``decision``).
+
+    :param candidate: the release's resolved candidate (XCom of ``resolve``). (templated)
+    :param promotion: the promotion result (XCom of ``promote``). (templated)
+    :param poll_seconds: seconds between checks, e.g. ``{{ params.probation_poll_s }}``. (templated)
+    """
+
+    template_fields: Sequence[str] = ("candidate", "promotion", "poll_seconds")
+    ui_color = "#e4f0ec"
+
+    def __init__(
+        self,
+        *,
+        candidate: Any,
+        promotion: Any,
+        poll_seconds: float | str = 60.0,
+        timeout: float = 30 * 24 * 3600.0,
+        mode: str = "reschedule",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(poke_interval=60.0, timeout=timeout, mode=mode, **kwargs)
+        self.candidate = candidate
+        self.promotion = promotion
+        self.poll_seconds = poll_seconds
+
+    def execute(self, context: Context) -> Any:
+        try:
+            self.poke_interval = float(self.poll_seconds)
+        except (TypeError, ValueError) as err:
+            raise AirflowFailException(f"invalid probation poll interval {self.poll_seconds!r}") from err
+        return super().execute(context)
+
+    def poke(self, context: Context) -> PokeReturnValue:
+        from fraudops.exceptions import WarehouseUnavailable
+        from fraudops.pipeline.release import ReleaseContext, ReleaseParams, probation_check
+        from fraudops_airflow.tasks import run_key
+
+        params = ReleaseParams.from_dict(dict(context["params"]))
+        ctx = ReleaseContext(run_key(context["run_id"], self.dag_id))
+        try:
+            outcome = probation_check(ctx, params, self.candidate, self.promotion)
+        except WarehouseUnavailable as err:
+            self.log.warning("warehouse unavailable, will check again: %s", err)
+            return PokeReturnValue(is_done=False)
+        self.log.info(
+            "probation of v%s: %s after %s events (%s)",
+            self.candidate["version"],
+            outcome["status"],
+            outcome["n_events"],
+            outcome["reason"],
+        )
+        return PokeReturnValue(is_done=bool(outcome["done"]), xcom_value=outcome)

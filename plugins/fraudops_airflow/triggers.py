@@ -49,6 +49,8 @@ class ShadowMetricsTrigger(BaseTrigger):
     :param poll_interval: seconds between polls.
     :param prediction_mode: ``shadow`` (challenger) or ``production``.
     :param max_failed_polls: consecutive polls that may fail with a warehouse outage before giving up.
+    :param min_matured: minimum scored events older than ``maturity_hours`` in event time.
+    :param maturity_hours: label maturity (needed for ``min_matured``).
     """
 
     def __init__(
@@ -65,8 +67,12 @@ class ShadowMetricsTrigger(BaseTrigger):
         poll_interval: float = 60.0,
         prediction_mode: str = "shadow",
         max_failed_polls: int = 3,
+        min_matured: int = 0,
+        maturity_hours: float | None = None,
     ) -> None:
         super().__init__()
+        self.min_matured = int(min_matured)
+        self.maturity_hours = None if maturity_hours is None else float(maturity_hours)
         self.model_name = model_name
         self.version = str(version)
         self.since = since
@@ -94,6 +100,8 @@ class ShadowMetricsTrigger(BaseTrigger):
                 "poll_interval": self.poll_interval,
                 "prediction_mode": self.prediction_mode,
                 "max_failed_polls": self.max_failed_polls,
+                "min_matured": self.min_matured,
+                "maturity_hours": self.maturity_hours,
             },
         )
 
@@ -129,7 +137,9 @@ class ShadowMetricsTrigger(BaseTrigger):
         from fraudops.warehouse import Warehouse
 
         try:
-            target = ProgressTarget(self.min_scored, self.min_labeled, self.min_labeled_frauds)
+            target = ProgressTarget(
+                self.min_scored, self.min_labeled, self.min_labeled_frauds, self.min_matured
+            )
             deadline = as_utc(self.timeout_at) if self.timeout_at else None
             since = as_utc(self.since)
             warehouse = Warehouse(await self._warehouse_config())
@@ -149,6 +159,7 @@ class ShadowMetricsTrigger(BaseTrigger):
                     version=self.version,
                     since=since,
                     mode=self.prediction_mode,
+                    maturity_hours=self.maturity_hours,
                 )
             except WarehouseUnavailable as err:
                 failed_polls += 1

@@ -21,10 +21,18 @@ a label (only disputes do), so an unlabeled transaction counts as genuine once i
 still count for latency, errors, drift). Late chargebacks after maturity bias both models' metrics
 the same way, which a paired comparison tolerates.
 
+Two clocks, kept apart: ``since``/``until``/``label_as_of`` are *event time* (transaction and label
+timestamps: the simulator runs it accelerated, production runs it at wall-clock pace), while
+``served_since``/``served_until`` bound *wall-clock* ``served_at`` (e.g. "since the challenger was
+deployed"). Only production rows that were sampled for the shadow pool (``sampled``; NULL in rows
+from before the column existed counts as sampled) drive the pairing, so a 10 % mirror does not
+turn 90 % of events into challenger errors. A production failure answered by the previous champion
+is logged under the *answering* version with ``fallback`` and ``error = 'champion v<N>: ...'``;
+such rows are charged to version N (they count as its errors, not as missing volume).
+
 The SQL is parameterised (``@name``); the emulator has no insertId dedup, so every input is
 deduplicated by its natural key: predictions with ``QUALIFY ROW_NUMBER()`` (first served wins),
-labels with ``GROUP BY`` (conflicting labels count as fraud, as in :mod:`.progress`). Predictions
-served after ``label_as_of`` are left out too, so a snapshot is reproducible.
+labels with ``GROUP BY`` (conflicting labels count as fraud, as in :mod:`.progress`).
 Everything after the query is a pure function on DataFrames (:func:`prepare_paired`), unit-tested
 without a warehouse.
 """
@@ -63,15 +71,18 @@ WITH prod AS (
   SELECT transaction_id, score, decision, latency_ms, fallback, error, amount, event_time,
          feature_set, features, served_at
   FROM `{predictions}`
-  WHERE model_name = @model_name AND model_version = @prod_version AND mode = @prod_mode
-    AND event_time >= @since AND event_time < @until AND served_at <= @label_as_of
+  WHERE model_name = @model_name AND mode = @prod_mode AND COALESCE(sampled, TRUE)
+    AND (model_version = @prod_version OR (fallback AND STARTS_WITH(error, @failed_prefix)))
+    AND event_time >= @since AND event_time < @until
+    AND served_at >= @served_since AND served_at <= @served_until
   QUALIFY ROW_NUMBER() OVER (PARTITION BY transaction_id ORDER BY served_at, request_id) = 1
 ),
 shadow AS (
   SELECT transaction_id, score, decision, latency_ms, fallback, error, feature_set, features
   FROM `{predictions}`
   WHERE model_name = @model_name AND model_version = @shadow_version AND mode = @shadow_mode
-    AND event_time >= @since AND event_time < @until AND served_at <= @label_as_of
+    AND event_time >= @since AND event_time < @until
+    AND served_at >= @served_since AND served_at <= @served_until
   QUALIFY ROW_NUMBER() OVER (PARTITION BY transaction_id ORDER BY served_at, request_id) = 1
 ),
 lab AS (
@@ -153,6 +164,16 @@ class ShadowEvidence:
         }
 
 
+#: Open bounds for optional windows (BigQuery TIMESTAMP range).
+_EARLIEST = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_LATEST = dt.datetime(9999, 12, 31, tzinfo=dt.UTC)
+
+#: How the scoring service words a production failure answered by the previous champion
+#: (``error`` of the fallback row, which carries the answering model's version):
+#: ``champion v<version>: <reason>``. The evidence charges such rows to the failing version.
+FAILED_PREFIX = "champion v"
+
+
 def _utc(ts: dt.datetime) -> dt.datetime:
     return ts.replace(tzinfo=dt.UTC) if ts.tzinfo is None else ts.astimezone(dt.UTC)
 
@@ -222,12 +243,16 @@ def _collect(
     prod_version: str,
     shadow_version: str,
     candidate_side: Literal["prod", "shadow"],
-    since: dt.datetime,
-    until: dt.datetime,
+    since: dt.datetime | None,
+    until: dt.datetime | None,
     label_as_of: dt.datetime,
     label_maturity_hours: float,
+    served_since: dt.datetime | None = None,
+    served_until: dt.datetime | None = None,
 ) -> ShadowEvidence:
-    if _utc(since) >= _utc(until):
+    since = _utc(since) if since is not None else _EARLIEST
+    until = _utc(until) if until is not None else _LATEST
+    if since >= until:
         raise DataValidationError(f"empty window: since {since} >= until {until}")
     sql = _PAIRED_SQL.format(
         predictions=warehouse.table_id("predictions"), labels=warehouse.table_id("labels")
@@ -240,9 +265,12 @@ def _collect(
             "shadow_version": str(shadow_version),
             "prod_mode": "production",
             "shadow_mode": "shadow",
-            "since": _utc(since),
-            "until": _utc(until),
+            "since": since,
+            "until": until,
             "label_as_of": _utc(label_as_of),
+            "served_since": _utc(served_since) if served_since is not None else _EARLIEST,
+            "served_until": _utc(served_until) if served_until is not None else _LATEST,
+            "failed_prefix": f"{FAILED_PREFIX}{prod_version}:",
         },
     )
     frame = prepare_paired(
@@ -259,8 +287,8 @@ def _collect(
         model_name=model_name,
         candidate_version=str(candidate),
         incumbent_version=str(incumbent),
-        since=_utc(since),
-        until=_utc(until),
+        since=since,
+        until=until,
         label_as_of=_utc(label_as_of),
         label_maturity_hours=label_maturity_hours,
         frame=frame,
@@ -273,10 +301,12 @@ def collect_shadow_evidence(
     model_name: str,
     challenger_version: str,
     champion_version: str,
-    since: dt.datetime,
-    until: dt.datetime,
+    since: dt.datetime | None,
+    until: dt.datetime | None,
     label_as_of: dt.datetime,
     label_maturity_hours: float | None = None,
+    served_since: dt.datetime | None = None,
+    served_until: dt.datetime | None = None,
 ) -> ShadowEvidence:
     """Champion's production rows and the challenger's shadow rows for events in ``[since, until)``.
 
@@ -297,6 +327,8 @@ def collect_shadow_evidence(
         label_maturity_hours=(
             DEFAULT_POLICY.label_maturity_hours if label_maturity_hours is None else label_maturity_hours
         ),
+        served_since=served_since,
+        served_until=served_until,
     )
 
 
@@ -306,10 +338,12 @@ def collect_production_window(
     model_name: str,
     new_champion_version: str,
     old_champion_version: str,
-    since: dt.datetime,
-    until: dt.datetime,
+    since: dt.datetime | None,
+    until: dt.datetime | None,
     label_as_of: dt.datetime,
     label_maturity_hours: float | None = None,
+    served_since: dt.datetime | None = None,
+    served_until: dt.datetime | None = None,
 ) -> ShadowEvidence:
     """Probation evidence: the new champion's production rows vs the old champion scoring in shadow."""
     from fraudops.release.policy import DEFAULT_POLICY
@@ -327,6 +361,8 @@ def collect_production_window(
         label_maturity_hours=(
             DEFAULT_POLICY.label_maturity_hours if label_maturity_hours is None else label_maturity_hours
         ),
+        served_since=served_since,
+        served_until=served_until,
     )
 
 
@@ -354,3 +390,15 @@ def features_frame(features: pd.Series, names: list[str] | tuple[str, ...]) -> p
     if not rows:
         return pd.DataFrame({n: pd.Series(dtype="float64") for n in names})
     return pd.DataFrame(np.asarray(rows, dtype=np.float64), columns=list(names))
+
+
+def event_clock(warehouse: Warehouse) -> dt.datetime:
+    """ "Now" in event time: the newest transaction in the warehouse (wall clock when there is none).
+
+    Labels and maturity are judged against this instant. In production it trails the wall clock by
+    the event log's micro-batch delay; under the simulator's accelerated stream it is the simulated
+    present, which can run days ahead of (or behind) the wall clock.
+    """
+    rows = warehouse.query(f"SELECT MAX(event_time) AS now FROM `{warehouse.table_id('transactions')}`")
+    value = rows[0].get("now") if rows else None
+    return _utc(value) if value is not None else dt.datetime.now(dt.UTC)

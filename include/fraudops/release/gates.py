@@ -5,7 +5,7 @@ Promotion (challenger in shadow vs champion in production, same transactions), i
 the decision's reason is the first failing check:
 
 1. ``scored_events`` — enough paired events (:func:`required_sample`), else **wait**;
-2. ``error_rate``, ``constant_scores``, ``p99_latency_ms``, ``feature_parity_mismatch``, drift
+2. ``p99_latency_ms``, ``error_rate``, ``constant_scores``, ``feature_parity_mismatch``, drift
    (``score_drift``, ``feature_drift`` when given) — operational: **reject**;
 3. ``labeled_frauds`` — enough matured labeled frauds for the quality intervals, else **wait**;
 4. ``ap_non_inferiority`` (lower CI bound of ΔAP), ``ap_gain`` (point ΔAP), ``capture_rate``
@@ -559,10 +559,12 @@ def decide_promotion(
     volume = [_check_min("scored_events", "scored events", evidence.n_events, need.min_scored_events)]
     error_rate = _error_rate(frame, "candidate")
     parity, mismatched, compared = feature_parity_mismatch(frame, policy.feature_parity_tolerance)
+    # Latency first: a slow challenger is also throttled by the shadow pool, and the events it
+    # sheds show up as missing scores (errors); the root cause to report is the latency.
     ops = [
+        _latency_check(frame, "candidate", policy.max_p99_latency_ms),
         _check_max("error_rate", "error rate", error_rate, policy.max_error_rate),
         _constant_scores_check(frame, "candidate", policy),
-        _latency_check(frame, "candidate", policy.max_p99_latency_ms),
         CheckResult(
             "feature_parity_mismatch",
             parity,
@@ -576,9 +578,17 @@ def decide_promotion(
         *_drift_checks(drift),
     ]
     labels = [
-        _check_min("labeled_frauds", "labeled frauds", evidence.n_evaluable_frauds, need.min_labeled_frauds)
+        _check_min("labeled_frauds", "labeled frauds", evidence.n_evaluable_frauds, need.min_labeled_frauds),
+        # Genuine rows come from maturity (most are never labelled): without them there is no FPR
+        # and no AP, and "no quality evidence" must not read as "quality passed".
+        _check_min(
+            "evaluable_genuine",
+            "evaluable genuine events",
+            evidence.n_evaluable - evidence.n_evaluable_frauds,
+            need.min_labeled_frauds,
+        ),
     ]
-    quality = _paired_quality_for(evidence, policy) if labels[0].passed else None
+    quality = _paired_quality_for(evidence, policy) if all(c.passed for c in labels) else None
     quality_checks = _quality_checks(quality, policy, probation=False) if quality else []
     summary: dict[str, Any] = {
         **evidence.summary(),

@@ -58,6 +58,9 @@ class ShadowProgress:
     last_served_at: dt.datetime | None
     #: The moment the snapshot describes (labels known and predictions served by then).
     as_of: dt.datetime
+    #: Scored events older (in event time) than the label maturity: their labels are final, an
+    #: unlabeled one counts as genuine. 0 when no maturity was asked for.
+    matured: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (ISO 8601 timestamps): small enough for XCom and trigger events."""
@@ -83,6 +86,7 @@ class ShadowProgress:
             first_served_at=ts("first_served_at"),
             last_served_at=ts("last_served_at"),
             as_of=as_of,
+            matured=int(data.get("matured", 0)),
         )
 
 
@@ -96,9 +100,11 @@ class ProgressTarget:
     min_labeled: int = 0
     #: Minimum labelled frauds among them (quality metrics on a handful of frauds are noise).
     min_labeled_frauds: int = 0
+    #: Minimum scored events past the label maturity (genuine rows for FPR and AP need these).
+    min_matured: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("min_scored", "min_labeled", "min_labeled_frauds"):
+        for name in ("min_scored", "min_labeled", "min_labeled_frauds", "min_matured"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"ProgressTarget.{name} must be a non-negative integer, got {value!r}")
@@ -112,6 +118,7 @@ def is_satisfied(progress: ShadowProgress, target: ProgressTarget) -> tuple[bool
         ("scored", progress.scored, target.min_scored),
         ("labeled", progress.scored_with_label, target.min_labeled),
         ("labeled frauds", progress.labeled_frauds, target.min_labeled_frauds),
+        ("matured", progress.matured, target.min_matured),
     )
     short = [f"only {have} of {need} {what}" for what, have, need in checks if have < need]
     if short:
@@ -124,7 +131,8 @@ WITH p AS (
   SELECT
     transaction_id,
     LOGICAL_OR(score IS NOT NULL) AS ok,
-    MIN(served_at) AS served_at
+    MIN(served_at) AS served_at,
+    MIN(event_time) AS event_time
   FROM `{predictions}`
   WHERE model_name = @model_name
     AND model_version = @version
@@ -136,7 +144,7 @@ WITH p AS (
 l AS (
   SELECT transaction_id, LOGICAL_OR(is_fraud) AS is_fraud
   FROM `{labels}`
-  WHERE label_time <= @as_of
+  WHERE label_time <= @label_as_of
   GROUP BY transaction_id
 )
 SELECT
@@ -144,6 +152,7 @@ SELECT
   COUNTIF(p.ok AND l.transaction_id IS NOT NULL) AS scored_with_label,
   COUNTIF(p.ok AND l.is_fraud) AS labeled_frauds,
   COUNTIF(NOT p.ok) AS errors,
+  COUNTIF(p.ok AND p.event_time <= @matured_before) AS matured,
   MIN(p.served_at) AS first_served_at,
   MAX(p.served_at) AS last_served_at
 FROM p
@@ -159,13 +168,26 @@ def shadow_progress(
     since: dt.datetime | str,
     label_as_of: dt.datetime | str | None = None,
     mode: str = "shadow",
+    maturity_hours: float | None = None,
 ) -> ShadowProgress:
     """Count what ``model_name`` version ``version`` scored in ``mode`` since ``since``.
 
-    ``label_as_of`` (default: now) is the snapshot time: labels known and predictions served by then.
+    ``label_as_of`` is a snapshot time: only labels known and predictions served by then count.
+    Without it, every label the warehouse holds counts (the labels table only receives a label once
+    it is known, so in a live system that *is* "known now") and predictions served until now. This
+    also keeps an accelerated simulation right, where label times are simulated event time that
+    may run ahead of the wall clock ``served_at`` is measured on.
     Raises ``WarehouseError`` (``WarehouseUnavailable`` when unreachable) from the warehouse.
     """
     as_of = as_utc(label_as_of) if label_as_of is not None else dt.datetime.now(dt.UTC)
+    labels_until = as_of if label_as_of is not None else dt.datetime(9999, 12, 31, tzinfo=dt.UTC)
+    if maturity_hours is None:
+        matured_before = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    else:
+        from fraudops.release.evidence import event_clock
+
+        clock = as_of if label_as_of is not None else event_clock(warehouse)
+        matured_before = clock - dt.timedelta(hours=float(maturity_hours))
     sql = _QUERY.format(predictions=warehouse.table_id("predictions"), labels=warehouse.table_id("labels"))
     rows = warehouse.query(
         sql,
@@ -175,6 +197,8 @@ def shadow_progress(
             "mode": mode,
             "since": as_utc(since),
             "as_of": as_of,
+            "label_as_of": labels_until,
+            "matured_before": matured_before,
         },
     )
     row = rows[0] if rows else {}
@@ -191,4 +215,5 @@ def shadow_progress(
         first_served_at=ts("first_served_at"),
         last_served_at=ts("last_served_at"),
         as_of=as_of,
+        matured=int(row.get("matured") or 0),
     )

@@ -223,6 +223,7 @@ class ScoringService:
         m.child(m.model_latency, slot.version, "production").observe(latency_ms / 1e3)
         if decision is not None:
             m.child(m.decisions, decision).inc()
+        sampled = self.shadow is not None and self.sample_rate > 0 and self._rand() < self.sample_rate
         if self.writer is not None:
             self.writer.write(
                 {
@@ -242,10 +243,11 @@ class ScoringService:
                     "feature_set": slot.spec_id,
                     "features": orjson.dumps(self.router.slice(union, slot.spec_id)).decode(),
                     "served_at": dt.datetime.now(dt.UTC),
+                    "sampled": sampled,
                 }
             )
-        if self.shadow is not None and self.sample_rate > 0 and self._rand() < self.sample_rate:
-            self.shadow.mirror(rid, tx, union, self.router)
+        if sampled:
+            self.shadow.mirror(rid, tx, union, self.router)  # type: ignore[union-attr]
         if score is None:
             raise ModelFailure(
                 f"champion v{current.version} failed ({failure}) and no previous version is loaded"

@@ -139,6 +139,12 @@ PREDICTIONS = TableSpec(
         C("feature_set", "STRING", "NULLABLE", "Feature spec id (names@versions hash)."),
         C("features", "STRING", "NULLABLE", "JSON array: the feature vector the model saw."),
         C("served_at", "TIMESTAMP", "REQUIRED"),
+        C(
+            "sampled",
+            "BOOL",
+            "NULLABLE",
+            "Production rows: whether the event was mirrored to the shadow pool (the pairing base).",
+        ),
     ),
 )
 

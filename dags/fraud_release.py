@@ -1,0 +1,201 @@
+"""
+### fraud_release — shadow → evidence in BigQuery → Evidently → gate → promote or reject → probation
+
+Starts when `fraud_retrain` registers a candidate (the `fraudops_candidate` Asset), or from the
+trigger form with a model version. Shadow capacity is the `shadow_slots` pool: releases queue there
+instead of overloading the scoring service's shadow pool.
+
+1. **resolve** the challenger version, the champion and the gate policy (defaults + form overrides);
+   the sample size follows from the precision the policy wants.
+2. **deploy_shadow**: verify the bundle, point `challenger-<v>` at it (audited in `deployments`),
+   wait until the scoring service's shadow pool reports it running. A bundle that fails
+   verification never gets an alias and goes straight to reject.
+3. **wait_for_shadow_metrics**: deferrable sensor (triggerer, no worker slot) until the challenger
+   has scored enough events with enough labeled frauds; on timeout → reject with the shortfall.
+4. **check_drift**: Evidently — challenger vs champion scores on the same events, live features vs
+   the challenger's training reference; values to `drift_metrics`, HTML reports to MLflow.
+5. **decide_promotion**: the versioned policy (latency, errors, constant scores, feature parity,
+   drift, ΔAP with a paired bootstrap CI, capture rate, FPR, money) → `gate_decisions`; branch.
+6. **promote**: `champion` → challenger, the old champion keeps scoring in shadow; **reject**:
+   retire the challenger alias, keep the evidence.
+7. **probation**: the new champion in production vs the old one in shadow, checked every
+   `probation_poll_s`; **rollback** restores the old champion at the first failed check (and waits
+   until production serves it), otherwise **confirm** when the period ends.
+
+Domain logic: `fraudops.pipeline.release` (no Airflow imports). XCom carries small dicts only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from airflow.sdk import Param, dag, task
+from fraudops_airflow.assets import CANDIDATE
+from fraudops_airflow.sensors import ProbationSensor, ShadowMetricsSensor
+from fraudops_airflow.tasks import run_key, run_step
+
+DAG_ID = "fraud_release"
+NONE_FAILED = "none_failed_min_one_success"
+
+
+def _ctx(run_id: str | None) -> Any:
+    from fraudops.pipeline.release import ReleaseContext
+
+    return ReleaseContext(run_key(run_id, DAG_ID))
+
+
+def _params(params: dict | None) -> Any:
+    from fraudops.pipeline.release import ReleaseParams
+
+    return ReleaseParams.from_dict(dict(params or {}))
+
+
+@dag(
+    dag_id=DAG_ID,
+    schedule=[CANDIDATE],
+    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+    catchup=False,
+    max_active_runs=2,
+    doc_md=__doc__,
+    tags=["fraudops", "release"],
+    default_args={"retries": 2, "retry_delay": dt.timedelta(seconds=20), "owner": "fraud-ml"},
+    params={
+        "version": Param(
+            "",
+            type="string",
+            pattern=r"^[0-9]*$",
+            description="Challenger version; empty = from the candidate Asset.",
+        ),
+        "model_name": Param("", type="string", description="Registered model; empty = FRAUDOPS_MODEL_NAME."),
+        "policy": Param(
+            {}, type="object", description='GatePolicy overrides, e.g. {"max_p99_latency_ms": 8}.'
+        ),
+        "expected_fraud_rate": Param(
+            0.005, type="number", exclusiveMinimum=0, exclusiveMaximum=1, description="Sizes the sample."
+        ),
+        "shadow_timeout_minutes": Param(
+            10080, type="number", exclusiveMinimum=0, description="Evidence deadline (then reject)."
+        ),
+        "poll_interval_s": Param(300, type="number", exclusiveMinimum=0, description="Warehouse polls."),
+        "deploy_timeout_s": Param(300, type="number", exclusiveMinimum=0),
+        "probation_minutes": Param(1440, type="number", minimum=0, description="Probation length."),
+        "probation_poll_s": Param(60, type="number", exclusiveMinimum=0, description="Probation checks."),
+        "scoring_url": Param("", type="string", description="Scoring service; empty = settings."),
+    },
+)
+def fraud_release() -> None:
+    @task
+    def resolve(params: dict | None = None, run_id: str | None = None, **context: Any) -> dict:
+        from fraudops.pipeline import release
+
+        events = context.get("triggering_asset_events") or {}
+        extras = [dict(e.extra or {}) for evs in events.values() for e in evs]
+        return run_step(release.resolve, _ctx(run_id), _params(params), extras)
+
+    @task(pool="shadow_slots")
+    def deploy_shadow(cand: dict, params: dict | None = None, run_id: str | None = None) -> dict:
+        from fraudops.pipeline import release
+
+        return run_step(release.deploy_shadow, _ctx(run_id), _params(params), cand)
+
+    @task.branch
+    def shadow_started(deploy: dict) -> list[str]:
+        # decide_promotion is downstream either way (it records an artifact rejection too).
+        return ["wait_for_shadow_metrics", "decide_promotion"] if deploy["ok"] else ["decide_promotion"]
+
+    @task
+    def check_drift(cand: dict, deploy: dict, params: dict | None = None, run_id: str | None = None) -> dict:
+        from fraudops.pipeline import release
+
+        return run_step(release.check_drift, _ctx(run_id), _params(params), cand, deploy, run_id or "manual")
+
+    @task.branch(trigger_rule=NONE_FAILED)
+    def decide_promotion(
+        cand: dict, deploy: dict, params: dict | None = None, run_id: str | None = None, ti: Any = None
+    ) -> str:
+        from fraudops.pipeline import release
+
+        waited = ti.xcom_pull(task_ids="wait_for_shadow_metrics")
+        drift = ti.xcom_pull(task_ids="check_drift")
+        decision = run_step(
+            release.decide, _ctx(run_id), _params(params), cand, deploy, waited, drift, run_id or "manual"
+        )
+        ti.xcom_push(key="decision", value=decision)
+        return "promote" if decision["status"] == "promote" else "reject"
+
+    @task
+    def promote(cand: dict, params: dict | None = None, run_id: str | None = None, ti: Any = None) -> dict:
+        from fraudops.pipeline import release
+
+        decision = ti.xcom_pull(task_ids="decide_promotion", key="decision")
+        return run_step(release.promote, _ctx(run_id), _params(params), cand, decision)
+
+    @task
+    def reject(cand: dict, params: dict | None = None, run_id: str | None = None, ti: Any = None) -> dict:
+        from fraudops.pipeline import release
+
+        decision = ti.xcom_pull(task_ids="decide_promotion", key="decision")
+        return run_step(release.reject, _ctx(run_id), _params(params), cand, decision)
+
+    @task.branch
+    def probation_outcome(outcome: dict) -> str:
+        return "rollback" if outcome["status"] == "rollback" else "confirm"
+
+    @task
+    def confirm(
+        cand: dict, promo: dict, outcome: dict, params: dict | None = None, run_id: str | None = None
+    ) -> dict:
+        from fraudops.pipeline import release
+
+        return run_step(
+            release.finish_probation, _ctx(run_id), _params(params), cand, promo, outcome, run_id or "manual"
+        )
+
+    @task
+    def rollback(
+        cand: dict, promo: dict, outcome: dict, params: dict | None = None, run_id: str | None = None
+    ) -> dict:
+        from fraudops.pipeline import release
+
+        return run_step(
+            release.finish_probation, _ctx(run_id), _params(params), cand, promo, outcome, run_id or "manual"
+        )
+
+    cand = resolve()
+    deployed = deploy_shadow(cand)
+    started = shadow_started(deployed)
+    waited = ShadowMetricsSensor(
+        task_id="wait_for_shadow_metrics",
+        pool="shadow_slots",
+        model_name="{{ ti.xcom_pull(task_ids='resolve')['model_name'] }}",
+        version="{{ ti.xcom_pull(task_ids='resolve')['version'] }}",
+        since="{{ ti.xcom_pull(task_ids='deploy_shadow')['deployed_at'] }}",
+        min_scored="{{ ti.xcom_pull(task_ids='resolve')['sample']['min_scored_events'] }}",
+        min_labeled_frauds="{{ ti.xcom_pull(task_ids='resolve')['sample']['min_labeled_frauds'] }}",
+        min_labeled="{{ ti.xcom_pull(task_ids='resolve')['sample']['min_labeled_frauds'] }}",
+        min_matured="{{ 2 * ti.xcom_pull(task_ids='resolve')['sample']['min_labeled_frauds'] }}",
+        maturity_hours="{{ ti.xcom_pull(task_ids='resolve')['policy']['label_maturity_hours'] }}",
+        timeout_minutes="{{ params.shadow_timeout_minutes }}",
+        poll_seconds="{{ params.poll_interval_s }}",
+        retries=1,
+    )
+    drift = check_drift(cand, deployed)
+    decided = decide_promotion(cand, deployed)
+    started >> [waited, decided]
+    waited >> drift >> decided
+    promo = promote(cand)
+    rejected = reject(cand)
+    decided >> [promo, rejected]
+    watch = ProbationSensor(
+        task_id="probation",
+        candidate=cand,
+        promotion=promo,
+        poll_seconds="{{ params.probation_poll_s }}",
+    )
+    outcome = probation_outcome(watch.output)
+    confirm(cand, promo, watch.output) << outcome
+    rollback(cand, promo, watch.output) << outcome
+
+
+fraud_release()

@@ -1,0 +1,754 @@
+"""The release lifecycle behind ``fraud_release``: shadow → evidence → drift → gate → promote or
+reject → probation → confirm or roll back. No Airflow imports: the DAG calls these steps, each
+taking and returning small JSON-safe dicts (XCom), and the tests call them directly too.
+
+Alias moves go through :func:`fraudops.registry.move_alias` / :func:`retire_alias`, so every move
+has its ``deployments`` row, exactly as moves from ``POST /deploy`` or ``fraudops deploy``. The
+scoring service notices a move through its alias watcher; the steps that change what production or
+the shadow pool runs then *wait until the service reports it* (``GET /version``), so "deployed"
+means "serving", not "pointer moved".
+
+Clocks: "deployed at" / "promoted at" are wall-clock instants (they bound ``served_at``); labels and
+their maturity are judged in event time against :func:`fraudops.release.evidence.event_clock`
+(the newest transaction), which is also right under the simulator's accelerated stream.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import time
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fraudops.config import Settings, load_settings
+from fraudops.exceptions import ArtifactError, ConfigError, PermanentError, ServiceError
+
+if TYPE_CHECKING:
+    from fraudops.release.evidence import ShadowEvidence
+    from fraudops.release.gates import GateDecision
+    from fraudops.release.policy import GatePolicy
+    from fraudops.warehouse import Warehouse
+
+log = logging.getLogger(__name__)
+
+CHAMPION = "champion"
+CHALLENGER_PREFIX = "challenger-"
+ACTOR = "fraud_release"
+
+
+@dataclass(frozen=True)
+class ReleaseParams:
+    """What one release run does (the DAG's trigger form; every field has a safe default)."""
+
+    #: Registered model; empty → settings (FRAUDOPS_MODEL_NAME).
+    model_name: str = ""
+    #: Challenger version; empty → the version in the triggering candidate Asset event.
+    version: str = ""
+    #: Overrides of :class:`~fraudops.release.policy.GatePolicy` fields (validated; unknown keys fail).
+    policy: dict[str, Any] = field(default_factory=dict)
+    #: Fraud rate used to size the scored-events requirement.
+    expected_fraud_rate: float = 0.005
+    #: How long the challenger may take to collect its evidence before it is rejected.
+    shadow_timeout_minutes: float = 7 * 24 * 60.0
+    #: Seconds between warehouse polls while waiting for evidence.
+    poll_interval_s: float = 300.0
+    #: Seconds the scoring service may take to report a deployment as serving.
+    deploy_timeout_s: float = 300.0
+    #: Probation length: the new champion is watched this long (rolled back at the first failure).
+    probation_minutes: float = 24 * 60.0
+    #: Seconds between probation checks (a degrading champion is rolled back within one of these).
+    probation_poll_s: float = 60.0
+    #: Scoring service base URL; empty → settings (FRAUDOPS_SCORING_HOST/PORT).
+    scoring_url: str = ""
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.expected_fraud_rate < 1.0:
+            raise ConfigError(f"expected_fraud_rate must be in (0, 1), got {self.expected_fraud_rate}")
+        for name in ("shadow_timeout_minutes", "poll_interval_s", "deploy_timeout_s", "probation_poll_s"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be > 0")
+        if self.probation_minutes < 0:
+            raise ConfigError("probation_minutes must be >= 0")
+        if self.version and not str(self.version).isdigit():
+            raise ConfigError(f"version must be a registry version number, got {self.version!r}")
+        self.gate_policy()  # fail on bad overrides now, not half way through a release
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any] | None) -> ReleaseParams:
+        raw = dict(raw or {})
+        known = {f.name: f for f in fields(cls)}
+        values: dict[str, Any] = {}
+        for key, value in raw.items():
+            if key not in known or value is None:
+                continue
+            if key == "policy":
+                values[key] = json.loads(value) if isinstance(value, str) and value.strip() else (value or {})
+            elif key in ("model_name", "version", "scoring_url"):
+                values[key] = str(value)
+            else:
+                values[key] = float(value)
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def gate_policy(self) -> GatePolicy:
+        from pydantic import ValidationError
+
+        from fraudops.release.policy import DEFAULT_POLICY, GatePolicy
+
+        if not self.policy:
+            return DEFAULT_POLICY
+        try:
+            return GatePolicy.from_dict({**DEFAULT_POLICY.to_dict(), **self.policy})
+        except ValidationError as err:
+            raise ConfigError(f"invalid policy override: {err}") from err
+
+
+@dataclass
+class ReleaseContext:
+    """Services and the folder of one release run."""
+
+    run_key: str
+    settings: Settings = field(default_factory=load_settings)
+    warehouse: Warehouse | None = None
+
+    @property
+    def run_dir(self) -> Path:
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in self.run_key)
+        path = self.settings.artifacts_dir / "release" / safe
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def wh(self) -> Warehouse:
+        if self.warehouse is None:
+            from fraudops.warehouse import Warehouse
+
+            self.warehouse = Warehouse(self.settings.warehouse)
+        return self.warehouse
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.settings.mlflow.tracking_uri
+
+    def scoring_url(self, params: ReleaseParams) -> str:
+        return (params.scoring_url or self.settings.scoring.url).rstrip("/")
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _parse(ts: str) -> dt.datetime:
+    from fraudops.pipeline.retrain import parse_time
+
+    return parse_time(ts)
+
+
+# -- scoring service ----------------------------------------------------------------------------
+def service_state(url: str, timeout_s: float = 5.0) -> dict[str, Any]:
+    """The scoring service's ``/version`` document (champion, previous, challengers, rejected)."""
+    import httpx
+
+    try:
+        response = httpx.get(f"{url}/version", timeout=timeout_s)
+        response.raise_for_status()
+        doc: dict[str, Any] = response.json()
+        return doc
+    except (httpx.HTTPError, ValueError) as err:
+        raise ServiceError("scoring", f"{url} unreachable: {err}") from err
+
+
+def wait_for_service(
+    url: str,
+    ready: Any,
+    what: str,
+    timeout_s: float,
+    poll_s: float = 0.5,
+) -> tuple[dict[str, Any], float]:
+    """Poll ``/version`` until ``ready(doc)`` is true; returns (doc, seconds waited).
+
+    ``ready`` may raise ``PermanentError`` to stop early (e.g. the service refused the bundle).
+    Raises ``ServiceError`` (retryable) on timeout.
+    """
+    t0 = time.monotonic()
+    last: dict[str, Any] | str = "no answer yet"
+    while True:
+        try:
+            doc = service_state(url)
+            if ready(doc):
+                return doc, time.monotonic() - t0
+            last = doc
+        except ServiceError as err:
+            last = str(err)
+        if time.monotonic() - t0 > timeout_s:
+            raise ServiceError("scoring", f"did not report {what} within {timeout_s:g}s; last: {last}")
+        time.sleep(poll_s)
+
+
+def _champion_is(version: str) -> Any:
+    def ready(doc: dict[str, Any]) -> bool:
+        champ = doc.get("champion") or {}
+        return str(champ.get("version")) == version
+
+    return ready
+
+
+def _challenger_running(alias: str, version: str, model_name: str) -> Any:
+    def ready(doc: dict[str, Any]) -> bool:
+        refused = (doc.get("rejected") or {}).get(f"{alias}@{version}")
+        if refused:
+            raise PermanentError(f"the scoring service refused {model_name} v{version}: {refused}")
+        worker = (doc.get("challengers") or {}).get(alias) or {}
+        return str(worker.get("version")) == version and worker.get("state") == "running"
+
+    return ready
+
+
+def _challenger_gone(alias: str) -> Any:
+    def ready(doc: dict[str, Any]) -> bool:
+        return alias not in (doc.get("challengers") or {})
+
+    return ready
+
+
+# -- 0. resolve ---------------------------------------------------------------------------------
+def resolve(
+    ctx: ReleaseContext, params: ReleaseParams, asset_extras: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """Which version to release against which champion, under which policy and sample size."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    from fraudops.registry import get_alias_version
+    from fraudops.release.policy import required_sample
+
+    name = params.model_name or ""
+    version = params.version
+    for extra in reversed(asset_extras or []):
+        if not version and extra.get("version"):
+            version = str(extra["version"])
+            name = name or str(extra.get("model_name") or "")
+    name = name or ctx.settings.mlflow.model_name
+    if not version:
+        raise PermanentError("no challenger version: set the `version` param or trigger from a candidate")
+    try:
+        MlflowClient(tracking_uri=ctx.tracking_uri, registry_uri=ctx.tracking_uri).get_model_version(
+            name, version
+        )
+    except MlflowException as err:
+        raise PermanentError(f"model {name!r} has no version {version}: {err}") from err
+    champion = get_alias_version(name, CHAMPION, tracking_uri=ctx.tracking_uri)
+    if champion is None:
+        raise PermanentError(
+            f"{name} has no champion to compare with; bootstrap one first (`fraudops up` does)"
+        )
+    if champion == version:
+        raise PermanentError(f"{name} v{version} already is the champion")
+    policy = params.gate_policy()
+    need = required_sample(policy, params.expected_fraud_rate)
+    log.info(
+        "release %s v%s vs champion v%s: need %d scored events, %d labeled frauds (policy %s)",
+        name,
+        version,
+        champion,
+        need.min_scored_events,
+        need.min_labeled_frauds,
+        policy.version,
+    )
+    return {
+        "model_name": name,
+        "version": version,
+        "champion": champion,
+        "alias": f"{CHALLENGER_PREFIX}{version}",
+        "policy": policy.to_dict(),
+        "policy_fingerprint": policy.fingerprint,
+        "sample": need.to_dict(),
+    }
+
+
+# -- 1. deploy_shadow ---------------------------------------------------------------------------
+def deploy_shadow(ctx: ReleaseContext, params: ReleaseParams, cand: dict[str, Any]) -> dict[str, Any]:
+    """Verify the bundle, point ``challenger-<v>`` at it (audited), wait until the pool runs it.
+
+    A bundle that fails verification (or that the service refuses) never gets an alias: the result
+    says ``ok: False`` with the reason, and the DAG goes straight to reject.
+    """
+    from fraudops.registry import download_artifact_dir, move_alias
+
+    name, version, alias = cand["model_name"], cand["version"], cand["alias"]
+    try:
+        download_artifact_dir(name, version, ctx.run_dir / "bundle", tracking_uri=ctx.tracking_uri)
+    except ArtifactError as err:
+        log.error("%s v%s rejected before shadow: %s", name, version, err)
+        return {"ok": False, "reason": f"artifact verification failed: {err}", "check": "artifact"}
+    move_alias(
+        ctx.wh(),
+        model_name=name,
+        alias=alias,
+        version=version,
+        action="shadow",
+        actor=ACTOR,
+        reason=f"shadow evaluation against champion v{cand['champion']}",
+        tracking_uri=ctx.tracking_uri,
+    )
+    url = ctx.scoring_url(params)
+    try:
+        doc, waited = wait_for_service(
+            url,
+            _challenger_running(alias, version, name),
+            f"{alias} v{version} running",
+            params.deploy_timeout_s,
+        )
+    except PermanentError as err:
+        retire_alias(ctx, name, alias, f"refused by the scoring service: {err}")
+        return {"ok": False, "reason": str(err), "check": "artifact"}
+    worker = doc["challengers"][alias]
+    log.info("%s v%s scoring in shadow after %.1fs (pid %s)", name, version, waited, worker.get("pid"))
+    return {
+        "ok": True,
+        "deployed_at": _now().isoformat(),
+        "alias": alias,
+        "seconds_to_running": round(waited, 3),
+        "shadow_sample_rate": doc.get("shadow_sample_rate"),
+    }
+
+
+def retire_alias(ctx: ReleaseContext, model_name: str, alias: str, reason: str) -> str | None:
+    """Remove ``alias`` with a ``retire`` audit row; returns the version it pointed to (None: absent)."""
+    from fraudops.registry import delete_alias, get_alias_version, record_deployment
+
+    version = get_alias_version(model_name, alias, tracking_uri=ctx.tracking_uri)
+    if version is None:
+        return None
+    delete_alias(model_name, alias, tracking_uri=ctx.tracking_uri)
+    record_deployment(
+        ctx.wh(),
+        model_name=model_name,
+        alias=alias,
+        version=None,
+        previous_version=version,
+        action="retire",
+        actor=ACTOR,
+        reason=reason,
+    )
+    return version
+
+
+# -- 2/3/4. evidence, drift, decision -----------------------------------------------------------
+def _policy(cand: dict[str, Any]) -> GatePolicy:
+    from fraudops.release.policy import GatePolicy
+
+    return GatePolicy.from_dict(cand["policy"])
+
+
+def _evidence(
+    ctx: ReleaseContext, cand: dict[str, Any], deploy: dict[str, Any], window: dict[str, Any]
+) -> ShadowEvidence:
+    from fraudops.release.evidence import collect_shadow_evidence
+
+    return collect_shadow_evidence(
+        ctx.wh(),
+        model_name=cand["model_name"],
+        challenger_version=cand["version"],
+        champion_version=cand["champion"],
+        since=None,
+        until=None,
+        label_as_of=_parse(window["label_as_of"]),
+        label_maturity_hours=_policy(cand).label_maturity_hours,
+        served_since=_parse(deploy["deployed_at"]),
+        served_until=_parse(window["served_until"]),
+    )
+
+
+def _bundle_reference(ctx: ReleaseContext, cand: dict[str, Any]) -> tuple[Any, list[str]]:
+    import pandas as pd
+
+    from fraudops.registry import download_artifact_dir
+    from fraudops.training.package import FEATURE_SPEC_FILE, REFERENCE_FILE, feature_names_from_spec
+
+    bundle = ctx.run_dir / "bundle" / "bundle"
+    if not (bundle / REFERENCE_FILE).exists():  # another worker ran deploy_shadow
+        bundle = download_artifact_dir(
+            cand["model_name"], cand["version"], ctx.run_dir / "bundle", tracking_uri=ctx.tracking_uri
+        )
+    names = feature_names_from_spec(json.loads((bundle / FEATURE_SPEC_FILE).read_text()))
+    return pd.read_parquet(bundle / REFERENCE_FILE), names
+
+
+def check_drift(
+    ctx: ReleaseContext, params: ReleaseParams, cand: dict[str, Any], deploy: dict[str, Any], run_id: str
+) -> dict[str, Any]:
+    """Evidently on the shadow window: challenger vs champion scores, live features vs the
+    challenger's training reference. Values → ``drift_metrics``, HTML → MLflow. Fixes the evidence
+    window (``served_until``, ``label_as_of``) that ``decide`` then judges."""
+    from fraudops.release.drift import drift_rows, record_drift, shadow_drift
+    from fraudops.release.evidence import event_clock
+
+    window = {"served_until": _now().isoformat(), "label_as_of": event_clock(ctx.wh()).isoformat()}
+    evidence = _evidence(ctx, cand, deploy, window)
+    if evidence.n_candidate_scored == 0:
+        log.warning("no shadow scores for %s v%s: nothing to compare", cand["model_name"], cand["version"])
+        return {"window": window, "drift": [], "note": "no shadow scores in the window"}
+    reference, names = _bundle_reference(ctx, cand)
+    html = ctx.run_dir / "drift"
+    results = shadow_drift(evidence, reference[names], names, _policy(cand), html_dir=html)
+    rows = [
+        row
+        for r in results
+        for row in drift_rows(
+            r,
+            run_id=run_id,
+            model_name=cand["model_name"],
+            model_version=cand["version"],
+            check=f"shadow_{r.check}",
+            window_start=evidence.frame["event_time"].min().to_pydatetime(),
+            window_end=evidence.frame["event_time"].max().to_pydatetime(),
+        )
+    ]
+    record_drift(ctx.wh(), rows)
+    mlflow_run = _log_release_run(
+        ctx,
+        cand,
+        run_id,
+        metrics={f"{r.check}_share": r.drift_share for r in results},
+        docs={"drift.json": [r.to_dict() for r in results]},
+        artifacts=html,
+    )
+    return {"window": window, "drift": [r.to_dict() for r in results], "mlflow_run_id": mlflow_run}
+
+
+def _log_release_run(
+    ctx: ReleaseContext,
+    cand: dict[str, Any],
+    run_id: str,
+    *,
+    metrics: dict[str, float] | None = None,
+    docs: dict[str, Any] | None = None,
+    artifacts: Path | None = None,
+    tags: dict[str, str] | None = None,
+) -> str:
+    """One MLflow run per release (found again by its tag), in the ``<experiment>-release`` experiment."""
+    import math
+
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    mlflow.set_tracking_uri(ctx.tracking_uri)
+    experiment = mlflow.set_experiment(f"{ctx.settings.mlflow.experiment}-release")
+    client = MlflowClient(tracking_uri=ctx.tracking_uri)
+    found = client.search_runs(
+        [experiment.experiment_id], filter_string=f"tags.release_run = '{run_id}'", max_results=1
+    )
+    run_kwargs: dict[str, Any] = (
+        {"run_id": found[0].info.run_id}
+        if found
+        else {"run_name": f"release {cand['model_name']} v{cand['version']} vs v{cand['champion']}"}
+    )
+    with mlflow.start_run(**run_kwargs) as run:
+        mlflow.set_tags(
+            {
+                "release_run": run_id,
+                "model_name": cand["model_name"],
+                "challenger_version": cand["version"],
+                "champion_version": cand["champion"],
+                "policy_fingerprint": cand["policy_fingerprint"],
+                **(tags or {}),
+            }
+        )
+        clean = {k: float(v) for k, v in (metrics or {}).items() if v is not None and math.isfinite(v)}
+        if clean:
+            mlflow.log_metrics(clean)
+        for name, doc in (docs or {}).items():
+            mlflow.log_dict(doc, name)
+        if artifacts is not None and artifacts.exists():
+            mlflow.log_artifacts(str(artifacts), artifact_path="reports")
+        return str(run.info.run_id)
+
+
+def _forced_reject(reason: str, check: str, cand: dict[str, Any], evidence: dict[str, Any]) -> GateDecision:
+    from fraudops.release.gates import CheckResult, GateDecision
+
+    policy = _policy(cand)
+    return GateDecision(
+        status="reject",
+        stage="promotion",
+        checks=(CheckResult(check, None, None, False, reason),),
+        reason=reason,
+        policy_version=policy.version,
+        policy_fingerprint=policy.fingerprint,
+        evidence=evidence,
+        deciding_check=check,
+    )
+
+
+def decide(
+    ctx: ReleaseContext,
+    params: ReleaseParams,
+    cand: dict[str, Any],
+    deploy: dict[str, Any],
+    waited: dict[str, Any] | None,
+    drift: dict[str, Any] | None,
+    run_id: str,
+) -> dict[str, Any]:
+    """The promotion gate on the evidence window ``check_drift`` fixed; recorded in gate_decisions.
+
+    ``wait`` cannot stand at this point (the sensor has either seen enough evidence or timed out):
+    it becomes ``reject`` with the shortfall as the reason.
+    """
+    from dataclasses import replace
+
+    from fraudops.release.drift import DriftResult
+    from fraudops.release.gates import decide_promotion, record_decision
+
+    if not deploy.get("ok"):
+        decision = _forced_reject(deploy["reason"], deploy.get("check", "artifact"), cand, {})
+    else:
+        assert drift is not None
+        evidence = _evidence(ctx, cand, deploy, drift["window"])
+        results = [DriftResult.from_dict(d) for d in drift.get("drift", [])]
+        decision = decide_promotion(
+            evidence, _policy(cand), results or None, expected_fraud_rate=params.expected_fraud_rate
+        )
+        if decision.status == "wait":
+            why = (waited or {}).get("reason") or decision.reason
+            decision = replace(
+                decision, status="reject", reason=f"not enough evidence before the timeout: {why}"
+            )
+    row = record_decision(
+        ctx.wh(),
+        decision,
+        model_name=cand["model_name"],
+        challenger_version=cand["version"],
+        champion_version=cand["champion"],
+        dag_run_id=run_id,
+    )
+    quality = (decision.evidence or {}).get("quality") or {}
+    metrics = {
+        f"gate_{k}": quality[k]
+        for k in (
+            "ap_candidate",
+            "ap_incumbent",
+            "ap_delta",
+            "capture_candidate",
+            "capture_incumbent",
+            "fpr_candidate",
+            "fpr_incumbent",
+            "money_caught_candidate",
+            "money_caught_incumbent",
+        )
+        if isinstance(quality.get(k), int | float)
+    }
+    _log_release_run(
+        ctx,
+        cand,
+        run_id,
+        metrics=metrics,
+        docs={"promotion_decision.json": decision.to_dict()},
+        tags={"gate_status": decision.status, "gate_reason": decision.reason[:250]},
+    )
+    _tag_version(ctx, cand, {"gate_status": decision.status, "gate_reason": decision.reason[:250]})
+    log.info(
+        "gate for %s v%s: %s (%s)", cand["model_name"], cand["version"], decision.status, decision.reason
+    )
+    return {
+        "status": decision.status,
+        "reason": decision.reason,
+        "deciding_check": decision.deciding_check,
+        "decision_id": row["decision_id"],
+        "n_events": (decision.evidence or {}).get("n_events"),
+        "n_evaluable_frauds": (decision.evidence or {}).get("n_evaluable_frauds"),
+        "quality": quality or None,
+    }
+
+
+def _tag_version(ctx: ReleaseContext, cand: dict[str, Any], tags: dict[str, str]) -> None:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=ctx.tracking_uri, registry_uri=ctx.tracking_uri)
+    for key, value in tags.items():
+        client.set_model_version_tag(cand["model_name"], cand["version"], key, value)
+
+
+# -- 5. promote / reject ------------------------------------------------------------------------
+def promote(
+    ctx: ReleaseContext, params: ReleaseParams, cand: dict[str, Any], decision: dict[str, Any]
+) -> dict[str, Any]:
+    """``champion`` → challenger; the old champion keeps scoring in shadow for the probation."""
+    from fraudops.registry import get_alias_version, move_alias
+
+    name, version = cand["model_name"], cand["version"]
+    old = get_alias_version(name, CHAMPION, tracking_uri=ctx.tracking_uri) or cand["champion"]
+    if old != cand["champion"]:
+        log.warning("champion moved from v%s to v%s during the shadow phase", cand["champion"], old)
+    url = ctx.scoring_url(params)
+    old_alias = f"{CHALLENGER_PREFIX}{old}"
+    # Old champion into shadow first, so probation has its scores from the first promoted request.
+    move_alias(
+        ctx.wh(),
+        model_name=name,
+        alias=old_alias,
+        version=old,
+        action="shadow",
+        actor=ACTOR,
+        reason=f"probation of v{version}: previous champion keeps scoring in shadow",
+        tracking_uri=ctx.tracking_uri,
+    )
+    move_alias(
+        ctx.wh(),
+        model_name=name,
+        alias=CHAMPION,
+        version=version,
+        action="promote",
+        actor=ACTOR,
+        reason=f"gate passed: {decision['reason']}"[:500],
+        tracking_uri=ctx.tracking_uri,
+    )
+    promoted_at = _now()
+    retire_alias(ctx, name, cand["alias"], f"promoted to {CHAMPION}")
+    _, waited = wait_for_service(url, _champion_is(version), f"champion v{version}", params.deploy_timeout_s)
+    wait_for_service(
+        url, _challenger_running(old_alias, old, name), f"{old_alias} running", params.deploy_timeout_s
+    )
+    _tag_version(ctx, cand, {"release_status": "probation"})
+    log.info(
+        "%s v%s is champion (serving after %.1fs); v%s in shadow for probation", name, version, waited, old
+    )
+    return {
+        "promoted_at": promoted_at.isoformat(),
+        "old_champion": old,
+        "old_alias": old_alias,
+        "seconds_to_serving": round(waited, 3),
+    }
+
+
+def reject(
+    ctx: ReleaseContext, params: ReleaseParams, cand: dict[str, Any], decision: dict[str, Any] | None
+) -> dict[str, Any]:
+    """Retire the challenger alias (audited); the evidence stays in gate_decisions and MLflow."""
+    reason = (decision or {}).get("reason") or "rejected"
+    retired = retire_alias(ctx, cand["model_name"], cand["alias"], f"rejected: {reason}"[:500])
+    if retired is not None:
+        try:
+            wait_for_service(
+                ctx.scoring_url(params), _challenger_gone(cand["alias"]), f"{cand['alias']} stopped", 60.0
+            )
+        except ServiceError as err:  # the alias is gone; the service will follow on its next poll
+            log.warning("%s", err)
+    _tag_version(ctx, cand, {"release_status": "rejected"})
+    return {"status": "rejected", "reason": reason, "alias_retired": retired is not None}
+
+
+# -- 6. probation -------------------------------------------------------------------------------
+def probation_check(
+    ctx: ReleaseContext, params: ReleaseParams, cand: dict[str, Any], promo: dict[str, Any]
+) -> dict[str, Any]:
+    """One look at the new champion in production vs the old one in shadow since the promotion.
+
+    Returns ``{"done": bool, "status": confirm|rollback|wait, "reason", "decision": {...}}``:
+    done at the first ``rollback``, or once the probation period is over (a ``wait`` then means
+    too little traffic to judge; the release stands, marked so, since it already passed the gate).
+    """
+    from fraudops.release.evidence import collect_production_window, event_clock
+    from fraudops.release.gates import decide_probation
+
+    policy = _policy(cand)
+    promoted_at = _parse(promo["promoted_at"])
+    evidence = collect_production_window(
+        ctx.wh(),
+        model_name=cand["model_name"],
+        new_champion_version=cand["version"],
+        old_champion_version=promo["old_champion"],
+        since=None,
+        until=None,
+        label_as_of=event_clock(ctx.wh()),
+        label_maturity_hours=policy.label_maturity_hours,
+        served_since=promoted_at,
+        served_until=_now(),
+    )
+    decision = decide_probation(evidence, policy)
+    over = _now() >= promoted_at + dt.timedelta(minutes=params.probation_minutes)
+    done = decision.status == "rollback" or over
+    status, reason = decision.status, decision.reason
+    if over and status == "wait":
+        status, reason = "confirm", f"probation ended with too little traffic to judge ({decision.reason})"
+    return {
+        "done": done,
+        "status": status,
+        "reason": reason,
+        "n_events": evidence.n_events,
+        "decision": decision.to_dict(),
+    }
+
+
+def finish_probation(
+    ctx: ReleaseContext,
+    params: ReleaseParams,
+    cand: dict[str, Any],
+    promo: dict[str, Any],
+    outcome: dict[str, Any],
+    run_id: str,
+) -> dict[str, Any]:
+    """Record the probation decision; roll back (and wait until production serves the old champion)
+    or confirm (retire the old champion from shadow)."""
+    from dataclasses import replace
+
+    from fraudops.registry import move_alias
+    from fraudops.release.gates import GateDecision, record_decision
+
+    decision = GateDecision.from_dict(outcome["decision"])
+    if decision.status != outcome["status"]:
+        decision = replace(decision, status=outcome["status"], reason=outcome["reason"])
+    record_decision(
+        ctx.wh(),
+        decision,
+        model_name=cand["model_name"],
+        challenger_version=cand["version"],
+        champion_version=promo["old_champion"],
+        dag_run_id=run_id,
+    )
+    _log_release_run(
+        ctx,
+        cand,
+        run_id,
+        docs={"probation_decision.json": decision.to_dict()},
+        tags={"probation_status": decision.status, "probation_reason": decision.reason[:250]},
+    )
+    name, old = cand["model_name"], promo["old_champion"]
+    url = ctx.scoring_url(params)
+    if decision.status == "rollback":
+        t0 = time.monotonic()
+        move_alias(
+            ctx.wh(),
+            model_name=name,
+            alias=CHAMPION,
+            version=old,
+            action="rollback",
+            actor=ACTOR,
+            reason=f"probation failed: {decision.reason}"[:500],
+            tracking_uri=ctx.tracking_uri,
+        )
+        retire_alias(ctx, name, promo["old_alias"], "restored as champion")
+        wait_for_service(url, _champion_is(old), f"champion v{old}", params.deploy_timeout_s)
+        seconds = time.monotonic() - t0
+        _tag_version(ctx, cand, {"release_status": "rolled_back"})
+        log.error(
+            "rolled back %s v%s → v%s (%s); serving after %.1fs",
+            name,
+            cand["version"],
+            old,
+            decision.reason,
+            seconds,
+        )
+        return {
+            "status": "rolled_back",
+            "reason": decision.reason,
+            "serving": old,
+            "seconds_to_serving": round(seconds, 3),
+        }
+    retire_alias(ctx, name, promo["old_alias"], f"probation of v{cand['version']} passed")
+    _tag_version(ctx, cand, {"release_status": "confirmed"})
+    return {"status": "confirmed", "reason": decision.reason, "serving": cand["version"]}

@@ -10,7 +10,10 @@ Backends
     ``EmbeddedBackend`` (default) keeps per-entity sorted arrays in process: events per entity in
     key order with prefix sums of integer cents, so a window aggregate is two ``bisect`` calls and
     a subtraction; an in-order event appends in O(1), a late event is inserted at its sorted
-    position. No pandas in the hot path.
+    position. No pandas in the hot path. The hot path is bound by memory latency (a million
+    entities' state does not fit in cache), so times and sums are contiguous int64 arrays, the
+    long terminal / merchant series search from the previous event's window bounds, and each
+    family is one precompiled step (no dispatch on feature names per event).
 
     ``RedisBackend`` keeps the same facts in Redis sorted sets (score = event time in µs, member
     starting with the transaction_id so same-timestamp members sort by id) shared by several
@@ -21,8 +24,9 @@ Backends
 from __future__ import annotations
 
 import logging
+from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableSequence, Sequence
 from typing import TYPE_CHECKING, Any
 
 from fraudops.exceptions import DataValidationError, FeatureSpecError
@@ -70,11 +74,15 @@ RETENTION_US: dict[str, int] = {
 }
 #: Event tuple fields: (t_us, transaction_id, cents, amount, card, terminal, merchant, region, device)
 Event = tuple[int, str, int, float, Any, Any, Any, Any, Any]
+#: Embedded state keeps times and prefix sums in int64 arrays (a search touches few cache lines).
+_INT64_MAX = 2**63 - 1
 _FAMILY_SLOT = {"card": 4, "terminal": 5, "merchant": 6, "region": 7, "device": 8}
 
 
 def _clean(value: Any) -> Any:
     """None for missing ids (None, NaN, empty string); ids are compared as strings."""
+    if type(value) is str:  # the common case first
+        return value if value else None
     if value is None or value != value or value == "":  # NaN != NaN
         return None
     return value if isinstance(value, str) else str(value)
@@ -92,6 +100,8 @@ def event_from_mapping(tx: Mapping[str, Any]) -> Event:
         raise DataValidationError(f"transaction is missing field {err.args[0]!r}") from err
     if txid is None or card is None or terminal is None:
         raise DataValidationError("transaction_id, card_id and terminal_id are required")
+    if not -_INT64_MAX <= t <= _INT64_MAX:
+        raise DataValidationError(f"event_time {tx['event_time']!r} is out of range")
     return (
         t,
         str(txid),
@@ -170,92 +180,146 @@ def labels_from_frame(
 # ---------------------------------------------------------------------------------------------
 # Embedded backend
 # ---------------------------------------------------------------------------------------------
-class _Series:
-    """One entity's events in key order; card series carry prefix sums and novelty payloads."""
+#: One family's step: the family's values for an event (recording the event when asked).
+Step = Callable[[Event, bool], list[float]]
+#: A series is trimmed back to its retention once it holds an eighth of it more (amortised O(1)).
+_TRIM_AT = {fam: keep + keep // 8 for fam, keep in RETENTION_US.items()}
+_CARD_KEEP, _CARD_TRIM_AT = RETENTION_US["card"], _TRIM_AT["card"]
 
-    __slots__ = ("cs", "ks", "pay", "qs", "seen", "ts")
 
-    def __init__(self, card: bool) -> None:
-        self.ts: list[int] = []
-        self.ks: list[str] = []
-        self.cs: list[int] | None = [0] if card else None
-        self.qs: list[int] | None = [0] if card else None
-        #: card payloads: (device, terminal, region, cents)
-        self.pay: list[tuple[Any, ...]] | None = [] if card else None
-        self.seen: tuple[dict[Any, int], dict[Any, int], dict[Any, int]] | None = (
-            ({}, {}, {}) if card else None
-        )
+def _position(ts: Sequence[int], ks: list[str], t: int, k: str) -> tuple[int, bool]:
+    """Late event: (number of stored events before key (t, k), that key is already stored)."""
+    n = len(ts)
+    p = bisect_left(ts, t)
+    while p < n and ts[p] == t and ks[p] < k:
+        p += 1
+    return p, (p < n and ts[p] == t and ks[p] == k)
 
-    def position(self, t: int, k: str) -> tuple[int, bool, bool]:
-        """(number of stored events before key (t, k), event is after all stored, duplicate)."""
-        ts = self.ts
-        n = len(ts)
-        if n == 0:
-            return 0, True, False
-        last = ts[-1]
-        if last < t or (last == t and self.ks[-1] < k):
-            return n, True, False
-        ks = self.ks
-        p = bisect_left(ts, t)
-        while p < n and ts[p] == t and ks[p] < k:
-            p += 1
-        return p, False, (p < n and ts[p] == t and ks[p] == k)
 
-    def insert(self, p: int, t: int, k: str, cents: int, payload: tuple[Any, ...] | None, keep: int) -> None:
-        ts = self.ts
-        cs = self.cs
-        if p == len(ts):
-            ts.append(t)
-            self.ks.append(k)
-            if cs is not None and self.qs is not None and self.pay is not None and payload is not None:
-                cs.append(cs[-1] + cents)
-                self.qs.append(self.qs[-1] + cents * cents)
-                self.pay.append(payload)
-        else:
-            ts.insert(p, t)
-            self.ks.insert(p, k)
-            if cs is not None and self.qs is not None and self.pay is not None and payload is not None:
-                self.pay.insert(p, payload)
-                cs.insert(p + 1, 0)
-                self.qs.insert(p + 1, 0)
-                _rebuild(self, p)  # prefix sums after the insertion point
-        if self.seen is not None and payload is not None:
-            for d, v in zip(self.seen, payload[:3], strict=True):
-                if v is not None and d.get(v, -1) < t:
-                    d[v] = t
-        if ts[0] <= ts[-1] - keep - keep // 8:  # trim in batches: amortised O(1) per event
-            self.trim(ts[-1] - keep)
+def _seek(ts: Sequence[int], bound: int, hint: int, p: int) -> int:
+    """``bisect_right(ts, bound, 0, p)``, searched from a previous answer ``hint`` (<= p).
+
+    In-order events move a window's lower bound by an event or two, so a gallop from the old bound
+    touches one or two cache lines where a full search would probe ~log2(n) cold ones.
+    """
+    if hint < p and ts[hint] <= bound:  # moved forward (the usual case): gallop from the hint
+        lo, step = hint + 1, 2
+        while lo + step < p and ts[lo + step] <= bound:
+            lo += step + 1
+            step *= 2
+        return bisect_right(ts, bound, lo, min(lo + step, p))
+    if hint and ts[hint - 1] > bound:  # moved back: an earlier time than the last in-order one
+        return bisect_right(ts, bound, 0, hint - 1)
+    return hint
+
+
+class _Times:
+    """One entity's event times (int64 µs) in key order, and their ids for same-timestamp order.
+
+    ``lo0``..``lo2`` are the window lower bounds of the last in-order event, widest window first
+    (hints for :func:`_seek`, kept within ``0..len(ts)``; used by the terminal and merchant
+    families, whose series are long enough for a full search to cost several cache misses).
+    """
+
+    __slots__ = ("ks", "lo0", "lo1", "lo2", "ts")
+
+    def __init__(self, t: int, k: str) -> None:
+        self.ts = array("q", (t,))
+        self.ks = [k]
+        self.lo0 = self.lo1 = self.lo2 = 0
 
     def trim(self, bound: int) -> None:
         cut = bisect_right(self.ts, bound)
         del self.ts[:cut]
         del self.ks[:cut]
-        if self.cs is not None and self.qs is not None and self.pay is not None and self.seen is not None:
-            del self.cs[:cut]
-            del self.qs[:cut]
-            del self.pay[:cut]
-            self.seen = tuple({v: t for v, t in d.items() if t > bound} for d in self.seen)  # type: ignore[assignment]
+        self.lo0 = max(self.lo0 - cut, 0)
+        self.lo1 = max(self.lo1 - cut, 0)
+        self.lo2 = max(self.lo2 - cut, 0)
 
 
-def _rebuild(s: _Series, p: int) -> None:
-    assert s.cs is not None and s.qs is not None and s.pay is not None
-    cs, qs, pay = s.cs, s.qs, s.pay
-    for i in range(p, len(s.ts)):
-        c = pay[i][3]
-        cs[i + 1] = cs[i] + c
-        qs[i + 1] = qs[i] + c * c
+class _Card:
+    """One card's events in key order, with everything its family needs.
+
+    ``ts`` holds the times (int64 µs). ``sums`` interleaves the prefix sums of cents and of
+    cents² (``sums[2 * i]`` and ``sums[2 * i + 1]`` cover the first ``i`` events: one object, and
+    the two sums at a bound share a cache line). ``pay`` holds (transaction_id, device, terminal,
+    region) per event, for same-timestamp order and the novelty scan of late events; ``seen_*``
+    the latest time each device / terminal / region occurred, so in-order events need no scan.
+    """
+
+    __slots__ = ("pay", "seen_dev", "seen_reg", "seen_term", "sums", "ts")
+
+    def __init__(self) -> None:
+        self.ts = array("q")
+        self.sums: MutableSequence[int] = array("q", (0, 0))
+        self.pay: list[tuple[str, Any, Any, Any]] = []
+        self.seen_dev: dict[Any, int] = {}
+        self.seen_term: dict[Any, int] = {}
+        self.seen_reg: dict[Any, int] = {}
+
+    def record(self, p: int, t: int, k: str, cents: int, device: Any, terminal: Any, region: Any) -> None:
+        """Store the event at position ``p`` (its place in key order)."""
+        square = cents * cents
+        ts, sums = self.ts, self.sums
+        if sums[-1] + square > _INT64_MAX and isinstance(sums, array):
+            # |prefix sum| <= prefix sum of squares, which only grows: past 64 bits, Python ints
+            sums = self.sums = list(sums)
+        if p == len(ts):
+            ts.append(t)
+            self.pay.append((k, device, terminal, region))
+            sums.append(sums[-2] + cents)
+            sums.append(sums[-2] + square)
+        else:
+            ts.insert(p, t)
+            self.pay.insert(p, (k, device, terminal, region))
+            sums.insert(2 * p + 2, sums[2 * p + 1] + square)
+            sums.insert(2 * p + 2, sums[2 * p] + cents)
+            for j in range(2 * p + 4, len(sums), 2):  # later prefix sums now include the event
+                sums[j] += cents
+                sums[j + 1] += square
+        if device is not None and self.seen_dev.get(device, -1) < t:
+            self.seen_dev[device] = t
+        if terminal is not None and self.seen_term.get(terminal, -1) < t:
+            self.seen_term[terminal] = t
+        if region is not None and self.seen_reg.get(region, -1) < t:
+            self.seen_reg[region] = t
+        if ts[0] <= ts[-1] - _CARD_TRIM_AT:
+            self.trim(ts[-1] - _CARD_KEEP)
+
+    def trim(self, bound: int) -> None:
+        cut = bisect_right(self.ts, bound)
+        del self.ts[:cut]
+        del self.sums[: 2 * cut]
+        del self.pay[:cut]
+        self.seen_dev = {v: t for v, t in self.seen_dev.items() if t > bound}
+        self.seen_term = {v: t for v, t in self.seen_term.items() if t > bound}
+        self.seen_reg = {v: t for v, t in self.seen_reg.items() if t > bound}
 
 
 class EmbeddedBackend:
-    """In-process state (the default). Not shared between processes; fast."""
+    """In-process state (the default). Not shared between processes; fast.
+
+    Each family is one step (a bound method or closure over its own tables); ``compute`` runs the
+    steps of the requested families, looked up once per family tuple.
+    """
 
     name = "embedded"
 
     def __init__(self) -> None:
         self.families: set[str] = set()
-        self._series: dict[str, dict[Any, _Series]] = {f: {} for f in ("card", *COUNT_WINDOWS)}
+        self._cards: dict[Any, _Card] = {}
+        self._times: dict[str, dict[Any, _Times]] = {f: {} for f in COUNT_WINDOWS}
         #: family -> entity -> {txid: (label_us, event_us)} (fraud labels only)
         self._labels: dict[str, dict[Any, dict[str, tuple[int, int]]]] = {"terminal": {}, "merchant": {}}
+        self._steps: dict[str, Step] = {
+            "tx": _tx_step,
+            "card": self._card,
+            "terminal": self._risk_step("terminal"),
+            "merchant": self._risk_step("merchant"),
+            "region": self._activity_step("region", region_values),
+            "device": self._activity_step("device", _device_values),
+        }
+        self._plans: dict[tuple[str, ...], tuple[Step, ...]] = {}
 
     # -- state ------------------------------------------------------------------------------
     def has_families(self) -> set[str]:
@@ -272,129 +336,160 @@ class EmbeddedBackend:
 
     # -- hot path ---------------------------------------------------------------------------
     def compute(self, ev: Event, families: Sequence[str], update: bool) -> list[float]:
+        key = families if isinstance(families, tuple) else tuple(families)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plans[key] = tuple(self._steps[f] for f in key)
         out: list[float] = []
-        for fam in families:
-            if fam == "card":
-                out += self._card(ev, update)
-            elif fam == "terminal":
-                c = self._counts("terminal", ev, ev[5], update)
-                f7, f30 = self._frauds("terminal", ev[5], ev[0])
-                out += risk_values(c[0], c[1], c[2], f7, f30)
-            elif fam == "merchant":
-                c = self._counts("merchant", ev, ev[6], update)
-                f7, f30 = self._frauds("merchant", ev[6], ev[0])
-                out += risk_values(c[0], c[1], c[2], f7, f30)
-            elif fam == "region":
-                c = self._counts("region", ev, ev[7], update)
-                out += region_values(c[0], c[1])
-            elif fam == "device":
-                c = self._counts("device", ev, ev[8], update)
-                out += [float(c[0]), float(c[1])]
-            else:
-                out += tx_values(ev[3], ev[0])
+        for step in plan:
+            out += step(ev, update)
         return out
 
     def _card(self, ev: Event, update: bool) -> list[float]:
         t, k, cents = ev[0], ev[1], ev[2]
-        card, terminal, region, device = ev[4], ev[5], ev[7], ev[8]
-        table = self._series["card"]
-        s = table.get(card)
+        terminal, region, device = ev[5], ev[7], ev[8]
+        s = self._cards.get(ev[4])
         if s is None:
             if update:
-                s = table[card] = _Series(card=True)
-                s.insert(0, t, k, cents, (device, terminal, region, cents), RETENTION_US["card"])
-            return card_values(
-                cents,
-                [0, 0, 0, 0],
-                [0, 0, 0, 0],
-                0,
-                None,
-                0 if device is None else 1,
-                1,
-                0 if region is None else 1,
-            )
-        p, after_all, dup = s.position(t, k)
+                s = self._cards[ev[4]] = _Card()
+                s.record(0, t, k, cents, device, terminal, region)
+            zeros = [0, 0, 0, 0]
+            new_dev, new_reg = (0 if device is None else 1), (0 if region is None else 1)
+            return card_values(cents, zeros, zeros, 0, None, new_dev, 1, new_reg)
         ts = s.ts
-        cs = s.cs
-        qs = s.qs
-        assert cs is not None and qs is not None and s.pay is not None and s.seen is not None
-        lo1 = bisect_right(ts, t - H1, 0, p)
-        lo2 = bisect_right(ts, t - D1, 0, p)
-        lo3 = bisect_right(ts, t - D7, 0, p)
-        lo4 = bisect_right(ts, t - D30, 0, p)
-        cp = cs[p]
-        counts = [p - lo1, p - lo2, p - lo3, p - lo4]
-        sums = [cp - cs[lo1], cp - cs[lo2], cp - cs[lo3], cp - cs[lo4]]
-        since = t - ts[p - 1] if p > 0 else None
-        bound = t - HORIZON_US
-        if after_all:
-            seen_dev, seen_term, seen_reg = s.seen
-            if device is None:
-                new_dev = 0
-            else:
-                last = seen_dev.get(device)
-                new_dev = 0 if last is not None and last > bound else 1
-            last = seen_term.get(terminal)
-            new_term = 0 if last is not None and last > bound else 1
-            if region is None:
-                new_reg = 0
-            else:
-                last = seen_reg.get(region)
-                new_reg = 0 if last is not None and last > bound else 1
+        last = ts[-1]
+        if last < t or (last == t and s.pay[-1][0] < k):  # in order: the common case
+            p = len(ts)
+            dup = False
+        else:
+            p, dup = _position(ts, [x[0] for x in s.pay], t, k)
+        # the windows are nested: each lower bound is searched from the next wider one
+        lo30 = bisect_right(ts, t - D30, 0, p)
+        lo7 = bisect_right(ts, t - D7, lo30, p)
+        lo1d = bisect_right(ts, t - D1, lo7, p)
+        lo1h = bisect_right(ts, t - H1, lo1d, p)
+        if p == len(ts):  # every stored event is earlier: novelty from the last-seen times
+            bound = t - HORIZON_US
+            seen = s.seen_dev.get(device) if device is not None else None
+            new_dev = 0 if device is None or (seen is not None and seen > bound) else 1
+            seen = s.seen_term.get(terminal)
+            new_term = 0 if seen is not None and seen > bound else 1
+            seen = s.seen_reg.get(region) if region is not None else None
+            new_reg = 0 if region is None or (seen is not None and seen > bound) else 1
         else:  # late event: scan its own window of history (rare)
-            window = s.pay[lo4:p]
-            new_dev = 0 if device is None or any(x[0] == device for x in window) else 1
-            new_term = 0 if any(x[1] == terminal for x in window) else 1
-            new_reg = 0 if region is None or any(x[2] == region for x in window) else 1
-        values = card_values(cents, counts, sums, qs[p] - qs[lo4], since, new_dev, new_term, new_reg)
+            window = s.pay[lo30:p]
+            new_dev = 0 if device is None or any(x[1] == device for x in window) else 1
+            new_term = 0 if any(x[2] == terminal for x in window) else 1
+            new_reg = 0 if region is None or any(x[3] == region for x in window) else 1
+        sums = s.sums
+        c, q = sums[2 * p], sums[2 * p + 1]
+        values = card_values(
+            cents,
+            [p - lo1h, p - lo1d, p - lo7, p - lo30],
+            [c - sums[2 * lo1h], c - sums[2 * lo1d], c - sums[2 * lo7], c - sums[2 * lo30]],
+            q - sums[2 * lo30 + 1],
+            t - ts[p - 1] if p > 0 else None,
+            new_dev,
+            new_term,
+            new_reg,
+        )
         if update and not dup:
-            s.insert(p, t, k, cents, (device, terminal, region, cents), RETENTION_US["card"])
+            s.record(p, t, k, cents, device, terminal, region)
         return values
 
-    def _counts(self, fam: str, ev: Event, entity: Any, update: bool) -> list[int]:
-        windows = COUNT_WINDOWS[fam]
-        if entity is None:
-            return [0] * len(windows)
-        s = self._series[fam].get(entity)
-        t, k = ev[0], ev[1]
-        if s is None:
-            if update:
-                s = self._series[fam][entity] = _Series(card=False)
-                s.ts.append(t)
-                s.ks.append(k)
-            return [0] * len(windows)
-        ts = s.ts
-        n = len(ts)
-        last = ts[-1]
-        if last < t or (last == t and s.ks[-1] < k):  # in order: the common case
-            counts = [n - bisect_right(ts, t - w, 0, n) for w in windows]
-            if update:
-                ts.append(t)
-                s.ks.append(k)
-                keep = RETENTION_US[fam]
-                if ts[0] <= t - keep - keep // 8:
-                    s.trim(t - keep)
-            return counts
-        p, _, dup = s.position(t, k)
-        counts = [p - bisect_right(ts, t - w, 0, p) for w in windows]
-        if update and not dup:
-            s.insert(p, t, k, 0, None, RETENTION_US[fam])
-        return counts
+    def _risk_step(self, fam: str) -> Step:
+        """Terminal / merchant: counts over 1 d, 7 d, 30 d and fraud labels known before the event."""
+        table = self._times[fam]
+        labels = self._labels[fam]
+        slot = _FAMILY_SLOT[fam]
+        keep, trim_at = RETENTION_US[fam], _TRIM_AT[fam]
 
-    def _frauds(self, fam: str, entity: Any, t: int) -> tuple[int, int]:
-        if entity is None:
-            return 0, 0
-        labels = self._labels[fam].get(entity)
-        if not labels:
-            return 0, 0
-        b7, b30 = t - D7, t - D30
-        f7 = f30 = 0
-        for label_us, event_us in labels.values():
-            if label_us < t and event_us > b30:
-                f30 += 1
-                if event_us > b7:
-                    f7 += 1
-        return f7, f30
+        def step(ev: Event, update: bool) -> list[float]:
+            entity = ev[slot]
+            if entity is None:
+                return risk_values(0, 0, 0, 0, 0)
+            t, k = ev[0], ev[1]
+            s = table.get(entity)
+            if s is None:
+                if update:
+                    table[entity] = _Times(t, k)
+                c1, c7, c30 = 0, 0, 0
+            else:
+                ts = s.ts
+                last = ts[-1]
+                if last < t or (last == t and s.ks[-1] < k):  # in order: the common case
+                    p = len(ts)
+                    s.lo0 = lo30 = _seek(ts, t - D30, s.lo0, p)
+                    s.lo1 = lo7 = _seek(ts, t - D7, s.lo1, p)
+                    s.lo2 = lo1 = _seek(ts, t - D1, s.lo2, p)
+                    c1, c7, c30 = p - lo1, p - lo7, p - lo30
+                    if update:
+                        ts.append(t)
+                        s.ks.append(k)
+                        if ts[0] <= t - trim_at:
+                            s.trim(t - keep)
+                else:
+                    p, dup = _position(ts, s.ks, t, k)
+                    c30 = p - bisect_right(ts, t - D30, 0, p)
+                    c7 = p - bisect_right(ts, t - D7, p - c30, p)
+                    c1 = p - bisect_right(ts, t - D1, p - c7, p)
+                    if update and not dup:
+                        ts.insert(p, t)
+                        s.ks.insert(p, k)
+                        if ts[0] <= ts[-1] - trim_at:
+                            s.trim(ts[-1] - keep)
+            known = labels.get(entity)
+            f7 = f30 = 0
+            if known:
+                b7, b30 = t - D7, t - D30
+                for label_us, event_us in known.values():
+                    if label_us < t and event_us > b30:
+                        f30 += 1
+                        if event_us > b7:
+                            f7 += 1
+            return risk_values(c1, c7, c30, f7, f30)
+
+        return step
+
+    def _activity_step(self, fam: str, values: Callable[[int, int], list[float]]) -> Step:
+        """Region / device: counts over 1 h and 1 d."""
+        table = self._times[fam]
+        slot = _FAMILY_SLOT[fam]
+        keep, trim_at = RETENTION_US[fam], _TRIM_AT[fam]
+
+        def step(ev: Event, update: bool) -> list[float]:
+            entity = ev[slot]
+            if entity is None:
+                return values(0, 0)
+            t, k = ev[0], ev[1]
+            s = table.get(entity)
+            if s is None:
+                if update:
+                    table[entity] = _Times(t, k)
+                return values(0, 0)
+            ts = s.ts
+            last = ts[-1]
+            if last < t or (last == t and s.ks[-1] < k):  # in order: the common case
+                p = len(ts)
+                c1d = p - bisect_right(ts, t - D1, 0, p)
+                c1h = p - bisect_right(ts, t - H1, p - c1d, p)
+                if update:
+                    ts.append(t)
+                    s.ks.append(k)
+                    if ts[0] <= t - trim_at:
+                        s.trim(t - keep)
+            else:
+                p, dup = _position(ts, s.ks, t, k)
+                c1d = p - bisect_right(ts, t - D1, 0, p)
+                c1h = p - bisect_right(ts, t - H1, p - c1d, p)
+                if update and not dup:
+                    ts.insert(p, t)
+                    s.ks.insert(p, k)
+                    if ts[0] <= ts[-1] - trim_at:
+                        s.trim(ts[-1] - keep)
+            return values(c1h, c1d)
+
+        return step
 
     # -- labels and bulk loads --------------------------------------------------------------
     def add_label(self, txid: str, event_us: int, label_us: int, terminal: Any, merchant: Any) -> None:
@@ -413,15 +508,20 @@ class EmbeddedBackend:
 
     def backfill(self, events: Iterable[Event], families: Sequence[str]) -> int:
         n = 0
-        fams = [f for f in families if f != "tx"]
+        steps = [self._steps[f] for f in families if f != "tx"]
         for ev in events:
             n += 1
-            for fam in fams:
-                if fam == "card":
-                    self._card(ev, True)
-                else:
-                    self._counts(fam, ev, ev[_FAMILY_SLOT[fam]], True)
+            for step in steps:
+                step(ev, True)
         return n
+
+
+def _tx_step(ev: Event, update: bool) -> list[float]:
+    return tx_values(ev[3], ev[0])
+
+
+def _device_values(c1h: int, c1d: int) -> list[float]:
+    return [float(c1h), float(c1d)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -669,7 +769,9 @@ class OnlineFeatureStore:
         layout = [name for fam in fams for name in FAMILY_FEATURES[fam]]
         self.spec = spec
         self.families: tuple[str, ...] = tuple(fams)
-        self._index = [layout.index(n) for n in spec.names]
+        index = [layout.index(n) for n in spec.names]
+        #: None when the spec asks for whole families in layout order (nothing to pick)
+        self._index: list[int] | None = None if index == list(range(len(layout))) else index
 
     @property
     def feature_names(self) -> list[str]:
@@ -678,12 +780,14 @@ class OnlineFeatureStore:
     def update_and_vector(self, tx: Mapping[str, Any]) -> list[float]:
         """Record ``tx`` in the state and return its feature vector (computed before recording)."""
         values = self.backend.compute(event_from_mapping(tx), self.families, True)
-        return [values[i] for i in self._index]
+        index = self._index
+        return values if index is None else [values[i] for i in index]
 
     def vector(self, tx: Mapping[str, Any]) -> list[float]:
         """The vector ``tx`` would get, without recording it."""
         values = self.backend.compute(event_from_mapping(tx), self.families, False)
-        return [values[i] for i in self._index]
+        index = self._index
+        return values if index is None else [values[i] for i in index]
 
     def add_label(
         self,

@@ -264,11 +264,17 @@ class _Card:
         if sums[-1] + square > _INT64_MAX and isinstance(sums, array):
             # |prefix sum| <= prefix sum of squares, which only grows: past 64 bits, Python ints
             sums = self.sums = list(sums)
-        if p == len(ts):
+        if p == len(ts):  # after every stored event: it is the latest sighting of its values
             ts.append(t)
             self.pay.append((k, device, terminal, region))
             sums.append(sums[-2] + cents)
             sums.append(sums[-2] + square)
+            if device is not None:
+                self.seen_dev[device] = t
+            if terminal is not None:
+                self.seen_term[terminal] = t
+            if region is not None:
+                self.seen_reg[region] = t
         else:
             ts.insert(p, t)
             self.pay.insert(p, (k, device, terminal, region))
@@ -277,12 +283,9 @@ class _Card:
             for j in range(2 * p + 4, len(sums), 2):  # later prefix sums now include the event
                 sums[j] += cents
                 sums[j + 1] += square
-        if device is not None and self.seen_dev.get(device, -1) < t:
-            self.seen_dev[device] = t
-        if terminal is not None and self.seen_term.get(terminal, -1) < t:
-            self.seen_term[terminal] = t
-        if region is not None and self.seen_reg.get(region, -1) < t:
-            self.seen_reg[region] = t
+            for seen, v in ((self.seen_dev, device), (self.seen_term, terminal), (self.seen_reg, region)):
+                if v is not None and seen.get(v, t) <= t:
+                    seen[v] = t
         if ts[0] <= ts[-1] - _CARD_TRIM_AT:
             self.trim(ts[-1] - _CARD_KEEP)
 

@@ -242,6 +242,14 @@ def test_parity_out_of_order_embedded(events: tuple[pd.DataFrame, pd.DataFrame],
     assert not build_offline(tx, labels).equals(build_offline(tx, labels, arrival_order=arrival))
 
 
+def test_parity_beyond_the_retention_embedded() -> None:
+    """45 days on few entities: every series is trimmed repeatedly while events keep arriving."""
+    tx, labels = synthetic_events(4000, seed=7, days=45, n_cards=25)
+    assert run_parity(tx, labels).ok
+    result = run_parity(tx, labels, arrival_order=_jittered_arrival(tx, 3))
+    assert result.ok, result.describe()
+
+
 def test_parity_detects_a_difference(events: tuple[pd.DataFrame, pd.DataFrame]) -> None:
     tx, labels = events
     off = build_offline(tx, labels)

@@ -68,7 +68,9 @@ def bqemulator_spec(
     return ServiceSpec(
         name="bigquery-emulator",
         command=[
-            venv_bin("bqemulator"),
+            sys.executable,
+            "-m",
+            "fraudops.stack.bqemu",  # bqemulator's CLI with a bounded DuckDB memory
             "start",
             "--persistent",
             "--data-dir",
@@ -92,8 +94,16 @@ def bqemulator_spec(
         health=lambda: http_ok(f"{url}/bigquery/v2/projects/{project}/datasets"),
         log_file=log_dir / "bigquery-emulator.log",
         pid_file=run_dir / "bigquery-emulator.pid",
-        # DuckDB looks for extensions under $HOME/.duckdb: keep the user's home untouched.
-        env={"HOME": str(home)},
+        env={
+            # DuckDB looks for extensions under $HOME/.duckdb: keep the user's home untouched.
+            "HOME": str(home),
+            # Every write keeps a time-travel snapshot of the table (7 days by default) and every
+            # query result is cached for a day: under a stream of small MERGEs both grow without
+            # bound (measured: the emulator reached 21 GB and was OOM-killed after ~25 minutes).
+            # Nothing here uses time travel or needs a result cache.
+            "BQEMU_TIME_TRAVEL_RETENTION_DAYS": os.environ.get("BQEMU_TIME_TRAVEL_RETENTION_DAYS", "0"),
+            "BQEMU_QUERY_CACHE_TTL_SECONDS": os.environ.get("BQEMU_QUERY_CACHE_TTL_SECONDS", "0"),
+        },
         cwd=data_dir,
         ready_timeout_s=90.0,
         port=port,

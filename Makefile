@@ -18,16 +18,25 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
 	@touch $@
 
-## system-deps: Debian packages the stack and tests use (redis-server for the shared online store).
+## system-deps: Debian packages the stack and tests use (redis-server for the shared online store,
+## chromium for the release page's headless screenshot test).
 system-deps:
-	@command -v redis-server >/dev/null 2>&1 || { \
-		echo "installing Debian packages: redis-server"; \
+	@missing=""; \
+	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
 		export DEBIAN_FRONTEND=noninteractive; \
-		(apt-get update -qq && apt-get install -y -qq --no-install-recommends redis-server) >/dev/null; }
+		(apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing) >/dev/null; \
+	fi
 
-## run: the main job — start the local stack (emulator, MLflow, Airflow) and print where to look.
+## run: the main job — start the local stack (emulator, MLflow, scoring, Airflow), then run the
+## lifecycle demo on it (attack wave → drift → retrain → shadow → gate → promote; a bad challenger
+## rejected). The stack stays up until `make down`. The demo mirrors half of the traffic to the
+## shadow pool so that challengers gather their evidence in minutes.
 run: setup
-	$(BIN)/fraudops up
+	FRAUDOPS_SHADOW_SAMPLE_RATE=$${FRAUDOPS_SHADOW_SAMPLE_RATE:-0.5} $(BIN)/fraudops up
+	$(BIN)/fraudops demo
 
 up: run
 

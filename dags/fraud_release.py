@@ -33,9 +33,11 @@ from typing import Any
 from airflow.sdk import Param, dag, task
 from fraudops_airflow.assets import CANDIDATE
 from fraudops_airflow.sensors import ProbationSensor, ShadowMetricsSensor
-from fraudops_airflow.tasks import run_key, run_step
+from fraudops_airflow.tasks import effective_params, run_key, run_step
 
 DAG_ID = "fraud_release"
+#: Airflow Variable (JSON) with values for params left empty (see effective_params).
+PROFILE = "fraudops_release_defaults"
 NONE_FAILED = "none_failed_min_one_success"
 
 
@@ -45,10 +47,11 @@ def _ctx(run_id: str | None) -> Any:
     return ReleaseContext(run_key(run_id, DAG_ID))
 
 
-def _params(params: dict | None) -> Any:
+def _params(cand: dict) -> Any:
+    """The run's effective params, fixed once by ``resolve`` (profile + form) and carried in its XCom."""
     from fraudops.pipeline.release import ReleaseParams
 
-    return ReleaseParams.from_dict(dict(params or {}))
+    return ReleaseParams.from_dict(cand["params"])
 
 
 @dag(
@@ -61,26 +64,36 @@ def _params(params: dict | None) -> Any:
     tags=["fraudops", "release"],
     default_args={"retries": 2, "retry_delay": dt.timedelta(seconds=20), "owner": "fraud-ml"},
     params={
+        # Empty (null / "") = the `fraudops_release_defaults` Variable's value, else the code
+        # default (fraudops.pipeline.release.ReleaseParams): Asset-started runs follow the profile.
         "version": Param(
             "",
             type="string",
             pattern=r"^[0-9]*$",
-            description="Challenger version; empty = from the candidate Asset.",
+            description="Challenger; empty = from the candidate Asset.",
         ),
         "model_name": Param("", type="string", description="Registered model; empty = FRAUDOPS_MODEL_NAME."),
         "policy": Param(
-            {}, type="object", description='GatePolicy overrides, e.g. {"max_p99_latency_ms": 8}.'
+            None, type=["null", "object"], description='GatePolicy overrides, e.g. {"max_p99_latency_ms": 8}.'
         ),
         "expected_fraud_rate": Param(
-            0.005, type="number", exclusiveMinimum=0, exclusiveMaximum=1, description="Sizes the sample."
+            None,
+            type=["null", "number"],
+            exclusiveMinimum=0,
+            exclusiveMaximum=1,
+            description="Sizes the sample.",
         ),
         "shadow_timeout_minutes": Param(
-            10080, type="number", exclusiveMinimum=0, description="Evidence deadline (then reject)."
+            None, type=["null", "number"], exclusiveMinimum=0, description="Evidence deadline (then reject)."
         ),
-        "poll_interval_s": Param(300, type="number", exclusiveMinimum=0, description="Warehouse polls."),
-        "deploy_timeout_s": Param(300, type="number", exclusiveMinimum=0),
-        "probation_minutes": Param(1440, type="number", minimum=0, description="Probation length."),
-        "probation_poll_s": Param(60, type="number", exclusiveMinimum=0, description="Probation checks."),
+        "poll_interval_s": Param(
+            None, type=["null", "number"], exclusiveMinimum=0, description="Warehouse polls."
+        ),
+        "deploy_timeout_s": Param(None, type=["null", "number"], exclusiveMinimum=0),
+        "probation_minutes": Param(None, type=["null", "number"], minimum=0, description="Probation length."),
+        "probation_poll_s": Param(
+            None, type=["null", "number"], exclusiveMinimum=0, description="Probation checks."
+        ),
         "scoring_url": Param("", type="string", description="Scoring service; empty = settings."),
     },
 )
@@ -88,16 +101,18 @@ def fraud_release() -> None:
     @task
     def resolve(params: dict | None = None, run_id: str | None = None, **context: Any) -> dict:
         from fraudops.pipeline import release
+        from fraudops.pipeline.release import ReleaseParams
 
         events = context.get("triggering_asset_events") or {}
         extras = [dict(e.extra or {}) for evs in events.values() for e in evs]
-        return run_step(release.resolve, _ctx(run_id), _params(params), extras)
+        effective = run_step(ReleaseParams.from_dict, effective_params(params, PROFILE))
+        return run_step(release.resolve, _ctx(run_id), effective, extras)
 
     @task(pool="shadow_slots")
-    def deploy_shadow(cand: dict, params: dict | None = None, run_id: str | None = None) -> dict:
+    def deploy_shadow(cand: dict, run_id: str | None = None) -> dict:
         from fraudops.pipeline import release
 
-        return run_step(release.deploy_shadow, _ctx(run_id), _params(params), cand)
+        return run_step(release.deploy_shadow, _ctx(run_id), _params(cand), cand)
 
     @task.branch
     def shadow_started(deploy: dict) -> list[str]:
@@ -105,61 +120,55 @@ def fraud_release() -> None:
         return ["wait_for_shadow_metrics", "decide_promotion"] if deploy["ok"] else ["decide_promotion"]
 
     @task
-    def check_drift(cand: dict, deploy: dict, params: dict | None = None, run_id: str | None = None) -> dict:
+    def check_drift(cand: dict, deploy: dict, run_id: str | None = None) -> dict:
         from fraudops.pipeline import release
 
-        return run_step(release.check_drift, _ctx(run_id), _params(params), cand, deploy, run_id or "manual")
+        return run_step(release.check_drift, _ctx(run_id), _params(cand), cand, deploy, run_id or "manual")
 
     @task.branch(trigger_rule=NONE_FAILED)
-    def decide_promotion(
-        cand: dict, deploy: dict, params: dict | None = None, run_id: str | None = None, ti: Any = None
-    ) -> str:
+    def decide_promotion(cand: dict, deploy: dict, run_id: str | None = None, ti: Any = None) -> str:
         from fraudops.pipeline import release
 
         waited = ti.xcom_pull(task_ids="wait_for_shadow_metrics")
         drift = ti.xcom_pull(task_ids="check_drift")
         decision = run_step(
-            release.decide, _ctx(run_id), _params(params), cand, deploy, waited, drift, run_id or "manual"
+            release.decide, _ctx(run_id), _params(cand), cand, deploy, waited, drift, run_id or "manual"
         )
         ti.xcom_push(key="decision", value=decision)
         return "promote" if decision["status"] == "promote" else "reject"
 
     @task
-    def promote(cand: dict, params: dict | None = None, run_id: str | None = None, ti: Any = None) -> dict:
+    def promote(cand: dict, run_id: str | None = None, ti: Any = None) -> dict:
         from fraudops.pipeline import release
 
         decision = ti.xcom_pull(task_ids="decide_promotion", key="decision")
-        return run_step(release.promote, _ctx(run_id), _params(params), cand, decision)
+        return run_step(release.promote, _ctx(run_id), _params(cand), cand, decision)
 
     @task
-    def reject(cand: dict, params: dict | None = None, run_id: str | None = None, ti: Any = None) -> dict:
+    def reject(cand: dict, run_id: str | None = None, ti: Any = None) -> dict:
         from fraudops.pipeline import release
 
         decision = ti.xcom_pull(task_ids="decide_promotion", key="decision")
-        return run_step(release.reject, _ctx(run_id), _params(params), cand, decision)
+        return run_step(release.reject, _ctx(run_id), _params(cand), cand, decision)
 
     @task.branch
     def probation_outcome(outcome: dict) -> str:
         return "rollback" if outcome["status"] == "rollback" else "confirm"
 
     @task
-    def confirm(
-        cand: dict, promo: dict, outcome: dict, params: dict | None = None, run_id: str | None = None
-    ) -> dict:
+    def confirm(cand: dict, promo: dict, outcome: dict, run_id: str | None = None) -> dict:
         from fraudops.pipeline import release
 
         return run_step(
-            release.finish_probation, _ctx(run_id), _params(params), cand, promo, outcome, run_id or "manual"
+            release.finish_probation, _ctx(run_id), _params(cand), cand, promo, outcome, run_id or "manual"
         )
 
     @task
-    def rollback(
-        cand: dict, promo: dict, outcome: dict, params: dict | None = None, run_id: str | None = None
-    ) -> dict:
+    def rollback(cand: dict, promo: dict, outcome: dict, run_id: str | None = None) -> dict:
         from fraudops.pipeline import release
 
         return run_step(
-            release.finish_probation, _ctx(run_id), _params(params), cand, promo, outcome, run_id or "manual"
+            release.finish_probation, _ctx(run_id), _params(cand), cand, promo, outcome, run_id or "manual"
         )
 
     cand = resolve()
@@ -176,8 +185,8 @@ def fraud_release() -> None:
         min_labeled="{{ ti.xcom_pull(task_ids='resolve')['sample']['min_labeled_frauds'] }}",
         min_matured="{{ 2 * ti.xcom_pull(task_ids='resolve')['sample']['min_labeled_frauds'] }}",
         maturity_hours="{{ ti.xcom_pull(task_ids='resolve')['policy']['label_maturity_hours'] }}",
-        timeout_minutes="{{ params.shadow_timeout_minutes }}",
-        poll_seconds="{{ params.poll_interval_s }}",
+        timeout_minutes="{{ ti.xcom_pull(task_ids='resolve')['params']['shadow_timeout_minutes'] }}",
+        poll_seconds="{{ ti.xcom_pull(task_ids='resolve')['params']['poll_interval_s'] }}",
         retries=1,
     )
     drift = check_drift(cand, deployed)
@@ -191,7 +200,7 @@ def fraud_release() -> None:
         task_id="probation",
         candidate=cand,
         promotion=promo,
-        poll_seconds="{{ params.probation_poll_s }}",
+        poll_seconds="{{ ti.xcom_pull(task_ids='resolve')['params']['probation_poll_s'] }}",
     )
     outcome = probation_outcome(watch.output)
     confirm(cand, promo, watch.output) << outcome

@@ -27,9 +27,11 @@ from airflow.sdk import Param, dag, task
 from airflow.timetables.assets import AssetOrTimeSchedule
 from airflow.timetables.trigger import CronTriggerTimetable
 from fraudops_airflow.assets import CANDIDATE, DRIFT
-from fraudops_airflow.tasks import run_key, run_step
+from fraudops_airflow.tasks import effective_params, run_key, run_step
 
 DAG_ID = "fraud_retrain"
+#: Airflow Variable (JSON) with values for params left empty (see effective_params).
+PROFILE = "fraudops_retrain_defaults"
 
 
 def _ctx(run_id: str | None) -> object:
@@ -41,35 +43,43 @@ def _ctx(run_id: str | None) -> object:
 def _params(params: dict) -> object:
     from fraudops.pipeline.retrain import RetrainParams
 
-    return RetrainParams.from_dict(dict(params))
+    return RetrainParams.from_dict(effective_params(params, PROFILE))
 
 
 @dag(
     dag_id=DAG_ID,
-    schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable("0 3 * * 1", timezone="UTC"), assets=DRIFT),
-    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+    # No start_date: with CronTriggerTimetable(run_immediately=False) unpausing the DAG waits for the
+    # next Monday 03:00 instead of starting a retrain for the week that already passed.
+    schedule=AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable("0 3 * * 1", timezone="UTC", run_immediately=False), assets=DRIFT
+    ),
     catchup=False,
     max_active_runs=1,
     doc_md=__doc__,
     tags=["fraudops", "training"],
     default_args={"retries": 2, "retry_delay": dt.timedelta(seconds=30), "owner": "fraud-ml"},
     params={
+        # Empty (null) = the `fraudops_retrain_defaults` Variable's value, else the code default
+        # (fraudops.pipeline.retrain.RetrainParams), so Asset- and schedule-started runs follow the
+        # deployment's profile.
         "window_days": Param(
-            14, type="integer", minimum=1, maximum=180, description="Training window (days)."
+            None, type=["null", "integer"], minimum=1, maximum=180, description="Training window (days)."
         ),
         "label_maturity_days": Param(
-            7, type="integer", minimum=0, maximum=90, description="Days labels need to arrive."
+            None, type=["null", "integer"], minimum=0, maximum=90, description="Days labels need to arrive."
         ),
         "history_days": Param(
-            30, type="integer", minimum=1, maximum=90, description="Feature history (days)."
+            None, type=["null", "integer"], minimum=1, maximum=90, description="Feature history (days)."
         ),
         "as_of": Param("", type="string", description="'Now' (ISO 8601); empty = newest transaction."),
-        "model_family": Param("lightgbm", enum=["lightgbm", "logreg"], description="Candidate family."),
-        "n_estimators": Param(300, type="integer", minimum=10, maximum=5000),
-        "learning_rate": Param(0.05, type="number", exclusiveMinimum=0, maximum=1),
-        "num_leaves": Param(31, type="integer", minimum=2, maximum=1024),
-        "min_child_samples": Param(50, type="integer", minimum=1),
-        "min_rows": Param(5000, type="integer", minimum=1, description="Validation: minimum rows."),
+        "model_family": Param(
+            None, type=["null", "string"], enum=[None, "lightgbm", "logreg"], description="Candidate family."
+        ),
+        "n_estimators": Param(None, type=["null", "integer"], minimum=10, maximum=5000),
+        "learning_rate": Param(None, type=["null", "number"], exclusiveMinimum=0, maximum=1),
+        "num_leaves": Param(None, type=["null", "integer"], minimum=2, maximum=1024),
+        "min_child_samples": Param(None, type=["null", "integer"], minimum=1),
+        "min_rows": Param(None, type=["null", "integer"], minimum=1, description="Validation: minimum rows."),
     },
 )
 def fraud_retrain() -> None:

@@ -22,6 +22,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "import": "fraudops.simulate.commands:import_cmd",
     "features": "fraudops.features.commands:features",
     "train": "fraudops.pipeline.commands:train",
+    "demo": "fraudops.demo:demo",
     "serve": "fraudops.serving.commands:serve",
     "deploy": "fraudops.serving.commands:deploy",
 }

@@ -288,7 +288,7 @@ class ProbationSensor(BaseSensorOperator):
         from fraudops.pipeline.release import ReleaseContext, ReleaseParams, probation_check
         from fraudops_airflow.tasks import run_key
 
-        params = ReleaseParams.from_dict(dict(context["params"]))
+        params = ReleaseParams.from_dict(self.candidate["params"])
         ctx = ReleaseContext(run_key(context["run_id"], self.dag_id))
         try:
             outcome = probation_check(ctx, params, self.candidate, self.promotion)

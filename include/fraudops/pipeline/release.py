@@ -37,6 +37,17 @@ log = logging.getLogger(__name__)
 CHAMPION = "champion"
 CHALLENGER_PREFIX = "challenger-"
 ACTOR = "fraud_release"
+#: Gate checks that need no labels (see ``fraudops.release.gates``).
+OPERATIONAL_CHECKS = frozenset(
+    {
+        "p99_latency_ms",
+        "error_rate",
+        "constant_scores",
+        "feature_parity_mismatch",
+        "score_drift",
+        "feature_drift",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -260,6 +271,7 @@ def resolve(
         policy.version,
     )
     return {
+        "params": params.to_dict(),
         "model_name": name,
         "version": version,
         "champion": champion,
@@ -514,10 +526,19 @@ def decide(
             evidence, _policy(cand), results or None, expected_fraud_rate=params.expected_fraud_rate
         )
         if decision.status == "wait":
-            why = (waited or {}).get("reason") or decision.reason
-            decision = replace(
-                decision, status="reject", reason=f"not enough evidence before the timeout: {why}"
-            )
+            # No more waiting: the deadline passed. An operational failure already visible in the
+            # partial sample (e.g. a slow challenger, throttled by the shadow pool, that could not
+            # score enough events in time) is the root cause to report; otherwise the shortfall.
+            failed = next((c for c in decision.checks if not c.passed and c.name in OPERATIONAL_CHECKS), None)
+            if failed is not None:
+                decision = replace(
+                    decision, status="reject", reason=failed.reason, deciding_check=failed.name
+                )
+            else:
+                why = (waited or {}).get("reason") or decision.reason
+                decision = replace(
+                    decision, status="reject", reason=f"not enough evidence before the timeout: {why}"
+                )
     row = record_decision(
         ctx.wh(),
         decision,

@@ -26,14 +26,34 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class BootstrapPlan:
     #: Days of simulated history (window + label maturity + feature history).
-    days: int = 16
+    days: int = 42
     window_days: int = 7
     label_maturity_days: int = 3
-    history_days: int = 6
+    #: The longest feature window (30 days): training rows then see the same full history the
+    #: scoring service's warm online store has, so live features match the training reference.
+    history_days: int = 30
     n_estimators: int = 150
     #: A smaller world than the simulator default keeps `fraudops up` within a few minutes.
     n_cards: int = 8000
     seed: int = 7
+
+    @classmethod
+    def from_env(cls) -> BootstrapPlan:
+        """``FRAUDOPS_BOOTSTRAP_CARDS`` sizes the local world (default 8000 cards; tests use fewer)."""
+        raw = os.environ.get("FRAUDOPS_BOOTSTRAP_CARDS", "")
+        return cls(n_cards=int(raw)) if raw else cls()
+
+    def world(self, extra_waves: tuple[Any, ...] = ()) -> Any:
+        """The simulated world of the local stack (the demo streams more of the same world)."""
+        from fraudops.simulate import SimulationConfig
+
+        return SimulationConfig(
+            n_cards=self.n_cards,
+            n_customers=int(self.n_cards * 0.9),
+            n_merchants=max(100, self.n_cards // 12),
+            n_terminals=max(300, self.n_cards // 5),
+            extra_waves=extra_waves,
+        )
 
 
 def ensure_champion(settings: Settings | None = None, plan: BootstrapPlan | None = None) -> dict[str, Any]:
@@ -42,7 +62,7 @@ def ensure_champion(settings: Settings | None = None, plan: BootstrapPlan | None
     from fraudops.warehouse import Warehouse
 
     s = settings or load_settings()
-    plan = plan or BootstrapPlan()
+    plan = plan or BootstrapPlan.from_env()
     name = s.mlflow.model_name
     uri = s.mlflow.tracking_uri
     current = get_alias_version(name, "champion", tracking_uri=uri)
@@ -76,17 +96,12 @@ def _latest_version(name: str, uri: str) -> str | None:
 
 def _train_first_model(s: Settings, wh: Any, plan: BootstrapPlan) -> str:
     from fraudops.pipeline.retrain import RetrainParams, RunContext, run_all
-    from fraudops.simulate import SimulationConfig, backfill
+    from fraudops.simulate import backfill
 
     have = wh.count("transactions")
     if have < 20_000:
         start = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=plan.days)
-        world = SimulationConfig(
-            n_cards=plan.n_cards,
-            n_customers=int(plan.n_cards * 0.9),
-            n_merchants=max(100, plan.n_cards // 12),
-            n_terminals=max(300, plan.n_cards // 5),
-        )
+        world = plan.world()
         log.info("bootstrap: backfilling %d simulated days from %s", plan.days, start)
         backfill(wh, start, plan.days, plan.seed, world)
     params = RetrainParams(

@@ -274,12 +274,15 @@ class _Streamer:
         import pyarrow.compute as pc
 
         assert self.warehouse is not None
+        # Swap the buffers out first: this runs in a worker thread while the sender keeps appending
+        # (a new day's labels arrive at any time); replacing the list at the end would drop them.
         tx, self._tx_buffer = self._tx_buffer, []
         gt, self._gt_buffer = self._gt_buffer, []
+        pending, self._pending_labels = self._pending_labels, []
         clock = pa.scalar(self._event_clock_us, type=pa.timestamp("us", tz="UTC"))
         now = dt.datetime.now(dt.UTC)
         due_parts, keep = [], []
-        for table in self._pending_labels:
+        for table in pending:
             is_due = pc.less_equal(table["label_time"], clock)
             due_parts.append(table.filter(is_due))
             rest = table.filter(pc.invert(is_due))
@@ -297,12 +300,13 @@ class _Streamer:
             if due is not None and due.num_rows:
                 # label_time >= event_time, so a due label's transaction has been sent already.
                 self.report.labels_written += self.warehouse.upsert("labels", due)
-            self._pending_labels = keep
+            self._pending_labels[:0] = keep
         except Exception as err:  # keep streaming; the rows go back into the buffers for the next try
             log.warning("warehouse write failed, will retry: %s", err)
             self.report.warehouse_errors += 1
             self._tx_buffer[:0] = tx
             self._gt_buffer[:0] = gt
+            self._pending_labels[:0] = pending  # upserts are idempotent: a partial write is redone
 
 
 def _us(ts: dt.datetime) -> int:

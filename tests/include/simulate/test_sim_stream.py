@@ -116,3 +116,54 @@ def test_writes_transactions_and_labels_when_they_come_due(
     assert late == [{"n": 0}]
     assert warehouse.count("labels") == report.labels_written  # type: ignore[attr-defined]
     assert warehouse.count("sim_ground_truth") > 0  # type: ignore[attr-defined]
+
+
+def test_labels_of_a_day_that_arrives_during_a_flush_are_kept() -> None:
+    """The flush runs in a worker thread while the sender appends the next day's labels; those
+    must stay pending (a regression: whole days of labels were dropped in long streams)."""
+    import datetime as dt
+
+    import pyarrow as pa
+
+    from fraudops.simulate.stream import StreamReport, _Streamer
+
+    def labels(day: int, hour: int) -> pa.Table:
+        t = dt.datetime(2026, 10, day, hour, tzinfo=dt.UTC)
+        return pa.table(
+            {
+                "transaction_id": [f"d{day}"],
+                "event_time": pa.array([t], pa.timestamp("us", tz="UTC")),
+                "label_time": pa.array([t], pa.timestamp("us", tz="UTC")),
+                "is_fraud": [True],
+            }
+        )
+
+    written: list[str] = []
+
+    class Warehouse:
+        def upsert(self, table: str, rows: pa.Table) -> int:
+            written.extend(rows.column("transaction_id").to_pylist())
+            streamer._pending_labels.append(labels(3, 5))  # the sender starts a new day meanwhile
+            return rows.num_rows
+
+    streamer = _Streamer(
+        base_url="http://unused",
+        cfg=SimulationConfig(),
+        seed=1,
+        first=dt.date(2026, 10, 1),
+        rate=1.0,
+        warehouse=Warehouse(),  # type: ignore[arg-type]
+        concurrency=1,
+        flush_interval_s=1.0,
+        request_timeout_s=1.0,
+        duration_s=None,
+        max_transactions=None,
+        stop_event=threading.Event(),
+        report=StreamReport(target_rate=1.0, speed=1.0),
+    )
+    streamer._pending_labels = [labels(1, 1), labels(2, 23)]
+    streamer._event_clock_us = int(dt.datetime(2026, 10, 2, 0, tzinfo=dt.UTC).timestamp() * 1e6)
+    streamer._flush()
+    assert written == ["d1"]  # due by the event clock
+    pending = [t.column("transaction_id")[0].as_py() for t in streamer._pending_labels]
+    assert pending == ["d2", "d3"]  # not yet due, and the day that arrived during the write

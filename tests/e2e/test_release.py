@@ -23,13 +23,18 @@ RELEASE_POLICY: dict[str, Any] = {
     # ±15 % on the capture rate instead of ±5 %: 36 labeled frauds instead of 323.
     "capture_rate_precision": 0.15,
     "min_labeled_frauds_floor": 20,
-    "min_scored_events_floor": 500,
+    # (min_scored_events_floor stays at the default 5000: more than a simulated day of traffic,
+    # so the drift check compares a full daily cycle with the training reference.)
     # Labels in this world arrive within hours of event time (see conftest.world).
     "label_maturity_hours": 12.0,
     "bootstrap_resamples": 300,
     # 100 % mirroring on a 2-core machine that also runs the emulator, MLflow and this test: a few
     # events can be shed when a queue fills; a crashing model fails ~4 % of them.
     "max_error_rate": 0.01,
+    # Thresholds sit at 1 % validation FPR, but with 12 h maturity some frauds still unlabeled count
+    # as genuine, which inflates the FPR of the model that catches more of them: ±1 point here.
+    "max_fpr_increase": 0.01,
+    "max_false_decline_money_increase": 0.01,  # the same bias, in money
     # Two different model families are calibrated differently on the same events; PSI between
     # them measures that, not a defect. The bound still catches a degenerate score distribution.
     "max_score_drift": 5.0,
@@ -143,7 +148,8 @@ def test_better_challenger_is_promoted_and_confirmed(
     run = release_dag.test(run_conf=_conf(version, scoring, probation_minutes=0.75))
     states = _states(run)
     assert str(run.state) == "success", states
-    assert states["promote"] == "success" and states["confirm"] == "success", states
+    assert states["promote"] == "success", _decision(run)
+    assert states["confirm"] == "success", states
     assert states["reject"] == "skipped" and states["rollback"] == "skipped", states
     decision = _decision(run)
     assert decision["status"] == "promote" and decision["quality"]["ap_delta"] > 0, decision
@@ -203,7 +209,8 @@ def test_degrading_champion_is_rolled_back_within_seconds(
         traffic.start(volume=1.0)
     states = _states(run)
     assert str(run.state) == "success", states
-    assert states["promote"] == "success" and states["rollback"] == "success", states
+    assert states["promote"] == "success", _decision(run)
+    assert states["rollback"] == "success", states
     assert states["confirm"] == "skipped", states
     result = run.get_task_instance("rollback").xcom_pull(task_ids="rollback")
     assert result["status"] == "rolled_back" and result["serving"] == previous

@@ -37,6 +37,11 @@ log = logging.getLogger(__name__)
 CHAMPION = "champion"
 CHALLENGER_PREFIX = "challenger-"
 ACTOR = "fraud_release"
+#: Seconds a prediction may take to reach the warehouse: the shadow row of an event lags its
+#: production row (shadow queue, worker, collector, micro-batch, MERGE). Evidence windows end this
+#: long before "now", else the newest production events would lack their shadow rows and count as
+#: challenger errors.
+SETTLE_S = 20.0
 #: Gate checks that need no labels (see ``fraudops.release.gates``).
 OPERATIONAL_CHECKS = frozenset(
     {
@@ -400,7 +405,8 @@ def check_drift(
     from fraudops.release.drift import drift_rows, record_drift, shadow_drift
     from fraudops.release.evidence import event_clock
 
-    window = {"served_until": _now().isoformat(), "label_as_of": event_clock(ctx.wh()).isoformat()}
+    settled = _now() - dt.timedelta(seconds=SETTLE_S)
+    window = {"served_until": settled.isoformat(), "label_as_of": event_clock(ctx.wh()).isoformat()}
     evidence = _evidence(ctx, cand, deploy, window)
     if evidence.n_candidate_scored == 0:
         log.warning("no shadow scores for %s v%s: nothing to compare", cand["model_name"], cand["version"])
@@ -688,7 +694,7 @@ def probation_check(
         label_as_of=event_clock(ctx.wh()),
         label_maturity_hours=policy.label_maturity_hours,
         served_since=promoted_at,
-        served_until=_now(),
+        served_until=_now() - dt.timedelta(seconds=SETTLE_S),
     )
     decision = decide_probation(evidence, policy)
     over = _now() >= promoted_at + dt.timedelta(minutes=params.probation_minutes)

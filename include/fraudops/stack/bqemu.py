@@ -4,7 +4,7 @@ Why: bqemulator opens its DuckDB database with DuckDB's defaults, and DuckDB's d
 is 80 % of the machine's RAM. Under a long stream of small MERGE loads and queries, measured here,
 the emulator's resident memory grew until the kernel's OOM killer took it (21 GB on a 24 GB machine
 after ~25 minutes). The launcher passes ``memory_limit`` (``FRAUDOPS_BQ_MEMORY_LIMIT``, default
-1GB; DuckDB spills to its temp directory beyond it) and ``threads`` (``FRAUDOPS_BQ_THREADS``,
+768MB; DuckDB spills to its temp directory beyond it) and ``threads`` (``FRAUDOPS_BQ_THREADS``,
 default 2) to every ``duckdb.connect`` the emulator makes, then runs bqemulator's own CLI unchanged.
 
 It also turns off the emulator's automatic time-travel snapshots (``FRAUDOPS_BQ_TIME_TRAVEL=0``,
@@ -45,7 +45,7 @@ def main() -> None:
 
     duckdb.connect = _bounded_connect(
         duckdb.connect,
-        os.environ.get("FRAUDOPS_BQ_MEMORY_LIMIT", "1GB"),
+        os.environ.get("FRAUDOPS_BQ_MEMORY_LIMIT", "768MB"),
         os.environ.get("FRAUDOPS_BQ_THREADS", "2"),
     )
     if os.environ.get("FRAUDOPS_BQ_TIME_TRAVEL", "0") in ("0", "false", "no"):

@@ -39,6 +39,9 @@ DAG_ID = "fraud_release"
 #: Airflow Variable (JSON) with values for params left empty (see effective_params).
 PROFILE = "fraudops_release_defaults"
 NONE_FAILED = "none_failed_min_one_success"
+#: Seconds before "now" where evidence ends (= fraudops.pipeline.release.SETTLE_S; kept literal so
+#: parsing this file imports nothing from the domain package).
+SETTLE_S = 20.0
 
 
 def _ctx(run_id: str | None) -> Any:
@@ -185,6 +188,7 @@ def fraud_release() -> None:
         min_labeled="{{ ti.xcom_pull(task_ids='resolve')['sample']['min_labeled_frauds'] }}",
         min_matured="{{ 2 * ti.xcom_pull(task_ids='resolve')['sample']['min_labeled_frauds'] }}",
         maturity_hours="{{ ti.xcom_pull(task_ids='resolve')['policy']['label_maturity_hours'] }}",
+        settle_s=SETTLE_S,  # the same cutoff as the evidence check_drift/decide_promotion use
         timeout_minutes="{{ ti.xcom_pull(task_ids='resolve')['params']['shadow_timeout_minutes'] }}",
         poll_seconds="{{ ti.xcom_pull(task_ids='resolve')['params']['poll_interval_s'] }}",
         retries=1,

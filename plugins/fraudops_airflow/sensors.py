@@ -57,6 +57,7 @@ class ShadowMetricsSensor(BaseSensorOperator):
     :param max_failed_polls: consecutive warehouse outages the trigger tolerates before failing.
     :param min_matured: minimum scored events past ``maturity_hours`` (event time). (templated)
     :param maturity_hours: label maturity in hours; needed for ``min_matured``. (templated)
+    :param settle_s: leave out predictions served in the last seconds (still being written).
     :param timeout_minutes: templated override of ``timeout``, in minutes.
     :param poll_seconds: templated override of ``poll_interval``.
     """
@@ -95,9 +96,11 @@ class ShadowMetricsSensor(BaseSensorOperator):
         poll_seconds: float | str | None = None,
         min_matured: int | str = 0,
         maturity_hours: float | str | None = None,
+        settle_s: float = 0.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(poke_interval=poll_interval, timeout=timeout, **kwargs)
+        self.settle_s = settle_s
         self.min_matured = min_matured
         self.maturity_hours = maturity_hours
         #: Templated overrides of ``timeout`` (minutes) and ``poll_interval`` (seconds), e.g. from
@@ -170,6 +173,7 @@ class ShadowMetricsSensor(BaseSensorOperator):
                 since=self._since_iso(),
                 mode=self.prediction_mode,
                 maturity_hours=self._maturity(),
+                settle_s=self.settle_s,
             )
         except WarehouseUnavailable as err:
             # An outage is "not known yet", not a verdict: keep poking until the timeout.
@@ -223,6 +227,7 @@ class ShadowMetricsSensor(BaseSensorOperator):
                 max_failed_polls=self.max_failed_polls,
                 min_matured=target.min_matured,
                 maturity_hours=self._maturity(),
+                settle_s=self.settle_s,
             ),
             method_name="execute_complete",
             timeout=dt.timedelta(seconds=self.timeout + max(_DEFER_GRACE_S, 2 * self.poll_interval)),

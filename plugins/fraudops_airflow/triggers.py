@@ -51,6 +51,7 @@ class ShadowMetricsTrigger(BaseTrigger):
     :param max_failed_polls: consecutive polls that may fail with a warehouse outage before giving up.
     :param min_matured: minimum scored events older than ``maturity_hours`` in event time.
     :param maturity_hours: label maturity (needed for ``min_matured``).
+    :param settle_s: leave out predictions served in the last seconds (still being written).
     """
 
     def __init__(
@@ -69,8 +70,10 @@ class ShadowMetricsTrigger(BaseTrigger):
         max_failed_polls: int = 3,
         min_matured: int = 0,
         maturity_hours: float | None = None,
+        settle_s: float = 0.0,
     ) -> None:
         super().__init__()
+        self.settle_s = float(settle_s)
         self.min_matured = int(min_matured)
         self.maturity_hours = None if maturity_hours is None else float(maturity_hours)
         self.model_name = model_name
@@ -102,6 +105,7 @@ class ShadowMetricsTrigger(BaseTrigger):
                 "max_failed_polls": self.max_failed_polls,
                 "min_matured": self.min_matured,
                 "maturity_hours": self.maturity_hours,
+                "settle_s": self.settle_s,
             },
         )
 
@@ -160,6 +164,7 @@ class ShadowMetricsTrigger(BaseTrigger):
                     since=since,
                     mode=self.prediction_mode,
                     maturity_hours=self.maturity_hours,
+                    settle_s=self.settle_s,
                 )
             except WarehouseUnavailable as err:
                 failed_polls += 1

@@ -169,6 +169,7 @@ def shadow_progress(
     label_as_of: dt.datetime | str | None = None,
     mode: str = "shadow",
     maturity_hours: float | None = None,
+    settle_s: float = 0.0,
 ) -> ShadowProgress:
     """Count what ``model_name`` version ``version`` scored in ``mode`` since ``since``.
 
@@ -177,9 +178,15 @@ def shadow_progress(
     it is known, so in a live system that *is* "known now") and predictions served until now. This
     also keeps an accelerated simulation right, where label times are simulated event time that
     may run ahead of the wall clock ``served_at`` is measured on.
+    ``settle_s`` (without ``label_as_of``) leaves out predictions served in the last seconds, whose
+    counterpart rows may still be on their way (the release evidence ends at the same point).
     Raises ``WarehouseError`` (``WarehouseUnavailable`` when unreachable) from the warehouse.
     """
-    as_of = as_utc(label_as_of) if label_as_of is not None else dt.datetime.now(dt.UTC)
+    as_of = (
+        as_utc(label_as_of)
+        if label_as_of is not None
+        else dt.datetime.now(dt.UTC) - dt.timedelta(seconds=settle_s)
+    )
     labels_until = as_of if label_as_of is not None else dt.datetime(9999, 12, 31, tzinfo=dt.UTC)
     if maturity_hours is None:
         matured_before = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)

@@ -228,7 +228,9 @@ def run_demo(cfg: DemoConfig | None = None, settings: Settings | None = None) ->
         if cfg.bad_challenger:
             run_id = af.trigger("fraud_retrain", BAD_RETRAIN)
             _say(f"deliberately bad challenger: fraud_retrain {run_id} with {BAD_RETRAIN}")
-            summary["bad_release"] = _until_release_done(af, cfg, t0, after=promoted.get("release_run"))
+            summary["bad_release"] = _until_release_done(
+                af, cfg, t0, after=promoted.get("release_run"), retrain_run=run_id
+            )
     finally:
         stop.set()
         memory.stop()
@@ -289,11 +291,20 @@ def _until_first_release(af: Any, wh: Any, cfg: DemoConfig, t0: float, name: str
     raise click.ClickException(f"no drift-started release finished within {cfg.timeout_s:.0f}s")
 
 
-def _until_release_done(af: Any, cfg: DemoConfig, t0: float, after: str | None) -> dict[str, Any]:
+def _until_release_done(
+    af: Any, cfg: DemoConfig, t0: float, after: str | None, retrain_run: str | None = None
+) -> dict[str, Any]:
     since = dt.datetime.now(dt.UTC).isoformat()
     seen: dict[str, str] = {}
     while time.monotonic() - t0 < cfg.timeout_s:
         _report_runs(af, since, seen)
+        runs = af.runs("fraud_retrain", limit=10)
+        retrain = next((r for r in runs if r["dag_run_id"] == retrain_run), None)
+        if retrain is not None and retrain["state"] == "failed":
+            states = af.task_states("fraud_retrain", retrain_run)
+            failed = sorted(t for t, st in states.items() if st == "failed")
+            _say(f"the bad retrain failed in {', '.join(failed)}: no candidate, nothing to release")
+            return {"release_run": None, "outcome": "retrain_failed", "decision": None, "states": states}
         releases = [r for r in _runs_since(af, "fraud_release", since) if r["dag_run_id"] != after]
         if releases and releases[0]["state"] in ("success", "failed"):
             return _release_outcome(af, releases[0])

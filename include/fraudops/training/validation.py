@@ -72,8 +72,10 @@ class ValidationConfig:
     max_rows: int | None = None
     #: Lowest plausible fraud rate; below it the label join probably failed.
     fraud_rate_min: float = 0.0005
-    #: Highest plausible fraud rate; above it labels are probably inverted or duplicated.
-    fraud_rate_max: float = 0.05
+    #: Highest plausible fraud rate; above it labels are probably inverted or duplicated. An attack
+    #: wave legitimately lifts a window's rate several-fold (measured 7.6 % in the local demo's
+    #: account-takeover wave), and that is exactly the data a drift-triggered retrain must use.
+    fraud_rate_max: float = 0.25
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.fraud_rate_min <= self.fraud_rate_max <= 1.0:

@@ -64,7 +64,7 @@ class RetrainParams:
     #: Extract contract (Great Expectations).
     min_rows: int = 5_000
     fraud_rate_min: float = 0.0005
-    fraud_rate_max: float = 0.05
+    fraud_rate_max: float = 0.25
     model_name: str = ""
 
     def __post_init__(self) -> None:

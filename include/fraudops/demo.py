@@ -184,7 +184,7 @@ def run_demo(cfg: DemoConfig | None = None, settings: Settings | None = None) ->
     attack = Wave(
         scenario="account_takeover",
         region="eu-west",
-        start_day=(start + dt.timedelta(days=cfg.attack_after_days)).isoformat(),
+        start_day=cfg.attack_after_days,  # days after the stream's first day (its anchor)
         duration_days=cfg.attack_days,
         intensity=cfg.attack_intensity,
         spread_regions=3,
@@ -214,7 +214,8 @@ def run_demo(cfg: DemoConfig | None = None, settings: Settings | None = None) ->
     threading.Thread(target=traffic, daemon=True, name="demo-stream").start()
     _say(
         f"streaming {cfg.rate:g} tx/s from {start} at ×{speed:,.0f} event time (1 simulated day ≈ "
-        f"{86_400 / speed:.0f} s); attack wave (account takeover, eu-west, spreading) from {attack.start_day}"
+        f"{86_400 / speed:.0f} s); attack wave (account takeover, eu-west, spreading) "
+        f"{cfg.attack_after_days:g} simulated days in"
     )
     _say(
         f"watch: Airflow {s.airflow.url} (DAG runs, Releases page)  MLflow {uri}  "

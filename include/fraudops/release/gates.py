@@ -406,15 +406,23 @@ def _drift_checks(drift: DriftResult | Sequence[DriftResult] | None) -> list[Che
 def _quality_checks(q: PairedQuality, policy: GatePolicy, *, probation: bool) -> list[CheckResult]:
     margin = policy.probation_max_ap_regression if probation else policy.max_ap_regression
     lo, hi = q.ap_delta_ci
-    ok = lo > -margin
     ci = f"ΔAP {q.ap_delta:+.4f} [{lo:+.4f}, {hi:+.4f}]"
+    if probation:
+        # The burden of proof flips after a promotion: the model already proved non-inferiority on
+        # its shadow sample, so probation rolls back on evidence of *harm* (the whole interval
+        # below -margin), not on a small probation sample's failure to prove it again.
+        ok = hi > -margin
+        bound, reason = hi, f"AP upper CI bound {hi:+.4g} {'>' if ok else '<='} {-margin:+.4g} ({ci})"
+    else:
+        ok = lo > -margin
+        bound, reason = lo, f"AP lower CI bound {lo:+.4g} {'>' if ok else '<='} {-margin:+.4g} ({ci})"
     checks = [
         CheckResult(
             "ap_non_inferiority",
-            lo,
+            bound,
             -margin,
             ok,
-            f"AP lower CI bound {lo:+.4g} {'>' if ok else '<='} {-margin:+.4g} ({ci})",
+            reason,
             {
                 "ap_delta": q.ap_delta,
                 "ci": list(q.ap_delta_ci),

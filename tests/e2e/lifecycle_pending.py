@@ -1,0 +1,89 @@
+"""The main job, shortened: a whole local stack (emulator, MLflow, scoring service with a
+bootstrapped champion, Airflow standalone with its real scheduler, triggerer and LocalExecutor) on
+free ports in a temp folder, then `fraudops demo`: an attack wave makes the monitor fire, and the
+DAGs chain on their own through Assets (drift → fraud_retrain → candidate → fraud_release); then
+a deliberately bad retrain's candidate is rejected. Same code as `make run`, smaller world.
+
+PENDING: not collected by pytest yet (the file name does not start with ``test_``). It never
+completed a run in the session it was written in. Rename it to ``test_lifecycle.py`` once it has
+passed on a quiet machine.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture()
+def local_stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    from fraudops.config import load_settings
+    from fraudops.stack.process import free_port
+    from fraudops.stack.services import Stack
+
+    bq = free_port()
+    env = {
+        "FRAUDOPS_STATE_DIR": str(tmp_path / "state"),
+        "FRAUDOPS_BQ_PORT": str(bq),
+        "FRAUDOPS_BQ_GRPC_PORT": str(free_port()),
+        "FRAUDOPS_BQ_ENDPOINT": f"http://127.0.0.1:{bq}",
+        "FRAUDOPS_BQ_DATASET": "fraud",
+        "FRAUDOPS_BQ_PROJECT": "fraudops-local",
+        "FRAUDOPS_MLFLOW_PORT": str(free_port()),
+        "FRAUDOPS_AIRFLOW_PORT": str(free_port()),
+        "FRAUDOPS_SCORING_PORT": str(free_port()),
+        "FRAUDOPS_SHADOW_SAMPLE_RATE": "0.5",
+        "FRAUDOPS_BOOTSTRAP_CARDS": "5000",
+        "FRAUDOPS_MODEL_NAME": "fraud-detector",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    for key in ("FRAUDOPS_MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_URI", "AIRFLOW__CORE__UNIT_TEST_MODE"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{env['FRAUDOPS_MLFLOW_PORT']}")
+    stack = Stack(load_settings())
+    try:
+        states = stack.up(echo=False)
+        assert all(s.healthy for s in states), states
+        yield stack
+    finally:
+        stack.down()
+
+
+def test_make_run_lifecycle_shortened(local_stack: Any) -> None:
+    from fraudops.demo import DemoConfig, run_demo
+    from fraudops.warehouse import Warehouse
+
+    s = local_stack.settings
+    summary = run_demo(DemoConfig(rate=80.0, timeout_s=25 * 60.0), s)
+    # drift → retrain → release ran on its own (Asset-triggered runs), and was decided
+    drift = summary["drift_release"]
+    assert drift["outcome"] in ("confirm", "rollback", "reject"), drift
+    assert drift["decision"]["status"] in ("promote", "reject"), drift
+    # the deliberately bad challenger was rejected on quality, not on a technicality
+    bad = summary["bad_release"]
+    assert bad["outcome"] == "reject", bad
+    assert bad["decision"]["deciding_check"] in {
+        "ap_non_inferiority",
+        "ap_gain",
+        "capture_rate",
+        "fpr_increase",
+        "money_caught",
+        "false_decline_money",
+    }, bad
+    wh = Warehouse(s.warehouse)
+    rows = wh.query(f"SELECT stage, status FROM `{wh.table_id('gate_decisions')}`")
+    assert {"promotion"} <= {r["stage"] for r in rows}
+    monitor = wh.query(
+        f"SELECT COUNTIF(drifted) AS n FROM `{wh.table_id('drift_metrics')}` "
+        "WHERE column_name = '__dataset__'"
+    )
+    assert monitor[0]["n"] >= 1
+    assert summary["peak_memory_mb"] < 6 * 1024, summary
+    print(json.dumps({k: v for k, v in summary.items() if k != "stream"}, default=str, indent=1))

@@ -21,16 +21,15 @@ import logging
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from fraudops.config import Settings, load_settings
 from fraudops.exceptions import ArtifactError, ConfigError, PermanentError, ServiceError
+from fraudops.pipeline.retrain import RunContext
 
 if TYPE_CHECKING:
     from fraudops.release.evidence import ShadowEvidence
     from fraudops.release.gates import GateDecision
     from fraudops.release.policy import GatePolicy
-    from fraudops.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
 
@@ -125,26 +124,10 @@ class ReleaseParams:
 
 
 @dataclass
-class ReleaseContext:
-    """Services and the folder of one release run."""
+class ReleaseContext(RunContext):
+    """Services and the folder of one release run (``<artifacts>/release/<run>``)."""
 
-    run_key: str
-    settings: Settings = field(default_factory=load_settings)
-    warehouse: Warehouse | None = None
-
-    @property
-    def run_dir(self) -> Path:
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in self.run_key)
-        path = self.settings.artifacts_dir / "release" / safe
-        path.mkdir(parents=True, exist_ok=True)
-        return path
-
-    def wh(self) -> Warehouse:
-        if self.warehouse is None:
-            from fraudops.warehouse import Warehouse
-
-            self.warehouse = Warehouse(self.settings.warehouse)
-        return self.warehouse
+    AREA: ClassVar[str] = "release"
 
     @property
     def tracking_uri(self) -> str:
@@ -287,6 +270,22 @@ def resolve(
     }
 
 
+def _move(ctx: ReleaseContext, name: str, alias: str, version: str, action: str, reason: str) -> None:
+    """``move_alias`` as this DAG does it: audited in the run's warehouse, actor ``fraud_release``."""
+    from fraudops.registry import move_alias
+
+    move_alias(
+        ctx.wh(),
+        model_name=name,
+        alias=alias,
+        version=version,
+        action=action,
+        actor=ACTOR,
+        reason=reason[:500],
+        tracking_uri=ctx.tracking_uri,
+    )
+
+
 # -- 1. deploy_shadow ---------------------------------------------------------------------------
 def deploy_shadow(ctx: ReleaseContext, params: ReleaseParams, cand: dict[str, Any]) -> dict[str, Any]:
     """Verify the bundle, point ``challenger-<v>`` at it (audited), wait until the pool runs it.
@@ -294,7 +293,7 @@ def deploy_shadow(ctx: ReleaseContext, params: ReleaseParams, cand: dict[str, An
     A bundle that fails verification (or that the service refuses) never gets an alias: the result
     says ``ok: False`` with the reason, and the DAG goes straight to reject.
     """
-    from fraudops.registry import download_artifact_dir, move_alias
+    from fraudops.registry import download_artifact_dir
 
     name, version, alias = cand["model_name"], cand["version"], cand["alias"]
     try:
@@ -302,16 +301,7 @@ def deploy_shadow(ctx: ReleaseContext, params: ReleaseParams, cand: dict[str, An
     except ArtifactError as err:
         log.error("%s v%s rejected before shadow: %s", name, version, err)
         return {"ok": False, "reason": f"artifact verification failed: {err}", "check": "artifact"}
-    move_alias(
-        ctx.wh(),
-        model_name=name,
-        alias=alias,
-        version=version,
-        action="shadow",
-        actor=ACTOR,
-        reason=f"shadow evaluation against champion v{cand['champion']}",
-        tracking_uri=ctx.tracking_uri,
-    )
+    _move(ctx, name, alias, version, "shadow", f"shadow evaluation against champion v{cand['champion']}")
     url = ctx.scoring_url(params)
     try:
         doc, waited = wait_for_service(
@@ -605,7 +595,7 @@ def promote(
     ctx: ReleaseContext, params: ReleaseParams, cand: dict[str, Any], decision: dict[str, Any]
 ) -> dict[str, Any]:
     """``champion`` → challenger; the old champion keeps scoring in shadow for the probation."""
-    from fraudops.registry import get_alias_version, move_alias
+    from fraudops.registry import get_alias_version
 
     name, version = cand["model_name"], cand["version"]
     old = get_alias_version(name, CHAMPION, tracking_uri=ctx.tracking_uri) or cand["champion"]
@@ -614,26 +604,15 @@ def promote(
     url = ctx.scoring_url(params)
     old_alias = f"{CHALLENGER_PREFIX}{old}"
     # Old champion into shadow first, so probation has its scores from the first promoted request.
-    move_alias(
-        ctx.wh(),
-        model_name=name,
-        alias=old_alias,
-        version=old,
-        action="shadow",
-        actor=ACTOR,
-        reason=f"probation of v{version}: previous champion keeps scoring in shadow",
-        tracking_uri=ctx.tracking_uri,
+    _move(
+        ctx,
+        name,
+        old_alias,
+        old,
+        "shadow",
+        f"probation of v{version}: previous champion keeps scoring in shadow",
     )
-    move_alias(
-        ctx.wh(),
-        model_name=name,
-        alias=CHAMPION,
-        version=version,
-        action="promote",
-        actor=ACTOR,
-        reason=f"gate passed: {decision['reason']}"[:500],
-        tracking_uri=ctx.tracking_uri,
-    )
+    _move(ctx, name, CHAMPION, version, "promote", f"gate passed: {decision['reason']}")
     promoted_at = _now()
     retire_alias(ctx, name, cand["alias"], f"promoted to {CHAMPION}")
     _, waited = wait_for_service(url, _champion_is(version), f"champion v{version}", params.deploy_timeout_s)
@@ -723,7 +702,6 @@ def finish_probation(
     or confirm (retire the old champion from shadow)."""
     from dataclasses import replace
 
-    from fraudops.registry import move_alias
     from fraudops.release.gates import GateDecision, record_decision
 
     decision = GateDecision.from_dict(outcome["decision"])
@@ -748,16 +726,7 @@ def finish_probation(
     url = ctx.scoring_url(params)
     if decision.status == "rollback":
         t0 = time.monotonic()
-        move_alias(
-            ctx.wh(),
-            model_name=name,
-            alias=CHAMPION,
-            version=old,
-            action="rollback",
-            actor=ACTOR,
-            reason=f"probation failed: {decision.reason}"[:500],
-            tracking_uri=ctx.tracking_uri,
-        )
+        _move(ctx, name, CHAMPION, old, "rollback", f"probation failed: {decision.reason}")
         retire_alias(ctx, name, promo["old_alias"], "restored as champion")
         wait_for_service(url, _champion_is(old), f"champion v{old}", params.deploy_timeout_s)
         seconds = time.monotonic() - t0

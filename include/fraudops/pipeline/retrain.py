@@ -20,7 +20,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from fraudops.config import Settings, load_settings
 from fraudops.exceptions import ConfigError, DataValidationError
@@ -108,6 +108,9 @@ def parse_time(value: str | dt.datetime) -> dt.datetime:
 class RunContext:
     """Where a run keeps its files, and which services it talks to."""
 
+    #: Folder under the artifacts dir that holds this kind of run.
+    AREA: ClassVar[str] = "retrain"
+
     run_key: str
     settings: Settings = field(default_factory=load_settings)
     warehouse: Warehouse | None = None
@@ -115,7 +118,7 @@ class RunContext:
     @property
     def run_dir(self) -> Path:
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in self.run_key)
-        path = self.settings.artifacts_dir / "retrain" / safe
+        path = self.settings.artifacts_dir / self.AREA / safe
         path.mkdir(parents=True, exist_ok=True)
         return path
 

@@ -345,6 +345,20 @@ def retire_alias(ctx: ReleaseContext, model_name: str, alias: str, reason: str) 
     return version
 
 
+def _retire_from_shadow(
+    ctx: ReleaseContext, params: ReleaseParams, model_name: str, alias: str, reason: str
+) -> str | None:
+    """Retire ``alias`` and wait (bounded) until the scoring service has stopped its shadow worker,
+    so the task ends with the pool the audit describes."""
+    retired = retire_alias(ctx, model_name, alias, reason)
+    if retired is not None:
+        try:
+            wait_for_service(ctx.scoring_url(params), _challenger_gone(alias), f"{alias} stopped", 60.0)
+        except ServiceError as err:  # the alias is gone; the service will follow on its next poll
+            log.warning("%s", err)
+    return retired
+
+
 # -- 2/3/4. evidence, drift, decision -----------------------------------------------------------
 def _policy(cand: dict[str, Any]) -> GatePolicy:
     from fraudops.release.policy import GatePolicy
@@ -636,14 +650,7 @@ def reject(
 ) -> dict[str, Any]:
     """Retire the challenger alias (audited); the evidence stays in gate_decisions and MLflow."""
     reason = (decision or {}).get("reason") or "rejected"
-    retired = retire_alias(ctx, cand["model_name"], cand["alias"], f"rejected: {reason}"[:500])
-    if retired is not None:
-        try:
-            wait_for_service(
-                ctx.scoring_url(params), _challenger_gone(cand["alias"]), f"{cand['alias']} stopped", 60.0
-            )
-        except ServiceError as err:  # the alias is gone; the service will follow on its next poll
-            log.warning("%s", err)
+    retired = _retire_from_shadow(ctx, params, cand["model_name"], cand["alias"], f"rejected: {reason}"[:500])
     _tag_version(ctx, cand, {"release_status": "rejected"})
     return {"status": "rejected", "reason": reason, "alias_retired": retired is not None}
 
@@ -745,6 +752,6 @@ def finish_probation(
             "serving": old,
             "seconds_to_serving": round(seconds, 3),
         }
-    retire_alias(ctx, name, promo["old_alias"], f"probation of v{cand['version']} passed")
+    _retire_from_shadow(ctx, params, name, promo["old_alias"], f"probation of v{cand['version']} passed")
     _tag_version(ctx, cand, {"release_status": "confirmed"})
     return {"status": "confirmed", "reason": decision.reason, "serving": cand["version"]}

@@ -30,6 +30,12 @@ turn 90 % of events into challenger errors. A production failure answered by the
 is logged under the *answering* version with ``fallback`` and ``error = 'champion v<N>: ...'``;
 such rows are charged to version N (they count as its errors, not as missing volume).
 
+Shed events: the scoring service logs a shadow row with ``error = 'shed:<reason>'`` for every
+sampled event a worker did not score. Capacity sheds (``shed:queue_full``, ``shed:throttled``: the
+pool protecting production from an overloaded machine or a slow model, whose latency the gates
+judge separately) leave the pairing, counted in ``n_capacity_shed``; ``shed:down`` (the worker had
+crashed or hung) stays in as the challenger's error, like a missing row.
+
 The SQL is parameterised (``@name``); the emulator has no insertId dedup, so every input is
 deduplicated by its natural key: predictions with ``QUALIFY ROW_NUMBER()`` (first served wins),
 labels with ``GROUP BY`` (conflicting labels count as fraud, as in :mod:`.progress`).
@@ -124,6 +130,8 @@ class ShadowEvidence:
     #: One row per transaction: ``transaction_id, event_time, amount, incumbent_*, candidate_*,
     #: is_fraud, label_time, matured, label`` (label: 1.0 fraud, 0.0 genuine, NaN not evaluable).
     frame: pd.DataFrame
+    #: Sampled events the shadow side shed for capacity (not part of ``frame``).
+    n_capacity_shed: int = 0
 
     @property
     def n_events(self) -> int:
@@ -161,6 +169,7 @@ class ShadowEvidence:
             "n_labeled": self.n_labeled,
             "n_evaluable": self.n_evaluable,
             "n_evaluable_frauds": self.n_evaluable_frauds,
+            "n_capacity_shed": self.n_capacity_shed,
         }
 
 
@@ -172,6 +181,16 @@ _LATEST = dt.datetime(9999, 12, 31, tzinfo=dt.UTC)
 #: (``error`` of the fallback row, which carries the answering model's version):
 #: ``champion v<version>: <reason>``. The evidence charges such rows to the failing version.
 FAILED_PREFIX = "champion v"
+
+
+#: Shadow ``error`` values of events the pool shed to protect capacity (not model failures).
+CAPACITY_SHED: tuple[str, ...] = ("shed:queue_full", "shed:throttled")
+
+
+def drop_capacity_sheds(raw: pd.DataFrame, side: str = "shadow") -> tuple[pd.DataFrame, int]:
+    """Remove rows whose ``<side>_error`` is a capacity shed; returns (rest, how many were removed)."""
+    shed = raw[f"{side}_error"].isin(CAPACITY_SHED).fillna(False).astype(bool)
+    return raw.loc[~shed], int(shed.sum())
 
 
 def _utc(ts: dt.datetime) -> dt.datetime:
@@ -273,6 +292,7 @@ def _collect(
             "failed_prefix": f"{FAILED_PREFIX}{prod_version}:",
         },
     )
+    raw, n_shed = drop_capacity_sheds(raw)
     frame = prepare_paired(
         raw,
         candidate_side=candidate_side,
@@ -292,6 +312,7 @@ def _collect(
         label_as_of=_utc(label_as_of),
         label_maturity_hours=label_maturity_hours,
         frame=frame,
+        n_capacity_shed=n_shed,
     )
 
 

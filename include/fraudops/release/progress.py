@@ -139,6 +139,7 @@ WITH p AS (
     AND mode = @mode
     AND served_at >= @since
     AND served_at <= @as_of
+    AND COALESCE(error, '') NOT IN ({capacity_shed})
   GROUP BY transaction_id, model_version, mode
 ),
 l AS (
@@ -195,7 +196,13 @@ def shadow_progress(
 
         clock = as_of if label_as_of is not None else event_clock(warehouse)
         matured_before = clock - dt.timedelta(hours=float(maturity_hours))
-    sql = _QUERY.format(predictions=warehouse.table_id("predictions"), labels=warehouse.table_id("labels"))
+    from fraudops.release.evidence import CAPACITY_SHED
+
+    sql = _QUERY.format(
+        predictions=warehouse.table_id("predictions"),
+        labels=warehouse.table_id("labels"),
+        capacity_shed=", ".join(f"'{reason}'" for reason in CAPACITY_SHED),
+    )
     rows = warehouse.query(
         sql,
         {

@@ -41,6 +41,7 @@ from fraudops.serving.models import (
     slot_from_bundle,
 )
 from fraudops.serving.options import ServingOptions
+from fraudops.serving.shadow import SHED_PREFIX
 
 if TYPE_CHECKING:
     from fraudops.serving.predlog import PredictionLog
@@ -322,7 +323,8 @@ class ScoringService:
             self.metrics.model_latency.labels(result["model_version"], "shadow").observe(
                 result["latency_ms"] / 1e3
             )
-        if result.get("error"):
+        error = result.get("error")
+        if error and not error.startswith(SHED_PREFIX):  # sheds have their own counter
             self.metrics.errors.labels(result["model_version"], "shadow", "error").inc()
         if self.writer is not None:
             score = result.get("score")

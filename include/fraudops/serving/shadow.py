@@ -6,8 +6,9 @@ cannot take the production event loop with it, and the OS enforces the limits: `
 (address space) per worker, ``nice`` and CPU affinity (the last core) so production wins the CPU.
 
 Production never waits for the pool: the request path does one ``put_nowait`` per challenger on a
-bounded queue; a full queue, a worker that is down or a throttled share is *shed* and counted
-(``fraudops_shadow_shed{alias,reason}``). A supervisor thread restarts crashed workers with
+bounded queue; a full queue, a worker that is down or a throttled share is *shed*: counted
+(``fraudops_shadow_shed{alias,reason}``) and logged as a shadow row with ``error='shed:<reason>'``
+and no score. A supervisor thread restarts crashed workers with
 exponential backoff, kills and restarts workers whose heartbeat stops (hung), throttles workers
 whose mean latency exceeds ``shadow_slow_ms`` (halving their share of the sample, restoring it
 when they recover) and reports each worker's state. Results come back on a per-worker queue
@@ -42,6 +43,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds a fresh worker may take to import and load before heartbeats are required.
 STARTUP_GRACE_S = 60.0
+#: ``error`` of the shadow row logged for a shed event: ``shed:down|throttled|queue_full``.
+SHED_PREFIX = "shed:"
 MAX_BACKOFF_S = 30.0
 
 
@@ -262,10 +265,10 @@ class ShadowPool:
         """Offer one event to every challenger; never blocks, sheds and counts instead."""
         for w in self._snapshot:
             if not w.up:
-                self._shed(w, "down")
+                self._shed(w, "down", request_id, tx)
                 continue
             if w.throttle < 1.0 and self._rand() >= w.throttle:
-                self._shed(w, "throttled")
+                self._shed(w, "throttled", request_id, tx)
                 continue
             item = (
                 request_id,
@@ -278,13 +281,34 @@ class ShadowPool:
             try:
                 w.inq.put_nowait(item)
             except (queue.Full, ValueError, AssertionError, OSError):
-                self._shed(w, "queue_full")
+                self._shed(w, "queue_full", request_id, tx)
                 continue
             self.metrics.mirrored.labels(w.alias).inc()
 
-    def _shed(self, w: _Worker, reason: str) -> None:
+    def _shed(self, w: _Worker, reason: str, request_id: str, tx: dict[str, Any]) -> None:
+        """Count the shed event and log it as a shadow row (``error='shed:<reason>'``, no score), so
+        the release evidence can tell capacity shedding from a challenger that failed."""
         w.shed += 1
         self.metrics.shed.labels(w.alias, reason).inc()
+        try:
+            self.on_result(
+                {
+                    "request_id": request_id,
+                    "transaction_id": tx["transaction_id"],
+                    "model_version": w.version,
+                    "alias": w.alias,
+                    "score": None,
+                    "latency_ms": None,
+                    "error": f"{SHED_PREFIX}{reason}",
+                    "features": None,
+                    "amount": tx["amount"],
+                    "event_time": tx["event_time"],
+                    "feature_set": w.spec_id,
+                    "threshold": w.threshold,
+                }
+            )
+        except Exception:
+            log.exception("shadow shed handler failed")
 
     # -- supervisor -------------------------------------------------------------------------
     def _supervise(self) -> None:

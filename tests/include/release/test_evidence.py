@@ -126,3 +126,38 @@ def test_collect_shadow_evidence_pairs_dedups_and_labels(warehouse) -> None:
     assert prob.n_events == 1
     row = prob.frame.iloc[0]
     assert row["candidate_score"] == pytest.approx(0.7) and row["incumbent_score"] == pytest.approx(0.2)
+
+
+@pytest.mark.integration
+def test_capacity_sheds_leave_the_pairing_and_a_down_worker_counts_as_errors(warehouse) -> None:
+    """The scoring service logs every shed sampled event as a shadow row ``error='shed:<reason>'``.
+    Queue-full and throttled sheds are capacity protection: out of the evidence (and counted);
+    ``shed:down`` is a challenger that was not running: it stays in as that model's error."""
+    from fraudops.release.evidence import collect_shadow_evidence, ok_mask
+    from fraudops.release.progress import shadow_progress
+
+    errors = {0: None, 1: "shed:queue_full", 2: "shed:throttled", 3: "shed:down", 4: None}
+    rows = []
+    for i, error in errors.items():
+        tx = f"sx{i}"
+        rows.append(_pred(tx, "1", "production", 0.2, i))
+        score = None if error else 0.3
+        shed = {"error": error, "features": "null", "latency_ms": None} if error else {}
+        rows.append(_pred(tx, "2", "shadow", score, i, **shed))
+    assert warehouse.upsert("predictions", rows) == len(rows)
+    ev = collect_shadow_evidence(
+        warehouse,
+        model_name="fraud-detector",
+        challenger_version="2",
+        champion_version="1",
+        since=T0,
+        until=T0 + DAY,
+        label_as_of=T0 + 10 * DAY,
+        label_maturity_hours=1,
+    )
+    f = ev.frame.set_index("transaction_id")
+    assert sorted(f.index) == ["sx0", "sx3", "sx4"]
+    assert ev.n_capacity_shed == 2 and ev.summary()["n_capacity_shed"] == 2
+    assert ok_mask(ev.frame, "candidate").tolist() == [True, False, True]  # sx3: shed:down = error
+    progress = shadow_progress(warehouse, model_name="fraud-detector", version="2", since=T0)
+    assert (progress.scored, progress.errors) == (2, 1)

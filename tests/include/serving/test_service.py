@@ -226,6 +226,12 @@ def test_crashing_and_hanging_shadow_workers_leave_production_alone(
         30,
         "shadow predictions logged",
     )
+    # Events a crashed worker could not take are logged as shed rows (no score), not lost.
+    shed = warehouse.query(
+        "SELECT COUNT(*) AS n, COUNTIF(score IS NOT NULL) AS scored FROM predictions "
+        "WHERE mode = 'shadow' AND alias = 'challenger-crash' AND error = 'shed:down'"
+    )[0]
+    assert shed["n"] > 0 and shed["scored"] == 0, shed
 
 
 def test_bigquery_outage_spools_and_replays_exactly(

@@ -94,24 +94,17 @@ def check_live_drift(params: MonitorParams, run_id: str, settings: Settings | No
     fd = feature_drift(reference[names], current, names, html_path=reports / "feature_drift.html")
     sd = score_drift(reference["score"], live["score"], html_path=reports / "score_drift.html")
     rows = [
-        *drift_rows(
-            fd,
+        row
+        for result, check in ((fd, "live_feature_drift"), (sd, "live_score_drift"))
+        for row in drift_rows(
+            result,
             run_id=run_id,
             model_name=name,
             model_version=str(version),
-            check="live_feature_drift",
+            check=check,
             window_start=start,
             window_end=end,
-        ),
-        *drift_rows(
-            sd,
-            run_id=run_id,
-            model_name=name,
-            model_version=str(version),
-            check="live_score_drift",
-            window_start=start,
-            window_end=end,
-        ),
+        )
     ]
     record_drift(wh, rows)
     _log_to_mlflow(s, name, str(version), run_id, fd, sd, reports)

@@ -31,7 +31,7 @@ import json
 import math
 import uuid
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from fraudops.release.drift import DriftResult
@@ -341,6 +341,29 @@ def _error_rate(frame: pd.DataFrame, side: Side) -> float:
     return float(1.0 - ok_mask(frame, side).mean()) if len(frame) else 0.0
 
 
+def error_kinds(frame: pd.DataFrame, side: Side) -> dict[str, int]:
+    """What the failed rows of ``side`` were: ``missing`` (no row at all), ``fallback``, the
+    logged ``error`` values (``shed:down``, ``error:<type>``, ``nan``, ...) and ``no_score``."""
+    bad = frame.loc[~ok_mask(frame, side).to_numpy()]
+    if bad.empty:
+        return {}
+    present = bad[f"{side}_present"].fillna(False).astype(bool)
+    fallback = bad[f"{side}_fallback"].fillna(False).astype(bool)
+    error = bad[f"{side}_error"].astype("string").fillna("")
+    kind = error.where(error != "", "no_score").where(~fallback, "fallback").where(present, "missing")
+    counts = kind.value_counts()
+    return {str(k): int(v) for k, v in counts.items()}
+
+
+def _error_check(frame: pd.DataFrame, side: Side, maximum: float) -> CheckResult:
+    check = _check_max("error_rate", "error rate", _error_rate(frame, side), maximum)
+    kinds = error_kinds(frame, side)
+    if kinds:
+        top = ", ".join(f"{k} {n}" for k, n in list(kinds.items())[:4])
+        check = replace(check, reason=f"{check.reason} ({top})", details={"kinds": kinds})
+    return check
+
+
 def _p99_latency(frame: pd.DataFrame, side: str) -> float:
     import numpy as np
 
@@ -565,13 +588,12 @@ def decide_promotion(
     frame = evidence.frame
     need: SampleRequirement = required_sample(policy, expected_fraud_rate or DEFAULT_EXPECTED_FRAUD_RATE)
     volume = [_check_min("scored_events", "scored events", evidence.n_events, need.min_scored_events)]
-    error_rate = _error_rate(frame, "candidate")
     parity, mismatched, compared = feature_parity_mismatch(frame, policy.feature_parity_tolerance)
     # Latency first: a slow challenger is also throttled by the shadow pool, and the events it
     # sheds show up as missing scores (errors); the root cause to report is the latency.
     ops = [
         _latency_check(frame, "candidate", policy.max_p99_latency_ms),
-        _check_max("error_rate", "error rate", error_rate, policy.max_error_rate),
+        _error_check(frame, "candidate", policy.max_error_rate),
         _constant_scores_check(frame, "candidate", policy),
         CheckResult(
             "feature_parity_mismatch",

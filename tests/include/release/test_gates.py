@@ -114,6 +114,24 @@ def test_missing_shadow_scores_count_as_errors() -> None:
     d = decide_promotion(ev, POLICY, expected_fraud_rate=RATE)
     assert d.status == "reject" and d.deciding_check == "error_rate"
     assert d.check("error_rate").value == pytest.approx(300 / 6000)
+    # The reason says what the failures were, so an operator can tell a down worker from a model bug.
+    assert d.check("error_rate").details["kinds"] == {"missing": 300}
+    assert d.reason.endswith("(missing 300)")
+
+
+def test_error_kinds_name_each_failure() -> None:
+    from fraudops.release.evidence import ok_mask
+    from fraudops.release.gates import error_kinds
+
+    ev = make_evidence(challenger={"strength": 2.5, "error_rate": 0.1})
+    f = ev.frame
+    f.loc[f.index[:5], "candidate_present"] = False
+    f.loc[f.index[5:8], "candidate_error"] = "shed:down"
+    f.loc[f.index[8:10], "candidate_fallback"] = True
+    kinds = error_kinds(f, "candidate")
+    assert kinds["missing"] == 5 and kinds["shed:down"] == 3 and kinds["fallback"] == 2
+    assert kinds["RuntimeError"] == int((f["candidate_error"].iloc[10:] == "RuntimeError").sum()) > 0
+    assert sum(kinds.values()) == int((~ok_mask(f, "candidate")).sum())
 
 
 def test_constant_scores_are_rejected() -> None:

@@ -86,6 +86,29 @@ def test_upsert_composite_key(warehouse: Warehouse) -> None:
     assert warehouse.upsert("predictions", rows) == 0
 
 
+def test_rows_with_different_keys_keep_every_column(warehouse: Warehouse) -> None:
+    """Regression: the first row used to decide the batch's columns (a shadow row without
+    ``sampled`` first made every production row's ``sampled`` NULL)."""
+    now = dt.datetime(2026, 1, 3, tzinfo=UTC)
+    base = {"transaction_id": "tx-k", "model_name": "m", "served_at": now}
+    rows = [
+        {**base, "model_version": "2", "mode": "shadow", "score": None, "error": "shed:down"},
+        {**base, "model_version": "1", "mode": "production", "score": 0.4, "sampled": True},
+        {**base, "transaction_id": "tx-l", "model_version": "1", "mode": "production", "sampled": False},
+    ]
+    assert warehouse.upsert("predictions", rows) == 3
+    got = warehouse.query(
+        f"SELECT transaction_id, mode, sampled, score, error FROM `{warehouse.table_id('predictions')}` "
+        "WHERE served_at = @t ORDER BY transaction_id, mode",
+        {"t": now},
+    )
+    assert got == [
+        {"transaction_id": "tx-k", "mode": "production", "sampled": True, "score": 0.4, "error": None},
+        {"transaction_id": "tx-k", "mode": "shadow", "sampled": None, "score": None, "error": "shed:down"},
+        {"transaction_id": "tx-l", "mode": "production", "sampled": False, "score": None, "error": None},
+    ]
+
+
 def test_required_column_and_unknown_column_are_rejected(warehouse: Warehouse) -> None:
     bad = _tx(1)
     del bad["card_id"]

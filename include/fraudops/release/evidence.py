@@ -36,6 +36,14 @@ pool protecting production from an overloaded machine or a slow model, whose lat
 judge separately) leave the pairing, counted in ``n_capacity_shed``; ``shed:down`` (the worker had
 crashed or hung) stays in as the challenger's error, like a missing row.
 
+Shadow backlog: a worker scores its queue in order, niced below production, so on a busy machine
+its rows can trail production's by more than the settle time. The pairing therefore ends at the
+shadow side's watermark: the newest production ``served_at`` whose event the shadow model has
+scored (or failed on). Earlier events without a shadow row were lost (a crash drops the queue) and
+count as missing; later ones are still in the queue and are left out, not counted as errors. With
+no scored shadow row at all there is no watermark and every event counts (a model that never
+scores is not hidden).
+
 The SQL is parameterised (``@name``); the emulator has no insertId dedup, so every input is
 deduplicated by its natural key: predictions with ``QUALIFY ROW_NUMBER()`` (first served wins),
 labels with ``GROUP BY`` (conflicting labels count as fraud, as in :mod:`.progress`).
@@ -91,6 +99,11 @@ shadow AS (
     AND served_at >= @served_since AND served_at <= @served_until
   QUALIFY ROW_NUMBER() OVER (PARTITION BY transaction_id ORDER BY served_at, request_id) = 1
 ),
+wm AS (
+  SELECT MAX(p.served_at) AS t
+  FROM prod p JOIN shadow s ON s.transaction_id = p.transaction_id
+  WHERE s.error IS NULL OR NOT STARTS_WITH(s.error, 'shed:')
+),
 lab AS (
   SELECT transaction_id, LOGICAL_OR(is_fraud) AS is_fraud, MAX(label_time) AS label_time
   FROM `{labels}`
@@ -107,8 +120,10 @@ SELECT
   s.features AS shadow_features, s.transaction_id IS NOT NULL AS shadow_present,
   l.is_fraud, l.label_time
 FROM prod p
+CROSS JOIN wm
 LEFT JOIN shadow s ON s.transaction_id = p.transaction_id
 LEFT JOIN lab l ON l.transaction_id = p.transaction_id
+WHERE wm.t IS NULL OR p.served_at <= wm.t
 ORDER BY p.event_time, p.transaction_id
 """
 

@@ -257,7 +257,14 @@ class Warehouse:
         elif isinstance(rows, pd.DataFrame):
             table = pa.Table.from_pandas(rows, preserve_index=False)
         else:
-            table = pa.Table.from_pylist([dict(r) for r in rows])
+            # Column by column over the union of keys: ``Table.from_pylist`` takes the columns of
+            # the *first* row only, so a batch whose first row lacks a key (a shadow row before
+            # production rows) silently lost that column for every row.
+            dicts = [dict(r) for r in rows]
+            names = list(dict.fromkeys(k for r in dicts for k in r))
+            table = (
+                pa.table({n: pa.array([r.get(n) for r in dicts]) for n in names}) if dicts else pa.table({})
+            )
         unknown = [n for n in table.column_names if n not in spec.column_names]
         if unknown:
             raise WarehouseError(f"rows for {spec.name} have unknown columns {unknown}")

@@ -45,7 +45,7 @@ def test_collect_shadow_evidence_pairs_dedups_and_labels(warehouse) -> None:
     for i in range(6):
         tx = f"tx{i}"
         rows.append(_pred(tx, "1", "production", 0.1 * i, i))
-        if i != 5:  # the challenger never scored tx5
+        if i != 4:  # the challenger never scored tx4 (scored tx5 after it: tx4 is lost, not pending)
             rows.append(_pred(tx, "2", "shadow", 0.9 - 0.1 * i, i))
     rows.append(_pred("tx_out", "1", "production", 0.3, 400))  # outside the window
     rows.append(_pred("tx0", "3", "shadow", 0.5, 0))  # another model version
@@ -88,7 +88,7 @@ def test_collect_shadow_evidence_pairs_dedups_and_labels(warehouse) -> None:
     assert ev.n_events == 6 and ev.n_candidate_scored == 5
     assert f.loc["tx1", "candidate_score"] == pytest.approx(0.8)  # first served wins over the duplicate
     assert f.loc["tx1", "incumbent_score"] == pytest.approx(0.1)
-    assert not f.loc["tx5", "candidate_present"]
+    assert not f.loc["tx4", "candidate_present"]
     assert f.loc["tx4", "label"] == 1.0 and f.loc["tx3", "label"] == 0.0
     assert f.loc["tx0", "label"] == 0.0  # unlabeled as of label_as_of and matured: genuine
     assert f.loc["tx2", "label"] == 1.0
@@ -137,7 +137,7 @@ def test_capacity_sheds_leave_the_pairing_and_a_down_worker_counts_as_errors(war
     from fraudops.release.progress import shadow_progress
 
     errors = {0: None, 1: "shed:queue_full", 2: "shed:throttled", 3: "shed:down", 4: None}
-    rows = []
+    rows = [_pred("sx5", "1", "production", 0.2, 5)]  # still in the worker's queue: not yet an error
     for i, error in errors.items():
         tx = f"sx{i}"
         rows.append(_pred(tx, "1", "production", 0.2, i))
@@ -159,5 +159,6 @@ def test_capacity_sheds_leave_the_pairing_and_a_down_worker_counts_as_errors(war
     assert sorted(f.index) == ["sx0", "sx3", "sx4"]
     assert ev.n_capacity_shed == 2 and ev.summary()["n_capacity_shed"] == 2
     assert ok_mask(ev.frame, "candidate").tolist() == [True, False, True]  # sx3: shed:down = error
+    assert ev.summary()["n_events"] == 3  # sx5 (after the shadow watermark) is pending, left out
     progress = shadow_progress(warehouse, model_name="fraud-detector", version="2", since=T0)
     assert (progress.scored, progress.errors) == (2, 1)

@@ -385,17 +385,20 @@ def _evidence(
     )
 
 
-def _bundle_reference(ctx: ReleaseContext, cand: dict[str, Any]) -> tuple[Any, list[str]]:
+def _bundle_reference(
+    ctx: ReleaseContext, cand: dict[str, Any], version: str | None = None
+) -> tuple[Any, list[str]]:
+    """Training reference rows and feature names of the challenger's bundle (or ``version``'s)."""
     import pandas as pd
 
     from fraudops.registry import download_artifact_dir
     from fraudops.training.package import FEATURE_SPEC_FILE, REFERENCE_FILE, feature_names_from_spec
 
-    bundle = ctx.run_dir / "bundle" / "bundle"
+    version = str(version or cand["version"])
+    folder = ctx.run_dir / ("bundle" if version == str(cand["version"]) else f"bundle-v{version}")
+    bundle = folder / "bundle"
     if not (bundle / REFERENCE_FILE).exists():  # another worker ran deploy_shadow
-        bundle = download_artifact_dir(
-            cand["model_name"], cand["version"], ctx.run_dir / "bundle", tracking_uri=ctx.tracking_uri
-        )
+        bundle = download_artifact_dir(cand["model_name"], version, folder, tracking_uri=ctx.tracking_uri)
     names = feature_names_from_spec(json.loads((bundle / FEATURE_SPEC_FILE).read_text()))
     return pd.read_parquet(bundle / REFERENCE_FILE), names
 
@@ -404,7 +407,8 @@ def check_drift(
     ctx: ReleaseContext, params: ReleaseParams, cand: dict[str, Any], deploy: dict[str, Any], run_id: str
 ) -> dict[str, Any]:
     """Evidently on the shadow window: challenger vs champion scores, live features vs the
-    challenger's training reference. Values → ``drift_metrics``, HTML → MLflow. Fixes the evidence
+    challenger's training reference (and production's vs the champion's, the gate's yardstick).
+    Values → ``drift_metrics``, HTML → MLflow. Fixes the evidence
     window (``served_until``, ``label_as_of``) that ``decide`` then judges."""
     from fraudops.release.drift import drift_rows, record_drift, shadow_drift
     from fraudops.release.evidence import event_clock
@@ -416,8 +420,17 @@ def check_drift(
         log.warning("no shadow scores for %s v%s: nothing to compare", cand["model_name"], cand["version"])
         return {"window": window, "drift": [], "note": "no shadow scores in the window"}
     reference, names = _bundle_reference(ctx, cand)
+    champion_reference, champion_names = _bundle_reference(ctx, cand, cand["champion"])
     html = ctx.run_dir / "drift"
-    results = shadow_drift(evidence, reference[names], names, _policy(cand), html_dir=html)
+    results = shadow_drift(
+        evidence,
+        reference[names],
+        names,
+        _policy(cand),
+        html_dir=html,
+        incumbent_reference=champion_reference,
+        incumbent_feature_names=champion_names,
+    )
     rows = [
         row
         for r in results

@@ -182,13 +182,14 @@ def feature_drift(
     policy: GatePolicy = DEFAULT_POLICY,
     *,
     html_path: str | Path | None = None,
+    check: str = "feature_drift",
 ) -> DriftResult:
     """Per-feature drift of ``current`` (shadow window) vs ``reference`` (training profile).
 
     Dataset drift when more than ``policy.max_drifted_feature_share`` of the columns drifted.
     """
     result, snapshot = _value_drift(
-        "feature_drift",
+        check,
         reference,
         current,
         columns,
@@ -242,12 +243,19 @@ def shadow_drift(
     policy: GatePolicy = DEFAULT_POLICY,
     *,
     html_dir: str | Path | None = None,
+    incumbent_reference: pd.DataFrame | None = None,
+    incumbent_feature_names: Sequence[str] | None = None,
 ) -> list[DriftResult]:
-    """Both drift checks for a shadow window, ready for ``decide_promotion(..., drift=...)``.
+    """The drift checks for a shadow window, ready for ``decide_promotion(..., drift=...)``.
 
     Score drift: candidate vs incumbent scores on the events both scored. Feature drift: the
     candidate's feature vectors in the window vs ``reference`` (the challenger's
     ``reference_profile.parquet``: training rows, one column per feature name).
+    With ``incumbent_reference`` also ``incumbent_feature_drift``: production's vectors in the
+    same window vs the champion's own training reference. The gate uses it as the yardstick: when
+    live traffic has moved away from *both* training sets (an attack wave that triggered the
+    retrain), a challenger whose training data is closer to live traffic than the champion's is not
+    held back by feature drift.
     """
     from fraudops.release.evidence import features_frame, ok_mask
 
@@ -270,7 +278,21 @@ def shadow_drift(
         policy,
         html_path=out / "feature_drift.html" if out else None,
     )
-    return [scores, features]
+    results = [scores, features]
+    if incumbent_reference is not None and incumbent_feature_names:
+        names = list(incumbent_feature_names)
+        live = features_frame(frame.loc[ok_mask(frame, "incumbent").to_numpy(), "incumbent_features"], names)
+        results.append(
+            feature_drift(
+                incumbent_reference[names],
+                live,
+                names,
+                policy,
+                html_path=out / "incumbent_feature_drift.html" if out else None,
+                check="incumbent_feature_drift",
+            )
+        )
+    return results
 
 
 def save_html(report: Any, path: str | Path) -> Path:

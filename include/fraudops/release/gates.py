@@ -6,7 +6,8 @@ the decision's reason is the first failing check:
 
 1. ``scored_events`` — enough paired events (:func:`required_sample`), else **wait**;
 2. ``p99_latency_ms``, ``error_rate``, ``constant_scores``, ``feature_parity_mismatch``, drift
-   (``score_drift``, ``feature_drift`` when given) — operational: **reject**;
+   (``score_drift``, ``feature_drift`` when given; feature drift passes when the champion's own
+   training data is further from the same live window) — operational: **reject**;
 3. ``labeled_frauds`` — enough matured labeled frauds for the quality intervals, else **wait**;
 4. ``ap_non_inferiority`` (lower CI bound of ΔAP), ``ap_gain`` (point ΔAP), ``capture_rate``
    (lower CI bound of Δ capture rate), ``fpr_increase``, ``money_caught``,
@@ -399,12 +400,34 @@ def _latency_check(frame: pd.DataFrame, side: str, limit: float) -> CheckResult:
     )
 
 
+#: ``DriftResult.check`` of production's features vs the champion's training reference.
+INCUMBENT_FEATURE_DRIFT = "incumbent_feature_drift"
+
+
 def _drift_checks(drift: DriftResult | Sequence[DriftResult] | None) -> list[CheckResult]:
     if drift is None:
         return []
     results = [drift] if isinstance(drift, DriftResult) else list(drift)
+    # The champion's own feature drift on the same window is a yardstick, not a check.
+    yardstick = next((r for r in results if r.check == INCUMBENT_FEATURE_DRIFT), None)
     checks = []
     for r in results:
+        if r is yardstick:
+            continue
+        if (
+            r.check == "feature_drift"
+            and r.dataset_drift
+            and yardstick is not None
+            and r.drift_share < yardstick.drift_share
+        ):
+            reason = (
+                f"{r.check}: {r.drift_share:.0%} of {len(r.columns)} columns drifted > "
+                f"{r.max_drift_share:.0%}, but live traffic is further from the champion's "
+                f"training data ({yardstick.drift_share:.0%}): the challenger fits it better"
+            )
+            details = {**r.to_dict(), "incumbent_drift_share": yardstick.drift_share}
+            checks.append(CheckResult(r.check, r.drift_share, yardstick.drift_share, True, reason, details))
+            continue
         if len(r.columns) == 1:
             c = r.columns[0]
             # p-values drift downwards, distances upwards
@@ -418,6 +441,8 @@ def _drift_checks(drift: DriftResult | Sequence[DriftResult] | None) -> list[Che
                 f"{r.check}: {r.drift_share:.0%} of {len(r.columns)} columns drifted {op} "
                 f"{r.max_drift_share:.0%}" + (f" ({', '.join(drifted[:5])})" if drifted else "")
             )
+            if r.check == "feature_drift" and yardstick is not None:
+                reason += f"; champion's training data: {yardstick.drift_share:.0%}"
             checks.append(
                 CheckResult(
                     r.check, r.drift_share, r.max_drift_share, not r.dataset_drift, reason, r.to_dict()

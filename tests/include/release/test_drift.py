@@ -116,6 +116,17 @@ def test_shadow_drift_from_evidence(evidently_loaded: float, tmp_path: Path) -> 
     )
     decision = decide_promotion(ev, policy, [score, features], expected_fraud_rate=0.05)
     assert {"score_drift", "feature_drift"} <= {c.name for c in decision.checks}
+    # With the champion's reference: production's vectors in the same window against it.
+    *_, incumbent = shadow_drift(
+        ev,
+        reference,
+        ["f_mod", "f_flag"],
+        html_dir=tmp_path,
+        incumbent_reference=reference.assign(f_mod=reference["f_mod"] * 3),
+        incumbent_feature_names=["f_mod", "f_flag"],
+    )
+    assert incumbent.check == "incumbent_feature_drift" and "f_mod" in incumbent.drifted_columns
+    assert (tmp_path / "incumbent_feature_drift.html").exists()
 
 
 def test_release_package_import_is_light() -> None:

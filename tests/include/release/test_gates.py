@@ -166,6 +166,26 @@ def test_drift_beyond_bounds_is_rejected() -> None:
     assert d.status == "reject" and d.reason == "score_drift wasserstein 0.6 >= 0.25"
 
 
+def test_feature_drift_is_judged_against_the_champions_own_drift() -> None:
+    """Live traffic moved away from both training sets (the attack wave that triggered the
+    retrain): a challenger closer to it than the champion passes; one that is not, is rejected."""
+    challenger = _drift("feature_drift", {"a": 0.5, "b": 0.3, "c": 0.01}, 0.1, 0.5)
+    worse_champion = _drift("incumbent_feature_drift", {"a": 0.6, "b": 0.4, "c": 0.2}, 0.1, 0.5)
+    d = _promotion(
+        champion={"strength": 1.5}, challenger={"strength": 3.0}, drift=[challenger, worse_champion]
+    )
+    assert d.status == "promote", d.reason
+    check = d.check("feature_drift")
+    assert check.passed and "further from the champion's training data (100%)" in check.reason
+    assert "incumbent_feature_drift" not in {c.name for c in d.checks}  # a yardstick, not a check
+    closer_champion = _drift("incumbent_feature_drift", {"a": 0.6, "b": 0.01, "c": 0.01}, 0.1, 0.5)
+    d = _promotion(
+        champion={"strength": 1.5}, challenger={"strength": 3.0}, drift=[challenger, closer_champion]
+    )
+    assert d.status == "reject" and d.deciding_check == "feature_drift"
+    assert d.reason.endswith("; champion's training data: 33%")
+
+
 def test_too_little_evidence_waits() -> None:
     d = _promotion(n=500, champion={"strength": 1.5}, challenger={"strength": 3.0})
     assert d.status == "wait" and d.deciding_check == "scored_events"

@@ -41,6 +41,10 @@ RELEASE_PROFILE: dict[str, Any] = {
         # ±12 % on the capture rate: 57 labeled frauds (the production default ±5 % needs 323).
         "capture_rate_precision": 0.12,
         "min_labeled_frauds_floor": 30,
+        # The non-inferiority margin has to match the sample: with the ~300 labeled frauds this
+        # profile collects, the 95 % bootstrap CI of ΔAP is about ±0.045 wide, so the production
+        # margin (0.02, meant for thousands of frauds) would reject every challenger as unproven.
+        "max_ap_regression": 0.05,
         # At least a simulated day of mirrored traffic: drift is judged over a full daily cycle.
         "min_scored_events_floor": 3000,
         # Event time runs ~1 600× faster than wall time; 12 simulated hours is ~27 s.
@@ -294,6 +298,7 @@ def _until_release_done(
 ) -> dict[str, Any]:
     since = dt.datetime.now(dt.UTC).isoformat()
     seen: dict[str, str] = {}
+    version: str | None = None
     while time.monotonic() - t0 < cfg.timeout_s:
         _report_runs(af, since, seen)
         runs = af.runs("fraud_retrain", limit=10)
@@ -303,11 +308,24 @@ def _until_release_done(
             failed = sorted(t for t, st in states.items() if st == "failed")
             _say(f"the bad retrain failed in {', '.join(failed)}: no candidate, nothing to release")
             return {"release_run": None, "outcome": "retrain_failed", "decision": None, "states": states}
-        releases = [r for r in _runs_since(af, "fraud_release", since) if r["dag_run_id"] != after]
-        if releases and releases[0]["state"] in ("success", "failed"):
-            return _release_outcome(af, releases[0])
+        if version is None and retrain is not None and retrain["state"] == "success":
+            version = str(af.xcom("fraud_retrain", retrain_run, "register")["version"])
+            _say(f"the bad retrain registered v{version}; its release decides next")
+        # The hourly monitor may start other drift releases meanwhile: follow the one for this version.
+        for run in _runs_since(af, "fraud_release", since) if version is not None else []:
+            if run["dag_run_id"] != after and run["state"] in ("success", "failed"):
+                cand = _xcom_or_none(af, "fraud_release", run["dag_run_id"], "resolve") or {}
+                if str(cand.get("version")) == version:
+                    return _release_outcome(af, run)
         time.sleep(5)
     raise click.ClickException(f"the bad challenger's release did not finish within {cfg.timeout_s:.0f}s")
+
+
+def _xcom_or_none(af: Any, dag_id: str, run_id: str, task_id: str) -> Any:
+    try:
+        return af.xcom(dag_id, run_id, task_id)
+    except Exception:  # not pushed (task skipped or failed)
+        return None
 
 
 def _release_outcome(af: Any, run: dict[str, Any]) -> dict[str, Any]:

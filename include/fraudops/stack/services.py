@@ -212,8 +212,9 @@ def airflow_env(settings: Settings) -> dict[str, str]:
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
         # A 2-core machine: the LocalExecutor keeps one ~140 MB worker process per parallel slot
         # (32 by default: measured 6.5 GB for Airflow alone during the demo) and the API server
-        # one process per worker. Four task slots and one API worker are plenty locally.
-        "AIRFLOW__CORE__PARALLELISM": os.environ.get("AIRFLOW__CORE__PARALLELISM", "4"),
+        # one process per worker. Three task slots (deferrable sensors hold none) and one API
+        # worker are plenty locally.
+        "AIRFLOW__CORE__PARALLELISM": os.environ.get("AIRFLOW__CORE__PARALLELISM", "3"),
         "AIRFLOW__API__WORKERS": os.environ.get("AIRFLOW__API__WORKERS", "1"),
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",

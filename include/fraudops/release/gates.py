@@ -379,11 +379,13 @@ def _constant_scores_check(frame: pd.DataFrame, side: Side, policy: GatePolicy) 
     std = float(scores.std()) if len(scores) else 0.0
     distinct = len(np.unique(scores))
     ok = std >= policy.min_score_std and distinct >= policy.min_distinct_scores
+    why = [f"std {_g(std)} < {_g(policy.min_score_std)}"] if std < policy.min_score_std else []
+    if distinct < policy.min_distinct_scores:
+        why.append(f"{distinct} distinct values < {policy.min_distinct_scores}")
     reason = (
         f"scores vary (std {_g(std)}, {distinct} distinct values)"
         if ok
-        else f"constant scores (std {_g(std)} < {_g(policy.min_score_std)} or "
-        f"{distinct} distinct values < {policy.min_distinct_scores})"
+        else f"constant scores ({' and '.join(why)})"
     )
     return CheckResult(
         "constant_scores", std, policy.min_score_std, ok, reason, {"distinct_scores": distinct}

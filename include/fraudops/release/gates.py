@@ -406,6 +406,17 @@ def _latency_check(frame: pd.DataFrame, side: str, limit: float) -> CheckResult:
 INCUMBENT_FEATURE_DRIFT = "incumbent_feature_drift"
 
 
+def _rate_ratio_lower_bound(new: int, old: int, confidence: float) -> float:
+    """Lower confidence bound of the ratio of two event rates on the same exposure: conditional on
+    ``new + old`` events, ``new`` is binomial with p = r / (1 + r) (Clopper-Pearson bound on p)."""
+    from scipy.stats import beta
+
+    if new == 0:
+        return 0.0
+    p_lo = float(beta.ppf((1.0 - confidence) / 2.0, new, old + 1))
+    return p_lo / (1.0 - p_lo) if p_lo < 1.0 else math.inf
+
+
 def _drift_checks(drift: DriftResult | Sequence[DriftResult] | None) -> list[CheckResult]:
     if drift is None:
         return []
@@ -693,14 +704,27 @@ def decide_probation(evidence: ShadowEvidence, policy: GatePolicy = DEFAULT_POLI
         f"{err_check.reason} (new {_g(cand_err)}, old {_g(inc_err)})",
         {"candidate_error_rate": cand_err, "incumbent_error_rate": inc_err},
     )
-    alert = _check_max("alert_rate_ratio", "decline-rate ratio", ratio, policy.probation_max_alert_rate_ratio)
+    # Evidence of a jump, not a few declines: roll back when the lower confidence bound of the
+    # ratio exceeds the limit (4 declines against 1 on 300 events is a ratio of 4 and no evidence).
+    new_n = int(_flagged(frame.loc[both], "candidate").sum()) if both.any() else 0
+    old_n = int(_flagged(frame.loc[both], "incumbent").sum()) if both.any() else 0
+    ratio_lo = _rate_ratio_lower_bound(new_n, old_n, policy.confidence_level)
+    limit = policy.probation_max_alert_rate_ratio
+    ok = bool(ratio_lo <= limit)
     alert = CheckResult(
-        alert.name,
-        alert.value,
-        alert.threshold,
-        alert.passed,
-        f"{alert.reason} (new {cand_alert:.4g}, old {inc_alert:.4g})",
-        {"candidate_alert_rate": cand_alert, "incumbent_alert_rate": inc_alert},
+        "alert_rate_ratio",
+        float(ratio),
+        float(limit),
+        ok,
+        f"decline-rate ratio {_g(ratio)} (lower bound {_g(ratio_lo)}) {'<=' if ok else '>'} {_g(limit)} "
+        f"(new {cand_alert:.4g}, old {inc_alert:.4g}; {new_n} vs {old_n} declines)",
+        {
+            "candidate_alert_rate": cand_alert,
+            "incumbent_alert_rate": inc_alert,
+            "candidate_declines": new_n,
+            "incumbent_declines": old_n,
+            "ratio_lower_bound": ratio_lo,
+        },
     )
     ops = [
         err_check,

@@ -200,6 +200,15 @@ def test_probation_healthy_new_champion_is_confirmed() -> None:
     assert d.check("alert_rate_ratio").value == pytest.approx(1.0, abs=0.1)
 
 
+def test_alert_rate_ratio_needs_evidence_not_a_handful_of_declines() -> None:
+    from fraudops.release.gates import _rate_ratio_lower_bound
+
+    # Regression (CI): 4.5 declines against 1.1 on 306 paired events rolled back a better model.
+    assert _rate_ratio_lower_bound(5, 1, 0.95) < 2.0
+    assert _rate_ratio_lower_bound(900, 300, 0.95) > 2.5  # a real tripling on 6000 events
+    assert _rate_ratio_lower_bound(0, 3, 0.95) == 0.0
+
+
 def test_probation_degraded_new_champion_is_rolled_back() -> None:
     errors = make_evidence(stage="probation", challenger={"strength": 2.0, "error_rate": 0.05})
     d = decide_probation(errors, POLICY)

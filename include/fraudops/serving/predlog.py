@@ -94,6 +94,7 @@ class PredictionLog:
         self._lock = threading.Lock()
         self._seq = 0
         self._batch: list[dict[str, Any]] = []
+        self._batch_lock = threading.Lock()
         self.send_every = 64
         self.max_delay_s = 0.1
         self._stop = threading.Event()
@@ -114,13 +115,18 @@ class PredictionLog:
 
     def write(self, row: dict[str, Any]) -> None:
         # Rows travel in small batches: one pickling wake-up of the feeder thread per batch
-        # instead of per row (each wake-up competes with the event loop for the GIL).
-        self._batch.append(row)
-        if len(self._batch) >= self.send_every:
+        # instead of per row (each wake-up competes with the event loop for the GIL). Written from
+        # the event loop, the shadow collector and (sheds) the mirror path: appends and the swap
+        # share a lock, so no row lands in a batch the feeder thread has already pickled.
+        with self._batch_lock:
+            self._batch.append(row)
+            full = len(self._batch) >= self.send_every
+        if full:
             self._send()
 
     def _send(self) -> None:
-        batch, self._batch = self._batch, []
+        with self._batch_lock:
+            batch, self._batch = self._batch, []
         if batch:
             self.rows.put(batch)
 

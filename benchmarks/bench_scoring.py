@@ -280,7 +280,7 @@ def main() -> None:
                 )
                 if challengers and rnd == args.rounds - 1:
                     print("closed-loop max throughput of /score (wrk) ...", flush=True)
-                    score_max = run_wrk(f"{url}/score", "score", 10, 16)
+                    smax = run_wrk(f"{url}/score", "score", 10, 16)
                 p.terminate()
                 p.wait(30)
         # mlflow models serve of the same ONNX model
@@ -307,7 +307,7 @@ def main() -> None:
         procs.append(mp)
         wait_http(f"http://127.0.0.1:{mport}/ping", 300, mp)
         print("closed-loop max throughput of mlflow models serve ...", flush=True)
-        mres = run_wrk(f"http://127.0.0.1:{mport}/invocations", "mlflow", 10, 16, n_features)
+        mmax = run_wrk(f"http://127.0.0.1:{mport}/invocations", "mlflow", 10, 16, n_features)
         mp.terminate()
         mp.wait(30)
 
@@ -325,7 +325,6 @@ def main() -> None:
                         f"{rss:.0f}",
                     )
                 )
-        smax, mmax = score_max, mres
         thr_s, thr_m = smax["rps"], mmax["rps"]
         hdr = (
             "run",

@@ -686,8 +686,12 @@ def decide_probation(evidence: ShadowEvidence, policy: GatePolicy = DEFAULT_POLI
     ]
     cand_err, inc_err = _error_rate(frame, "candidate"), _error_rate(frame, "incumbent")
     both = (ok_mask(frame, "candidate") & ok_mask(frame, "incumbent")).to_numpy()
-    cand_alert = float(_flagged(frame.loc[both], "candidate").mean()) if both.any() else 0.0
-    inc_alert = float(_flagged(frame.loc[both], "incumbent").mean()) if both.any() else 0.0
+    # Declines of each model on the events both scored: the rates and the counts behind them.
+    paired = int(both.sum())
+    new_n = int(_flagged(frame.loc[both], "candidate").sum()) if paired else 0
+    old_n = int(_flagged(frame.loc[both], "incumbent").sum()) if paired else 0
+    cand_alert = new_n / paired if paired else 0.0
+    inc_alert = old_n / paired if paired else 0.0
     # No declines before and none now is no jump; declines from zero is an unbounded one.
     ratio = cand_alert / inc_alert if inc_alert > 0 else (1.0 if cand_alert == 0 else float(np.inf))
     err_check = _check_max(
@@ -706,8 +710,6 @@ def decide_probation(evidence: ShadowEvidence, policy: GatePolicy = DEFAULT_POLI
     )
     # Evidence of a jump, not a few declines: roll back when the lower confidence bound of the
     # ratio exceeds the limit (4 declines against 1 on 300 events is a ratio of 4 and no evidence).
-    new_n = int(_flagged(frame.loc[both], "candidate").sum()) if both.any() else 0
-    old_n = int(_flagged(frame.loc[both], "incumbent").sum()) if both.any() else 0
     ratio_lo = _rate_ratio_lower_bound(new_n, old_n, policy.confidence_level)
     limit = policy.probation_max_alert_rate_ratio
     ok = bool(ratio_lo <= limit)

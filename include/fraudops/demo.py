@@ -6,8 +6,9 @@ What it does (``make run`` = ``fraudops up`` + this):
    ``fraudops_release_defaults``: short windows and small, policy-derived samples, because event
    time runs ~1 600× faster than the wall clock here) and unpauses the three DAGs;
 2. streams simulated payments to the scoring service in accelerated time, continuing the
-   bootstrap history, with an **attack wave** (account takeovers spreading over regions) a
-   simulated day in;
+   bootstrap history, with an **attack wave** a simulated day in: account takeovers, a scenario
+   the local world's history never had (``BootstrapPlan.novel_scenario``), so the champion has
+   never seen the pattern and goes stale;
 3. plays the hourly schedule of ``fraud_drift_monitor`` once a simulated hour-ish of traffic has
    been served (every ``monitor_every_s`` wall seconds) — the DAGs do the rest: drift → Asset →
    ``fraud_retrain`` → candidate Asset → ``fraud_release`` (shadow, gate, promote, probation);
@@ -163,7 +164,6 @@ def run_demo(cfg: DemoConfig | None = None, settings: Settings | None = None) ->
     """Run the scenario; returns the summary (also printed)."""
     from fraudops.registry import get_alias_version
     from fraudops.serving.bootstrap import BootstrapPlan
-    from fraudops.simulate.config import Wave
     from fraudops.simulate.stream import stream
     from fraudops.warehouse import Warehouse
 
@@ -188,16 +188,7 @@ def run_demo(cfg: DemoConfig | None = None, settings: Settings | None = None) ->
     plan = BootstrapPlan.from_env()
     clock = _event_clock(wh)
     start = clock.date() + dt.timedelta(days=1) if clock else dt.datetime.now(dt.UTC).date()
-    attack = Wave(
-        scenario="account_takeover",
-        region="eu-west",
-        start_day=cfg.attack_after_days,  # days after the stream's first day (its anchor)
-        duration_days=cfg.attack_days,
-        intensity=cfg.attack_intensity,
-        spread_regions=3,
-        spread_lag_days=1.0,
-        wave_id="demo-ato",
-    )
+    attack = demo_wave(plan, cfg)
     world = plan.world(extra_waves=(attack,))
     speed = cfg.rate * 86_400.0 / (world.n_cards * world.tx_per_card_per_day)
     stop = threading.Event()
@@ -221,7 +212,8 @@ def run_demo(cfg: DemoConfig | None = None, settings: Settings | None = None) ->
     threading.Thread(target=traffic, daemon=True, name="demo-stream").start()
     _say(
         f"streaming {cfg.rate:g} tx/s from {start} at ×{speed:,.0f} event time (1 simulated day ≈ "
-        f"{86_400 / speed:.0f} s); attack wave (account takeover, eu-west, spreading) "
+        f"{86_400 / speed:.0f} s); attack wave ({attack.scenario.replace('_', ' ')}, "
+        f"{'a pattern new to the champion, ' if attack.base_per_day else ''}{attack.region}, spreading) "
         f"{cfg.attack_after_days:g} simulated days in"
     )
     _say(
@@ -249,6 +241,26 @@ def run_demo(cfg: DemoConfig | None = None, settings: Settings | None = None) ->
     summary["stream"] = reports[-1].summary() if reports else None
     _print_summary(wh, name, summary, s)
     return summary
+
+
+def demo_wave(plan: Any, cfg: DemoConfig) -> Any:
+    """The attack: the local world's novel scenario (absent from the history the champion learned
+    from) surging at the simulator's usual base rate × intensity, starting in eu-west and spreading."""
+    from fraudops.simulate.config import ScenarioRates, Wave
+
+    scenario = plan.novel_scenario or "account_takeover"
+    return Wave(
+        scenario=scenario,
+        region="eu-west",
+        start_day=cfg.attack_after_days,  # days after the stream's first day (its anchor)
+        duration_days=cfg.attack_days,
+        intensity=cfg.attack_intensity,
+        spread_regions=3,
+        spread_lag_days=1.0,
+        wave_id="demo-" + scenario,
+        # The scenario has no base rate in a world where it is novel: scale the simulator's default.
+        base_per_day=getattr(ScenarioRates(), f"{scenario}_per_day") if plan.novel_scenario else None,
+    )
 
 
 def _event_clock(wh: Any) -> dt.datetime | None:

@@ -36,6 +36,10 @@ class BootstrapPlan:
     #: A smaller world than the simulator default keeps `fraudops up` within a few minutes.
     n_cards: int = 8000
     seed: int = 7
+    #: A fraud scenario the local world's history never had (its base rate is zero there): the
+    #: demo's attack wave brings it as a *new* pattern, which is what makes the champion stale.
+    #: None keeps every scenario in the history.
+    novel_scenario: str | None = "account_takeover"
 
     @classmethod
     def from_env(cls) -> BootstrapPlan:
@@ -49,15 +53,23 @@ class BootstrapPlan:
         Labels arrive faster than the simulator's default (most frauds reported within hours,
         chargebacks after ~3 days instead of ~12): the local stack runs event time ~1 600× faster,
         and a retrain started by drift must be able to learn from the attack that caused it.
+        ``novel_scenario`` has no base rate (nor random waves, which scale the base rate).
         """
-        from fraudops.simulate import SimulationConfig
-        from fraudops.simulate.config import LabelDelayConfig
+        import dataclasses
 
+        from fraudops.simulate import SimulationConfig
+        from fraudops.simulate.config import LabelDelayConfig, ScenarioRates
+
+        rates = ScenarioRates()
+        if self.novel_scenario is not None:
+            absent: dict[str, Any] = {f"{self.novel_scenario}_per_day": 0.0}
+            rates = dataclasses.replace(rates, **absent)
         return SimulationConfig(
             n_cards=self.n_cards,
             n_customers=int(self.n_cards * 0.9),
             n_merchants=max(100, self.n_cards // 12),
             n_terminals=max(300, self.n_cards // 5),
+            rates=rates,
             label_delays=LabelDelayConfig(p_fast=0.6, fast_median_hours=4.0, chargeback_median_days=3.0),
             extra_waves=extra_waves,
         )

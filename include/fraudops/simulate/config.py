@@ -76,6 +76,8 @@ class Wave:
     absolute date; each hop to the next region starts ``spread_lag_days`` later with intensity
     multiplied by ``spread_decay``. Intensity is the extra rate as a multiple of the scenario's
     base rate in that region (intensity 4 → five times the usual volume at the wave's peak).
+    ``base_per_day`` replaces that base rate for this wave (events a day over all regions, spread
+    like the scenario's own): a *new* attack pattern, whose scenario has no base rate in the world.
     """
 
     scenario: str
@@ -87,6 +89,7 @@ class Wave:
     spread_lag_days: float = 2.0
     spread_decay: float = 0.8
     wave_id: str | None = None
+    base_per_day: float | None = None
 
     def __post_init__(self) -> None:
         if self.scenario not in SCENARIOS:
@@ -95,6 +98,8 @@ class Wave:
             raise ConfigError(f"unknown region {self.region!r}; known: {', '.join(REGIONS)}")
         if self.duration_days <= 0 or self.intensity < 0:
             raise ConfigError("wave duration must be > 0 and intensity >= 0")
+        if self.base_per_day is not None and self.base_per_day <= 0:
+            raise ConfigError("a wave's base_per_day must be > 0 (or None: the scenario's base rate)")
         if not 0 <= self.spread_regions <= len(REGIONS) - 1:
             raise ConfigError(f"spread_regions must be within [0, {len(REGIONS) - 1}]")
 

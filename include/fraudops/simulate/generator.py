@@ -268,6 +268,8 @@ class _WaveLeg:
     start: float
     end: float
     intensity: float
+    #: Events a day (all regions) the intensity multiplies; None = the scenario's base rate.
+    base_per_day: float | None = None
 
     def multiplier(self, day: float) -> float:
         if not self.start <= day < self.end:
@@ -290,6 +292,7 @@ def _wave_legs(wave: Wave, start_day: float, wave_id: str) -> list[_WaveLeg]:
                 start=s,
                 end=s + wave.duration_days,
                 intensity=wave.intensity * wave.spread_decay**hop,
+                base_per_day=wave.base_per_day,
             )
         )
     return legs
@@ -379,9 +382,15 @@ def _region_lambdas(
     """Expected events per region from the base rate, plus (wave_id, region, lambda) for waves."""
     mult = np.array(config.rates.region_multipliers[SCENARIOS[scenario]])
     w = np.array(REGION_WEIGHTS) * mult
-    lam = base * config.volume_scale * w / w.sum()
+    share = config.volume_scale * w / w.sum()
+    lam = base * share
     extra = [
-        (leg.wave_id, leg.region, lam[leg.region] * leg.multiplier(day))
+        (
+            leg.wave_id,
+            leg.region,
+            (lam[leg.region] if leg.base_per_day is None else leg.base_per_day * share[leg.region])
+            * leg.multiplier(day),
+        )
         for leg in active_wave_legs(seed, day, config, anchor)
         if leg.scenario == scenario
     ]

@@ -144,6 +144,42 @@ def test_injected_wave_spreads_to_other_regions_then_stops() -> None:
     assert len(w) > 3 * len(gt[(gt.scenario == "card_testing") & gt.wave_id.isna()])
 
 
+def test_a_wave_can_bring_a_scenario_the_world_never_had() -> None:
+    """``base_per_day`` sizes a wave of a scenario with no base rate (a new attack pattern)."""
+    import dataclasses
+
+    from fraudops.simulate.config import ScenarioRates
+
+    rates = ScenarioRates(account_takeover_per_day=0.0)
+    wave = Wave(
+        scenario="account_takeover",
+        region="eu-west",
+        start_day=3,
+        duration_days=4,
+        intensity=10.0,
+        spread_regions=0,
+        wave_id="new",
+        base_per_day=22.0,
+    )
+    world = dataclasses.replace(SMALL, rates=rates, extra_waves=(wave,))
+    gt = generate("2026-05-01", 8, seed=5, config=world).ground_truth
+    ato = gt[gt.scenario == "account_takeover"]
+    # none before the wave nor outside it (random waves scale the zero base rate), many during it
+    assert set(ato.wave_id) == {"new"} and set(ato.region) == {"eu-west"}
+    assert ato.event_time.min() >= pd.Timestamp("2026-05-04", tz="UTC")
+    assert ato.event_time.max() < pd.Timestamp("2026-05-08", tz="UTC")
+    # peak ≈ 22/day × eu-west's share (~0.37) × 10 events, each 1-3 transactions
+    assert len(ato) > 100
+    # without base_per_day the same wave has nothing to scale
+    silent = dataclasses.replace(wave, base_per_day=None)
+    none = generate("2026-05-01", 8, seed=5, config=dataclasses.replace(world, extra_waves=(silent,)))
+    assert not (none.ground_truth.scenario == "account_takeover").any()
+    from fraudops.exceptions import ConfigError
+
+    with pytest.raises(ConfigError, match="base_per_day"):
+        Wave(scenario="account_takeover", region="eu-west", base_per_day=0.0)
+
+
 def test_auto_waves_move_across_regions_over_time(result: object) -> None:
     gt = result.ground_truth  # type: ignore[attr-defined]
     waves = gt.dropna(subset=["wave_id"])

@@ -5,7 +5,9 @@ Hourly: compares the feature vectors and scores the champion saw in production o
 window with the reference profile in its bundle (Evidently, the release policy's fixed methods).
 Values go to `drift_metrics`, HTML reports to MLflow (experiment `fraudops-monitoring`). When drift
 passes the policy, `emit_drift` publishes the `fraudops_drift` Asset, which starts `fraud_retrain`
-(and, through its candidate Asset, the release): no human in the loop.
+(and, through its candidate Asset, the release): no human in the loop. One signal per champion
+version and `cooldown_hours`: the same drift seen again while its retrain and release run is
+recorded, not signalled again.
 
 The work is `fraudops.pipeline.monitor.check_live_drift`.
 """
@@ -34,6 +36,12 @@ DAG_ID = "fraud_drift_monitor"
         "window_hours": Param(6.0, type="number", exclusiveMinimum=0, description="Live window (hours)."),
         "min_events": Param(500, type="integer", minimum=1, description="Fewer predictions: no verdict."),
         "end": Param("", type="string", description="Window end (ISO 8601); empty = now."),
+        "cooldown_hours": Param(
+            24.0,
+            type="number",
+            minimum=0,
+            description="Hours without a second drift signal for the same champion version.",
+        ),
     },
 )
 def fraud_drift_monitor() -> None:
@@ -49,7 +57,7 @@ def fraud_drift_monitor() -> None:
 
     @task.short_circuit
     def drift_detected(result: dict) -> bool:
-        return bool(result.get("drifted"))
+        return bool(result.get("signal"))
 
     @task(outlets=[DRIFT])
     def emit_drift(result: dict, outlet_events: object = None) -> dict:

@@ -209,7 +209,8 @@ def run_demo(cfg: DemoConfig | None = None, settings: Settings | None = None) ->
             )
         )
 
-    threading.Thread(target=traffic, daemon=True, name="demo-stream").start()
+    streamer = threading.Thread(target=traffic, daemon=True, name="demo-stream")
+    streamer.start()
     _say(
         f"streaming {cfg.rate:g} tx/s from {start} at ×{speed:,.0f} event time (1 simulated day ≈ "
         f"{86_400 / speed:.0f} s); attack wave ({attack.scenario.replace('_', ' ')}, "
@@ -233,6 +234,7 @@ def run_demo(cfg: DemoConfig | None = None, settings: Settings | None = None) ->
             )
     finally:
         stop.set()
+        streamer.join(timeout=30.0)  # its report (sent, failed, labels) goes into the summary
         memory.stop()
         memory.sample()
     summary["elapsed_s"] = round(time.monotonic() - t0, 1)
@@ -353,8 +355,19 @@ def _release_outcome(af: Any, run: dict[str, Any]) -> dict[str, Any]:
         decision = af.xcom("fraud_release", run["dag_run_id"], "decide_promotion", key="decision")
     except Exception:
         decision = None
-    _say(f"release {run['dag_run_id']}: {outcome} — {(decision or {}).get('reason', '')}")
-    return {"release_run": run["dag_run_id"], "outcome": outcome, "decision": decision, "states": states}
+    probation = None
+    gate = f"{(decision or {}).get('status', '?')} — {(decision or {}).get('reason', '')}"
+    if outcome in ("confirm", "rollback"):
+        probation = _xcom_or_none(af, "fraud_release", run["dag_run_id"], "probation")
+        gate += f"; probation: {outcome} — {(probation or {}).get('reason', '')}"
+    _say(f"release {run['dag_run_id']}: {gate}")
+    return {
+        "release_run": run["dag_run_id"],
+        "outcome": outcome,
+        "decision": decision,
+        "probation": probation,
+        "states": states,
+    }
 
 
 def _print_summary(wh: Any, name: str, summary: dict[str, Any], s: Settings) -> None:

@@ -89,8 +89,23 @@ def test_drift_fires_the_asset_and_no_drift_does_not(
     result = storm.get_task_instance("check_live_drift").xcom_pull(task_ids="check_live_drift")
     assert result["drifted"] is True and "tx_amount" in result["drifted_features"]
 
+    # Two hours on, the same drift is still there: recorded, but not signalled a second time (its
+    # retrain is on the way); a new champion version or the end of the cooldown signals again.
+    later = shifted_end + dt.timedelta(hours=2)
+    again = monitor_dag.test(run_conf={**conf, "end": later.isoformat()})
+    states = {ti.task_id: str(ti.state) for ti in again.get_task_instances()}
+    assert str(again.state) == "success" and states["emit_drift"] == "skipped", states
+    result = again.get_task_instance("check_live_drift").xcom_pull(task_ids="check_live_drift")
+    assert result["drifted"] is True and result["signal"] is False
+    assert result["status"] == "drift_already_signalled"
+    assert dt.datetime.fromisoformat(result["signalled_before"]) == shifted_end
+
     rows = warehouse.query(
         "SELECT `check`, COUNT(*) AS n FROM drift_metrics WHERE column_name = '__dataset__' GROUP BY `check` "
         "ORDER BY `check`"
     )
-    assert rows == [{"check": "live_feature_drift", "n": 2}, {"check": "live_score_drift", "n": 2}]
+    assert rows == [
+        {"check": "live_drift_signal", "n": 1},
+        {"check": "live_feature_drift", "n": 3},
+        {"check": "live_score_drift", "n": 3},
+    ]

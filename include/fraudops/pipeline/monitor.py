@@ -3,8 +3,14 @@
 Compares the feature vectors and scores the champion saw in production over a recent window with
 the reference profile packaged in its bundle (training features + scores), using the release
 policy's fixed drift methods (Evidently). Values go to ``drift_metrics`` and the HTML reports to an
-MLflow run; the result says whether drift passed the policy, which is what makes the DAG emit the
-drift Asset that starts ``fraud_retrain``.
+MLflow run; the result says whether drift passed the policy and whether to *signal* it, which is
+what makes the DAG emit the drift Asset that starts ``fraud_retrain``.
+
+One signal per champion version and cooldown: an hourly monitor keeps seeing the same drift while
+the retrain it started and that retrain's release are still running, and every further signal would
+queue another retrain of the same data. A signal is a ``drift_metrics`` row (check
+``live_drift_signal``); drift of the same version within ``cooldown_hours`` of it is recorded but
+not signalled. A new champion is judged afresh.
 """
 
 from __future__ import annotations
@@ -33,10 +39,15 @@ class MonitorParams:
     #: End of the window (ISO 8601, UTC); empty = now.
     end: str = ""
     model_name: str = ""
+    #: After a signal, drift of the same champion version is not signalled again for this long
+    #: (by window end): the retrain and release it started are on their way.
+    cooldown_hours: float = 24.0
 
     def __post_init__(self) -> None:
         if self.window_hours <= 0 or self.min_events < 1:
             raise ConfigError("window_hours must be > 0 and min_events >= 1")
+        if self.cooldown_hours < 0:
+            raise ConfigError("cooldown_hours must be >= 0")
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any] | None) -> MonitorParams:
@@ -109,24 +120,74 @@ def check_live_drift(params: MonitorParams, run_id: str, settings: Settings | No
     record_drift(wh, rows)
     _log_to_mlflow(s, name, str(version), run_id, fd, sd, reports)
     drifted = bool(fd.dataset_drift or sd.dataset_drift)
+    earlier = _last_signal(wh, name, str(version), end, params.cooldown_hours, run_id) if drifted else None
+    signal = drifted and earlier is None
+    if signal:  # last: a retry of a run that failed before this line signals again, once
+        record_drift(wh, [_signal_row(run_id, name, str(version), fd.drift_share, start, end)])
     log.info(
         "live drift of %s v%s: features %.0f%% drifted, score drift %s -> %s",
         name,
         version,
         100 * fd.drift_share,
         sd.dataset_drift,
-        "DRIFT" if drifted else "ok",
+        "DRIFT" + (f" (already signalled for window end {earlier})" if earlier else "") if drifted else "ok",
     )
     return {
         **base,
-        "status": "drift" if drifted else "ok",
+        "status": ("drift" if signal else "drift_already_signalled") if drifted else "ok",
         "drifted": drifted,
+        "signal": signal,
+        "signalled_before": earlier.isoformat() if earlier else None,
         "feature_drift_share": fd.drift_share,
         "max_drifted_feature_share": fd.max_drift_share,
         "drifted_features": fd.drifted_columns[:20],
         "score_drifted": bool(sd.dataset_drift),
         "score_drift_value": sd.column("score").value,
         "reports": str(reports),
+    }
+
+
+SIGNAL_CHECK = "live_drift_signal"
+
+
+def _last_signal(
+    wh: Any, name: str, version: str, end: dt.datetime, cooldown_hours: float, run_id: str
+) -> dt.datetime | None:
+    """Window end of this version's latest drift signal within the cooldown (other runs only)."""
+    if cooldown_hours <= 0:
+        return None
+    rows = wh.query(
+        f"SELECT MAX(window_end) AS t FROM `{wh.table_id('drift_metrics')}` "
+        "WHERE `check` = @check AND model_name = @name AND model_version = @version "
+        "AND run_id != @run AND window_end > @since AND window_end <= @end",
+        {
+            "check": SIGNAL_CHECK,
+            "name": name,
+            "version": version,
+            "run": run_id,
+            "since": end - dt.timedelta(hours=cooldown_hours),
+            "end": end,
+        },
+    )
+    return rows[0]["t"] if rows and rows[0]["t"] is not None else None
+
+
+def _signal_row(
+    run_id: str, name: str, version: str, share: float, start: dt.datetime, end: dt.datetime
+) -> dict[str, Any]:
+    return {
+        "run_id": run_id,
+        "model_name": name,
+        "model_version": version,
+        "check": SIGNAL_CHECK,
+        "column_name": "__dataset__",
+        "method": "policy",
+        "value": share,
+        "threshold": None,
+        "drifted": True,
+        "window_start": start,
+        "window_end": end,
+        "computed_at": dt.datetime.now(dt.UTC),
     }
 
 

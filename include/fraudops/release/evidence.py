@@ -198,6 +198,17 @@ _LATEST = dt.datetime(9999, 12, 31, tzinfo=dt.UTC)
 FAILED_PREFIX = "champion v"
 
 
+#: How a production failure reads when the model answered, valid but past its per-request time
+#: budget (``champion v<N>: timeout``). Only production has that budget: a shadow model has none.
+BUDGET_MISS_SUFFIX = ": timeout"
+
+
+def budget_misses(frame: pd.DataFrame, side: str) -> pd.Series:
+    """Rows where ``side``'s only failure was its per-request time budget (a latency event)."""
+    error = frame[f"{side}_error"].astype("string").fillna("")
+    return (error.str.startswith(FAILED_PREFIX) & error.str.endswith(BUDGET_MISS_SUFFIX)).astype(bool)
+
+
 #: Shadow ``error`` values of events the pool shed to protect capacity (not model failures).
 CAPACITY_SHED: tuple[str, ...] = ("shed:queue_full", "shed:throttled")
 

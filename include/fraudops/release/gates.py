@@ -15,8 +15,9 @@ the decision's reason is the first failing check:
 5. otherwise **promote**.
 
 Probation (new champion in production vs old champion in shadow): ``scored_events`` (wait),
-``error_rate_increase``, ``constant_scores``, ``p99_latency_ms``, ``alert_rate_ratio``,
-``ap_non_inferiority`` (skipped, and passing, while labels are too few) → **rollback** or **confirm**.
+``error_rate_increase`` (production budget misses count as latency), ``constant_scores``,
+``p99_latency_ms``, ``alert_rate_ratio``, ``ap_non_inferiority`` (skipped, and passing, while labels
+are too few) → **rollback** or **confirm**.
 
 Intervals come from a paired, label-stratified bootstrap: the same resampled rows for both models
 (so ΔAP's interval reflects the pairing), the fraud count fixed per resample (AP is undefined
@@ -36,7 +37,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from fraudops.release.drift import DriftResult
-from fraudops.release.evidence import ShadowEvidence, ok_mask, parse_vector
+from fraudops.release.evidence import ShadowEvidence, budget_misses, ok_mask, parse_vector
 from fraudops.release.policy import (
     DEFAULT_POLICY,
     GatePolicy,
@@ -684,7 +685,13 @@ def decide_probation(evidence: ShadowEvidence, policy: GatePolicy = DEFAULT_POLI
     volume = [
         _check_min("scored_events", "scored events", evidence.n_events, policy.probation_min_scored_events)
     ]
-    cand_err, inc_err = _error_rate(frame, "candidate"), _error_rate(frame, "incumbent")
+    # Like with like: only production has a per-request time budget, so a new champion's budget
+    # misses (answered by the old one; the machine's load moves them as much as the model does)
+    # are judged by the latency check, not counted as errors against an old champion in shadow.
+    misses = budget_misses(frame, "candidate")
+    n_misses = int(misses.sum())
+    cand_err = float((~ok_mask(frame, "candidate") & ~misses).mean()) if len(frame) else 0.0
+    inc_err = _error_rate(frame, "incumbent")
     both = (ok_mask(frame, "candidate") & ok_mask(frame, "incumbent")).to_numpy()
     # Declines of each model on the events both scored: the rates and the counts behind them.
     paired = int(both.sum())
@@ -705,8 +712,13 @@ def decide_probation(evidence: ShadowEvidence, policy: GatePolicy = DEFAULT_POLI
         err_check.value,
         err_check.threshold,
         err_check.passed,
-        f"{err_check.reason} (new {_g(cand_err)}, old {_g(inc_err)})",
-        {"candidate_error_rate": cand_err, "incumbent_error_rate": inc_err},
+        f"{err_check.reason} (new {_g(cand_err)}, old {_g(inc_err)}"
+        + (f"; {n_misses} budget misses judged by latency)" if n_misses else ")"),
+        {
+            "candidate_error_rate": cand_err,
+            "incumbent_error_rate": inc_err,
+            "candidate_budget_misses": n_misses,
+        },
     )
     # Evidence of a jump, not a few declines: roll back when the lower confidence bound of the
     # ratio exceeds the limit (4 declines against 1 on 300 events is a ratio of 4 and no evidence).

@@ -22,9 +22,11 @@ def model_side(
     flag_share: float = 0.05,
     latency_ms: float = 1.0,
     error_rate: float = 0.0,
+    failure: str = "RuntimeError",
     constant: float | None = None,
 ) -> dict[str, Any]:
-    """Scores separating frauds by ``strength`` (logit units), decisions at the top ``flag_share``."""
+    """Scores separating frauds by ``strength`` (logit units), decisions at the top ``flag_share``;
+    ``error_rate`` of the rows fail with the logged error ``failure``."""
     n = len(y)
     logit = strength * y + rng.normal(size=n) - 3.0
     score = 1.0 / (1.0 + np.exp(-logit)) if constant is None else np.full(n, constant)
@@ -32,7 +34,7 @@ def model_side(
     decision = np.where(score >= threshold, "decline", "approve").astype(object)
     error = np.full(n, None, dtype=object)
     failed = rng.random(n) < error_rate
-    error[failed] = "RuntimeError"
+    error[failed] = failure
     score_out = score.astype(object)
     score_out[failed] = None
     decision[failed] = None

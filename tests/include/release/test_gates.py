@@ -224,6 +224,21 @@ def test_probation_degraded_new_champion_is_rolled_back() -> None:
     assert decide_probation(slow, POLICY).deciding_check == "p99_latency_ms"
 
 
+def test_probation_budget_misses_are_latency_not_errors() -> None:
+    """Only production has a per-request budget: a new champion's budget misses (answered by the
+    old one) are not errors against an old champion in shadow, which has no budget (regression:
+    2 misses in 1005 events on a loaded machine rolled back a model with ΔAP +0.10)."""
+    slow = {"strength": 2.5, "error_rate": 0.01, "failure": "champion v2: timeout"}
+    d = decide_probation(make_evidence(stage="probation", challenger=slow), POLICY)
+    assert d.status == "confirm", d.reason
+    check = d.check("error_rate_increase")
+    assert check.value == 0.0 and check.details["candidate_budget_misses"] > 30
+    assert "budget misses judged by latency" in check.reason
+    broken = {"strength": 2.5, "error_rate": 0.01, "failure": "champion v2: nan"}
+    d = decide_probation(make_evidence(stage="probation", challenger=broken), POLICY)
+    assert d.status == "rollback" and d.deciding_check == "error_rate_increase"
+
+
 def test_probation_quality_skipped_without_labels() -> None:
     ev = make_evidence(stage="probation", fraud_rate=0.002, challenger={"strength": 1.0})
     d = decide_probation(ev, POLICY)

@@ -54,7 +54,13 @@ RELEASE_PROFILE: dict[str, Any] = {
         # Labels of young events are still arriving (an unlabeled fraud counts as genuine once past
         # maturity), which inflates the FPR of the model that catches more fraud: ±1 point.
         "max_fpr_increase": 0.01,
-        "max_false_decline_money_increase": 0.01,  # the same bias, in money
+        # The same bias in money is larger: only ~half of the attack's frauds are labeled 12
+        # simulated hours after the event, and account takeovers are big payments. Simulated
+        # offline with ground truth, the share of "genuine" money a model declines read 3.6-6.1 %
+        # by the labels known at maturity against 0.1-0.2 % truly: at +1 point this check measured
+        # label lag and rejected the model that had learned the attack (+2.6 points, run of
+        # 2026-11-29). Production keeps its default with a real label maturity.
+        "max_false_decline_money_increase": 0.05,
         # Different training windows calibrate differently; PSI between them is not a defect.
         "max_score_drift": 5.0,
         "probation_min_scored_events": 500,

@@ -122,7 +122,7 @@ def check_live_drift(params: MonitorParams, run_id: str, settings: Settings | No
     drifted = bool(fd.dataset_drift or sd.dataset_drift)
     earlier = _last_signal(wh, name, str(version), end, params.cooldown_hours, run_id) if drifted else None
     signal = drifted and earlier is None
-    if signal:  # last: a retry of a run that failed before this line signals again, once
+    if signal:  # keyed by run: a retried run is not held back by its own row and rewrites it
         record_drift(wh, [_signal_row(run_id, name, str(version), fd.drift_share, start, end)])
     log.info(
         "live drift of %s v%s: features %.0f%% drifted, score drift %s -> %s",

@@ -66,7 +66,7 @@ def _params(params: dict) -> object:
             None, type=["null", "integer"], minimum=1, maximum=180, description="Training window (days)."
         ),
         "label_maturity_days": Param(
-            None, type=["null", "integer"], minimum=0, maximum=90, description="Days labels need to arrive."
+            None, type=["null", "number"], minimum=0, maximum=90, description="Days labels need to arrive."
         ),
         "history_days": Param(
             None, type=["null", "integer"], minimum=1, maximum=90, description="Feature history (days)."

@@ -31,3 +31,14 @@ def test_without_a_novel_scenario_the_wave_scales_the_base_rate() -> None:
     plan = BootstrapPlan(n_cards=3000, novel_scenario=None)
     assert plan.world().rates.account_takeover_per_day > 0
     assert demo_wave(plan, DemoConfig()).base_per_day is None
+
+
+def test_the_local_retrain_profile_is_a_valid_retrain_request() -> None:
+    """The profile goes through the same parsing as a trigger form (half a day of maturity stays
+    half a day: the field is not truncated to whole days)."""
+    from fraudops.demo import RETRAIN_PROFILE
+    from fraudops.pipeline.retrain import RetrainParams
+
+    params = RetrainParams.from_dict(RETRAIN_PROFILE)
+    assert params.label_maturity_days == 0.5
+    assert params.window_days == RETRAIN_PROFILE["window_days"]

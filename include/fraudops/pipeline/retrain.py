@@ -38,7 +38,7 @@ class RetrainParams:
     #: Length of the training window (days of labelled, matured transactions).
     window_days: int = 14
     #: Labels need this long to arrive; the window ends this many days before ``as_of``.
-    label_maturity_days: int = 7
+    label_maturity_days: float = 7.0
     #: Days of history before the window that features may look back on. Shorter than the longest
     #: feature window (30 d) truncates features of the window's first rows: only for small tests.
     history_days: int = 30

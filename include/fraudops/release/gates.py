@@ -418,7 +418,9 @@ def _rate_ratio_lower_bound(new: int, old: int, confidence: float) -> float:
     return p_lo / (1.0 - p_lo) if p_lo < 1.0 else math.inf
 
 
-def _drift_checks(drift: DriftResult | Sequence[DriftResult] | None) -> list[CheckResult]:
+def _drift_checks(
+    drift: DriftResult | Sequence[DriftResult] | None, margin: float = 0.0
+) -> list[CheckResult]:
     if drift is None:
         return []
     results = [drift] if isinstance(drift, DriftResult) else list(drift)
@@ -432,12 +434,13 @@ def _drift_checks(drift: DriftResult | Sequence[DriftResult] | None) -> list[Che
             r.check == "feature_drift"
             and r.dataset_drift
             and yardstick is not None
-            and r.drift_share < yardstick.drift_share
+            and r.drift_share <= yardstick.drift_share + margin
         ):
             reason = (
                 f"{r.check}: {r.drift_share:.0%} of {len(r.columns)} columns drifted > "
-                f"{r.max_drift_share:.0%}, but live traffic is further from the champion's "
-                f"training data ({yardstick.drift_share:.0%}): the challenger fits it better"
+                f"{r.max_drift_share:.0%}, but live traffic is as far from the champion's "
+                f"training data ({yardstick.drift_share:.0%}, margin {margin:.0%}): the challenger "
+                "fits it no worse"
             )
             details = {**r.to_dict(), "incumbent_drift_share": yardstick.drift_share}
             checks.append(CheckResult(r.check, r.drift_share, yardstick.drift_share, True, reason, details))
@@ -644,7 +647,7 @@ def decide_promotion(
             f"{_g(policy.max_feature_parity_mismatch)}",
             {"mismatched": mismatched, "compared": compared},
         ),
-        *_drift_checks(drift),
+        *_drift_checks(drift, policy.feature_drift_margin),
     ]
     labels = [
         _check_min("labeled_frauds", "labeled frauds", evidence.n_evaluable_frauds, need.min_labeled_frauds),

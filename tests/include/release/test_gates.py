@@ -176,7 +176,7 @@ def test_feature_drift_is_judged_against_the_champions_own_drift() -> None:
     )
     assert d.status == "promote", d.reason
     check = d.check("feature_drift")
-    assert check.passed and "further from the champion's training data (100%)" in check.reason
+    assert check.passed and "as far from the champion's training data (100%" in check.reason
     assert "incumbent_feature_drift" not in {c.name for c in d.checks}  # a yardstick, not a check
     closer_champion = _drift("incumbent_feature_drift", {"a": 0.6, "b": 0.01, "c": 0.01}, 0.1, 0.5)
     d = _promotion(
@@ -184,6 +184,14 @@ def test_feature_drift_is_judged_against_the_champions_own_drift() -> None:
     )
     assert d.status == "reject" and d.deciding_check == "feature_drift"
     assert d.reason.endswith("; champion's training data: 33%")
+    # A few columns either way is the noise of a per-feature test (CI: 82 % against 79 %).
+    share = [0.5] * 28 + [0.01] * 6
+    challenger = _drift("feature_drift", dict(zip(map(str, range(34)), share, strict=True)), 0.1, 0.5)
+    as_far = _drift(
+        "incumbent_feature_drift", dict(zip(map(str, range(34)), [*share[1:], 0.01], strict=True)), 0.1, 0.5
+    )
+    d = _promotion(champion={"strength": 1.5}, challenger={"strength": 3.0}, drift=[challenger, as_far])
+    assert d.check("feature_drift").passed, d.check("feature_drift").reason
 
 
 def test_too_little_evidence_waits() -> None:

@@ -272,7 +272,7 @@ def demo_wave(plan: Any, cfg: DemoConfig) -> Any:
         spread_lag_days=1.0,
         wave_id="demo-" + scenario,
         # The scenario has no base rate in a world where it is novel: scale the simulator's default.
-        base_per_day=getattr(ScenarioRates(), f"{scenario}_per_day") if plan.novel_scenario else None,
+        base_per_day=ScenarioRates().base_rate(scenario) if plan.novel_scenario else None,
     )
 
 

@@ -55,15 +55,12 @@ class BootstrapPlan:
         and a retrain started by drift must be able to learn from the attack that caused it.
         ``novel_scenario`` has no base rate (nor random waves, which scale the base rate).
         """
-        import dataclasses
-
         from fraudops.simulate import SimulationConfig
         from fraudops.simulate.config import LabelDelayConfig, ScenarioRates
 
         rates = ScenarioRates()
         if self.novel_scenario is not None:
-            absent: dict[str, Any] = {f"{self.novel_scenario}_per_day": 0.0}
-            rates = dataclasses.replace(rates, **absent)
+            rates = rates.without(self.novel_scenario)
         return SimulationConfig(
             n_cards=self.n_cards,
             n_customers=int(self.n_cards * 0.9),

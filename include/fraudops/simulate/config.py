@@ -7,8 +7,10 @@ Defaults give about 33k transactions a day (30 days ≈ 1M) with an overall frau
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass, field
+from typing import Any
 
 from fraudops.exceptions import ConfigError
 
@@ -129,6 +131,18 @@ class ScenarioRates:
             "stolen_card_spree": (0.9, 0.6, 1.1, 1.4, 1.3, 0.8),
         }
     )
+
+    def base_rate(self, scenario: str) -> float:
+        """Events a day of ``scenario`` (the ``<scenario>_per_day`` field)."""
+        if scenario not in SCENARIOS:
+            raise ConfigError(f"unknown scenario {scenario!r}; known: {', '.join(SCENARIOS)}")
+        return float(getattr(self, f"{scenario}_per_day"))
+
+    def without(self, scenario: str) -> ScenarioRates:
+        """The same rates with ``scenario`` absent (base rate 0)."""
+        self.base_rate(scenario)  # validates the name
+        absent: dict[str, Any] = {f"{scenario}_per_day": 0.0}
+        return dataclasses.replace(self, **absent)
 
     def __hash__(self) -> int:  # dict field: hash by the values that matter
         return hash(

@@ -150,7 +150,9 @@ def test_a_wave_can_bring_a_scenario_the_world_never_had() -> None:
 
     from fraudops.simulate.config import ScenarioRates
 
-    rates = ScenarioRates(account_takeover_per_day=0.0)
+    rates = ScenarioRates().without("account_takeover")
+    assert rates.base_rate("account_takeover") == 0.0
+    assert rates.base_rate("card_testing") == ScenarioRates().base_rate("card_testing") > 0
     wave = Wave(
         scenario="account_takeover",
         region="eu-west",
@@ -178,6 +180,8 @@ def test_a_wave_can_bring_a_scenario_the_world_never_had() -> None:
 
     with pytest.raises(ConfigError, match="base_per_day"):
         Wave(scenario="account_takeover", region="eu-west", base_per_day=0.0)
+    with pytest.raises(ConfigError, match="unknown scenario"):
+        ScenarioRates().without("bank_robbery")
 
 
 def test_auto_waves_move_across_regions_over_time(result: object) -> None:

@@ -339,8 +339,12 @@ def _check_max(name: str, what: str, value: float, maximum: float, unit: str = "
     )
 
 
-def _error_rate(frame: pd.DataFrame, side: Side) -> float:
-    return float(1.0 - ok_mask(frame, side).mean()) if len(frame) else 0.0
+def _error_rate(frame: pd.DataFrame, side: Side, excused: pd.Series | None = None) -> float:
+    """Share of rows where ``side`` produced no usable score, not counting ``excused`` rows."""
+    if not len(frame):
+        return 0.0
+    failed = ~ok_mask(frame, side)
+    return float((failed if excused is None else failed & ~excused).mean())
 
 
 def error_kinds(frame: pd.DataFrame, side: Side) -> dict[str, int]:
@@ -693,8 +697,7 @@ def decide_probation(evidence: ShadowEvidence, policy: GatePolicy = DEFAULT_POLI
     # are judged by the latency check, not counted as errors against an old champion in shadow.
     misses = budget_misses(frame, "candidate")
     n_misses = int(misses.sum())
-    cand_err = float((~ok_mask(frame, "candidate") & ~misses).mean()) if len(frame) else 0.0
-    inc_err = _error_rate(frame, "incumbent")
+    cand_err, inc_err = _error_rate(frame, "candidate", misses), _error_rate(frame, "incumbent")
     both = (ok_mask(frame, "candidate") & ok_mask(frame, "incumbent")).to_numpy()
     # Declines of each model on the events both scored: the rates and the counts behind them.
     paired = int(both.sum())

@@ -29,14 +29,15 @@ sys.path.insert(0, str(REPO / "tests" / "include" / "serving"))
 #: request, which on two cores would measure the client, not the server). Open loop: latency counts
 #: from each request's scheduled start, so a stalled server cannot hide queueing (no coordinated omission).
 LOAD_CLIENT = r"""
-import asyncio, json, sys, time
+import asyncio, datetime, json, sys, time
 host, port, path, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 rate, duration, conc, nfeat = float(sys.argv[5]), float(sys.argv[6]), int(sys.argv[7]), int(sys.argv[8])
 
 def body(i: int) -> bytes:
     if mode == "mlflow":
         return json.dumps({"inputs": [[float((i * 7) % 97)] * nfeat]}).encode()
-    ts = f"2026-06-01T{(i // 3600) % 24:02d}:{(i // 60) % 60:02d}:{i % 60:02d}Z"
+    # live traffic: the event time is now (in time order, as a payment stream arrives)
+    ts = datetime.datetime.now(datetime.UTC).isoformat().replace("+00:00", "Z")
     return json.dumps({"transaction_id": f"b{time.time_ns()}-{i}", "card_id": f"c{i % 2000}",
         "terminal_id": f"t{i % 300}", "merchant_id": f"m{i % 100}", "amount": float(10 + i % 500),
         "region": "eu-west", "device_id": f"d{i % 900}", "timestamp": ts, "channel": "ecom"}).encode()

@@ -2,7 +2,8 @@
 -- and prints one JSON line with the totals when done.
 --   wrk -t1 -c16 -d10s -s benchmarks/wrk_post.lua URL -- score|mlflow N_FEATURES
 local mode, nfeat, i = "score", 0, 0
-local run = tostring(os.time())
+local start = os.time() + 1  -- whole seconds: start after anything already sent
+local run = tostring(start)
 
 function init(args)
   mode = args[1] or "score"
@@ -17,13 +18,15 @@ function request()
     for k = 1, nfeat do vals[k] = string.format("%d.0", (i * 7) % 97) end
     body = '{"inputs": [[' .. table.concat(vals, ",") .. ']]}'
   else
-    local s = i % 86400
+    -- Live traffic arrives in time order: event times start at the wall clock and advance 100 µs
+    -- per request (replaying old times would send every request down the late-event path).
+    local us = i * 100
+    local ts = os.date("!%Y-%m-%dT%H:%M:%S", start + math.floor(us / 1000000)) .. string.format(".%06dZ", us % 1000000)
     body = string.format(
       '{"transaction_id":"w%s-%d","card_id":"c%d","terminal_id":"t%d","merchant_id":"m%d",' ..
       '"amount":%d.0,"region":"eu-west","device_id":"d%d",' ..
-      '"timestamp":"2026-06-01T%02d:%02d:%02dZ","channel":"ecom"}',
-      run, i, i % 2000, i % 300, i % 100, 10 + i % 500, i % 900,
-      math.floor(s / 3600), math.floor(s / 60) % 60, s % 60)
+      '"timestamp":"%s","channel":"ecom"}',
+      run, i, i % 2000, i % 300, i % 100, 10 + i % 500, i % 900, ts)
   end
   return wrk.format("POST", nil, {["Content-Type"] = "application/json"}, body)
 end

@@ -79,6 +79,8 @@ class ServingOptions:
             shadow_hang_timeout_s=_float("FRAUDOPS_SHADOW_HANG_S", 5.0),
             shadow_slow_ms=_float("FRAUDOPS_SHADOW_SLOW_MS", 25.0),
             log_predictions=os.environ.get("FRAUDOPS_LOG_PREDICTIONS", "1") not in ("0", "false", "no"),
+            log_batch_size=int(_float("FRAUDOPS_LOG_BATCH_SIZE", 500)),
+            log_flush_interval_s=_float("FRAUDOPS_LOG_FLUSH_S", 1.0),
         )
         return base if not overrides else _replace(base, overrides)
 

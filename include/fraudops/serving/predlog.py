@@ -13,6 +13,7 @@ its pipe at that moment are lost, as they would be in a crashed in-process write
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
@@ -48,11 +49,16 @@ def logger_main(
         retry_interval_s=retry_interval_s,
     ).start()
     last_report = 0.0
+    parent = os.getppid()
     while True:
         try:
             item = rows.get(timeout=0.2)
-        except queue.Empty:
+        except (queue.Empty, EOFError, OSError):
             item = ()
+            if os.getppid() != parent:  # the server was killed: keep what we hold, then go
+                log.warning("scoring service %d is gone; closing the prediction log", parent)
+                writer.close()
+                return
         if item is None:
             replies.put(("closed", asdict(writer.close())))
             return

@@ -128,8 +128,6 @@ def worker_main(
     request id, transaction id, vector, amount, event time, raw transaction); EOF means stop.
     Results go back on ``outq`` in lists of up to ``RESULT_BATCH``, at most ``RESULT_FLUSH_S`` late.
     """
-    import orjson
-
     heartbeat.value = time.monotonic()
     _apply_limits(address_space_mb, nice, cpus)
     from fraudops.training.package import load_scorer

@@ -185,7 +185,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rate", type=float, default=500)
     ap.add_argument("--duration", type=float, default=20)
-    ap.add_argument("--rounds", type=int, default=3, help="interleaved off/on rounds")
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved off/on rounds")
     args = ap.parse_args()
     import httpx
     import psutil

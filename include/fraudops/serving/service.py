@@ -24,6 +24,7 @@ import logging
 import random
 import time
 import uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -207,8 +208,18 @@ class ScoringService:
             return None
 
     # -- hot path ---------------------------------------------------------------------------
-    def score(self, request: ScoreRequest, request_id: str | None = None) -> dict[str, Any]:
-        """Score one validated request; raises ``NotReady`` / ``ModelFailure`` (both 503)."""
+    def score(
+        self,
+        request: ScoreRequest,
+        request_id: str | None = None,
+        defer: Callable[[Callable[[], None]], None] | None = None,
+    ) -> dict[str, Any]:
+        """Score one validated request; raises ``NotReady`` / ``ModelFailure`` (both 503).
+
+        The prediction row and the shadow offer do not shape the answer: with ``defer`` (the HTTP
+        layer passes one) they are handed over as one callable to run once the response is on the
+        wire, so neither adds to production latency; without it they run before returning.
+        """
         t0 = time.perf_counter()
         current, previous = self.manager.pair
         if current is None:
@@ -225,30 +236,37 @@ class ScoringService:
         if decision is not None:
             m.child(m.decisions, decision).inc()
         sampled = self.shadow is not None and self.sample_rate > 0 and self._rand() < self.sample_rate
-        if self.writer is not None:
-            self.writer.write(
-                {
-                    "transaction_id": request.transaction_id,
-                    "request_id": rid,
-                    "model_name": slot.name,
-                    "model_version": slot.version,
-                    "mode": "production",
-                    "alias": CHAMPION,
-                    "score": score,
-                    "decision": decision,
-                    "latency_ms": latency_ms,
-                    "fallback": fallback,
-                    "error": failure,
-                    "amount": request.amount,
-                    "event_time": tx["event_time"],
-                    "feature_set": slot.spec_id,
-                    "features": orjson.dumps(self.router.slice(union, slot.spec_id)).decode(),
-                    "served_at": dt.datetime.now(dt.UTC),
-                    "sampled": sampled,
-                }
-            )
-        if sampled:
-            self.shadow.mirror(rid, tx, union, self.router)  # type: ignore[union-attr]
+
+        def record() -> None:
+            if self.writer is not None:
+                self.writer.write(
+                    {
+                        "transaction_id": request.transaction_id,
+                        "request_id": rid,
+                        "model_name": slot.name,
+                        "model_version": slot.version,
+                        "mode": "production",
+                        "alias": CHAMPION,
+                        "score": score,
+                        "decision": decision,
+                        "latency_ms": latency_ms,
+                        "fallback": fallback,
+                        "error": failure,
+                        "amount": request.amount,
+                        "event_time": tx["event_time"],
+                        "feature_set": slot.spec_id,
+                        "features": orjson.dumps(self.router.slice(union, slot.spec_id)).decode(),
+                        "served_at": dt.datetime.now(dt.UTC),
+                        "sampled": sampled,
+                    }
+                )
+            if sampled:
+                self.shadow.mirror(rid, tx, union, self.router)  # type: ignore[union-attr]
+
+        if defer is None:
+            record()
+        else:
+            defer(record)
         if score is None:
             raise ModelFailure(
                 f"champion v{current.version} failed ({failure}) and no previous version is loaded"

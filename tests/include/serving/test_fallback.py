@@ -90,3 +90,32 @@ def test_rollback_reuses_the_loaded_session() -> None:
     service = _service(b, a)
     service.manager.promote(_slot("1", Fixed(0.9)))  # back to v1: the loaded v1 slot is reused
     assert service.manager.current is a and service.manager.previous is b
+
+
+class Rows:
+    """The prediction log's interface, keeping rows in memory."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+
+    def write(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+
+
+def test_prediction_row_is_deferred_until_after_the_answer_even_on_failure() -> None:
+    service = _service(_slot("2", Fixed(0.3)), None)
+    service.writer = Rows()  # type: ignore[assignment]
+    later: list[Any] = []
+    out = service.score(parse_score_request(tx(1)), "rid-1", defer=later.append)
+    assert out["score"] == 0.3 and service.writer.rows == [] and len(later) == 1  # type: ignore[attr-defined]
+    later.pop()()
+    (row,) = service.writer.rows  # type: ignore[attr-defined]
+    assert row["request_id"] == "rid-1" and row["score"] == 0.3 and row["mode"] == "production"
+
+    broken = _service(_slot("3", Fixed(float("nan"))), None)
+    broken.writer = Rows()  # type: ignore[assignment]
+    with pytest.raises(ModelFailure):
+        broken.score(parse_score_request(tx(2)), "rid-2", defer=later.append)
+    later.pop()()  # the failed request is still logged, after its 503
+    (row,) = broken.writer.rows  # type: ignore[attr-defined]
+    assert row["score"] is None and row["error"] == "champion v3: nan"

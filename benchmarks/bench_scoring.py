@@ -364,13 +364,20 @@ def main() -> None:
         def median_p99(label: str, side: str) -> float:
             return statistics.median(pct(r[side], 0.99) for r, _, _ in results[label])
 
+        def pooled_p99(label: str, side: str) -> float:
+            return pct([x for r, _, _ in results[label] for x in r[side]], 0.99)
+
+        # Two estimators of the same thing: the p99 of all requests of a mode (every round pooled),
+        # and the median of the per-round p99s. A round's p99 moves by +-0.1 ms between restarts of
+        # the service on this machine, so with 5 rounds either can swing by 10 % on its own.
         for side in ("server", "client"):
-            off_p99, on_p99 = median_p99("mirroring off", side), median_p99("mirroring 10%", side)
-            print(
-                f"mirroring on/off production {side} p99 (median of {args.rounds} rounds): "
-                f"{on_p99:.3f} / {off_p99:.3f} ms = {on_p99 / off_p99:.3f}"
-                + (" (target <= 1.10)" if side == "server" else "")
-            )
+            for name, fn in (("pooled over", pooled_p99), ("median of", median_p99)):
+                off_p99, on_p99 = fn("mirroring off", side), fn("mirroring 10%", side)
+                print(
+                    f"mirroring on/off production {side} p99 ({name} {args.rounds} rounds): "
+                    f"{on_p99:.3f} / {off_p99:.3f} ms = {on_p99 / off_p99:.3f}"
+                    + (" (target <= 1.10)" if side == "server" else "")
+                )
         print(
             f"closed-loop throughput: fraudops /score (log + 10 % mirroring) {thr_s:.0f} req/s vs "
             f"mlflow models serve {thr_m:.0f} req/s = {thr_s / thr_m:.1f}x (target >= 5x)"

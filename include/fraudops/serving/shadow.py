@@ -143,7 +143,7 @@ def worker_main(
     first = 0.0
     while True:
         heartbeat.value = time.monotonic()
-        wait = 0.25 if not results else max(0.0, first + RESULT_FLUSH_S - time.monotonic())
+        wait = POLL_S if not results else max(0.0, first + RESULT_FLUSH_S - time.monotonic())
         chunk = _read(fd, wait)
         if chunk is None:  # the server closed the pipe: stop
             if results:
@@ -337,6 +337,7 @@ class ShadowPool:
     # -- hot path (event loop) --------------------------------------------------------------
     def mirror(self, request_id: str, tx: dict[str, Any], union: list[float], router: FeatureRouter) -> None:
         """Offer one event to every challenger; never blocks, sheds and counts instead."""
+        frames: dict[str, bytes] = {}  # challengers on the same feature set get the same line
         for w in self._snapshot:
             if not w.up:
                 self._shed(w, "down", request_id, tx)
@@ -344,23 +345,25 @@ class ShadowPool:
             if w.throttle < 1.0 and self._rand() >= w.throttle:
                 self._shed(w, "throttled", request_id, tx)
                 continue
-            frame = orjson.dumps(
-                (
-                    request_id,
-                    tx["transaction_id"],
-                    router.slice(union, w.spec_id),
-                    tx["amount"],
-                    tx["event_time"],
-                    tx,
-                ),
-                option=orjson.OPT_APPEND_NEWLINE,
-                default=str,  # never let an odd context value fail the request
-            )
+            frame = frames.get(w.spec_id)
+            if frame is None:
+                frame = frames[w.spec_id] = orjson.dumps(
+                    (
+                        request_id,
+                        tx["transaction_id"],
+                        router.slice(union, w.spec_id),
+                        tx["amount"],
+                        tx["event_time"],
+                        tx,
+                    ),
+                    option=orjson.OPT_APPEND_NEWLINE,
+                    default=str,  # never let an odd context value fail the request
+                )
             reason = self._offer(w, frame)
             if reason is not None:
                 self._shed(w, reason, request_id, tx)
                 continue
-            self.metrics.mirrored.labels(w.alias).inc()
+            self.metrics.child(self.metrics.mirrored, w.alias).inc()
 
     @staticmethod
     def _offer(w: _Worker, frame: bytes) -> str | None:

@@ -234,6 +234,22 @@ def main() -> None:
             "FRAUDOPS_WARM_DAYS": "0",
             "FRAUDOPS_ALIAS_POLL_S": "1",
         }
+
+        def serve(**extra_env: str) -> tuple[subprocess.Popen, str]:
+            """A scoring service on a free port (one uvicorn worker), healthy; (process, URL)."""
+            port = process.free_port()
+            p = subprocess.Popen(
+                [sys.executable, "-m", "fraudops.serving", "--port", str(port), "--log-level", "warning"],
+                env={**env, **extra_env},
+                stdout=(tmp / f"serve-{port}.log").open("w"),
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            procs.append(p)
+            url = f"http://127.0.0.1:{port}"
+            wait_http(f"{url}/health", 300, p)
+            return p, url
+
         results: dict[str, list] = {"mirroring off": [], "mirroring 10%": []}
         modes = (("mirroring off", "0", False), ("mirroring 10%", "0.1", True))
         # Interleaved rounds (off, on, off, on, ...): a p99 of half a millisecond on a shared
@@ -245,17 +261,7 @@ def main() -> None:
                         set_alias(name, alias, v2, tracking_uri=ml.url)
                     else:
                         delete_alias(name, alias, tracking_uri=ml.url)
-                port = process.free_port()
-                p = subprocess.Popen(
-                    [sys.executable, "-m", "fraudops.serving", "--port", str(port), "--log-level", "warning"],
-                    env={**env, "FRAUDOPS_SHADOW_SAMPLE_RATE": rate_share},
-                    stdout=(tmp / f"serve-{port}.log").open("w"),
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-                procs.append(p)
-                url = f"http://127.0.0.1:{port}"
-                wait_http(f"{url}/health", 300, p)
+                p, url = serve(FRAUDOPS_SHADOW_SAMPLE_RATE=rate_share)
                 if challengers:
                     deadline = time.monotonic() + 120
                     while time.monotonic() < deadline:
@@ -288,18 +294,9 @@ def main() -> None:
         # shadow): like for like. Its features are still computed per request.
         for alias in ("challenger-a", "challenger-b"):
             delete_alias(name, alias, tracking_uri=ml.url)
-        port = process.free_port()
-        p = subprocess.Popen(
-            [sys.executable, "-m", "fraudops.serving", "--port", str(port), "--log-level", "warning"],
-            env={**env, "FRAUDOPS_SHADOW_SAMPLE_RATE": "0", "FRAUDOPS_LOG_PREDICTIONS": "0"},
-            stdout=(tmp / f"serve-{port}.log").open("w"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        procs.append(p)
-        wait_http(f"http://127.0.0.1:{port}/health", 300, p)
+        p, url = serve(FRAUDOPS_SHADOW_SAMPLE_RATE="0", FRAUDOPS_LOG_PREDICTIONS="0")
         print("closed-loop max throughput of /score, prediction log and shadow off (wrk) ...", flush=True)
-        bare = run_wrk(f"http://127.0.0.1:{port}/score", "score", 10, 16)
+        bare = run_wrk(f"{url}/score", "score", 10, 16)
         p.terminate()
         p.wait(30)
         # mlflow models serve of the same ONNX model

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -57,6 +59,53 @@ def test_micro_batches_reach_the_warehouse(own_emulator: tuple[object, Warehouse
     stats = w.snapshot()
     assert stats.written == 450 and stats.spooled_rows == 0 and stats.buffered == 0
     assert wh.count("predictions") == 450
+
+
+class _LoadSizes(Warehouse):
+    """The real warehouse client, remembering the size of each write it was asked for."""
+
+    def __init__(self, wh: Warehouse) -> None:
+        super().__init__(wh.cfg)
+        self.sizes: list[int] = []
+
+    def upsert(self, table: str, rows: Any) -> int:
+        self.sizes.append(len(rows))
+        return super().upsert(table, rows)
+
+
+def test_a_steady_stream_is_written_in_full_batches(
+    own_emulator: tuple[object, Warehouse], tmp_path: Path
+) -> None:
+    """Rows that arrive while a batch is being written wait for the next full batch (or the
+    interval): they are not sent as one small load per round trip."""
+    _, wh = own_emulator
+    rec = _LoadSizes(wh)
+    w = SpoolingWriter(rec, "predictions", tmp_path / "spool", batch_size=100, flush_interval_s=60).start()
+    for i in range(350):
+        w.write(_pred(i))
+        time.sleep(0.002)  # a stream, so rows keep arriving during each write
+    deadline = time.monotonic() + 30
+    while sum(rec.sizes) < 300 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert rec.sizes == [100, 100, 100]
+    assert w.snapshot().buffered == 50  # not a full batch, and the interval has not come
+    w.close()
+    assert rec.sizes == [100, 100, 100, 50]
+    assert wh.count("predictions") == 350
+
+
+def test_the_interval_writes_a_partial_batch(own_emulator: tuple[object, Warehouse], tmp_path: Path) -> None:
+    _, wh = own_emulator
+    w = SpoolingWriter(wh, "predictions", tmp_path / "spool", batch_size=1000, flush_interval_s=0.3).start()
+    try:
+        for i in range(10):
+            w.write(_pred(i))
+        deadline = time.monotonic() + 30
+        while w.snapshot().written < 10 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert w.snapshot().written == 10 and wh.count("predictions") == 10
+    finally:
+        w.close()
 
 
 def test_outage_spools_to_disk_and_replays_without_loss_or_duplicates(

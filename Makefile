@@ -5,11 +5,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.installed
+NATIVE := include/fraudops/_native/STAMP.json
 
 .PHONY: setup system-deps run up down status test test-fast lint typecheck bench lock clean
 
-## setup: create .venv and install the pinned environment and the fraudops package (idempotent).
-setup: $(STAMP) system-deps
+## setup: create .venv and install the pinned environment and the fraudops package, then compile
+## the online feature store with mypyc (fraudops.native; uses gcc). Idempotent.
+setup: system-deps $(STAMP) $(NATIVE)
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,10 +20,16 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
 	@touch $@
 
+$(NATIVE): $(STAMP) $(wildcard include/fraudops/features/*.py) include/fraudops/exceptions.py include/fraudops/native.py
+	$(BIN)/python -m fraudops.native build
+
 ## system-deps: Debian packages the stack and tests use (redis-server for the shared online store,
-## chromium for the release page's headless screenshot test, wrk for make bench's closed-loop throughput).
+## chromium for the release page's headless screenshot test, wrk for make bench's closed-loop throughput,
+## gcc and the Python headers for the compiled feature store).
 system-deps:
 	@missing=""; \
+	command -v gcc >/dev/null 2>&1 || missing="$$missing gcc"; \
+	test -f "$$($(PYTHON) -c 'import sysconfig; print(sysconfig.get_paths()["include"])')/Python.h" || missing="$$missing python3-dev"; \
 	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v wrk >/dev/null 2>&1 || missing="$$missing wrk"; \

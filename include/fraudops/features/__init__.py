@@ -11,6 +11,11 @@ from typing import Any
 
 from fraudops.features.definitions import REGISTRY, FeatureDefinition, FeatureRegistry, sync_registry
 from fraudops.features.spec import FeatureSpec, resolve
+from fraudops.native import enable as _enable_compiled
+
+# Before ``semantics`` or ``online`` is imported (neither module above imports them): the
+# mypyc-compiled online store, when it was built from these sources.
+_enable_compiled(__path__)
 
 _LAZY = {
     "build_offline": "fraudops.features.offline",

@@ -805,7 +805,7 @@ class OnlineFeatureStore:
         transaction_id: str,
         event_time: Any,
         label_time: Any,
-        is_fraud: bool,
+        is_fraud: object,  # any truthy value (numpy bools from frames included)
         terminal_id: Any,
         merchant_id: Any = None,
     ) -> None:

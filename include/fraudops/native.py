@@ -8,9 +8,10 @@ SHA-256 of every source file of the features package. ``fraudops.features`` call
 found first; when it does not (a source edited since the build, another Python, never built), the
 pure-Python modules are used and a warning says so. Compiled code is never older than its source.
 
-Why: one online update plus vector for 34 features measured p50 ~23 us / p99 48-63 us in CPython on
-this 2-vCPU VM (the target is p99 <= 50 us) and ~17 / ~30 us compiled. The numbers are the same:
-mypyc keeps Python's int and float semantics, and a test compares both builds vector for vector.
+Why: one online update plus vector for 34 features measured p50 20-25 us / p99 41-63 us in CPython
+on this 2-vCPU VM (the target is p99 <= 50 us) and p50 15-17 / p99 24-30 us compiled. The numbers
+are the same: mypyc keeps Python's int and float semantics, and a test compares both builds
+vector for vector.
 
 ``FRAUDOPS_NATIVE=0`` forces the pure-Python modules (benchmarks compare both side by side).
 """

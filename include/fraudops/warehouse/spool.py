@@ -125,7 +125,7 @@ class SpoolingWriter:
         # Draining until the buffer was empty (as this once did) turned a steady stream into one
         # small load per write round trip: measured at 4 k rows/s, ~10 loads/s of ~500 rows, the
         # emulator busy 55-65 % of a core, a pace that would spend BigQuery's daily load-job
-        # quota per table within minutes.
+        # quota (per project) within three hours.
         last_full = time.monotonic()
         while not self._stop.is_set():
             self._wake.wait(max(0.0, last_full + self.flush_interval_s - time.monotonic()))

@@ -16,27 +16,26 @@ import fraudops.features.online as online
 from fraudops import native
 from fraudops.features.parity import stream_online, synthetic_events
 
-#: Vectors of one jittered stream (15 % of events up to 6 h late), as exact float64 bit patterns.
-STREAM = r"""
-import json, sys
-import numpy as np
-import fraudops.features.online as online
-from fraudops.features.parity import stream_online, synthetic_events
-tx, labels = synthetic_events(2500, seed=5, days=9)
-rng = np.random.default_rng(3)
-from fraudops.features.offline import times_us
-arrival = times_us(tx["event_time"]) + (rng.random(len(tx)) < 0.15) * rng.uniform(0, 6 * 3600e6, len(tx))
-out = stream_online(tx, labels, arrival_order=arrival)
-json.dump({"module": online.__file__, "bits": out.to_numpy().view(np.int64).ravel().tolist()}, sys.stdout)
-"""
+
+def _stream_bits() -> dict[str, object]:
+    """Vectors of one jittered stream (15 % of events up to 6 h late, with labels), as exact
+    float64 bit patterns, and the module that computed them."""
+    from fraudops.features.offline import times_us
+
+    tx, labels = synthetic_events(2500, seed=5, days=9)
+    rng = np.random.default_rng(3)
+    late = (rng.random(len(tx)) < 0.15) * rng.uniform(0, 6 * 3600e6, len(tx))
+    out = stream_online(tx, labels, arrival_order=times_us(tx["event_time"]) + late)
+    return {"module": online.__file__, "bits": out.to_numpy().view(np.int64).ravel().tolist()}
 
 
-def _run_stream(native_on: bool) -> dict[str, object]:
-    env = {**os.environ, "FRAUDOPS_NATIVE": "1" if native_on else "0"}
-    out = subprocess.run(
-        [sys.executable, "-c", STREAM], env=env, capture_output=True, text=True, check=True, timeout=300
-    )
-    return json.loads(out.stdout)
+#: The same function in a fresh process (the build is chosen at import), printed as JSON.
+STREAM = (
+    "import importlib.util, json, sys\n"
+    "spec = importlib.util.spec_from_file_location('test_native', sys.argv[1])\n"
+    "mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)\n"
+    "json.dump(mod._stream_bits(), sys.stdout)\n"
+)
 
 
 def test_the_compiled_store_is_built_and_in_use() -> None:
@@ -47,31 +46,21 @@ def test_the_compiled_store_is_built_and_in_use() -> None:
 
 
 def test_compiled_and_pure_python_vectors_are_bit_identical() -> None:
-    compiled, pure = _run_stream(True), _run_stream(False)
+    """This process's modules (compiled under `make test`) against a pure-Python process."""
+    pure = json.loads(
+        subprocess.run(
+            [sys.executable, "-c", STREAM, __file__],
+            env={**os.environ, "FRAUDOPS_NATIVE": "0"},
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=300,
+        ).stdout
+    )
+    compiled = _stream_bits()
     assert str(compiled["module"]).endswith(".so") and str(pure["module"]).endswith("online.py")
     assert len(compiled["bits"]) == 2500 * 34  # type: ignore[arg-type]
     assert compiled["bits"] == pure["bits"]
-
-
-def test_in_process_vectors_match_a_pure_python_process() -> None:
-    """The module this test process imported (compiled under `make test`) against pure Python."""
-    tx, labels = synthetic_events(800, seed=9, days=5)
-    here = stream_online(tx, labels).to_numpy().view(np.int64).ravel().tolist()
-    script = (
-        "import json, sys, numpy as np\n"
-        "from fraudops.features.parity import stream_online, synthetic_events\n"
-        "tx, labels = synthetic_events(800, seed=9, days=5)\n"
-        "json.dump(stream_online(tx, labels).to_numpy().view(np.int64).ravel().tolist(), sys.stdout)\n"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", script],
-        env={**os.environ, "FRAUDOPS_NATIVE": "0"},
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=300,
-    )
-    assert here == json.loads(out.stdout)
 
 
 def test_a_stale_or_missing_build_is_not_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -50,8 +50,9 @@ class ServingOptions:
     shadow_slow_ms: float = 25.0
     #: Prediction logging micro-batches. Each batch is a load job plus a MERGE: at 1 s the local
     #: emulator spent 2-3x the CPU it needs at 3 s (measured at 500 req/s), and a load costs it
-    #: ~0.04 s plus ~18 us per row (3,000-row batches: 30 us/row, 10,000: 18-22 us/row). Against
-    #: real BigQuery use 10 s or more (load jobs per project per day are limited).
+    #: ~0.04 s plus ~18 us per row (timed Warehouse.upsert loops: 3,000-row batches 30 us/row,
+    #: 10,000 18-22 us/row). Against real BigQuery use 10 s or more (load jobs per project per day
+    #: are limited).
     log_batch_size: int = 10_000
     log_flush_interval_s: float = 3.0
     #: After a failed warehouse write, wait this long before trying BigQuery again (spool meanwhile).

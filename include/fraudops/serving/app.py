@@ -38,10 +38,29 @@ def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -
     return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
 
 
+class ScoringApp:
+    """The ASGI app, and its ``/score`` handler for the uvicorn fast path (``fastpath.py``)."""
+
+    def __init__(
+        self,
+        asgi: ASGIApp,
+        handle_score: Callable[[bytes, str | None, list[Callable[[], None]]], tuple[int, bytes, float]],
+    ) -> None:
+        self.asgi = asgi
+        self.handle_score = handle_score
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.asgi(scope, receive, send)
+
+
 def create_app(
     service: ScoringService, *, deploy_token: str | None = None, manage_lifecycle: bool = True
-) -> ASGIApp:
-    """The ASGI app; starts/stops ``service`` with the server when ``manage_lifecycle``."""
+) -> ScoringApp:
+    """The ASGI app; starts/stops ``service`` with the server when ``manage_lifecycle``.
+
+    Served by any ASGI server; ``fraudops serve`` runs it with ``fastpath.server_config``, where a
+    plain ``POST /score`` skips the ASGI machinery (same handler, same answers).
+    """
     metrics = service.metrics
 
     def handle_score(
@@ -165,4 +184,4 @@ def create_app(
             except Exception:
                 log.exception("after-response work failed (prediction log / shadow offer)")
 
-    return app
+    return ScoringApp(app, handle_score)

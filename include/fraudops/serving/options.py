@@ -61,6 +61,9 @@ class ServingOptions:
     work_dir: Path | None = None
     #: Log predictions to the warehouse (off only in unit tests).
     log_predictions: bool = True
+    #: Answer ``POST /score`` in uvicorn's protocol callback (``fastpath.py``); FRAUDOPS_FAST_PATH=0
+    #: serves it through plain ASGI instead (the benchmark compares both).
+    fast_path: bool = True
 
     @property
     def root(self) -> Path:
@@ -85,6 +88,7 @@ class ServingOptions:
             log_predictions=os.environ.get("FRAUDOPS_LOG_PREDICTIONS", "1") not in ("0", "false", "no"),
             log_batch_size=int(_float("FRAUDOPS_LOG_BATCH_SIZE", 10_000)),
             log_flush_interval_s=_float("FRAUDOPS_LOG_FLUSH_S", 3.0),
+            fast_path=os.environ.get("FRAUDOPS_FAST_PATH", "1") not in ("0", "false", "no"),
         )
         return base if not overrides else _replace(base, overrides)
 

@@ -35,9 +35,13 @@ def tx(i: int, amount: float = 42.0, card: str | None = None, **extra: Any) -> d
 
 
 class LiveServer:
-    """A real uvicorn server for ``app`` on a free port, in a thread (stopped by ``close``)."""
+    """A real uvicorn server for ``app`` on a free port, in a thread (stopped by ``close``).
 
-    def __init__(self, app: Any) -> None:
+    Configured as ``fraudops serve`` configures it (``fastpath.server_config``: uvloop and the
+    ``POST /score`` fast path), so these tests exercise what production runs.
+    """
+
+    def __init__(self, app: Any, **config: Any) -> None:
         import threading
 
         import uvicorn
@@ -46,8 +50,12 @@ class LiveServer:
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False)
-        self.server = uvicorn.Server(config)
+        from fraudops.serving.fastpath import server_config
+
+        cfg = server_config(app, host="127.0.0.1", port=self.port, log_level="warning")
+        for key, value in config.items():  # e.g. timeout_keep_alive
+            setattr(cfg, key, value)
+        self.server = uvicorn.Server(cfg)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
         import time

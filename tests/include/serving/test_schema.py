@@ -46,18 +46,34 @@ def test_bad_timestamps(ts: str) -> None:
     assert [e["field"] for e in info.value.errors] == ["timestamp"]
 
 
-def test_http_400_and_422_bodies() -> None:
+@pytest.mark.parametrize("server", ["asgi", "fast path"])
+def test_http_400_and_422_bodies(server: str) -> None:
+    """The same answers from the ASGI app (any ASGI server) and from ``fraudops serve``'s fast path."""
+    import httpx
+    from serving_helpers import LiveServer
+
     from fraudops.serving.app import create_app
     from fraudops.serving.options import ServingOptions
     from fraudops.serving.service import ScoringService
 
     service = ScoringService(ServingOptions(log_predictions=False, warm_days=0), shadow=False)
-    with TestClient(create_app(service, manage_lifecycle=False)) as client:
-        r = client.post("/score", content=b"{not json")
-        assert r.status_code == 400 and r.json()["fields"] == [{"field": "body", "reason": "not valid JSON"}]
-        r = client.post("/score", json={**tx(1), "amount": "lots", "region": 7})
-        assert r.status_code == 422
-        assert {f["field"] for f in r.json()["fields"]} == {"amount", "region"}
-        # Valid but no champion loaded yet: 503, and /health says loading.
-        assert client.post("/score", json=tx(1)).status_code == 503
-        assert client.get("/health").status_code == 503
+    app = create_app(service, manage_lifecycle=False)
+    live = LiveServer(app) if server == "fast path" else None
+    try:
+        with (
+            TestClient(app) if live is None else httpx.Client(base_url=live.url)  # type: ignore[attr-defined]
+        ) as client:
+            r = client.post("/score", content=b"{not json")
+            assert r.status_code == 400
+            assert r.json()["fields"] == [{"field": "body", "reason": "not valid JSON"}]
+            r = client.post("/score", json={**tx(1), "amount": "lots", "region": 7})
+            assert r.status_code == 422
+            assert {f["field"] for f in r.json()["fields"]} == {"amount", "region"}
+            assert float(r.headers["x-score-latency-ms"]) > 0
+            # Valid but no champion loaded yet: 503, and /health says loading.
+            assert client.post("/score", json=tx(1)).status_code == 503
+            assert client.get("/health").status_code == 503
+            assert service.metrics.requests.labels("422")._value.get() >= 1
+    finally:
+        if live is not None:
+            live.close()

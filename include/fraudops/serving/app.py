@@ -82,7 +82,7 @@ def create_app(
         payload = orjson.dumps(result)
         elapsed = time.perf_counter() - t0
         metrics.request_latency.observe(elapsed)
-        metrics.child(metrics.requests, str(status)).inc()
+        metrics.requests.labels(str(status)).inc()
         return status, payload, elapsed
 
     async def score(request: Request) -> Response:  # the routed path (used by non-POST probes)

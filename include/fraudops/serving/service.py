@@ -232,9 +232,9 @@ class ScoringService:
         decision = None if score is None else self.decide(score, slot.threshold)
         fallback = failure is not None and slot is not current
         m = self.metrics
-        m.child(m.model_latency, slot.version, "production").observe(latency_ms / 1e3)
+        m.model_latency.labels(slot.version, "production").observe(latency_ms / 1e3)
         if decision is not None:
-            m.child(m.decisions, decision).inc()
+            m.decisions.labels(decision).inc()
         sampled = self.shadow is not None and self.sample_rate > 0 and self._rand() < self.sample_rate
 
         def record() -> None:

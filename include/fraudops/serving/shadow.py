@@ -363,7 +363,7 @@ class ShadowPool:
             if reason is not None:
                 self._shed(w, reason, request_id, tx)
                 continue
-            self.metrics.child(self.metrics.mirrored, w.alias).inc()
+            self.metrics.mirrored.labels(w.alias).inc()
 
     @staticmethod
     def _offer(w: _Worker, frame: bytes) -> str | None:

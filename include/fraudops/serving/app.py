@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any
 
 import orjson
@@ -38,16 +38,26 @@ def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -
     return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
 
 
+#: One answer of the batch handler: (HTTP status, JSON body, that request's after-response work).
+Answer = tuple[int, bytes, list[Callable[[], None]]]
+
+
 class ScoringApp:
-    """The ASGI app, and its ``/score`` handler for the uvicorn fast path (``fastpath.py``)."""
+    """The ASGI app, plus what the uvicorn fast path (``fastpath.py``) calls directly.
+
+    ``score_batch(items)`` answers ``(body, X-Request-Id)`` pairs in order; ``observe(status,
+    seconds)`` counts one answered request in the metrics. The ASGI routes use the same two.
+    """
 
     def __init__(
         self,
         asgi: ASGIApp,
-        handle_score: Callable[[bytes, str | None, list[Callable[[], None]]], tuple[int, bytes, float]],
+        score_batch: Callable[[Sequence[tuple[bytes, str | None]]], list[Answer]],
+        observe: Callable[[int, float], None],
     ) -> None:
         self.asgi = asgi
-        self.handle_score = handle_score
+        self.score_batch = score_batch
+        self.observe = observe
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.asgi(scope, receive, send)
@@ -59,30 +69,59 @@ def create_app(
     """The ASGI app; starts/stops ``service`` with the server when ``manage_lifecycle``.
 
     Served by any ASGI server; ``fraudops serve`` runs it with ``fastpath.server_config``, where a
-    plain ``POST /score`` skips the ASGI machinery (same handler, same answers).
+    plain ``POST /score`` skips the ASGI machinery (same handler, same answers) and requests that
+    arrive together are scored together.
     """
     metrics = service.metrics
+
+    def score_batch(items: Sequence[tuple[bytes, str | None]]) -> list[Answer]:
+        """Parse each body, score the valid ones together (``score_many``), answer each in order."""
+        answers: list[Answer | None] = [None] * len(items)
+        valid, where = [], []
+        for k, (body, _) in enumerate(items):
+            try:
+                valid.append(parse_score_request(body))
+                where.append(k)
+            except RequestError as err:
+                answers[k] = (err.status, orjson.dumps(err.body()), [])
+        if valid:
+            works: list[Callable[[], None]] = []
+            results: list[dict[str, Any] | Exception]
+            try:
+                results = service.score_many(valid, [items[k][1] for k in where], works.append)
+            except Exception as err:  # NotReady, or a bug: every request of this batch gets it
+                if not isinstance(err, NotReady):
+                    log.exception("score failed")
+                results = [err] * len(valid)
+            pending = iter(works)  # one per request that was scored (answered or ModelFailure)
+            for k, result in zip(where, results, strict=True):
+                if isinstance(result, dict):
+                    answers[k] = (200, orjson.dumps(result), [next(pending)])
+                elif isinstance(result, ModelFailure):
+                    answers[k] = (503, orjson.dumps({"error": str(result)}), [next(pending)])
+                elif isinstance(result, NotReady):
+                    answers[k] = (503, orjson.dumps({"error": str(result)}), [])
+                else:  # never a stack trace to the client; always counted
+                    answers[k] = (500, orjson.dumps({"error": type(result).__name__}), [])
+        return [a for a in answers if a is not None]
+
+    def observe(status: int, elapsed: float) -> None:
+        metrics.request_latency.observe(elapsed)
+        metrics.requests.labels(str(status)).inc()
 
     def handle_score(
         body: bytes, request_id: str | None, after: list[Callable[[], None]] | None = None
     ) -> tuple[int, bytes, float]:
-        """(status, JSON body, seconds); with ``after``, the logging and mirroring are left in it."""
+        """One request: (status, JSON body, seconds); with ``after``, its logging and mirroring
+        are left in it, else they run before returning."""
         t0 = time.perf_counter()
-        try:
-            req = parse_score_request(body)
-            result = service.score(req, request_id, None if after is None else after.append)
-            status = 200
-        except RequestError as err:
-            status, result = err.status, err.body()
-        except (NotReady, ModelFailure) as err:
-            status, result = 503, {"error": str(err)}
-        except Exception as err:  # never a stack trace to the client; always counted
-            log.exception("score failed")
-            status, result = 500, {"error": type(err).__name__}
-        payload = orjson.dumps(result)
+        ((status, payload, works),) = score_batch([(body, request_id)])
+        if after is not None:
+            after.extend(works)
+        else:
+            run_after(works)
         elapsed = time.perf_counter() - t0
-        metrics.request_latency.observe(elapsed)
-        metrics.requests.labels(str(status)).inc()
+        observe(status, elapsed)
         return status, payload, elapsed
 
     async def score(request: Request) -> Response:  # the routed path (used by non-POST probes)
@@ -178,10 +217,15 @@ def create_app(
         await send({"type": "http.response.body", "body": payload})
         # The response is written (uvicorn hands it to the transport at once): now the prediction
         # row and the shadow offer, which the answer does not depend on.
-        for work in after:
-            try:
-                work()
-            except Exception:
-                log.exception("after-response work failed (prediction log / shadow offer)")
+        run_after(after)
 
-    return ScoringApp(app, handle_score)
+    return ScoringApp(app, score_batch, observe)
+
+
+def run_after(works: Iterable[Callable[[], None]]) -> None:
+    """Run after-response work (prediction rows, shadow offers); a failure is logged, not raised."""
+    for work in works:
+        try:
+            work()
+        except Exception:
+            log.exception("after-response work failed (prediction log / shadow offer)")

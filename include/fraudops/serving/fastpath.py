@@ -1,19 +1,28 @@
-"""The HTTP fast path of ``POST /score``: uvicorn's httptools protocol, answering in the parser callback.
+"""The HTTP fast path of ``POST /score``: uvicorn's httptools protocol, scoring what arrived together.
 
 Why: behind ASGI, every request costs uvicorn a scope, a request/response cycle object, an
 ``asyncio.Task``, two ``receive``/``send`` awaits with message dicts, per-header regex checks and two
 socket writes (head, then body). A transaction score is ~100 µs of CPU, so that machinery is a
-large share of it (``make bench`` runs both ways side by side: see the README). Here a plain
-``POST /score`` is answered synchronously when its body is complete, as one socket write, with the
-same handler the ASGI app uses (``ScoringApp.handle_score``: same parsing, errors, metrics and
-``X-Score-Latency-Ms``), and the prediction row and shadow offer still run after the write.
+large share of it. Here a plain ``POST /score`` whose body is complete is put on a list, and one
+callback per event-loop turn (``loop.call_soon``, which runs after the turn's reads) scores the
+whole list with ``ScoringApp.score_batch``: features one request after another in arrival order,
+one ONNX call for all of them. Each answer is one socket write; then the prediction rows and
+shadow offers run, after every answer of the batch is on the wire.
+
+Nothing waits to form a batch: a lone request is answered in the same turn it was read, so at low
+load this is the one-request path, and under load a turn holds as many requests as arrived while
+the previous one was being served (``fraudops_score_batch_size`` shows it; ``make bench`` compares
+this, plain ASGI and ``mlflow models serve``). ``X-Score-Latency-Ms`` and the request-latency
+histogram count from the moment the request was complete to its write, so time spent waiting for
+batch-mates is included.
 
 Everything else goes through uvicorn unchanged: other routes and methods, a query string,
 ``Expect: 100-continue``, upgrades, and any ``/score`` that arrives on a connection while an
-earlier request there is still being answered by the ASGI app (so responses keep request order
-under pipelining). Keep-alive, ``Connection: close``, HTTP/1.0 and the keep-alive timer follow
-uvicorn's own rules (``on_response_complete``). Not logged by uvicorn's access log (the service
-runs with it off). A body over ``MAX_BODY`` gets 413 and the connection is closed.
+earlier request there is still being answered by the ASGI app. Before a request on that ASGI path
+starts, the pending list is answered, so responses on a connection keep request order under
+pipelining. Keep-alive, ``Connection: close``, HTTP/1.0 and the keep-alive timer follow uvicorn's
+own rules (``on_response_complete``). Not logged by uvicorn's access log (the service runs with it
+off). A body over ``MAX_BODY`` gets 413 and the connection is closed.
 
 Built on uvicorn internals (``HttpToolsProtocol``'s parser callbacks, ``cycle``, ``pipeline``,
 ``flow`` and ``on_response_complete``), which is why uvicorn is pinned exactly;
@@ -24,22 +33,48 @@ that changes them fails there.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import Any
+import time
+from typing import TYPE_CHECKING, Any
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-log = logging.getLogger(__name__)
+from fraudops.serving.app import run_after
 
-#: (body, X-Request-Id, list to append after-response work to) -> (status, JSON body, seconds).
-ScoreHandler = Callable[[bytes, "str | None", "list[Callable[[], None]]"], "tuple[int, bytes, float]"]
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from fraudops.serving.app import ScoringApp
+
+log = logging.getLogger(__name__)
 
 #: A transaction is well under 2 KiB; anything this large is not one.
 MAX_BODY = 1 << 20
+#: Requests per ``score_batch`` call: a turn with more is answered in slices of this size, so the
+#: first answers are written before the rest are scored.
+MAX_BATCH = 32
+_INTERNAL_ERROR = (500, b'{"error":"internal error"}')
 
 
-def score_protocol(handler: ScoreHandler, path: bytes = b"/score") -> type[HttpToolsProtocol]:
-    """A uvicorn ``http=`` protocol class answering ``POST {path}`` with ``handler``."""
+def score_protocol(app: ScoringApp, path: bytes = b"/score") -> type[HttpToolsProtocol]:
+    """A uvicorn ``http=`` protocol class answering ``POST {path}`` with ``app.score_batch``."""
+    # (protocol, body, X-Request-Id, keep-alive, perf_counter when complete), in arrival order.
+    pending: list[tuple[ScoreFastPath, bytes, str | None, bool, float]] = []
+
+    def answer_pending() -> None:
+        while pending:
+            batch = pending[:MAX_BATCH]
+            del pending[:MAX_BATCH]
+            try:
+                answers = app.score_batch([(body, rid) for _, body, rid, _, _ in batch])
+            except Exception:  # score_batch answers its own errors; this is a bug guard
+                log.exception("score handler failed")
+                answers = [(*_INTERNAL_ERROR, [])] * len(batch)
+            works: list[Callable[[], None]] = []
+            for (proto, _, _, keep_alive, t0), (status, payload, after) in zip(batch, answers, strict=True):
+                proto.write_answer(status, payload, time.perf_counter() - t0, keep_alive)
+                works.extend(after)
+            # Every answer of the batch is written: now the prediction rows and shadow offers.
+            run_after(works)
 
     class ScoreFastPath(HttpToolsProtocol):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -59,6 +94,8 @@ def score_protocol(handler: ScoreHandler, path: bytes = b"/score") -> type[HttpT
                 self.fast_body, self.fast_size = [], 0
                 return
             self.fast_body = None
+            if pending:  # requests read before this one are answered before it starts
+                answer_pending()
             super().on_headers_complete()
 
         def on_body(self, body: bytes) -> None:
@@ -75,23 +112,23 @@ def score_protocol(handler: ScoreHandler, path: bytes = b"/score") -> type[HttpT
                 super().on_message_complete()
                 return
             self.fast_body = None
-            if self.transport.is_closing():
-                return
             keep_alive = self.parser.should_keep_alive()
-            after: list[Callable[[], None]] = []
             if self.fast_size > MAX_BODY:
-                status, payload, elapsed = 413, b'{"error":"request body too large"}', 0.0
-                keep_alive = False
-            else:
-                request_id = None
-                for name, value in self.headers:
-                    if name == b"x-request-id":
-                        request_id = value.decode("latin-1")
-                try:
-                    status, payload, elapsed = handler(b"".join(body), request_id, after)
-                except Exception:  # the handler answers its own errors; this is a bug guard
-                    log.exception("score handler failed")
-                    status, payload, elapsed = 500, b'{"error":"internal error"}', 0.0
+                answer_pending()
+                self.write_answer(413, b'{"error":"request body too large"}', 0.0, False)
+                return
+            request_id = None
+            for name, value in self.headers:
+                if name == b"x-request-id":
+                    request_id = value.decode("latin-1")
+            pending.append((self, b"".join(body), request_id, keep_alive, time.perf_counter()))
+            if len(pending) == 1:
+                self.loop.call_soon(answer_pending)
+
+        def write_answer(self, status: int, payload: bytes, elapsed: float, keep_alive: bool) -> None:
+            app.observe(status, elapsed)
+            if self.transport.is_closing():  # the client left; the request still counts
+                return
             out = [STATUS_LINE[status]]
             for name, value in self.server_state.default_headers:
                 out += (name, b": ", value, b"\r\n")
@@ -105,15 +142,14 @@ def score_protocol(handler: ScoreHandler, path: bytes = b"/score") -> type[HttpT
             self.transport.write(b"".join(out))
             if not keep_alive:
                 self.transport.close()
-            # The response is written: now the prediction row and the shadow offer.
-            for work in after:
-                try:
-                    work()
-                except Exception:
-                    log.exception("after-response work failed (prediction log / shadow offer)")
             self.on_response_complete()  # request count, keep-alive timer, pipelined requests
             if self.flow.write_paused:  # the client is not reading its answers: stop reading
                 self.flow.pause_reading()
+
+        def shutdown(self) -> None:  # graceful stop: what was read is answered first
+            if pending:
+                answer_pending()
+            super().shutdown()
 
         def resume_writing(self) -> None:
             super().resume_writing()
@@ -128,7 +164,7 @@ def server_config(
 ) -> Any:
     """The uvicorn config ``fraudops serve`` runs with (the tests' live servers use it too).
 
-    ``app`` is a ``ScoringApp``: its ``handle_score`` backs the fast path. One worker (the online
+    ``app`` is a ``ScoringApp``: its ``score_batch`` backs the fast path. One worker (the online
     feature state lives in this process), uvloop, no access log. ``fast_path=False``: uvicorn's own
     httptools protocol, every request through ASGI.
     """
@@ -140,7 +176,7 @@ def server_config(
         port=port,
         workers=1,
         loop="uvloop",
-        http=score_protocol(app.handle_score) if fast_path else "httptools",
+        http=score_protocol(app) if fast_path else "httptools",
         access_log=False,
         log_level=log_level,
     )

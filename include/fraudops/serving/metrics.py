@@ -41,6 +41,8 @@ BUCKETS = (
     1.0,
 )
 
+BATCH_BUCKETS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
+
 
 class HotHistogram:
     """One histogram series: ``counts[i]`` observations in bucket ``i`` (the last one is +Inf)."""
@@ -154,12 +156,24 @@ class ServingMetrics:
             ("model_version", "mode"),
             buckets=BUCKETS,
         )
+        self.batch_size = HotFamily(
+            "fraudops_score_batch_size",
+            "Requests scored together in one model call (whatever one event-loop turn read).",
+            buckets=BATCH_BUCKETS,
+        )
         self.requests = HotFamily("fraudops_requests", "Score requests by HTTP status.", ("status",))
         self.decisions = HotFamily("fraudops_decisions", "Production decisions.", ("decision",))
         self.mirrored = HotFamily("fraudops_shadow_mirrored", "Events put on a shadow queue.", ("alias",))
         r.register(
             _HotCollector(
-                [self.request_latency, self.model_latency, self.requests, self.decisions, self.mirrored]
+                [
+                    self.request_latency,
+                    self.model_latency,
+                    self.batch_size,
+                    self.requests,
+                    self.decisions,
+                    self.mirrored,
+                ]
             )
         )
         self.errors = Counter(

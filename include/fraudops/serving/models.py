@@ -32,6 +32,8 @@ class Scorer(Protocol):
 
     def score_one(self, vector: list[float]) -> float: ...
 
+    def score_batch(self, rows: list[list[float]]) -> Any: ...
+
 
 @dataclass(frozen=True)
 class ModelSlot:
@@ -63,6 +65,8 @@ def slot_from_bundle(name: str, version: str, alias: str, path: Path, budget_ms:
     # first requests after a swap would blow the budget and fall back.
     for _ in range(20):
         scorer.score_one([0.0] * scorer.n_features)
+    for rows in (2, 3, 4, 8, 16, 32, 64):  # and the batch shapes a busy service sends
+        scorer.score_batch([[0.0] * scorer.n_features] * rows)
     spec = FeatureSpec.from_dict(scorer.feature_spec)
     budget = budget_ms or float(scorer.manifest.get("latency_budget_ms", 5.0))
     return ModelSlot(name, str(version), alias, scorer, spec, scorer.decision_threshold, budget, Path(path))

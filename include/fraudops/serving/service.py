@@ -9,7 +9,9 @@ slice; if it raises, returns NaN or a value outside [0, 1], or takes longer than
 budget, the previous champion (kept loaded) answers instead and the event is counted
 (``fraudops_fallbacks``), logged (rate-limited) and written with the prediction (``fallback``,
 ``error``). A sample goes to the shadow pool without ever blocking; the prediction row goes to a
-micro-batching, spooling writer.
+micro-batching, spooling writer. Requests that arrive together (the HTTP fast path hands over
+whatever one event-loop turn read) are scored together: features one by one in arrival order,
+then one model call for all of them (``score_many``).
 
 Budget caveat: the budget is checked after the call returns (an ONNX call cannot be pre-empted
 in-process without a thread hop that costs more than the call); a model that truly hangs is a
@@ -24,7 +26,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -214,28 +216,111 @@ class ScoringService:
         request_id: str | None = None,
         defer: Callable[[Callable[[], None]], None] | None = None,
     ) -> dict[str, Any]:
-        """Score one validated request; raises ``NotReady`` / ``ModelFailure`` (both 503).
+        """Score one validated request; raises ``NotReady`` / ``ModelFailure`` (both 503)."""
+        (out,) = self.score_many([request], [request_id], defer)
+        if isinstance(out, Exception):
+            raise out
+        return out
 
-        The prediction row and the shadow offer do not shape the answer: with ``defer`` (the HTTP
-        layer passes one) they are handed over as one callable to run once the response is on the
-        wire, so neither adds to production latency; without it they run before returning.
+    def score_many(
+        self,
+        requests: Sequence[ScoreRequest],
+        request_ids: Sequence[str | None] | None = None,
+        defer: Callable[[Callable[[], None]], None] | None = None,
+    ) -> list[dict[str, Any] | Exception]:
+        """Score requests that arrived together, in arrival order; raises ``NotReady``.
+
+        Features are computed one request after the other in the given order (what each sees is
+        exactly what it would see alone), then the champion scores all vectors in one call: under
+        load the HTTP layer hands over whatever arrived in the same event-loop turn, and one ONNX
+        call for a dozen rows costs little more than for one. The pair (champion, previous) is
+        read once, so a batch is answered entirely by one version.
+
+        Per row: the champion's answer; if it fails that row, the previous version's; if nobody
+        can answer, a ``ModelFailure`` in its place (and for a request whose features raised, a
+        bug, that exception). The prediction rows and shadow offers do not shape the answers: with
+        ``defer`` (the HTTP layer passes one) they are handed over, one callable per scored
+        request in order, to run once the responses are on the wire; without it they run here.
         """
         t0 = time.perf_counter()
         current, previous = self.manager.pair
         if current is None:
             raise NotReady("no champion loaded yet")
-        rid = request_id or f"{self._id_prefix}{next(self._ids):x}"
-        tx = request.to_transaction()
-        union = self.router.compute(tx)
-        slot, score, failure = self._predict(current, previous, union)
+        txs = [r.to_transaction() for r in requests]
+        compute = self.router.compute
+        unions: list[list[float]] = []
+        broken: dict[int, Exception] = {}  # a bug computing one request's features fails only it
+        for k, tx in enumerate(txs):
+            try:
+                unions.append(compute(tx))
+            except Exception as err:
+                log.exception("features failed for transaction %s", requests[k].transaction_id)
+                broken[k] = err
+        answers = iter(self._predict_many(current, previous, unions))
         latency_ms = (time.perf_counter() - t0) * 1e3
-        decision = None if score is None else self.decide(score, slot.threshold)
-        fallback = failure is not None and slot is not current
         m = self.metrics
-        m.model_latency.labels(slot.version, "production").observe(latency_ms / 1e3)
-        if decision is not None:
-            m.decisions.labels(decision).inc()
-        sampled = self.shadow is not None and self.sample_rate > 0 and self._rand() < self.sample_rate
+        m.batch_size.observe(len(requests))
+        out: list[dict[str, Any] | Exception] = []
+        row = 0
+        for k, request in enumerate(requests):
+            if k in broken:
+                out.append(broken[k])
+                continue
+            slot, score, failure = next(answers)
+            union = unions[row]
+            row += 1
+            rid = (request_ids[k] if request_ids is not None else None) or (
+                f"{self._id_prefix}{next(self._ids):x}"
+            )
+            decision = None if score is None else self.decide(score, slot.threshold)
+            fallback = failure is not None and slot is not current
+            m.model_latency.labels(slot.version, "production").observe(latency_ms / 1e3)
+            if decision is not None:
+                m.decisions.labels(decision).inc()
+            sampled = self.shadow is not None and self.sample_rate > 0 and self._rand() < self.sample_rate
+            record = self._recorder(
+                request, rid, txs[k], union, slot, score, decision, latency_ms, fallback, failure, sampled
+            )
+            if defer is None:
+                record()
+            else:
+                defer(record)
+            if score is None:
+                out.append(
+                    ModelFailure(
+                        f"champion v{current.version} failed ({failure}) and no previous version is loaded"
+                    )
+                )
+                continue
+            out.append(
+                {
+                    "request_id": rid,
+                    "transaction_id": request.transaction_id,
+                    "score": score,
+                    "decision": decision,
+                    "model_name": slot.name,
+                    "model_version": slot.version,
+                    "fallback": fallback,
+                    "latency_ms": round(latency_ms, 4),
+                }
+            )
+        return out
+
+    def _recorder(
+        self,
+        request: ScoreRequest,
+        rid: str,
+        tx: dict[str, Any],
+        union: list[float],
+        slot: ModelSlot,
+        score: float | None,
+        decision: str | None,
+        latency_ms: float,
+        fallback: bool,
+        failure: str | None,
+        sampled: bool,
+    ) -> Callable[[], None]:
+        """The after-response work of one request: its prediction row and its shadow offer."""
 
         def record() -> None:
             if self.writer is not None:
@@ -263,69 +348,73 @@ class ScoringService:
             if sampled:
                 self.shadow.mirror(rid, tx, union, self.router)  # type: ignore[union-attr]
 
-        if defer is None:
-            record()
-        else:
-            defer(record)
-        if score is None:
-            raise ModelFailure(
-                f"champion v{current.version} failed ({failure}) and no previous version is loaded"
-            )
-        return {
-            "request_id": rid,
-            "transaction_id": request.transaction_id,
-            "score": score,
-            "decision": decision,
-            "model_name": slot.name,
-            "model_version": slot.version,
-            "fallback": fallback,
-            "latency_ms": round(latency_ms, 4),
-        }
+        return record
 
-    def _predict(
-        self, current: ModelSlot, previous: ModelSlot | None, union: list[float]
-    ) -> tuple[ModelSlot, float | None, str | None]:
-        value, reason = self._try(current, union)
-        if reason is None:
-            return current, value, None
-        self.metrics.errors.labels(current.version, "production", reason).inc()
-        self.metrics.fallbacks.labels(current.version, reason).inc()
-        self.fallback_count += 1
-        if self.fallback_count <= 10 or self.fallback_count % 1000 == 0:
-            log.warning(
-                "champion v%s failed (%s); answered by %s (fallbacks so far: %d)",
-                current.version,
-                reason,
-                "nobody" if previous is None else f"v{previous.version}",
-                self.fallback_count,
-            )
-        failure = f"champion v{current.version}: {reason}"
-        if previous is not None:
-            alt, why = self._try(previous, union, budget=False)
-            if why is None:
-                return previous, alt, failure
-            self.metrics.errors.labels(previous.version, "production", why).inc()
-        if reason == "timeout":  # late but valid: better than no answer
-            return current, value, failure
-        return current, None, failure
+    def _predict_many(
+        self, current: ModelSlot, previous: ModelSlot | None, unions: list[list[float]]
+    ) -> list[tuple[ModelSlot, float | None, str | None]]:
+        """Per row: (slot that answered, score or None, failure description or None)."""
+        tried = self._try_many(current, unions)
+        answers: list[tuple[ModelSlot, float | None, str | None]] = [(current, v, r) for v, r in tried]
+        failed = [k for k, (_, reason) in enumerate(tried) if reason is not None]
+        if not failed:
+            return answers
+        alt = (
+            self._try_many(previous, [unions[k] for k in failed], budget=False)
+            if previous is not None
+            else [(None, None)] * len(failed)
+        )
+        for k, (alt_value, why) in zip(failed, alt, strict=True):
+            value, reason = tried[k]
+            self.metrics.errors.labels(current.version, "production", reason).inc()
+            self.metrics.fallbacks.labels(current.version, reason).inc()
+            self.fallback_count += 1
+            if self.fallback_count <= 10 or self.fallback_count % 1000 == 0:
+                log.warning(
+                    "champion v%s failed (%s); answered by %s (fallbacks so far: %d)",
+                    current.version,
+                    reason,
+                    "nobody" if previous is None else f"v{previous.version}",
+                    self.fallback_count,
+                )
+            failure = f"champion v{current.version}: {reason}"
+            if previous is not None and why is None:
+                answers[k] = (previous, alt_value, failure)
+                continue
+            if previous is not None:
+                self.metrics.errors.labels(previous.version, "production", why).inc()
+            # A late but valid score is better than no answer.
+            answers[k] = (current, value if reason == "timeout" else None, failure)
+        return answers
 
-    def _try(
-        self, slot: ModelSlot, union: list[float], budget: bool = True
-    ) -> tuple[float | None, str | None]:
-        """(score, None) or (score or None, failure kind: error:<type> / nan / out_of_range / timeout)."""
+    def _try_many(
+        self, slot: ModelSlot, unions: list[list[float]], budget: bool = True
+    ) -> list[tuple[float | None, str | None]]:
+        """Per row (score, None) or (score or None, error:<type> / nan / out_of_range / timeout).
+
+        The budget is per request: the call's time divided by its rows (a batch of twelve may
+        take longer than one row, and each of its requests was still served within budget).
+        """
+        n = len(unions)
         try:
             t = time.perf_counter()
-            value = float(slot.scorer.score_one(self.router.slice(union, slot.spec_id)))
+            rows = [self.router.slice(u, slot.spec_id) for u in unions]
+            values = [float(v) for v in slot.scorer.score_batch(rows)]
             elapsed_ms = (time.perf_counter() - t) * 1e3
+            if len(values) != n:
+                raise ValueError(f"{len(values)} scores for {n} rows")
         except Exception as err:
-            return None, f"error:{type(err).__name__}"
-        if value != value:
-            return None, "nan"
-        if not 0.0 <= value <= 1.0:
-            return None, "out_of_range"
-        if budget and elapsed_ms > slot.budget_ms:
-            return value, "timeout"
-        return value, None
+            return [(None, f"error:{type(err).__name__}")] * n
+        late = budget and elapsed_ms / n > slot.budget_ms
+        out: list[tuple[float | None, str | None]] = []
+        for value in values:
+            if value != value:
+                out.append((None, "nan"))
+            elif not 0.0 <= value <= 1.0:
+                out.append((None, "out_of_range"))
+            else:
+                out.append((value, "timeout" if late else None))
+        return out
 
     def decide(self, score: float, threshold: float) -> str:
         if score >= threshold:

@@ -16,17 +16,32 @@ from fraudops.serving.service import ModelFailure, ScoringService
 
 
 class Fixed:
-    def __init__(self, value: Any = 0.2, sleep_s: float = 0.0, exc: Exception | None = None) -> None:
-        self.value, self.sleep_s, self.exc = value, sleep_s, exc
+    """Scores every row ``value`` (or ``values`` in turn), after ``sleep_s`` per call, or raises."""
+
+    def __init__(
+        self,
+        value: Any = 0.2,
+        sleep_s: float = 0.0,
+        exc: Exception | None = None,
+        values: list[float] | None = None,
+    ) -> None:
+        self.value, self.sleep_s, self.exc, self.values = value, sleep_s, exc, values
         self.calls = 0
+        self.rows = 0
 
     def score_one(self, vector: list[float]) -> float:
+        return float(self.score_batch([vector])[0])
+
+    def score_batch(self, rows: list[list[float]]) -> list[float]:
         self.calls += 1
         if self.exc is not None:
             raise self.exc
         if self.sleep_s:
             time.sleep(self.sleep_s)
-        return self.value
+        start, self.rows = self.rows, self.rows + len(rows)
+        if self.values is not None:
+            return [self.values[(start + k) % len(self.values)] for k in range(len(rows))]
+        return [self.value] * len(rows)
 
 
 def _slot(version: str, scorer: Any, budget_ms: float = 50.0, threshold: float = 0.5) -> ModelSlot:
@@ -119,3 +134,43 @@ def test_prediction_row_is_deferred_until_after_the_answer_even_on_failure() -> 
     later.pop()()  # the failed request is still logged, after its 503
     (row,) = broken.writer.rows  # type: ignore[attr-defined]
     assert row["score"] is None and row["error"] == "champion v3: nan"
+
+
+def test_a_batch_falls_back_row_by_row_and_logs_every_request() -> None:
+    nan = float("nan")
+    champion = Fixed(values=[0.1, nan, 0.2, 1.5])  # rows 2 and 4 fail (NaN, out of range)
+    previous = Fixed(0.7)
+    service = _service(_slot("2", champion), _slot("1", previous))
+    service.writer = Rows()  # type: ignore[assignment]
+    later: list[Any] = []
+    reqs = [parse_score_request(tx(i)) for i in range(4)]
+    out = service.score_many(reqs, ["a", None, "c", "d"], defer=later.append)
+    assert champion.calls == 1 and previous.calls == 1 and previous.rows == 2  # one call each
+    assert [o["model_version"] for o in out] == ["2", "1", "2", "1"]  # type: ignore[index]
+    assert [o["score"] for o in out] == [0.1, 0.7, 0.2, 0.7]  # type: ignore[index]
+    assert [o["fallback"] for o in out] == [False, True, False, True]  # type: ignore[index]
+    assert [o["transaction_id"] for o in out] == ["tx-0", "tx-1", "tx-2", "tx-3"]  # type: ignore[index]
+    assert out[0]["request_id"] == "a" and out[1]["request_id"]  # type: ignore[index]
+    assert service.fallback_count == 2
+    assert service.metrics.batch_size.value() == 1  # one batch observed
+    assert len(later) == 4 and service.writer.rows == []  # type: ignore[attr-defined]
+    for work in later:
+        work()
+    rows = service.writer.rows  # type: ignore[attr-defined]
+    assert [r["error"] for r in rows] == [None, "champion v2: nan", None, "champion v2: out_of_range"]
+    assert len({r["latency_ms"] for r in rows}) == 1  # the batch's time, for each of its requests
+
+
+def test_a_batch_with_no_previous_version_fails_only_the_failed_rows() -> None:
+    service = _service(_slot("1", Fixed(values=[0.3, float("nan")])), None)
+    out = service.score_many([parse_score_request(tx(i)) for i in range(2)])
+    assert out[0]["score"] == 0.3  # type: ignore[index]
+    assert isinstance(out[1], ModelFailure)
+
+
+def test_the_budget_is_per_request_in_a_batch() -> None:
+    # 8 ms for a call: over a 5 ms budget for one row, within it for a batch of four (2 ms each).
+    slow = _service(_slot("2", Fixed(0.3, sleep_s=0.008), budget_ms=5.0), _slot("1", Fixed(0.9)))
+    assert slow.score(parse_score_request(tx(0)))["fallback"] is True
+    out = slow.score_many([parse_score_request(tx(i)) for i in range(1, 5)])
+    assert [o["fallback"] for o in out] == [False] * 4  # type: ignore[index]

@@ -76,7 +76,7 @@ def create_app(
 
     def score_batch(items: Sequence[tuple[bytes, str | None]]) -> list[Answer]:
         """Parse each body, score the valid ones together (``score_many``), answer each in order."""
-        answers: list[Answer | None] = [None] * len(items)
+        answers: dict[int, Answer] = {}
         valid, where = [], []
         for k, (body, _) in enumerate(items):
             try:
@@ -103,7 +103,7 @@ def create_app(
                     answers[k] = (503, orjson.dumps({"error": str(result)}), [])
                 else:  # never a stack trace to the client; always counted
                     answers[k] = (500, orjson.dumps({"error": type(result).__name__}), [])
-        return [a for a in answers if a is not None]
+        return [answers[k] for k in range(len(items))]
 
     def observe(status: int, elapsed: float) -> None:
         metrics.request_latency.observe(elapsed)

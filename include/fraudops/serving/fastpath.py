@@ -71,8 +71,12 @@ def score_protocol(app: ScoringApp, path: bytes = b"/score") -> type[HttpToolsPr
                 answers = [(*_INTERNAL_ERROR, [])] * len(batch)
             works: list[Callable[[], None]] = []
             for (proto, _, _, keep_alive, t0), (status, payload, after) in zip(batch, answers, strict=True):
-                proto.write_answer(status, payload, time.perf_counter() - t0, keep_alive)
                 works.extend(after)
+                try:
+                    proto.write_answer(status, payload, time.perf_counter() - t0, keep_alive)
+                except Exception:  # one broken connection must not leave its batch-mates waiting
+                    log.exception("writing a /score answer failed")
+                    proto.transport.close()
             # Every answer of the batch is written: now the prediction rows and shadow offers.
             run_after(works)
 

@@ -396,6 +396,8 @@ class ScoringService:
         take longer than one row, and each of its requests was still served within budget).
         """
         n = len(unions)
+        if n == 0:  # every request of the batch failed before the model
+            return []
         try:
             t = time.perf_counter()
             rows = [self.router.slice(u, slot.spec_id) for u in unions]

@@ -174,3 +174,22 @@ def test_the_budget_is_per_request_in_a_batch() -> None:
     assert slow.score(parse_score_request(tx(0)))["fallback"] is True
     out = slow.score_many([parse_score_request(tx(i)) for i in range(1, 5)])
     assert [o["fallback"] for o in out] == [False] * 4  # type: ignore[index]
+
+
+def test_a_feature_bug_in_one_request_fails_only_that_request() -> None:
+    service = _service(_slot("1", Fixed(0.3)), None)
+    compute = service.router.compute
+
+    def flaky(tx: Any) -> list[float]:
+        if tx["transaction_id"] == "tx-1":
+            raise KeyError("bug")
+        return compute(tx)
+
+    service.router.compute = flaky  # type: ignore[method-assign]
+    later: list[Any] = []
+    out = service.score_many([parse_score_request(tx(i)) for i in range(3)], defer=later.append)
+    assert isinstance(out[1], KeyError)
+    assert [out[0]["score"], out[2]["score"]] == [0.3, 0.3]  # type: ignore[index]
+    assert len(later) == 2  # the failed request has no prediction row to write
+    all_broken = service.score_many([parse_score_request(tx(1))])
+    assert isinstance(all_broken[0], KeyError)

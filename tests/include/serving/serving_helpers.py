@@ -46,12 +46,11 @@ class LiveServer:
 
         import uvicorn
 
+        from fraudops.serving.fastpath import server_config
         from fraudops.stack.process import free_port
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        from fraudops.serving.fastpath import server_config
-
         cfg = server_config(app, host="127.0.0.1", port=self.port, log_level="warning")
         for key, value in config.items():  # e.g. timeout_keep_alive
             setattr(cfg, key, value)

@@ -60,9 +60,7 @@ def test_http_400_and_422_bodies(server: str) -> None:
     app = create_app(service, manage_lifecycle=False)
     live = LiveServer(app) if server == "fast path" else None
     try:
-        with (
-            TestClient(app) if live is None else httpx.Client(base_url=live.url)  # type: ignore[attr-defined]
-        ) as client:
+        with TestClient(app) if live is None else httpx.Client(base_url=live.url) as client:
             r = client.post("/score", content=b"{not json")
             assert r.status_code == 400
             assert r.json()["fields"] == [{"field": "body", "reason": "not valid JSON"}]

@@ -3,8 +3,8 @@
 A private ``CollectorRegistry`` rather than the global one: tests and the benchmark run several
 services in one process, and ``/metrics`` must show exactly this service's numbers.
 
-The series every request touches (request and model latency, requests by status, decisions,
-mirrored events) are ``HotHistogram``/``HotCounter`` families: a child is a plain list or number,
+The series every request touches (request and model latency, batch sizes, requests by status,
+decisions, mirrored events) are ``HotHistogram``/``HotCounter`` families: a child is a plain list or number,
 updated without a lock, and a ``prometheus_client`` collector turns them into the usual families at
 scrape time. ``prometheus_client``'s own children take a lock and check observability on every
 call: measured in the running service (wrk, one core) those calls cost 5-10 % of its throughput.

@@ -276,8 +276,8 @@ def main() -> None:
             return p, url
 
         # A warm-up service and load first, not recorded: the first round after training the model
-        # and starting the emulator ran with a p99 twice the later rounds' (page cache, the
-        # emulator's first loads), which skewed the pooled on/off ratio.
+        # and starting the emulator ran with a p99 twice the later rounds' (cause not isolated),
+        # which skewed the pooled on/off ratio.
         p, url = serve(FRAUDOPS_SHADOW_SAMPLE_RATE="0")
         print(f"warm-up (not recorded): {args.rate:.0f} req/s open loop, 10 s ...", flush=True)
         run_load(f"{url}/score", "score", args.rate, 10, 64)

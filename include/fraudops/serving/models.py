@@ -30,8 +30,6 @@ CHALLENGER_PREFIX = "challenger-"
 class Scorer(Protocol):
     decision_threshold: float
 
-    def score_one(self, vector: list[float]) -> float: ...
-
     def score_batch(self, rows: list[list[float]]) -> Any: ...
 
 
@@ -63,9 +61,8 @@ def slot_from_bundle(name: str, version: str, alias: str, path: Path, budget_ms:
     scorer = load_scorer(path, intra_op_num_threads=1)
     # A fresh session's first calls allocate (milliseconds): warm it before it serves, or the
     # first requests after a swap would blow the budget and fall back.
-    for _ in range(20):
-        scorer.score_one([0.0] * scorer.n_features)
-    for rows in (2, 3, 4, 8, 16, 32, 64):  # and the batch shapes a busy service sends
+    # The service scores through ``score_batch`` only: one row, and the batch shapes a busy service sends.
+    for rows in (1,) * 20 + (2, 3, 4, 8, 16, 32, 64):
         scorer.score_batch([[0.0] * scorer.n_features] * rows)
     spec = FeatureSpec.from_dict(scorer.feature_spec)
     budget = budget_ms or float(scorer.manifest.get("latency_budget_ms", 5.0))

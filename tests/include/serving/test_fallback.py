@@ -29,9 +29,6 @@ class Fixed:
         self.calls = 0
         self.rows = 0
 
-    def score_one(self, vector: list[float]) -> float:
-        return float(self.score_batch([vector])[0])
-
     def score_batch(self, rows: list[list[float]]) -> list[float]:
         self.calls += 1
         if self.exc is not None:

@@ -24,7 +24,7 @@ def serve(host: str | None, port: int | None, ensure_champion: bool, log_level: 
 
     from fraudops.config import load_settings
     from fraudops.serving.app import create_app
-    from fraudops.serving.fastpath import server_config
+    from fraudops.serving.fastpath import server_options
     from fraudops.serving.options import ServingOptions, deploy_token
     from fraudops.serving.service import ScoringService
     from fraudops.warehouse import Warehouse
@@ -39,19 +39,16 @@ def serve(host: str | None, port: int | None, ensure_champion: bool, log_level: 
     sys.setswitchinterval(0.0005)
     service = ScoringService(ServingOptions.from_env(settings), warehouse=Warehouse(settings.warehouse))
     app = create_app(service, deploy_token=deploy_token(settings))
-    config = server_config(
+    uvicorn.run(
         app,
-        host=host or settings.scoring.host,
-        port=port or settings.scoring.port,
-        log_level=log_level,
-        fast_path=service.options.fast_path,
+        **server_options(
+            app,
+            host=host or settings.scoring.host,
+            port=port or settings.scoring.port,
+            log_level=log_level,
+            fast_path=service.options.fast_path,
+        ),
     )
-    server = uvicorn.Server(config)
-    server.run()
-    if not server.started:  # as uvicorn.run: a failed startup (port in use, ...) is an error exit
-        from uvicorn.main import STARTUP_FAILURE
-
-        sys.exit(STARTUP_FAILURE)
 
 
 @click.command("deploy")

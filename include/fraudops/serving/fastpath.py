@@ -163,24 +163,28 @@ def score_protocol(app: ScoringApp, path: bytes = b"/score") -> type[HttpToolsPr
     return ScoreFastPath
 
 
-def server_config(
+def server_options(
     app: Any, *, host: str, port: int, log_level: str = "warning", fast_path: bool = True
-) -> Any:
-    """The uvicorn config ``fraudops serve`` runs with (the tests' live servers use it too).
+) -> dict[str, Any]:
+    """The uvicorn settings ``fraudops serve`` runs ``app`` with (``uvicorn.run(app, **these)``).
 
     ``app`` is a ``ScoringApp``: its ``score_batch`` backs the fast path. One worker (the online
     feature state lives in this process), uvloop, no access log. ``fast_path=False``: uvicorn's own
     httptools protocol, every request through ASGI.
     """
+    return {
+        "host": host,
+        "port": port,
+        "workers": 1,
+        "loop": "uvloop",
+        "http": score_protocol(app) if fast_path else "httptools",
+        "access_log": False,
+        "log_level": log_level,
+    }
+
+
+def server_config(app: Any, **options: Any) -> Any:
+    """A ``uvicorn.Config`` with ``server_options`` (the tests' live servers run one in a thread)."""
     import uvicorn
 
-    return uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        workers=1,
-        loop="uvloop",
-        http=score_protocol(app) if fast_path else "httptools",
-        access_log=False,
-        log_level=log_level,
-    )
+    return uvicorn.Config(app, **server_options(app, **options))

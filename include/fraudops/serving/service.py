@@ -256,19 +256,16 @@ class ScoringService:
             except Exception as err:
                 log.exception("features failed for transaction %s", requests[k].transaction_id)
                 broken[k] = err
-        answers = iter(self._predict_many(current, previous, unions))
+        scored = iter(zip(unions, self._predict_many(current, previous, unions), strict=True))
         latency_ms = (time.perf_counter() - t0) * 1e3
         m = self.metrics
         m.batch_size.observe(len(requests))
         out: list[dict[str, Any] | Exception] = []
-        row = 0
         for k, request in enumerate(requests):
             if k in broken:
                 out.append(broken[k])
                 continue
-            slot, score, failure = next(answers)
-            union = unions[row]
-            row += 1
+            union, (slot, score, failure) = next(scored)
             rid = (request_ids[k] if request_ids is not None else None) or (
                 f"{self._id_prefix}{next(self._ids):x}"
             )

@@ -101,6 +101,7 @@ def scoring(e2e_env: dict[str, str], registered: dict[str, str], session_tmp: Pa
             "FRAUDOPS_SHADOW_SAMPLE_RATE": "1.0",
             "FRAUDOPS_ALIAS_POLL_S": "0.5",
             "FRAUDOPS_WARM_DAYS": "31",  # the longest feature window is 30 days
+            "FRAUDOPS_EVENT_CLOCK": "simulated",  # the stream replays 2026-10 event times
             "PYTHONUNBUFFERED": "1",
             "NO_PROXY": "127.0.0.1,localhost",
         },

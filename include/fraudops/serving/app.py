@@ -38,6 +38,8 @@ def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -
     return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
 
 
+_UNPARSABLE = [{"field": "body", "reason": "could not be validated"}]
+
 #: One answer of the batch handler: (HTTP status, JSON body, that request's after-response work).
 Answer = tuple[int, bytes, list[Callable[[], None]]]
 
@@ -84,6 +86,9 @@ def create_app(
                 where.append(k)
             except RequestError as err:
                 answers[k] = (err.status, orjson.dumps(err.body()), [])
+            except Exception:  # a parser bug on hostile input fails this request, not its batch
+                log.exception("parsing a /score body failed")
+                answers[k] = (422, orjson.dumps({"error": "invalid request", "fields": _UNPARSABLE}), [])
         if valid:
             works: list[Callable[[], None]] = []
             results: list[dict[str, Any] | Exception]
@@ -99,6 +104,8 @@ def create_app(
                     answers[k] = (200, orjson.dumps(result), [next(pending)])
                 elif isinstance(result, ModelFailure):
                     answers[k] = (503, orjson.dumps({"error": str(result)}), [next(pending)])
+                elif isinstance(result, RequestError):  # e.g. an event time out of bounds
+                    answers[k] = (result.status, orjson.dumps(result.body()), [])
                 elif isinstance(result, NotReady):
                     answers[k] = (503, orjson.dumps({"error": str(result)}), [])
                 else:  # never a stack trace to the client; always counted

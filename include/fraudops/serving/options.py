@@ -23,6 +23,20 @@ def _float(name: str, default: float) -> float:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from err
 
 
+#: Per clock: (max seconds ahead, max seconds behind). Production: 5 minutes of clock skew ahead,
+#: one day behind (the online store's lateness allowance: an older event would see a truncated
+#: history). Simulated: event time runs ~1 600x faster and a stream restarts on the next simulated
+#: day, so a gap of up to two simulated days is normal; three are allowed ahead.
+EVENT_CLOCK_DEFAULTS: dict[str, tuple[float, float]] = {
+    "server": (300.0, 86_400.0),
+    "simulated": (3 * 86_400.0, 86_400.0),
+}
+
+
+def _optional_float(name: str) -> float | None:
+    return _float(name, -1.0) if os.environ.get(name, "") else None
+
+
 @dataclass(frozen=True)
 class ServingOptions:
     """Everything the scoring service needs besides ``Settings``."""
@@ -64,6 +78,33 @@ class ServingOptions:
     #: Answer ``POST /score`` in uvicorn's protocol callback (``fastpath.py``); FRAUDOPS_FAST_PATH=0
     #: serves it through plain ASGI instead (the benchmark compares both).
     fast_path: bool = True
+    #: The clock event times are bounded against (FRAUDOPS_EVENT_CLOCK): ``server`` (production:
+    #: the server's wall clock) or ``simulated`` (the newest event time accepted so far, starting
+    #: from the warm start's newest warehouse transaction: the simulator streams accelerated event
+    #: time, which runs days ahead of the wall clock; ``fraudops up`` runs the service so).
+    event_clock: str = "server"
+    #: How far ahead of / behind that clock an event time may be (FRAUDOPS_MAX_FUTURE_S /
+    #: FRAUDOPS_MAX_PAST_S); None: the clock's default (``EVENT_CLOCK_DEFAULTS``). Further out: 422.
+    max_future_s: float | None = None
+    max_past_s: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.event_clock not in EVENT_CLOCK_DEFAULTS:
+            known = sorted(EVENT_CLOCK_DEFAULTS)
+            raise ConfigError(f"FRAUDOPS_EVENT_CLOCK must be one of {known}, got {self.event_clock!r}")
+        for name in ("max_future_s", "max_past_s"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value < 1e10:
+                raise ConfigError(f"{name} must be a number of seconds >= 0, got {value!r}")
+
+    @property
+    def event_time_bounds_s(self) -> tuple[float, float]:
+        """(seconds an event may be ahead of the clock, seconds it may be behind it)."""
+        future, past = EVENT_CLOCK_DEFAULTS[self.event_clock]
+        return (
+            future if self.max_future_s is None else self.max_future_s,
+            past if self.max_past_s is None else self.max_past_s,
+        )
 
     @property
     def root(self) -> Path:
@@ -89,6 +130,9 @@ class ServingOptions:
             log_batch_size=int(_float("FRAUDOPS_LOG_BATCH_SIZE", 10_000)),
             log_flush_interval_s=_float("FRAUDOPS_LOG_FLUSH_S", 3.0),
             fast_path=os.environ.get("FRAUDOPS_FAST_PATH", "1") not in ("0", "false", "no"),
+            event_clock=os.environ.get("FRAUDOPS_EVENT_CLOCK", "server") or "server",
+            max_future_s=_optional_float("FRAUDOPS_MAX_FUTURE_S"),
+            max_past_s=_optional_float("FRAUDOPS_MAX_PAST_S"),
         )
         return base if not overrides else _replace(base, overrides)
 

@@ -44,6 +44,7 @@ from fraudops.serving.models import (
     slot_from_bundle,
 )
 from fraudops.serving.options import ServingOptions
+from fraudops.serving.schema import RequestError, clean_request_id
 from fraudops.serving.shadow import SHED_PREFIX
 
 if TYPE_CHECKING:
@@ -115,6 +116,11 @@ class ScoringService:
         # Request ids: a random per-process prefix + a counter (unique, and cheaper than uuid4).
         self._id_prefix = uuid.uuid4().hex[:12] + "-"
         self._ids = itertools.count(1)
+        # Accepted event times (issue #18): within [clock - past, clock + future].
+        future_s, past_s = self.options.event_time_bounds_s
+        self._future = dt.timedelta(seconds=future_s)
+        self._past = dt.timedelta(seconds=past_s)
+        self._simulated_clock = self.options.event_clock == "simulated"
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self, wait: bool = False, timeout_s: float = 300.0) -> ScoringService:
@@ -237,10 +243,12 @@ class ScoringService:
         read once, so a batch is answered entirely by one version.
 
         Per row: the champion's answer; if it fails that row, the previous version's; if nobody
-        can answer, a ``ModelFailure`` in its place (and for a request whose features raised, a
-        bug, that exception). The prediction rows and shadow offers do not shape the answers: with
-        ``defer`` (the HTTP layer passes one) they are handed over, one callable per scored
-        request in order, to run once the responses are on the wire; without it they run here.
+        can answer, a ``ModelFailure`` in its place; for a request whose event time lies outside
+        the clock's bounds (``ServingOptions.event_clock``), a ``RequestError`` (422) and no state
+        change; for a request whose features raised, a bug, that exception. The prediction rows
+        and shadow offers do not shape the answers: with ``defer`` (the HTTP layer passes one)
+        they are handed over, one callable per scored request in order, to run once the
+        responses are on the wire; without it they run here.
         """
         t0 = time.perf_counter()
         current, previous = self.manager.pair
@@ -249,8 +257,19 @@ class ScoringService:
         txs = [r.to_transaction() for r in requests]
         compute = self.router.compute
         unions: list[list[float]] = []
-        broken: dict[int, Exception] = {}  # a bug computing one request's features fails only it
+        # A request refused here (event time out of bounds: RequestError) or whose features raised
+        # (a bug) fails alone, in its place.
+        broken: dict[int, Exception] = {}
+        bounds = None if self._simulated_clock else self._time_bounds(dt.datetime.now(dt.UTC))
         for k, tx in enumerate(txs):
+            t = tx["event_time"]
+            if bounds is None:  # simulated: the clock moves with every accepted event
+                bounds = self._time_bounds(self.router.last_event)
+            if not bounds[0] <= t <= bounds[1]:
+                broken[k] = self._out_of_bounds(t, bounds)
+                continue
+            if self._simulated_clock:
+                bounds = None
             try:
                 unions.append(compute(tx))
             except Exception as err:
@@ -266,7 +285,7 @@ class ScoringService:
                 out.append(broken[k])
                 continue
             union, (slot, score, failure) = next(scored)
-            rid = (request_ids[k] if request_ids is not None else None) or (
+            rid = (clean_request_id(request_ids[k]) if request_ids is not None else None) or (
                 f"{self._id_prefix}{next(self._ids):x}"
             )
             decision = None if score is None else self.decide(score, slot.threshold)
@@ -302,6 +321,33 @@ class ScoringService:
                 }
             )
         return out
+
+    def _time_bounds(self, clock: dt.datetime | None) -> tuple[dt.datetime, dt.datetime]:
+        """[earliest, latest] accepted event time around ``clock``.
+
+        A simulated clock that has seen no event yet (cold start, empty warehouse) takes the first
+        event within ten years of the wall clock, which then sets it.
+        """
+        if clock is None:
+            clock, future, past = dt.datetime.now(dt.UTC), _FIRST_SIMULATED, _FIRST_SIMULATED
+        else:
+            future, past = self._future, self._past
+        return _shift(clock, -past), _shift(clock, future)
+
+    def _out_of_bounds(self, t: dt.datetime, bounds: tuple[dt.datetime, dt.datetime]) -> RequestError:
+        """The 422 of an event time outside ``bounds`` (counted in ``fraudops_requests_total``)."""
+        clock = "simulated clock" if self._simulated_clock else "server clock"
+        if t > bounds[1]:
+            ahead = self._future.total_seconds()
+            reason = (
+                f"is more than {ahead:g} s ahead of the {clock} (latest accepted {bounds[1].isoformat()})"
+            )
+        else:
+            behind = self._past.total_seconds()
+            reason = (
+                f"is more than {behind:g} s behind the {clock} (earliest accepted {bounds[0].isoformat()})"
+            )
+        return RequestError(422, [{"field": "timestamp", "reason": reason}])
 
     def _recorder(
         self,
@@ -472,6 +518,19 @@ class ScoringService:
             "alias_poll": {"errors": self.watcher.errors, "last_error": self.watcher.last_error},
             "prediction_log": None if self.writer is None else self.writer.describe(),
         }
+
+
+#: A simulated clock with no event yet accepts a first event this close to the wall clock.
+_FIRST_SIMULATED = dt.timedelta(days=3653)
+_MIN = dt.datetime.min.replace(tzinfo=dt.UTC)
+_MAX = dt.datetime.max.replace(tzinfo=dt.UTC)
+
+
+def _shift(t: dt.datetime, by: dt.timedelta) -> dt.datetime:
+    try:
+        return t + by
+    except OverflowError:
+        return _MAX if by > dt.timedelta(0) else _MIN
 
 
 def _freeze_heap() -> None:

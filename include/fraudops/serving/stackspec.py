@@ -27,6 +27,9 @@ def scoring_spec(settings: Settings) -> ServiceSpec:
             "FRAUDOPS_MLFLOW_TRACKING_URI": settings.mlflow.tracking_uri,
             "MLFLOW_TRACKING_URI": settings.mlflow.tracking_uri,
             "FRAUDOPS_BQ_ENDPOINT": settings.warehouse.endpoint,
+            # The local stack serves the simulator's accelerated event time (``fraudops demo``):
+            # event times are bounded against the newest one accepted, not the wall clock.
+            "FRAUDOPS_EVENT_CLOCK": "simulated",
             "PYTHONUNBUFFERED": "1",
             "NO_PROXY": "127.0.0.1,localhost",
         },

@@ -24,7 +24,9 @@ class Rows:
 
 
 def _service(bundle: Path) -> ScoringService:
-    service = ScoringService(ServingOptions(log_predictions=False, warm_days=0), shadow=False)
+    service = ScoringService(
+        ServingOptions(log_predictions=False, warm_days=0, event_clock="simulated"), shadow=False
+    )
     slot = slot_from_bundle("m", "1", "champion", bundle)
     service.router.ensure([slot.spec])
     service.manager.promote(slot)

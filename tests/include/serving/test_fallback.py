@@ -46,7 +46,9 @@ def _slot(version: str, scorer: Any, budget_ms: float = 50.0, threshold: float =
 
 
 def _service(current: ModelSlot, previous: ModelSlot | None, **opts: Any) -> ScoringService:
-    service = ScoringService(ServingOptions(log_predictions=False, warm_days=0, **opts), shadow=False)
+    service = ScoringService(
+        ServingOptions(log_predictions=False, warm_days=0, event_clock="simulated", **opts), shadow=False
+    )
     service.router.ensure([current.spec])
     if previous is not None:
         service.manager.promote(previous)

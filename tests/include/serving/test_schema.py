@@ -56,7 +56,9 @@ def test_http_400_and_422_bodies(server: str) -> None:
     from fraudops.serving.options import ServingOptions
     from fraudops.serving.service import ScoringService
 
-    service = ScoringService(ServingOptions(log_predictions=False, warm_days=0), shadow=False)
+    service = ScoringService(
+        ServingOptions(log_predictions=False, warm_days=0, event_clock="simulated"), shadow=False
+    )
     app = create_app(service, manage_lifecycle=False)
     live = LiveServer(app) if server == "fast path" else None
     try:

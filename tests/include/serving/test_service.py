@@ -36,6 +36,7 @@ def _service(tmp: Path, model_name: str, warehouse: Any, shadow: bool = False, *
         work_dir=tmp / "serving",
         shadow_sample_rate=opts.pop("shadow_sample_rate", 0.0),
         log_flush_interval_s=0.2,
+        event_clock="simulated",  # the tests stream 2026-06-01 event times
         **opts,
     )
     return ScoringService(options, warehouse=warehouse, model_name=model_name, shadow=shadow)

@@ -15,11 +15,12 @@ joined, so a transaction the shadow model never scored shows up as a missing sco
 error by the gates), not silently dropped.
 
 Labels: only labels known at ``label_as_of`` are used (``label_time <= label_as_of``), so a
-decision can be recomputed later with the information it had. Most genuine transactions never get
-a label (only disputes do), so an unlabeled transaction counts as genuine once it is older than
-``label_maturity_hours``; younger unlabeled transactions are excluded from quality metrics (they
-still count for latency, errors, drift). Late chargebacks after maturity bias both models' metrics
-the same way, which a paired comparison tolerates.
+decision can be recomputed later with the information it had. Only *matured* events enter quality
+metrics: events older than ``label_maturity_hours`` (read off the label-delay curve by
+:mod:`.labels`), where an unlabeled transaction counts as genuine (most genuine transactions never
+get a label). Younger events are left out even when a fast fraud label has arrived, since keeping
+only the fast labels would bias the comparison towards the model that catches quickly-reported
+fraud (they still count for latency, errors, drift).
 
 Two clocks, kept apart: ``since``/``until``/``label_as_of`` are *event time* (transaction and label
 timestamps: the simulator runs it accelerated, production runs it at wall-clock pace), while
@@ -227,7 +228,8 @@ def _ok_mask(frame: pd.DataFrame, side: str) -> pd.Series:
     """Rows where ``side`` produced a usable score: present, score not NULL/NaN, no error, no fallback."""
     present = frame[f"{side}_present"].fillna(False).astype(bool)
     scored = frame[f"{side}_score"].notna()
-    no_error = frame[f"{side}_error"].isna() | (frame[f"{side}_error"].astype("string") == "")
+    error = frame[f"{side}_error"]
+    no_error = error.isna() | (error == "")
     no_fallback = ~frame[f"{side}_fallback"].fillna(False).astype(bool)
     return (present & scored & no_error & no_fallback).fillna(False).astype(bool)
 
@@ -252,12 +254,13 @@ def prepare_paired(
     import pandas as pd
 
     incumbent_side = "shadow" if candidate_side == "prod" else "prod"
-    frame = raw.copy()
     rename = {}
     for col in SIDE_COLUMNS:
         rename[f"{candidate_side}_{col}"] = f"candidate_{col}"
         rename[f"{incumbent_side}_{col}"] = f"incumbent_{col}"
-    frame = frame.rename(columns=rename)
+    frame = raw.rename(columns=rename)  # a new frame: the caller's is left alone
+    if not isinstance(frame.index, pd.RangeIndex) or frame.index.start != 0 or frame.index.step != 1:
+        frame = frame.reset_index(drop=True)
     missing = [c for c in rename.values() if c not in frame.columns]
     if missing:
         raise DataValidationError(f"paired frame lacks columns {missing}")
@@ -273,11 +276,14 @@ def prepare_paired(
     frame["matured"] = (frame["event_time"] <= cutoff).to_numpy()
     is_fraud = frame["is_fraud"].astype("boolean")
     frame["is_fraud"] = is_fraud
-    label = np.where(is_fraud.isna().to_numpy(), np.nan, is_fraud.fillna(False).to_numpy().astype(float))
-    # Unlabeled and matured: genuine. Labeled: the label, matured or not (a fast fraud label is real).
-    label = np.where(np.isnan(label) & frame["matured"].to_numpy(), 0.0, label)
+    known = is_fraud.fillna(False).to_numpy().astype(float)
+    # Matured: the label, and unlabeled counts as genuine. Not matured: left out, labeled or not —
+    # keeping only the fast fraud labels of young events would favour the model that catches the
+    # frauds labeled fastest, and punish one that catches a fresh attack whose chargebacks are
+    # still in the post.
+    label = np.where(frame["matured"].to_numpy(), known, np.nan)
     frame["label"] = label.astype("float64")
-    return frame.reset_index(drop=True)
+    return frame
 
 
 def _collect(

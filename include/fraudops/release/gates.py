@@ -1,28 +1,28 @@
 """Release gates as data: each check returns a result (value, threshold, passed, reason), a decision
 collects them, and the DAG branches on ``decision.status``. Nothing here raises to say "no".
 
-Promotion (challenger in shadow vs champion in production, same transactions), in priority order;
-the decision's reason is the first failing check:
+Promotion (challenger in shadow vs champion in production, same transactions):
 
-1. ``scored_events`` — enough paired events (:func:`required_sample`), else **wait**;
-2. ``p99_latency_ms``, ``error_rate``, ``constant_scores``, ``feature_parity_mismatch``, drift
-   (``score_drift``, ``feature_drift`` when given; feature drift passes when the champion's own
-   training data is further from the same live window) — operational: **reject**;
-3. ``labeled_frauds`` — enough matured labeled frauds for the quality intervals, else **wait**;
-4. ``ap_non_inferiority`` (lower CI bound of ΔAP), ``ap_gain`` (point ΔAP), ``capture_rate``
-   (lower CI bound of Δ capture rate), ``fpr_increase``, ``money_caught``,
-   ``false_decline_money`` — quality and business: **reject**;
-5. otherwise **promote**.
+1. ``scored_events`` — at least the policy's floor of paired events, else **wait**;
+2. operational, **reject**: ``p99_latency_ms``, ``error_rate``, ``constant_scores``,
+   ``feature_parity_mismatch``, ``feature_drift`` (passes when live traffic is as far from the
+   champion's training data), ``operating_point`` (the challenger's scores can attain the alert
+   budget), ``identical_ranking`` (an exact copy of the champion, or a monotone transform of it:
+   nothing to release). Raw-score drift is shown but never decides (calibration may differ);
+3. ``matured_frauds`` / ``matured_genuine`` — the floor of matured labeled evidence, else **wait**
+   (quality checks are then reported as *not run*);
+4. quality at the matched budget, on matured events, with confidence sequences (valid at every
+   look): **reject** when ΔAP is shown below −δ (non-inferiority) or below the minimum gain
+   (superiority), or a harm guard (capture, FPR, money caught, money falsely declined at the
+   budget) is shown worse than its margin; **promote** when ΔAP is shown above −δ (or above the
+   minimum gain); otherwise **wait**.
 
-Probation (new champion in production vs old champion in shadow): ``scored_events`` (wait),
-``error_rate_increase`` (production budget misses count as latency), ``constant_scores``,
-``p99_latency_ms``, ``alert_rate_ratio``, ``ap_non_inferiority`` (skipped, and passing, while labels
-are too few) → **rollback** or **confirm**.
-
-Intervals come from a paired, label-stratified bootstrap: the same resampled rows for both models
-(so ΔAP's interval reflects the pairing), the fraud count fixed per resample (AP is undefined
-without frauds), vectorised with NumPy and seeded from the policy so a decision is reproducible.
-Each model is judged at its own threshold through its recorded ``decision`` (``decline`` = flagged).
+With ``final=True`` (the evidence deadline) a *wait* becomes **reject** as *inconclusive*, with the
+evidence. Probation (new champion in production vs old champion in reverse shadow): operational
+checks roll back at once (error increase, constant scores, p99, served decline rate vs the budget
+on a confidence sequence); quality rolls back when ΔAP is shown below −margin, confirms when shown
+above, and waits otherwise; at the final look a champion not shown harmful on matured evidence is
+confirmed, and one whose quality could not be judged at all is rolled back (never "passed").
 """
 
 from __future__ import annotations
@@ -45,6 +45,8 @@ from fraudops.release.policy import (
     is_p_value_method,
     required_sample,
 )
+from fraudops.release.quality import MatchedQuality, match_points, matched_quality
+from fraudops.release.sequential import sequential_mean
 
 if TYPE_CHECKING:
     import numpy as np
@@ -81,6 +83,9 @@ class CheckResult:
     passed: bool
     reason: str
     details: dict[str, Any] = field(default_factory=dict)
+    #: False when the check could not be evaluated (e.g. too few matured labels): such a check is
+    #: reported as *not run*, and a decision never counts it as passed.
+    ran: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return _finite(asdict(self))
@@ -88,6 +93,11 @@ class CheckResult:
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> CheckResult:
         return cls(**doc)
+
+    @property
+    def state(self) -> str:
+        """``passed``, ``failed`` or ``not run``: what a page or a log shows."""
+        return "not run" if not self.ran else ("passed" if self.passed else "failed")
 
 
 @dataclass(frozen=True)
@@ -144,145 +154,6 @@ class GateDecision:
         return cls(**data)
 
 
-# -- pure metric helpers ------------------------------------------------------------------------
-def weighted_average_precision(
-    scores: np.ndarray, y: np.ndarray, weights: np.ndarray, order: np.ndarray | None = None
-) -> np.ndarray:
-    """Average precision for each row of ``weights`` (shape ``(B, n)``), sklearn's definition.
-
-    AP = Σ (Rₖ − Rₖ₋₁)·Pₖ over distinct score thresholds, descending; ties share a threshold.
-    With all-ones weights this equals ``sklearn.metrics.average_precision_score``. ``order`` (the
-    descending-score order) can be passed in to sort once across bootstrap chunks.
-    """
-    import numpy as np
-
-    if order is None:
-        order = np.argsort(-scores, kind="mergesort")
-    s, yy = scores[order], y[order].astype(np.float64)
-    w = weights[:, order]
-    tp = np.cumsum(w * yy, axis=1)
-    fp = np.cumsum(w * (1.0 - yy), axis=1)
-    last = np.r_[np.flatnonzero(np.diff(s) != 0), len(s) - 1]
-    tp, fp = tp[:, last], fp[:, last]
-    total = tp[:, -1:]
-    precision = np.divide(tp, tp + fp, out=np.zeros_like(tp), where=(tp + fp) > 0)
-    recall = np.divide(tp, total, out=np.zeros_like(tp), where=total > 0)
-    drecall = np.diff(np.concatenate([np.zeros((len(w), 1)), recall], axis=1), axis=1)
-    result: np.ndarray = (drecall * precision).sum(axis=1)
-    return result
-
-
-def _stratified_weights(rng: np.random.Generator, y: np.ndarray, n_resamples: int) -> np.ndarray:
-    """Bootstrap multiplicities ``(B, n)``: each class resampled with replacement within itself."""
-    import numpy as np
-
-    weights = np.zeros((n_resamples, len(y)), dtype=np.float64)
-    offsets = np.arange(n_resamples)[:, None]
-    for idx in (np.flatnonzero(y == 1), np.flatnonzero(y == 0)):
-        k = len(idx)
-        if k == 0:
-            continue
-        draws = rng.integers(0, k, size=(n_resamples, k)) + offsets * k
-        weights[:, idx] = np.bincount(draws.ravel(), minlength=n_resamples * k).reshape(n_resamples, k)
-    return weights
-
-
-@dataclass(frozen=True)
-class PairedQuality:
-    """Point estimates and bootstrap intervals of candidate − incumbent on the same labeled rows."""
-
-    n: int
-    n_frauds: int
-    ap_incumbent: float
-    ap_candidate: float
-    ap_delta: float
-    ap_delta_ci: tuple[float, float]
-    capture_incumbent: float
-    capture_candidate: float
-    capture_delta: float
-    capture_delta_ci: tuple[float, float]
-    fpr_incumbent: float
-    fpr_candidate: float
-    money_fraud_total: float
-    money_genuine_total: float
-    money_caught_incumbent: float
-    money_caught_candidate: float
-    false_decline_money_incumbent: float
-    false_decline_money_candidate: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return _finite(asdict(self))
-
-
-def paired_quality(
-    y: np.ndarray,
-    incumbent_scores: np.ndarray,
-    candidate_scores: np.ndarray,
-    incumbent_flagged: np.ndarray,
-    candidate_flagged: np.ndarray,
-    amount: np.ndarray,
-    policy: GatePolicy = DEFAULT_POLICY,
-) -> PairedQuality:
-    """Paired, label-stratified bootstrap of ΔAP and Δ capture rate (candidate − incumbent)."""
-    import numpy as np
-
-    y = np.asarray(y, dtype=np.int64)
-    s_inc = np.asarray(incumbent_scores, dtype=np.float64)
-    s_can = np.asarray(candidate_scores, dtype=np.float64)
-    f_inc = np.asarray(incumbent_flagged, dtype=np.float64)
-    f_can = np.asarray(candidate_flagged, dtype=np.float64)
-    amt = np.asarray(amount, dtype=np.float64)
-    n, n_pos = len(y), int(y.sum())
-    if n_pos == 0 or n_pos == n:
-        raise ValueError(f"paired quality needs both classes (frauds={n_pos}, rows={n})")
-    pos, neg = y == 1, y == 0
-    ones = np.ones((1, n))
-    ap_inc = float(weighted_average_precision(s_inc, y, ones)[0])
-    ap_can = float(weighted_average_precision(s_can, y, ones)[0])
-
-    order_inc = np.argsort(-s_inc, kind="mergesort")
-    order_can = np.argsort(-s_can, kind="mergesort")
-    rng = np.random.default_rng(policy.bootstrap_seed)
-    chunk = max(1, min(policy.bootstrap_resamples, 4_000_000 // max(n, 1)))
-    d_ap: list[np.ndarray] = []
-    d_cap: list[np.ndarray] = []
-    done = 0
-    while done < policy.bootstrap_resamples:
-        b = min(chunk, policy.bootstrap_resamples - done)
-        w = _stratified_weights(rng, y, b)
-        d_ap.append(
-            weighted_average_precision(s_can, y, w, order_can)
-            - weighted_average_precision(s_inc, y, w, order_inc)
-        )
-        wp = w[:, pos]
-        d_cap.append((wp @ (f_can[pos] - f_inc[pos])) / n_pos)
-        done += b
-    alpha = 1.0 - policy.confidence_level
-    q = [alpha / 2, 1 - alpha / 2]
-    ap_lo, ap_hi = np.quantile(np.concatenate(d_ap), q)
-    cap_lo, cap_hi = np.quantile(np.concatenate(d_cap), q)
-    return PairedQuality(
-        n=n,
-        n_frauds=n_pos,
-        ap_incumbent=ap_inc,
-        ap_candidate=ap_can,
-        ap_delta=ap_can - ap_inc,
-        ap_delta_ci=(float(ap_lo), float(ap_hi)),
-        capture_incumbent=float(f_inc[pos].mean()),
-        capture_candidate=float(f_can[pos].mean()),
-        capture_delta=float(f_can[pos].mean() - f_inc[pos].mean()),
-        capture_delta_ci=(float(cap_lo), float(cap_hi)),
-        fpr_incumbent=float(f_inc[neg].mean()),
-        fpr_candidate=float(f_can[neg].mean()),
-        money_fraud_total=float(amt[pos].sum()),
-        money_genuine_total=float(amt[neg].sum()),
-        money_caught_incumbent=float((amt * f_inc)[pos].sum()),
-        money_caught_candidate=float((amt * f_can)[pos].sum()),
-        false_decline_money_incumbent=float((amt * f_inc)[neg].sum()),
-        false_decline_money_candidate=float((amt * f_can)[neg].sum()),
-    )
-
-
 def _flagged(frame: pd.DataFrame, side: str) -> np.ndarray:
     """Flagged at the model's own threshold, as recorded: decision ``decline``."""
     import numpy as np
@@ -302,10 +173,10 @@ def feature_parity_mismatch(frame: pd.DataFrame, tolerance: float = 1e-9) -> tup
         & (frame["candidate_feature_set"].astype("string") == frame["incumbent_feature_set"].astype("string"))
     ).fillna(False)
     sub = frame.loc[both.to_numpy(), ["candidate_features", "incumbent_features"]]
+    # Identical text is identical vectors: parse only the rows whose text differs.
+    differ = (sub["candidate_features"].astype(str) != sub["incumbent_features"].astype(str)).to_numpy()
     mismatched = 0
-    for a, b in zip(sub["candidate_features"], sub["incumbent_features"], strict=True):
-        if a == b:
-            continue
+    for a, b in zip(sub["candidate_features"][differ], sub["incumbent_features"][differ], strict=True):
         va, vb = parse_vector(a), parse_vector(b)
         same = (
             va is not None
@@ -318,7 +189,6 @@ def feature_parity_mismatch(frame: pd.DataFrame, tolerance: float = 1e-9) -> tup
     return (mismatched / compared if compared else 0.0), mismatched, compared
 
 
-# -- checks -------------------------------------------------------------------------------------
 def _g(x: float | None) -> str:
     return "n/a" if x is None or not math.isfinite(x) else f"{x:.4g}"
 
@@ -411,17 +281,6 @@ def _latency_check(frame: pd.DataFrame, side: str, limit: float) -> CheckResult:
 INCUMBENT_FEATURE_DRIFT = "incumbent_feature_drift"
 
 
-def _rate_ratio_lower_bound(new: int, old: int, confidence: float) -> float:
-    """Lower confidence bound of the ratio of two event rates on the same exposure: conditional on
-    ``new + old`` events, ``new`` is binomial with p = r / (1 + r) (Clopper-Pearson bound on p)."""
-    from scipy.stats import beta
-
-    if new == 0:
-        return 0.0
-    p_lo = float(beta.ppf((1.0 - confidence) / 2.0, new, old + 1))
-    return p_lo / (1.0 - p_lo) if p_lo < 1.0 else math.inf
-
-
 def _drift_checks(
     drift: DriftResult | Sequence[DriftResult] | None, margin: float = 0.0
 ) -> list[CheckResult]:
@@ -433,6 +292,16 @@ def _drift_checks(
     checks = []
     for r in results:
         if r is yardstick:
+            continue
+        if r.check == "score_drift":
+            # Raw-score histograms differ whenever calibration does (a monotone rescale of the
+            # champion itself reads PSI >> 0.25): shown for reading, judged at the budget instead.
+            reason = (
+                f"informational: raw-score {r.check} {r.columns[0].method if r.columns else ''} "
+                f"{_g(r.columns[0].value if r.columns else None)} (models are compared at the same alert "
+                "budget, not by raw score)"
+            )
+            checks.append(CheckResult(r.check, r.drift_share, None, True, reason, r.to_dict()))
             continue
         if (
             r.check == "feature_drift"
@@ -472,152 +341,185 @@ def _drift_checks(
     return checks
 
 
-def _quality_checks(q: PairedQuality, policy: GatePolicy, *, probation: bool) -> list[CheckResult]:
-    margin = policy.probation_max_ap_regression if probation else policy.max_ap_regression
-    lo, hi = q.ap_delta_ci
-    ci = f"ΔAP {q.ap_delta:+.4f} [{lo:+.4f}, {hi:+.4f}]"
-    if probation:
-        # The burden of proof flips after a promotion: the model already proved non-inferiority on
-        # its shadow sample, so probation rolls back on evidence of *harm* (the whole interval
-        # below -margin), not on a small probation sample's failure to prove it again.
-        ok = hi > -margin
-        bound, reason = hi, f"AP upper CI bound {hi:+.4g} {'>' if ok else '<='} {-margin:+.4g} ({ci})"
+# -- promotion ----------------------------------------------------------------------------------
+def _usable(frame: pd.DataFrame) -> np.ndarray:
+    """Rows both models scored (the rows thresholds are matched on and quality is measured on)."""
+    return (ok_mask(frame, "candidate") & ok_mask(frame, "incumbent")).to_numpy()
+
+
+def _scores(frame: pd.DataFrame, side: Side, rows: np.ndarray) -> np.ndarray:
+    import numpy as np
+
+    return frame.loc[rows, f"{side}_score"].to_numpy(dtype=np.float64)
+
+
+def identical_ranking(a: np.ndarray, b: np.ndarray) -> bool:
+    """True when ``b`` orders (and ties) the rows exactly like ``a``: a copy or a monotone transform."""
+    import numpy as np
+
+    if len(a) != len(b) or len(a) == 0:
+        return False
+    order = np.lexsort((b, a))
+    sa, sb = a[order], b[order]
+    # same ties, and strictly increasing together (ties in a are ties in b and vice versa)
+    da, db = np.diff(sa), np.diff(sb)
+    return bool(np.all((da == 0) == (db == 0)) and np.all(db[da > 0] > 0))
+
+
+def _operating_point_check(frame: pd.DataFrame, rows: np.ndarray, policy: GatePolicy) -> CheckResult:
+    import numpy as np
+
+    s_c, s_i = _scores(frame, "candidate", rows), _scores(frame, "incumbent", rows)
+    genuine = (frame.loc[rows, "label"] == 0.0).to_numpy()
+    cand, inc = match_points(s_c, s_i, genuine, policy)
+    floor = policy.alert_budget * (1.0 - policy.budget_tolerance)
+    base = cand.n if policy.budget_kind == "alert_rate" else int(genuine.sum())
+    # Too few rows to flag even one at the budget says nothing about the model.
+    if base * floor < 1.0:
+        return CheckResult(
+            "operating_point",
+            None,
+            floor,
+            True,
+            f"not run: {base} events cannot show a {policy.budget_kind} budget of {policy.alert_budget:g}",
+            {"candidate": cand.to_dict(), "incumbent": inc.to_dict()},
+            ran=False,
+        )
+    ok = cand.achieved >= floor and bool(np.isfinite(cand.threshold))
+    reason = (
+        f"challenger attains the {policy.budget_kind} budget {policy.alert_budget:g}: {cand.achieved:.4g} "
+        f"at threshold {_g(cand.threshold)} (champion {inc.achieved:.4g} at {_g(inc.threshold)})"
+        if ok
+        else f"challenger cannot attain the {policy.budget_kind} budget {policy.alert_budget:g}: at most "
+        f"{cand.achieved:.4g} < {floor:.4g} without exceeding it (tied scores)"
+    )
+    return CheckResult(
+        "operating_point",
+        cand.achieved,
+        floor,
+        ok,
+        reason,
+        {"candidate": cand.to_dict(), "incumbent": inc.to_dict()},
+    )
+
+
+def _identical_check(frame: pd.DataFrame, rows: np.ndarray) -> CheckResult:
+    same = identical_ranking(_scores(frame, "incumbent", rows), _scores(frame, "candidate", rows))
+    n = int(rows.sum())
+    return CheckResult(
+        "identical_ranking",
+        float(same),
+        0.0,
+        not same,
+        (
+            f"identical ranking to the champion on all {n} paired events (an exact copy or a monotone "
+            "transform of it): nothing to release"
+            if same
+            else "ranks events differently from the champion"
+        ),
+    )
+
+
+def _not_run(name: str, threshold: float | None, why: str) -> CheckResult:
+    return CheckResult(name, None, threshold, False, f"not run: {why}", ran=False)
+
+
+def _cs_text(lo: float, hi: float) -> str:
+    return f"[{lo:+.4f}, {hi:+.4f}]"
+
+
+def _promotion_quality_checks(q: MatchedQuality, policy: GatePolicy) -> tuple[list[CheckResult], CheckResult]:
+    """(harm checks that reject when failed, the promotion check that promotes when passed)."""
+    lo, hi = q.ap.delta.cs
+    ci_lo, ci_hi = q.ap.delta.ci
+    cs = f"ΔAP {q.ap_delta:+.4f}, CS {_cs_text(lo, hi)}, 95% CI {_cs_text(ci_lo, ci_hi)}"
+    ap_details = {
+        "ap_delta": q.ap_delta,
+        "cs": [lo, hi],
+        "ci": [ci_lo, ci_hi],
+        "ap_candidate": q.ap.ap_candidate,
+        "ap_incumbent": q.ap.ap_incumbent,
+        "sd_per_fraud": q.ap.sd_per_fraud,
+        "n_frauds": q.n_frauds,
+    }
+    if policy.decision_mode == "non_inferiority":
+        bar, what = -policy.max_ap_regression, "non-inferiority margin"
     else:
-        ok = lo > -margin
-        bound, reason = lo, f"AP lower CI bound {lo:+.4g} {'>' if ok else '<='} {-margin:+.4g} ({ci})"
-    checks = [
+        bar, what = policy.min_ap_gain, "minimum gain"
+    worse_ok = hi >= bar
+    harm = [
         CheckResult(
-            "ap_non_inferiority",
-            bound,
-            -margin,
-            ok,
-            reason,
-            {
-                "ap_delta": q.ap_delta,
-                "ci": list(q.ap_delta_ci),
-                "ap_candidate": q.ap_candidate,
-                "ap_incumbent": q.ap_incumbent,
-            },
+            "ap_shown_worse",
+            hi,
+            bar,
+            worse_ok,
+            f"ΔAP upper bound {hi:+.4g} {'>=' if worse_ok else '<'} {what} {bar:+.4g} ({cs})",
+            ap_details,
         )
     ]
-    if probation:
-        return checks
-    gain_ok = q.ap_delta >= policy.min_ap_gain
-    checks.append(
-        CheckResult(
-            "ap_gain",
-            q.ap_delta,
-            policy.min_ap_gain,
-            gain_ok,
-            f"ΔAP {q.ap_delta:+.4g} {'>=' if gain_ok else '<'} min gain {policy.min_ap_gain:+.4g}",
-        )
-    )
-    clo, chi = q.capture_delta_ci
-    cap_ok = clo > -policy.max_capture_rate_regression
-    checks.append(
-        CheckResult(
+    guards = (
+        (
             "capture_rate",
-            clo,
+            "capture rate at the budget",
+            q.capture,
             -policy.max_capture_rate_regression,
-            cap_ok,
-            f"capture-rate lower CI bound {clo:+.4g} {'>' if cap_ok else '<='} "
-            f"{-policy.max_capture_rate_regression:+.4g} (Δ {q.capture_delta:+.4f} [{clo:+.4f}, {chi:+.4f}]; "
-            f"{q.capture_candidate:.3f} vs {q.capture_incumbent:.3f})",
-            {
-                "capture_candidate": q.capture_candidate,
-                "capture_incumbent": q.capture_incumbent,
-                "ci": list(q.capture_delta_ci),
-            },
-        )
-    )
-    d_fpr = q.fpr_candidate - q.fpr_incumbent
-    fpr_ok = d_fpr <= policy.max_fpr_increase
-    checks.append(
-        CheckResult(
-            "fpr_increase",
-            d_fpr,
-            policy.max_fpr_increase,
-            fpr_ok,
-            f"FPR {q.fpr_candidate:.4g} vs champion {q.fpr_incumbent:.4g}: {d_fpr:+.4g} "
-            f"{'<=' if fpr_ok else '>'} {policy.max_fpr_increase:+.4g}",
-        )
-    )
-    fraud_money = q.money_fraud_total or 1.0
-    d_caught = (q.money_caught_candidate - q.money_caught_incumbent) / fraud_money
-    caught_ok = d_caught >= -policy.max_money_caught_drop
-    checks.append(
-        CheckResult(
-            "money_caught",
-            d_caught,
-            -policy.max_money_caught_drop,
-            caught_ok,
-            f"money caught {q.money_caught_candidate:.2f} vs champion {q.money_caught_incumbent:.2f}: "
-            f"{d_caught:+.2%} of fraud money {'>=' if caught_ok else '<'} "
-            f"{-policy.max_money_caught_drop:+.2%}",
-            {"money_fraud_total": q.money_fraud_total},
-        )
-    )
-    genuine_money = q.money_genuine_total or 1.0
-    d_false = (q.false_decline_money_candidate - q.false_decline_money_incumbent) / genuine_money
-    false_ok = d_false <= policy.max_false_decline_money_increase
-    checks.append(
-        CheckResult(
+            "down",
+        ),
+        ("fpr_increase", "false-positive rate at the budget", q.fpr, policy.max_fpr_increase, "up"),
+        ("money_caught", "fraud money caught (share)", q.money_caught, -policy.max_money_caught_drop, "down"),
+        (
             "false_decline_money",
-            d_false,
+            "genuine money declined (share)",
+            q.false_decline_money,
             policy.max_false_decline_money_increase,
-            false_ok,
-            f"falsely declined money {q.false_decline_money_candidate:.2f} vs champion "
-            f"{q.false_decline_money_incumbent:.2f}: {d_false:+.3%} of genuine money "
-            f"{'<=' if false_ok else '>'} {policy.max_false_decline_money_increase:+.3%}",
-            {"money_genuine_total": q.money_genuine_total},
+            "up",
+        ),
+    )
+    for name, what_g, est, limit, direction in guards:
+        lo_g, hi_g = est.cs
+        ok = hi_g >= limit if direction == "down" else lo_g <= limit
+        shown = "upper" if direction == "down" else "lower"
+        bound = hi_g if direction == "down" else lo_g
+        harm.append(
+            CheckResult(
+                name,
+                bound,
+                limit,
+                ok,
+                f"Δ {what_g} {est.estimate:+.4g}, CS {_cs_text(lo_g, hi_g)}: {shown} bound "
+                f"{'not ' if ok else ''}beyond {limit:+.4g}",
+                {"delta": est.estimate, "cs": [lo_g, hi_g]},
+            )
         )
+    promote_ok = lo > bar
+    name = "ap_non_inferiority" if policy.decision_mode == "non_inferiority" else "ap_superiority"
+    promote = CheckResult(
+        name,
+        lo,
+        bar,
+        promote_ok,
+        f"ΔAP lower bound {lo:+.4g} {'>' if promote_ok else '<='} {what} {bar:+.4g} ({cs})",
+        ap_details,
     )
-    return checks
+    return harm, promote
 
 
-def _paired_quality_for(evidence: ShadowEvidence, policy: GatePolicy) -> PairedQuality | None:
-    frame = evidence.frame
-    both = (ok_mask(frame, "candidate") & ok_mask(frame, "incumbent") & frame["label"].notna()).to_numpy()
-    sub = frame.loc[both]
-    y = sub["label"].to_numpy().astype(int)
-    if y.sum() == 0 or y.sum() == len(y):
-        return None
-    return paired_quality(
-        y,
-        sub["incumbent_score"].to_numpy(),
-        sub["candidate_score"].to_numpy(),
-        _flagged(sub, "incumbent"),
-        _flagged(sub, "candidate"),
-        sub["amount"].to_numpy(),
-        policy,
-    )
-
-
-def _decide(
+def _decision(
+    status: Status,
     stage: GateStage,
-    groups: list[tuple[list[CheckResult], Status]],
-    success: Status,
-    success_reason: str,
+    checks: list[CheckResult],
+    reason: str,
     policy: GatePolicy,
     evidence: dict[str, Any],
+    deciding: str | None,
 ) -> GateDecision:
-    checks = [c for group, _ in groups for c in group]
-    for group, status in groups:
-        for c in group:
-            if not c.passed:
-                return GateDecision(
-                    status,
-                    stage,
-                    tuple(checks),
-                    c.reason,
-                    policy.version,
-                    policy.fingerprint,
-                    evidence,
-                    c.name,
-                )
     return GateDecision(
-        success, stage, tuple(checks), success_reason, policy.version, policy.fingerprint, evidence
+        status, stage, tuple(checks), reason, policy.version, policy.fingerprint, evidence, deciding
     )
+
+
+def _first_failed(checks: list[CheckResult]) -> CheckResult | None:
+    return next((c for c in checks if c.ran and not c.passed), None)
 
 
 def decide_promotion(
@@ -626,14 +528,18 @@ def decide_promotion(
     drift: DriftResult | Sequence[DriftResult] | None = None,
     *,
     expected_fraud_rate: float | None = None,
+    final: bool = False,
 ) -> GateDecision:
-    """Promote, reject or wait, from paired shadow evidence (and optional drift results).
+    """Promote, reject or wait from paired shadow evidence (and optional drift results).
 
-    ``expected_fraud_rate`` sizes the scored-events requirement (default 0.5%).
+    Safe to call at every poll: quality is judged on confidence sequences. ``final`` marks the
+    evidence deadline: a *wait* then becomes a reject as inconclusive. ``expected_fraud_rate``
+    sizes the requirement reported with the decision (default 0.5 %).
     """
     frame = evidence.frame
     need: SampleRequirement = required_sample(policy, expected_fraud_rate or DEFAULT_EXPECTED_FRAUD_RATE)
-    volume = [_check_min("scored_events", "scored events", evidence.n_events, need.min_scored_events)]
+    rows = _usable(frame)
+    volume = _check_min("scored_events", "scored events", evidence.n_events, policy.min_scored_events_floor)
     parity, mismatched, compared = feature_parity_mismatch(frame, policy.feature_parity_tolerance)
     # Latency first: a slow challenger is also throttled by the shadow pool, and the events it
     # sheds show up as missing scores (errors); the root cause to report is the latency.
@@ -652,136 +558,234 @@ def decide_promotion(
             {"mismatched": mismatched, "compared": compared},
         ),
         *_drift_checks(drift, policy.feature_drift_margin),
+        _operating_point_check(frame, rows, policy),
+        _identical_check(frame, rows),
     ]
+    matured_frauds = int(((frame["label"] == 1.0).to_numpy() & rows).sum())
+    matured_genuine = int(((frame["label"] == 0.0).to_numpy() & rows).sum())
     labels = [
-        _check_min("labeled_frauds", "labeled frauds", evidence.n_evaluable_frauds, need.min_labeled_frauds),
+        _check_min(
+            "matured_frauds",
+            "matured labeled frauds",
+            matured_frauds,
+            policy.min_labeled_frauds_floor,
+        ),
         # Genuine rows come from maturity (most are never labelled): without them there is no FPR
         # and no AP, and "no quality evidence" must not read as "quality passed".
         _check_min(
-            "evaluable_genuine",
-            "evaluable genuine events",
-            evidence.n_evaluable - evidence.n_evaluable_frauds,
-            need.min_labeled_frauds,
+            "matured_genuine", "matured genuine events", matured_genuine, policy.min_labeled_frauds_floor
         ),
     ]
-    quality = _paired_quality_for(evidence, policy) if all(c.passed for c in labels) else None
-    quality_checks = _quality_checks(quality, policy, probation=False) if quality else []
     summary: dict[str, Any] = {
         **evidence.summary(),
         "sample_requirement": need.to_dict(),
-        "quality": quality.to_dict() if quality else None,
+        "matured_frauds": matured_frauds,
         "policy": policy.to_dict(),
+        "final": final,
     }
-    ap = quality_checks[0].details if quality_checks else {}
-    success = f"all checks passed: ΔAP {ap.get('ap_delta', math.nan):+.4f}" if ap else "all checks passed"
-    return _decide(
-        "promotion",
-        [(volume, "wait"), (ops, "reject"), (labels, "wait"), (quality_checks, "reject")],
-        "promote",
-        success,
-        policy,
-        summary,
+    quality: MatchedQuality | None = None
+    if volume.passed and all(c.passed for c in labels):
+        sub = frame.loc[rows]
+        quality = matched_quality(
+            candidate_scores=sub["candidate_score"].to_numpy(),
+            incumbent_scores=sub["incumbent_score"].to_numpy(),
+            label=sub["label"].to_numpy(),
+            amount=sub["amount"].to_numpy(),
+            policy=policy,
+            planned_frauds=need.min_labeled_frauds,
+        )
+        harm, promote = _promotion_quality_checks(quality, policy)
+    else:
+        why = "too little scored or matured evidence"
+        harm = [_not_run("ap_shown_worse", None, why)]
+        promote = _not_run(
+            "ap_non_inferiority" if policy.decision_mode == "non_inferiority" else "ap_superiority", None, why
+        )
+    summary["quality"] = quality.to_dict() if quality else None
+    op = next(c for c in ops if c.name == "operating_point")
+    summary["operating_point"] = {
+        "budget_kind": policy.budget_kind,
+        "budget": policy.alert_budget,
+        # The threshold the challenger is served at if promoted: matched on this window's traffic.
+        "candidate_threshold": op.details["candidate"]["threshold"],
+        "incumbent_threshold": op.details["incumbent"]["threshold"],
+        "candidate_achieved": op.details["candidate"]["achieved"],
+        "incumbent_achieved": op.details["incumbent"]["achieved"],
+    }
+    checks = [volume, *ops, *labels, *harm, promote]
+    status: Status
+    if not volume.passed:
+        status, reason, deciding = "wait", volume.reason, volume.name
+    elif (failed := _first_failed(ops)) is not None:
+        status, reason, deciding = "reject", failed.reason, failed.name
+    elif (short := _first_failed(labels)) is not None:
+        status, reason, deciding = "wait", short.reason, short.name
+    elif (bad := _first_failed(harm)) is not None:
+        status, reason, deciding = "reject", bad.reason, bad.name
+    elif promote.passed:
+        status, deciding = "promote", None
+        reason = f"all checks passed: {promote.reason}"
+    else:
+        status, reason, deciding = "wait", promote.reason, promote.name
+    if status == "wait" and final:
+        status = "reject"
+        reason = (
+            f"inconclusive at the evidence deadline: {reason} (requirement: {need.min_labeled_frauds} "
+            f"matured labeled frauds, have {matured_frauds})"
+        )
+    return _decision(status, "promotion", checks, reason, policy, summary, deciding)
+
+
+# -- probation ----------------------------------------------------------------------------------
+def _decline_rate_check(frame: pd.DataFrame, policy: GatePolicy, planned_events: int) -> CheckResult:
+    """The new champion's served decline rate stays within the budget's tolerance band (CS)."""
+    import numpy as np
+
+    ok_rows = ok_mask(frame, "candidate").to_numpy()
+    if policy.budget_kind == "fpr":
+        ok_rows = ok_rows & (frame["label"] == 0.0).to_numpy()
+    flags = _flagged(frame.loc[ok_rows], "candidate").astype(np.float64)
+    lo_band = policy.alert_budget * (1.0 - policy.budget_tolerance)
+    hi_band = policy.alert_budget * (1.0 + policy.budget_tolerance)
+    if len(flags) < 2:
+        return _not_run(
+            "decline_rate", hi_band, f"{len(flags)} events to measure the served {policy.budget_kind}"
+        )
+    est = sequential_mean(flags, alpha=1.0 - policy.confidence_level, t_opt=float(max(planned_events, 2)))
+    lo, hi = est.cs
+    ok = lo <= hi_band and hi >= lo_band
+    return CheckResult(
+        "decline_rate",
+        est.estimate,
+        hi_band,
+        ok,
+        f"served {policy.budget_kind} {est.estimate:.4g}, CS {_cs_text(lo, hi)} "
+        f"{'overlaps' if ok else 'is outside'} the budget band [{lo_band:.4g}, {hi_band:.4g}]",
+        {"cs": [lo, hi], "band": [lo_band, hi_band], "n": len(flags)},
     )
 
 
-def decide_probation(evidence: ShadowEvidence, policy: GatePolicy = DEFAULT_POLICY) -> GateDecision:
-    """Confirm, roll back or wait: the new champion in production vs the old champion in shadow."""
-    import numpy as np
+def decide_probation(
+    evidence: ShadowEvidence,
+    policy: GatePolicy = DEFAULT_POLICY,
+    *,
+    final: bool = False,
+    expected_fraud_rate: float | None = None,
+) -> GateDecision:
+    """Confirm, roll back or wait: the new champion in production vs the old champion in shadow.
 
+    Safe to call at every poll (confidence sequences). Operational checks act at once; quality
+    needs matured labels. ``final`` (the probation deadline): a champion not shown harmful on
+    matured evidence is confirmed; one whose quality could not be judged is rolled back.
+    """
     frame = evidence.frame
-    volume = [
-        _check_min("scored_events", "scored events", evidence.n_events, policy.probation_min_scored_events)
-    ]
+    need = required_sample(policy, expected_fraud_rate or DEFAULT_EXPECTED_FRAUD_RATE, stage="probation")
+    volume = _check_min(
+        "scored_events", "scored events", evidence.n_events, policy.probation_min_scored_events
+    )
     # Like with like: only production has a per-request time budget, so a new champion's budget
     # misses (answered by the old one; the machine's load moves them as much as the model does)
     # are judged by the latency check, not counted as errors against an old champion in shadow.
     misses = budget_misses(frame, "candidate")
     n_misses = int(misses.sum())
     cand_err, inc_err = _error_rate(frame, "candidate", misses), _error_rate(frame, "incumbent")
-    both = (ok_mask(frame, "candidate") & ok_mask(frame, "incumbent")).to_numpy()
-    # Declines of each model on the events both scored: the rates and the counts behind them.
-    paired = int(both.sum())
-    new_n = int(_flagged(frame.loc[both], "candidate").sum()) if paired else 0
-    old_n = int(_flagged(frame.loc[both], "incumbent").sum()) if paired else 0
-    cand_alert = new_n / paired if paired else 0.0
-    inc_alert = old_n / paired if paired else 0.0
-    # No declines before and none now is no jump; declines from zero is an unbounded one.
-    ratio = cand_alert / inc_alert if inc_alert > 0 else (1.0 if cand_alert == 0 else float(np.inf))
     err_check = _check_max(
         "error_rate_increase",
         "error rate increase",
         cand_err - inc_err,
         policy.probation_max_error_rate_increase,
     )
-    err_check = CheckResult(
-        err_check.name,
-        err_check.value,
-        err_check.threshold,
-        err_check.passed,
-        f"{err_check.reason} (new {_g(cand_err)}, old {_g(inc_err)}"
+    err_check = replace(
+        err_check,
+        reason=f"{err_check.reason} (new {_g(cand_err)}, old {_g(inc_err)}"
         + (f"; {n_misses} budget misses judged by latency)" if n_misses else ")"),
-        {
+        details={
             "candidate_error_rate": cand_err,
             "incumbent_error_rate": inc_err,
             "candidate_budget_misses": n_misses,
-        },
-    )
-    # Evidence of a jump, not a few declines: roll back when the lower confidence bound of the
-    # ratio exceeds the limit (4 declines against 1 on 300 events is a ratio of 4 and no evidence).
-    ratio_lo = _rate_ratio_lower_bound(new_n, old_n, policy.confidence_level)
-    limit = policy.probation_max_alert_rate_ratio
-    ok = bool(ratio_lo <= limit)
-    alert = CheckResult(
-        "alert_rate_ratio",
-        float(ratio),
-        float(limit),
-        ok,
-        f"decline-rate ratio {_g(ratio)} (lower bound {_g(ratio_lo)}) {'<=' if ok else '>'} {_g(limit)} "
-        f"(new {cand_alert:.4g}, old {inc_alert:.4g}; {new_n} vs {old_n} declines)",
-        {
-            "candidate_alert_rate": cand_alert,
-            "incumbent_alert_rate": inc_alert,
-            "candidate_declines": new_n,
-            "incumbent_declines": old_n,
-            "ratio_lower_bound": ratio_lo,
         },
     )
     ops = [
         err_check,
         _constant_scores_check(frame, "candidate", policy),
         _latency_check(frame, "candidate", policy.probation_max_p99_latency_ms),
-        alert,
+        _decline_rate_check(frame, policy, need.min_scored_events),
     ]
-    quality = None
-    if evidence.n_evaluable_frauds >= policy.probation_min_labeled_frauds:
-        quality = _paired_quality_for(evidence, policy)
-    if quality is not None:
-        quality_checks = _quality_checks(quality, policy, probation=True)
+    rows = _usable(frame)
+    matured_frauds = int(((frame["label"] == 1.0).to_numpy() & rows).sum())
+    matured_genuine = int(((frame["label"] == 0.0).to_numpy() & rows).sum())
+    margin = policy.probation_max_ap_regression
+    quality: MatchedQuality | None = None
+    if (
+        matured_frauds >= policy.probation_min_labeled_frauds
+        and matured_genuine >= policy.probation_min_labeled_frauds
+    ):
+        sub = frame.loc[rows]
+        quality = matched_quality(
+            candidate_scores=sub["candidate_score"].to_numpy(),
+            incumbent_scores=sub["incumbent_score"].to_numpy(),
+            label=sub["label"].to_numpy(),
+            amount=sub["amount"].to_numpy(),
+            policy=policy,
+            planned_frauds=need.min_labeled_frauds,
+        )
+        lo, hi = quality.ap.delta.cs
+        cs = f"ΔAP {quality.ap_delta:+.4f}, CS {_cs_text(lo, hi)}"
+        harmed = hi < -margin
+        shown_ok = lo > -margin
+        details = {"ap_delta": quality.ap_delta, "cs": [lo, hi], "n_frauds": matured_frauds}
+        harm = CheckResult(
+            "ap_shown_worse",
+            hi,
+            -margin,
+            not harmed,
+            f"ΔAP upper bound {hi:+.4g} {'<' if harmed else '>='} {-margin:+.4g} ({cs})",
+            details,
+        )
+        fine = CheckResult(
+            "ap_non_inferiority",
+            lo,
+            -margin,
+            shown_ok,
+            f"ΔAP lower bound {lo:+.4g} {'>' if shown_ok else '<='} {-margin:+.4g} ({cs})",
+            details,
+        )
     else:
-        quality_checks = [
-            CheckResult(
-                "ap_non_inferiority",
-                None,
-                -policy.probation_max_ap_regression,
-                True,
-                f"skipped: {evidence.n_evaluable_frauds} matured labeled frauds < "
-                f"{policy.probation_min_labeled_frauds} needed",
-                {"skipped": True},
-            )
-        ]
+        why = (
+            f"{matured_frauds} matured labeled frauds (need {policy.probation_min_labeled_frauds} to start, "
+            f"{need.min_labeled_frauds} planned)"
+        )
+        harm, fine = _not_run("ap_shown_worse", -margin, why), _not_run("ap_non_inferiority", -margin, why)
     summary: dict[str, Any] = {
         **evidence.summary(),
+        "sample_requirement": need.to_dict(),
+        "matured_frauds": matured_frauds,
         "quality": quality.to_dict() if quality else None,
         "policy": policy.to_dict(),
+        "final": final,
     }
-    return _decide(
-        "probation",
-        [(volume, "wait"), (ops, "rollback"), (quality_checks, "rollback")],
-        "confirm",
-        "all probation checks passed",
-        policy,
-        summary,
-    )
+    checks = [volume, *ops, harm, fine]
+    status: Status
+    if (failed := _first_failed(ops)) is not None:
+        status, reason, deciding = "rollback", failed.reason, failed.name
+    elif harm.ran and not harm.passed:
+        status, reason, deciding = "rollback", harm.reason, harm.name
+    elif not volume.passed:
+        status, reason, deciding = "wait", volume.reason, volume.name
+    elif fine.ran and fine.passed:
+        status, reason, deciding = "confirm", f"all probation checks passed: {fine.reason}", None
+    elif not fine.ran:
+        status, reason, deciding = "wait", fine.reason, fine.name
+    else:
+        status, reason, deciding = "wait", fine.reason, fine.name
+    if status == "wait" and final:
+        if fine.ran:
+            status = "confirm"
+            reason = f"probation ended, not shown harmful on matured evidence: {harm.reason}"
+        else:
+            status = "rollback"
+            reason = f"probation ended without judging quality ({reason}): the known-good champion returns"
+    return _decision(status, "probation", checks, reason, policy, summary, deciding)
 
 
 # -- recording ----------------------------------------------------------------------------------

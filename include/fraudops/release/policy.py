@@ -8,7 +8,7 @@ and be reviewed in a pull request like any other change. Changing a threshold me
 
 Thresholds follow Evidently's style: typed fields, each with a docstring (exposed as the field's
 description). Sample sizes are not magic numbers: :func:`required_sample` derives them from the
-precision the policy wants on the fraud capture rate, with absolute floors on top.
+ΔAP margin, the wanted power and the confidence sequence's width, with absolute floors on top.
 """
 
 from __future__ import annotations
@@ -46,29 +46,66 @@ class GatePolicy(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 
-    version: str = "2026-11-29.2"
+    version: str = "2026-12-05.1"
     """Policy version, stored with every decision; bump it whenever any value below changes."""
 
     # -- statistics -------------------------------------------------------------------------
     confidence_level: float = Field(default=0.95, gt=0.5, lt=1.0)
-    """Two-sided confidence level of every bootstrap interval (and of the sample-size formula)."""
-    bootstrap_resamples: int = Field(default=1000, ge=100)
-    """Paired bootstrap resamples (stratified by label) for ΔAP and Δcapture-rate intervals."""
+    """1 − α of every confidence sequence (anytime-valid: the error stays ≤ α however often the
+    gate looks) and of the fixed-sample intervals shown next to them."""
     bootstrap_seed: int = 20261129
-    """Seed of the bootstrap: the same evidence always gives the same interval and decision."""
+    """Seed of the seeded subsampling (drift rows): the same evidence always gives the same decision."""
+
+    # -- operating point --------------------------------------------------------------------
+    budget_kind: Literal["alert_rate", "fpr"] = "alert_rate"
+    """What the alert budget limits: the share of all scored events flagged (``alert_rate``, the
+    declines a team can afford) or the share of matured genuine events flagged (``fpr``)."""
+    alert_budget: float = Field(default=0.01, gt=0.0, lt=1.0)
+    """The budget both models are compared at (each model's threshold matched to it on the same
+    events), and the one the new champion is served at after promotion."""
+    budget_tolerance: float = Field(default=0.5, gt=0.0, lt=1.0)
+    """Relative band around the budget: a challenger whose scores cannot attain the budget within
+    it (ties) is rejected; in probation the served decline rate must stay within it (judged on a
+    confidence sequence)."""
+
+    # -- decision rule ----------------------------------------------------------------------
+    decision_mode: Literal["non_inferiority", "superiority"] = "non_inferiority"
+    """``non_inferiority``: promote a challenger shown no worse than ``max_ap_regression`` (a fresher
+    model of equal quality ships); ``superiority``: promote only one shown better than
+    ``min_ap_gain`` (an equal model keeps the champion)."""
+    max_ap_regression: float = Field(default=0.05, gt=0.0)
+    """Non-inferiority margin δ on ΔAP (challenger − champion, same matured events): promote when
+    the confidence sequence's lower bound is above −δ; reject when its upper bound is below −δ."""
+    min_ap_gain: float = Field(default=0.0, ge=0.0)
+    """Superiority mode: promote when the lower bound is above this; reject when the upper bound is."""
+    ap_planning_gain: float = Field(default=0.05, gt=0.0)
+    """Superiority mode: the gain the sample is sized to detect with ``power``."""
+    power: float = Field(default=0.9, gt=0.5, lt=1.0)
+    """Wanted probability of promoting an equal (non-inferiority) or better-by-``ap_planning_gain``
+    (superiority) challenger once the sample requirement is met."""
+    ap_delta_sd_per_fraud: float = Field(default=0.5, gt=0.0)
+    """Standard deviation of ΔAP's per-event influence, scaled to one fraud (σ·sqrt(fraud rate)).
+    Sizes the sample; every decision reports the observed value (``sd_per_fraud``), and
+    ``make bench-gate`` measured 0.35-0.55 for independently trained models of the simulator's world."""
 
     # -- sample size ------------------------------------------------------------------------
-    capture_rate_precision: float = Field(default=0.05, gt=0.0, lt=0.5)
-    """Wanted half-width of the confidence interval on the fraud capture rate (absolute)."""
-    expected_capture_rate: float = Field(default=0.7, gt=0.0, lt=1.0)
-    """Capture rate assumed in the sample-size formula (use the champion's; 0.5 is worst case)."""
     min_labeled_frauds_floor: int = Field(default=100, ge=1)
-    """Never decide on quality with fewer labeled frauds than this, whatever the formula says."""
+    """Never decide on quality with fewer matured labeled frauds than this, whatever the formula says."""
     min_scored_events_floor: int = Field(default=5000, ge=1)
     """Never decide with fewer paired scored events than this (operational checks need volume too)."""
+
+    # -- label maturity ---------------------------------------------------------------------
+    label_coverage: float = Field(default=0.95, gt=0.0, le=1.0)
+    """An event is *matured* once this share of eventual fraud labels has arrived for events of its
+    age (read off the warehouse's label-delay curve). Only matured events enter quality metrics."""
     label_maturity_hours: float = Field(default=168.0, ge=0.0)
-    """Events older than this (vs ``label_as_of``) without a label count as genuine; younger
-    unlabeled events are left out of quality metrics (most genuine transactions never get a label)."""
+    """Fallback maturity when the warehouse has too few fully observed frauds for a delay curve."""
+    label_delay_horizon_hours: float = Field(default=60 * 24.0, gt=0.0)
+    """The longest label delay waited for; later labels count as never arriving."""
+    label_curve_lookback_hours: float = Field(default=30 * 24.0, gt=0.0)
+    """Event window (ending ``label_delay_horizon_hours`` ago) the delay curve is estimated on."""
+    min_label_curve_frauds: int = Field(default=50, ge=1)
+    """Fully observed fraud labels needed to trust the curve (else ``label_maturity_hours``)."""
 
     # -- operations -------------------------------------------------------------------------
     max_p99_latency_ms: float = Field(default=10.0, gt=0.0)
@@ -87,28 +124,22 @@ class GatePolicy(BaseModel):
     feature_parity_tolerance: float = Field(default=1e-9, ge=0.0)
     """Absolute tolerance when comparing two feature vectors element-wise."""
 
-    # -- quality vs champion (same labeled events) ------------------------------------------
-    max_ap_regression: float = Field(default=0.02, ge=0.0)
-    """Non-inferiority margin: promote only if the lower CI bound of ΔAP (challenger − champion)
-    is above ``-max_ap_regression``."""
-    min_ap_gain: float = 0.0
-    """The point estimate of ΔAP must be at least this (0: not worse on the sample)."""
+    # -- harm guards at the matched budget (reject only when *shown* worse) -----------------
     max_capture_rate_regression: float = Field(default=0.05, ge=0.0)
-    """Lower CI bound of Δ fraud capture rate (each model at its own threshold) must be above minus this."""
-
-    # -- business ---------------------------------------------------------------------------
+    """Reject when the confidence sequence shows the capture rate at the budget lower by more than this."""
     max_fpr_increase: float = Field(default=0.002, ge=0.0)
-    """Challenger's false-positive rate may exceed the champion's by at most this (absolute)."""
+    """Reject when it shows the false-positive rate at the budget higher by more than this (absolute)."""
     max_money_caught_drop: float = Field(default=0.05, ge=0.0, le=1.0)
-    """Fraud money caught may drop by at most this share of all fraud money in the window."""
+    """Reject when it shows fraud money caught lower by more than this share of all fraud money."""
     max_false_decline_money_increase: float = Field(default=0.002, ge=0.0, le=1.0)
-    """Genuine money falsely declined may rise by at most this share of all genuine money."""
+    """Reject when it shows genuine money declined higher by more than this share of all genuine money."""
 
     # -- drift ------------------------------------------------------------------------------
     score_drift_method: DriftMethod = "psi"
-    """Evidently method comparing the challenger's shadow scores to the champion's on the same events."""
+    """Evidently method of the *informational* raw-score comparison (challenger vs champion on the
+    same events). It never decides: calibration may differ; models are compared at the budget."""
     max_score_drift: float = Field(default=0.25, gt=0.0)
-    """Score drift bound (PSI 0.25 is the classic "major shift")."""
+    """Bound shown next to the informational raw-score drift (PSI 0.25 is the classic "major shift")."""
     feature_drift_method: DriftMethod = "wasserstein"
     """Evidently method per feature, shadow window vs the challenger's training reference. Fixed, so
     results do not silently change with sample size (Evidently's default switches at 1000 rows)."""
@@ -125,17 +156,20 @@ class GatePolicy(BaseModel):
 
     # -- probation --------------------------------------------------------------------------
     probation_min_scored_events: int = Field(default=2000, ge=1)
-    """Production events of the new champion needed before probation decides (else wait)."""
+    """Production events of the new champion needed before probation judges operations."""
     probation_min_labeled_frauds: int = Field(default=50, ge=1)
-    """Matured labeled frauds needed for the probation quality check (else it is skipped)."""
+    """Floor of matured labeled frauds for the probation quality check (else it has not run)."""
     probation_max_error_rate_increase: float = Field(default=0.001, ge=0.0)
     """New champion's error rate may exceed the old champion's (now in shadow) by at most this."""
     probation_max_p99_latency_ms: float = Field(default=5.0, gt=0.0)
     """p99 ``latency_ms`` of the new champion in production (the serving SLA)."""
-    probation_max_alert_rate_ratio: float = Field(default=1.5, ge=1.0)
-    """Decline rate of the new champion / decline rate of the old champion on the same events."""
-    probation_max_ap_regression: float = Field(default=0.02, ge=0.0)
-    """Lower CI bound of ΔAP (new − old champion, matured labels) must be above minus this."""
+    probation_max_ap_regression: float = Field(default=0.05, gt=0.0)
+    """Roll back when the confidence sequence of ΔAP (new − old champion) lies below −this; confirm
+    when it lies above."""
+    probation_detect_ap_drop: float = Field(default=0.1, gt=0.0)
+    """The degradation probation is sized to catch with ``probation_power``."""
+    probation_power: float = Field(default=0.9, gt=0.5, lt=1.0)
+    """Wanted probability of rolling back a champion degraded by ``probation_detect_ap_drop``."""
 
     # -- helpers ----------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -162,42 +196,85 @@ DEFAULT_POLICY = GatePolicy()
 
 @dataclass(frozen=True)
 class SampleRequirement:
-    """How much shadow evidence a decision needs, and where the numbers come from."""
+    """How much matured evidence a decision needs, and where the numbers come from."""
 
+    #: Matured labeled frauds needed (formula, raised to the policy's floor).
     min_labeled_frauds: int
+    #: Paired scored events needed (``min_labeled_frauds / expected_fraud_rate``, floored).
     min_scored_events: int
-    #: Labeled frauds the precision formula alone asks for (before the floor).
-    frauds_from_precision: int
+    #: Frauds the power formula alone asks for (before the floor).
+    frauds_from_power: int
     expected_fraud_rate: float
-    expected_capture_rate: float
-    half_width: float
-    z: float
+    #: The ΔAP distance the sample is sized for: δ (non-inferiority), the planning gain minus the
+    #: minimum gain (superiority), or the detectable drop minus the margin (probation).
+    effect: float
+    power: float
+    sd_per_fraud: float
+    #: Confidence-sequence multiplier at the planned size (≈ 3.04 at α = 0.05).
+    cs_multiplier: float
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def required_sample(policy: GatePolicy, expected_fraud_rate: float) -> SampleRequirement:
-    """Events needed so the capture-rate CI half-width is at most ``policy.capture_rate_precision``.
+def _frauds_for(effect: float, power: float, sd: float, alpha: float) -> tuple[int, float]:
+    """Frauds n with  m·σ/√n + z_power·σ/√n ≤ effect,  m the CS multiplier at its tuned size."""
+    from fraudops.release.sequential import cs_multiplier
 
-    Normal approximation of a binomial proportion: ``n_frauds = z² · r(1−r) / δ²`` with ``r`` the
-    expected capture rate and ``δ`` the half-width; then ``n_events = n_frauds / fraud_rate``.
-    Both are raised to the policy's absolute floors.
+    m = cs_multiplier(1.0, alpha=alpha, t_opt=1.0)  # at t = t_opt the multiplier does not depend on t
+    z_power = NormalDist().inv_cdf(power)
+    return math.ceil(((m + z_power) * sd / effect) ** 2), m
+
+
+def required_sample(
+    policy: GatePolicy, expected_fraud_rate: float, *, stage: Literal["promotion", "probation"] = "promotion"
+) -> SampleRequirement:
+    """Matured labeled frauds needed for the ΔAP decision to have the policy's power.
+
+    The decision compares ΔAP's confidence sequence (radius ≈ m·σ/√n at the planned size, with σ
+    per fraud = ``ap_delta_sd_per_fraud``) with the margin. In non-inferiority mode an equal
+    challenger is promoted when the lower bound clears −δ, which happens with probability ≥
+    ``power`` once ``(m + z_power)·σ/√n ≤ δ``. Superiority sizes for ``ap_planning_gain −
+    min_ap_gain``; probation for catching a drop of ``probation_detect_ap_drop`` beyond its margin
+    with ``probation_power``. ``n_events = n_frauds / fraud_rate``. Both are raised to the floors.
     """
     if not 0.0 < expected_fraud_rate < 1.0:
         raise ValueError(f"expected_fraud_rate must be in (0, 1), got {expected_fraud_rate}")
-    r, delta, z = policy.expected_capture_rate, policy.capture_rate_precision, policy.z
-    from_precision = math.ceil(z * z * r * (1.0 - r) / (delta * delta))
-    frauds = max(from_precision, policy.min_labeled_frauds_floor)
-    events = max(math.ceil(frauds / expected_fraud_rate), policy.min_scored_events_floor)
+    alpha = 1.0 - policy.confidence_level
+    if stage == "probation":
+        effect = policy.probation_detect_ap_drop - policy.probation_max_ap_regression
+        power, floor_f, floor_e = (
+            policy.probation_power,
+            policy.probation_min_labeled_frauds,
+            policy.probation_min_scored_events,
+        )
+        if effect <= 0:
+            raise ValueError("probation_detect_ap_drop must exceed probation_max_ap_regression")
+    else:
+        effect = (
+            policy.max_ap_regression
+            if policy.decision_mode == "non_inferiority"
+            else policy.ap_planning_gain - policy.min_ap_gain
+        )
+        power, floor_f, floor_e = (
+            policy.power,
+            policy.min_labeled_frauds_floor,
+            policy.min_scored_events_floor,
+        )
+        if effect <= 0:
+            raise ValueError("ap_planning_gain must exceed min_ap_gain")
+    from_power, m = _frauds_for(effect, power, policy.ap_delta_sd_per_fraud, alpha)
+    frauds = max(from_power, floor_f)
+    events = max(math.ceil(frauds / expected_fraud_rate), floor_e)
     return SampleRequirement(
         min_labeled_frauds=frauds,
         min_scored_events=events,
-        frauds_from_precision=from_precision,
+        frauds_from_power=from_power,
         expected_fraud_rate=expected_fraud_rate,
-        expected_capture_rate=r,
-        half_width=delta,
-        z=z,
+        effect=effect,
+        power=power,
+        sd_per_fraud=policy.ap_delta_sd_per_fraud,
+        cs_multiplier=m,
     )
 
 

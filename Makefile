@@ -7,7 +7,7 @@ UV_VERSION := 0.13.9
 STAMP := $(VENV)/.installed
 NATIVE := include/fraudops/_native/STAMP.json
 
-.PHONY: setup system-deps run up down status test test-fast lint typecheck bench lock clean
+.PHONY: setup system-deps run up down status test test-fast lint typecheck bench bench-gate lock clean
 
 ## setup: create .venv and install the pinned environment and the fraudops package, then compile
 ## the online feature store with mypyc (fraudops.native; uses gcc). Idempotent.
@@ -75,6 +75,11 @@ typecheck: setup
 ## bench: benchmarks; each prints a table (results recorded in README/docs).
 bench: setup
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+## bench-gate: the release gate's error rates on planted scenarios (50 seeds each, demo profile and
+## production defaults); prints a table and `targets met: K/N`, exits 1 when a target is missed.
+bench-gate: setup
+	$(BIN)/python benchmarks/bench_gate.py
 
 ## lock: re-resolve the pinned lock files from requirements/*.in (needs registry access).
 lock:

@@ -20,33 +20,40 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 #: The default policy, scaled to a test that must decide within a minute of traffic:
 RELEASE_POLICY: dict[str, Any] = {
-    # ±15 % on the capture rate instead of ±5 %: 36 labeled frauds instead of 323.
-    "capture_rate_precision": 0.15,
+    # A wide non-inferiority margin: the power formula then asks for ~470 matured frauds, but the
+    # gate looks on confidence sequences, so a clearly better or worse model decides far sooner.
+    "max_ap_regression": 0.1,
     "min_labeled_frauds_floor": 20,
     # (min_scored_events_floor stays at the default 5000: more than a simulated day of traffic,
     # so the drift check compares a full daily cycle with the training reference.)
-    # Labels in this world arrive within hours of event time (see conftest.world).
+    # Labels in this world arrive within hours of event time (see conftest.world); with too little
+    # fully observed history for a delay curve the gate uses this maturity.
     "label_maturity_hours": 12.0,
-    "bootstrap_resamples": 300,
+    "label_delay_horizon_hours": 48.0,
+    "label_curve_lookback_hours": 96.0,
+    # ~3 % fraud in this world: each model may flag 5 % of events.
+    "alert_budget": 0.05,
     # 100 % mirroring on a 2-core machine that also runs the emulator, MLflow and this test: a few
     # events can be shed when a queue fills; a crashing model fails ~4 % of them.
     "max_error_rate": 0.01,
-    # Thresholds sit at 1 % validation FPR, but with 12 h maturity some frauds still unlabeled count
-    # as genuine, which inflates the FPR of the model that catches more of them: ±1 point here.
     "max_fpr_increase": 0.01,
-    "max_false_decline_money_increase": 0.01,  # the same bias, in money
-    # Two different model families are calibrated differently on the same events; PSI between
-    # them measures that, not a defect. The bound still catches a degenerate score distribution.
-    "max_score_drift": 5.0,
+    "max_false_decline_money_increase": 0.01,
     "probation_min_scored_events": 300,
     "probation_min_labeled_frauds": 20,
+    "probation_max_ap_regression": 0.05,
+    "probation_detect_ap_drop": 0.2,
     # Production latency_ms on this shared machine under test load (the 5 ms SLA is benchmarked).
     "probation_max_p99_latency_ms": 25.0,
-    # Each model's threshold is set at 1 % validation FPR; a better model also catches more fraud.
-    "probation_max_alert_rate_ratio": 2.0,
 }
 
-QUALITY_CHECKS = {"ap_non_inferiority", "ap_gain", "capture_rate", "fpr_increase", "money_caught"}
+QUALITY_CHECKS = {
+    "ap_shown_worse",
+    "ap_non_inferiority",
+    "capture_rate",
+    "fpr_increase",
+    "money_caught",
+    "false_decline_money",
+}
 
 
 def _conf(version: str, scoring: str, **extra: Any) -> dict[str, Any]:

@@ -360,6 +360,7 @@ def run_seed(scenario: Scenario, profile: Profile, seed: int) -> SeedOutcome:
     world = build_world(scenario, profile, policy, seed)
     looks = scenario.looks or profile.looks
     decision: GateDecision | None = None
+    drift: list[Any] | None = None
     k = 0
     for k in range(1, looks + 1):
         t = world.deadline_hours * k / looks
@@ -368,7 +369,9 @@ def run_seed(scenario: Scenario, profile: Profile, seed: int) -> SeedOutcome:
             break
         evidence = evidence_at(world, scenario, t)
         if scenario.stage == "promotion":
-            drift = _drift(world, scenario, evidence, policy) if len(evidence.frame) else None
+            # Like the DAG's check_drift: computed once, on the first window with the volume floor.
+            if drift is None and len(evidence.frame) >= policy.min_scored_events_floor:
+                drift = _drift(world, scenario, evidence, policy)
             decision = decide_promotion(
                 evidence, policy, drift, expected_fraud_rate=profile.fraud_rate, final=final
             )

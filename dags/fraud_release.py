@@ -11,16 +11,20 @@ instead of overloading the scoring service's shadow pool.
    wait until the scoring service's shadow pool reports it running. A bundle that fails
    verification never gets an alias and goes straight to reject.
 3. **wait_for_shadow_metrics**: deferrable sensor (triggerer, no worker slot) until the challenger
-   has scored enough events with enough labeled frauds; on timeout → reject with the shortfall.
+   has scored the gate's floor of events and matured labeled frauds (label maturity from the
+   warehouse's label-delay curve); on timeout → reject with the shortfall.
 4. **check_drift**: Evidently — challenger vs champion scores on the same events, live features vs
    the challenger's training reference; values to `drift_metrics`, HTML reports to MLflow.
 5. **decide_promotion**: the versioned policy (latency, errors, constant scores, feature parity,
-   drift, ΔAP with a paired bootstrap CI, capture rate, FPR, money) → `gate_decisions`; branch.
+   drift, both models at the same alert budget, ΔAP and harm guards on confidence sequences over
+   matured labels) → `gate_decisions`; branch. It looks at every `poll_interval_s` until the gate
+   decides (looking again does not inflate its error), then a *wait* at the deadline is a reject.
 6. **promote**: `champion` → challenger, the old champion keeps scoring in shadow; **reject**:
    retire the challenger alias, keep the evidence.
-7. **probation**: the new champion in production vs the old one in shadow, checked every
-   `probation_poll_s`; **rollback** restores the old champion at the first failed check (and waits
-   until production serves it), otherwise **confirm** when the period ends.
+7. **probation**: the new champion (served at the threshold matched to the budget) in production
+   vs the old one in reverse shadow, checked every `probation_poll_s` until the gate can judge it on
+   matured labels; **rollback** restores the old champion (and waits until production serves it),
+   **confirm** retires it.
 
 Domain logic: `fraudops.pipeline.release` (no Airflow imports). XCom carries small dicts only.
 """
@@ -183,11 +187,13 @@ def fraud_release() -> None:
         model_name="{{ ti.xcom_pull(task_ids='resolve')['model_name'] }}",
         version="{{ ti.xcom_pull(task_ids='resolve')['version'] }}",
         since="{{ ti.xcom_pull(task_ids='deploy_shadow')['deployed_at'] }}",
-        min_scored="{{ ti.xcom_pull(task_ids='resolve')['sample']['min_scored_events'] }}",
-        min_labeled_frauds="{{ ti.xcom_pull(task_ids='resolve')['sample']['min_labeled_frauds'] }}",
-        min_labeled="{{ ti.xcom_pull(task_ids='resolve')['sample']['min_labeled_frauds'] }}",
-        min_matured="{{ 2 * ti.xcom_pull(task_ids='resolve')['sample']['min_labeled_frauds'] }}",
-        maturity_hours="{{ ti.xcom_pull(task_ids='resolve')['policy']['label_maturity_hours'] }}",
+        # The gate's floors: from there on decide_promotion looks at every poll (confidence
+        # sequences) until it decides or the deadline passes.
+        min_scored="{{ ti.xcom_pull(task_ids='resolve')['gate_floor']['min_scored_events'] }}",
+        min_labeled_frauds="{{ ti.xcom_pull(task_ids='resolve')['gate_floor']['min_matured_frauds'] }}",
+        min_labeled="{{ ti.xcom_pull(task_ids='resolve')['gate_floor']['min_matured_frauds'] }}",
+        min_matured="{{ ti.xcom_pull(task_ids='resolve')['gate_floor']['min_scored_events'] }}",
+        maturity_hours="{{ ti.xcom_pull(task_ids='resolve')['label_maturity_hours'] }}",
         settle_s=SETTLE_S,  # the same cutoff as the evidence check_drift/decide_promotion use
         timeout_minutes="{{ ti.xcom_pull(task_ids='resolve')['params']['shadow_timeout_minutes'] }}",
         poll_seconds="{{ ti.xcom_pull(task_ids='resolve')['params']['poll_interval_s'] }}",

@@ -272,7 +272,7 @@ class ProbationSensor(BaseSensorOperator):
         candidate: Any,
         promotion: Any,
         poll_seconds: float | str = 60.0,
-        timeout: float = 30 * 24 * 3600.0,
+        timeout: float = 50 * 24 * 3600.0,
         mode: str = "reschedule",
         **kwargs: Any,
     ) -> None:

@@ -48,8 +48,9 @@ OPERATIONAL_CHECKS = frozenset(
         "error_rate",
         "constant_scores",
         "feature_parity_mismatch",
-        "score_drift",
         "feature_drift",
+        "operating_point",
+        "identical_ranking",
     }
 )
 
@@ -66,14 +67,17 @@ class ReleaseParams:
     policy: dict[str, Any] = field(default_factory=dict)
     #: Fraud rate used to size the scored-events requirement.
     expected_fraud_rate: float = 0.005
-    #: How long the challenger may take to collect its evidence before it is rejected.
-    shadow_timeout_minutes: float = 7 * 24 * 60.0
+    #: How long the challenger may take to collect matured evidence before it is rejected as
+    #: inconclusive. Chargebacks take weeks: 95 % of the simulator's fraud labels arrive within about
+    #: 32 days, so the production default leaves room for the label maturity plus collection.
+    shadow_timeout_minutes: float = 45 * 24 * 60.0
     #: Seconds between warehouse polls while waiting for evidence.
     poll_interval_s: float = 300.0
     #: Seconds the scoring service may take to report a deployment as serving.
     deploy_timeout_s: float = 300.0
-    #: Probation length: the new champion is watched this long (rolled back at the first failure).
-    probation_minutes: float = 24 * 60.0
+    #: Probation deadline: the new champion is watched until the gate can judge it on matured
+    #: labels, at most this long (then the final look decides; see ``decide_probation``).
+    probation_minutes: float = 45 * 24 * 60.0
     #: Seconds between probation checks (a degrading champion is rolled back within one of these).
     probation_poll_s: float = 60.0
     #: Scoring service base URL; empty → settings (FRAUDOPS_SCORING_HOST/PORT).
@@ -249,14 +253,20 @@ def resolve(
         raise PermanentError(f"{name} v{version} already is the champion")
     policy = params.gate_policy()
     need = required_sample(policy, params.expected_fraud_rate)
+    maturity = _maturity(ctx, policy)
     log.info(
-        "release %s v%s vs champion v%s: need %d scored events, %d labeled frauds (policy %s)",
+        "release %s v%s vs champion v%s: planned %d scored events, %d matured labeled frauds; the gate "
+        "looks from %d events and %d matured frauds on (policy %s); label maturity %.1f h (%s)",
         name,
         version,
         champion,
         need.min_scored_events,
         need.min_labeled_frauds,
+        policy.min_scored_events_floor,
+        policy.min_labeled_frauds_floor,
         policy.version,
+        maturity.hours,
+        maturity.note,
     )
     return {
         "params": params.to_dict(),
@@ -267,7 +277,27 @@ def resolve(
         "policy": policy.to_dict(),
         "policy_fingerprint": policy.fingerprint,
         "sample": need.to_dict(),
+        # The gate decides on confidence sequences, so it may look as soon as the floors are met.
+        "gate_floor": {
+            "min_scored_events": policy.min_scored_events_floor,
+            "min_matured_frauds": policy.min_labeled_frauds_floor,
+        },
+        "label_maturity_hours": maturity.hours,
+        "maturity": maturity.to_dict(),
     }
+
+
+def _maturity(ctx: ReleaseContext, policy: GatePolicy) -> Any:
+    """The label maturity the gates use: the warehouse's label-delay curve, else the policy's."""
+    from fraudops.release.evidence import event_clock
+    from fraudops.release.labels import effective_maturity
+
+    return effective_maturity(ctx.wh(), policy, as_of=event_clock(ctx.wh()))
+
+
+def _maturity_hours(cand: dict[str, Any]) -> float:
+    value = cand.get("label_maturity_hours")
+    return float(value) if value is not None else _policy(cand).label_maturity_hours
 
 
 def _move(ctx: ReleaseContext, name: str, alias: str, version: str, action: str, reason: str) -> None:
@@ -379,7 +409,7 @@ def _evidence(
         since=None,
         until=None,
         label_as_of=_parse(window["label_as_of"]),
-        label_maturity_hours=_policy(cand).label_maturity_hours,
+        label_maturity_hours=_maturity_hours(cand),
         served_since=_parse(deploy["deployed_at"]),
         served_until=_parse(window["served_until"]),
     )
@@ -403,6 +433,14 @@ def _bundle_reference(
     return pd.read_parquet(bundle / REFERENCE_FILE), names
 
 
+def _window(ctx: ReleaseContext) -> dict[str, Any]:
+    """The evidence window now: served until the settle cutoff, labels as of the event clock."""
+    from fraudops.release.evidence import event_clock
+
+    settled = _now() - dt.timedelta(seconds=SETTLE_S)
+    return {"served_until": settled.isoformat(), "label_as_of": event_clock(ctx.wh()).isoformat()}
+
+
 def check_drift(
     ctx: ReleaseContext, params: ReleaseParams, cand: dict[str, Any], deploy: dict[str, Any], run_id: str
 ) -> dict[str, Any]:
@@ -411,10 +449,8 @@ def check_drift(
     Values → ``drift_metrics``, HTML → MLflow. Fixes the evidence
     window (``served_until``, ``label_as_of``) that ``decide`` then judges."""
     from fraudops.release.drift import drift_rows, record_drift, shadow_drift
-    from fraudops.release.evidence import event_clock
 
-    settled = _now() - dt.timedelta(seconds=SETTLE_S)
-    window = {"served_until": settled.isoformat(), "label_as_of": event_clock(ctx.wh()).isoformat()}
+    window = _window(ctx)
     evidence = _evidence(ctx, cand, deploy, window)
     if evidence.n_candidate_scored == 0:
         log.warning("no shadow scores for %s v%s: nothing to compare", cand["model_name"], cand["version"])
@@ -543,25 +579,37 @@ def decide(
         decision = _forced_reject(deploy["reason"], deploy.get("check", "artifact"), cand, {})
     else:
         assert drift is not None
-        evidence = _evidence(ctx, cand, deploy, drift["window"])
         results = [DriftResult.from_dict(d) for d in drift.get("drift", [])]
-        decision = decide_promotion(
-            evidence, _policy(cand), results or None, expected_fraud_rate=params.expected_fraud_rate
-        )
-        if decision.status == "wait":
-            # No more waiting: the deadline passed. An operational failure already visible in the
-            # partial sample (e.g. a slow challenger, throttled by the shadow pool, that could not
-            # score enough events in time) is the root cause to report; otherwise the shortfall.
-            failed = next((c for c in decision.checks if not c.passed and c.name in OPERATIONAL_CHECKS), None)
-            if failed is not None:
-                decision = replace(
-                    decision, status="reject", reason=failed.reason, deciding_check=failed.name
-                )
-            else:
-                why = (waited or {}).get("reason") or decision.reason
-                decision = replace(
-                    decision, status="reject", reason=f"not enough evidence before the timeout: {why}"
-                )
+        deadline = _parse(deploy["deployed_at"]) + dt.timedelta(minutes=params.shadow_timeout_minutes)
+        timed_out = not (waited or {}).get("ready", True)
+        window = drift["window"]
+        # The gate decides on confidence sequences: looking again as evidence grows does not
+        # inflate its error, so wait here until it decides or the evidence deadline passes (then a
+        # *wait* is a reject, "inconclusive").
+        while True:
+            final = timed_out or _now() >= deadline
+            evidence = _evidence(ctx, cand, deploy, window)
+            decision = decide_promotion(
+                evidence,
+                _policy(cand),
+                results or None,
+                expected_fraud_rate=params.expected_fraud_rate,
+                final=final,
+            )
+            if decision.status != "wait" or final:
+                break
+            log.info("gate for %s v%s: wait (%s)", cand["model_name"], cand["version"], decision.reason)
+            time.sleep(params.poll_interval_s)
+            window = _window(ctx)
+        if decision.status == "reject" and decision.deciding_check not in OPERATIONAL_CHECKS:
+            # Out of time: an operational failure already visible in the partial sample (e.g. a
+            # slow challenger, throttled by the shadow pool, that could not score enough events)
+            # is the root cause to report.
+            failed = next(
+                (c for c in decision.checks if c.ran and not c.passed and c.name in OPERATIONAL_CHECKS), None
+            )
+            if failed is not None and "inconclusive" in decision.reason:
+                decision = replace(decision, reason=failed.reason, deciding_check=failed.name)
     row = record_decision(
         ctx.wh(),
         decision,
@@ -691,16 +739,16 @@ def probation_check(
         since=None,
         until=None,
         label_as_of=event_clock(ctx.wh()),
-        label_maturity_hours=policy.label_maturity_hours,
+        label_maturity_hours=_maturity_hours(cand),
         served_since=promoted_at,
         served_until=_now() - dt.timedelta(seconds=SETTLE_S),
     )
-    decision = decide_probation(evidence, policy)
+    # Probation lasts until the gate can judge the new champion (the old one keeps scoring in
+    # reverse shadow that long); at the deadline the gate's final look decides.
     over = _now() >= promoted_at + dt.timedelta(minutes=params.probation_minutes)
-    done = decision.status == "rollback" or over
+    decision = decide_probation(evidence, policy, final=over, expected_fraud_rate=params.expected_fraud_rate)
+    done = decision.status != "wait"
     status, reason = decision.status, decision.reason
-    if over and status == "wait":
-        status, reason = "confirm", f"probation ended with too little traffic to judge ({decision.reason})"
     return {
         "done": done,
         "status": status,

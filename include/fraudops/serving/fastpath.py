@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-from fraudops.serving.app import run_after
+from fraudops.serving.app import MAX_BODY, run_after
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -47,12 +47,92 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: A transaction is well under 2 KiB; anything this large is not one.
-MAX_BODY = 1 << 20
+__all__ = [
+    "MAX_BATCH",
+    "MAX_BODY",
+    "HeadLimitedProtocol",
+    "score_protocol",
+    "server_config",
+    "server_options",
+]
+
+#: Request head limits. uvicorn's httptools protocol has none (``h11_max_incomplete_event_size``
+#: exists for h11 only, and answers 400), and httptools buffers a header until it is complete, so
+#: without them one endless header grows the process without bound. Past them: 431 (headers) or
+#: 414 (URL), ``Connection: close``.
+MAX_HEADERS = 100
+MAX_HEAD_BYTES = 32 * 1024
+MAX_URL = 8 * 1024
 #: Requests per ``score_batch`` call: a turn with more is answered in slices of this size, so the
 #: first answers are written before the rest are scored.
 MAX_BATCH = 32
 _INTERNAL_ERROR = (500, b'{"error":"internal error"}')
+
+
+class _HeadTooLarge(Exception):
+    """Raised in a parser callback: httptools stops parsing and uvicorn calls send_400_response."""
+
+
+class HeadLimitedProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with caps on the URL, the header count and the head's bytes.
+
+    Complete headers are counted in ``on_header``; a header still incomplete at the end of a read
+    (httptools buffers it) is caught by counting every read that begins and ends inside the head.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.head_error: tuple[int, bytes] | None = None
+        self.in_head = False
+        self.head_bytes = 0
+
+    def _refuse_head(self, status: int, reason: bytes) -> None:
+        self.head_error = (status, b'{"error":"%s"}' % reason)
+        raise _HeadTooLarge
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self.in_head, self.head_bytes = True, 0
+
+    def on_url(self, url: bytes) -> None:
+        super().on_url(url)
+        if len(self.url) > MAX_URL:
+            self._refuse_head(414, b"request URL longer than %d bytes" % MAX_URL)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        super().on_header(name, value)
+        self.head_bytes += len(name) + len(value) + 4
+        if len(self.headers) > MAX_HEADERS:
+            self._refuse_head(431, b"more than %d request headers" % MAX_HEADERS)
+        if self.head_bytes > MAX_HEAD_BYTES:
+            self._refuse_head(431, b"request headers larger than %d bytes" % MAX_HEAD_BYTES)
+
+    def on_headers_complete(self) -> None:
+        self.in_head = False
+        super().on_headers_complete()
+
+    def data_received(self, data: bytes) -> None:
+        inside = self.in_head
+        super().data_received(data)
+        if inside and self.in_head and self.head_error is None and not self.transport.is_closing():
+            self.head_bytes += len(data)  # the whole read was head: a header still being received
+            if self.head_bytes > MAX_HEAD_BYTES:
+                self.head_error = (431, b'{"error":"request headers larger than %d bytes"}' % MAX_HEAD_BYTES)
+                self.send_400_response("")
+
+    def send_400_response(self, msg: str) -> None:
+        if self.head_error is None:
+            super().send_400_response(msg)
+            return
+        status, payload = self.head_error
+        out = [STATUS_LINE[status]]
+        for name, value in self.server_state.default_headers:
+            out += (name, b": ", value, b"\r\n")
+        out.append(b"content-type: application/json\r\ncontent-length: %d\r\n" % len(payload))
+        out += (b"connection: close\r\n\r\n", payload)
+        self.transport.write(b"".join(out))
+        self.transport.close()
+        self.in_head = False
 
 
 def score_protocol(app: ScoringApp, path: bytes = b"/score") -> type[HttpToolsProtocol]:
@@ -80,13 +160,14 @@ def score_protocol(app: ScoringApp, path: bytes = b"/score") -> type[HttpToolsPr
             # Every answer of the batch is written: now the prediction rows and shadow offers.
             run_after(works)
 
-    class ScoreFastPath(HttpToolsProtocol):
+    class ScoreFastPath(HeadLimitedProtocol):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self.fast_body: list[bytes] | None = None  # not None while a fast request is read
             self.fast_size = 0
 
         def on_headers_complete(self) -> None:
+            self.in_head = False  # the head limits stop counting (see HeadLimitedProtocol)
             if (
                 self.url == path
                 and self.parser.get_method() == b"POST"
@@ -170,14 +251,14 @@ def server_options(
 
     ``app`` is a ``ScoringApp``: its ``score_batch`` backs the fast path. One worker (the online
     feature state lives in this process), uvloop, no access log. ``fast_path=False``: uvicorn's own
-    httptools protocol, every request through ASGI.
+    httptools protocol (with the same head limits), every request through ASGI.
     """
     return {
         "host": host,
         "port": port,
         "workers": 1,
         "loop": "uvloop",
-        "http": score_protocol(app) if fast_path else "httptools",
+        "http": score_protocol(app) if fast_path else HeadLimitedProtocol,
         "access_log": False,
         "log_level": log_level,
     }

@@ -262,3 +262,94 @@ def test_a_bad_request_id_is_replaced_by_a_generated_one(path: str) -> None:
         conn.close()
     finally:
         server.close()
+
+
+# -- finding 2 of the issue: body and head limits on every path ----------------------------------
+def _live(fast_path: bool = True) -> LiveServer:
+    from fraudops.serving.fastpath import server_options
+
+    app = create_app(_service(), manage_lifecycle=False, deploy_token="t0ken")
+    if fast_path:
+        return LiveServer(app)
+    return LiveServer(app, http=server_options(app, host="127.0.0.1", port=0, fast_path=False)["http"])
+
+
+def _send_in_background(conn: Any, data: bytes) -> None:
+    """The server may answer (and stop reading) before the client has sent everything."""
+    import contextlib
+    import threading
+
+    def send() -> None:
+        with contextlib.suppress(OSError):
+            conn.send(data)
+
+    threading.Thread(target=send, daemon=True).start()
+
+
+@pytest.mark.parametrize(
+    "how",
+    ["fast path", "query string", "absolute-form URL", "expect 100-continue", "chunked via asgi", "deploy"],
+)
+def test_the_body_limit_holds_on_every_path(how: str) -> None:
+    """3 MiB used to be parsed on every ASGI path (only the fast path counted)."""
+    from test_fastpath import Conn, post
+
+    from fraudops.serving.fastpath import MAX_BODY
+
+    big = b'{"transaction_id":"' + b"x" * (3 * MAX_BODY) + b'"}'
+    server = _live()
+    try:
+        conn = Conn(server.port)
+        if how == "chunked via asgi":
+            head = b"POST /score?x=1 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            data = head + b"".join(
+                b"%x\r\n%s\r\n" % (65536, big[k : k + 65536]) for k in range(0, 3 * MAX_BODY, 65536)
+            )
+            data += b"0\r\n\r\n"
+        else:
+            path, extra = {
+                "fast path": ("/score", ""),
+                "query string": ("/score?debug=1", ""),
+                "absolute-form URL": (f"http://127.0.0.1:{server.port}/score", ""),
+                "expect 100-continue": ("/score", "Expect: 100-continue\r\n"),
+                "deploy": ("/deploy", "Authorization: Bearer t0ken\r\n"),
+            }[how]
+            data = post(big, path=path, extra=extra)
+        _send_in_background(conn, data)
+        status, _, body = conn.response()
+        if status == 100:
+            status, _, body = conn.response()
+        assert status == 413, body[:200]
+        assert b"too large" in body.lower()
+        conn.close()
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("fast_path", [True, False])
+@pytest.mark.parametrize("how", ["many headers", "one huge header", "huge URL"])
+def test_request_heads_are_capped(fast_path: bool, how: str) -> None:
+    from test_fastpath import Conn, post
+
+    server = _live(fast_path)
+    try:
+        conn = Conn(server.port)
+        body = _body(1, dt.datetime.now(dt.UTC))
+        if how == "many headers":
+            data, expected = post(body, extra="".join(f"X-H{i}: v\r\n" for i in range(500))), 431
+        elif how == "one huge header":
+            data, expected = post(body, extra=f"X-Big: {'v' * 1_000_000}\r\n"), 431
+        else:
+            data, expected = post(body, path="/score?q=" + "a" * 100_000), 414
+        _send_in_background(conn, data)
+        status, headers, payload = conn.response()
+        assert status == expected, payload[:200]
+        assert headers["connection"] == "close" and b"error" in payload
+        assert conn.closed_by_server()
+        conn.close()
+        conn = Conn(server.port)  # the server is fine: a normal request still works
+        conn.send(post(body, extra="X-Request-Id: ok\r\n"))
+        assert conn.response()[0] == 200
+        conn.close()
+    finally:
+        server.close()

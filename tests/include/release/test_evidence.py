@@ -105,8 +105,11 @@ def test_collect_shadow_evidence_pairs_dedups_and_labels(warehouse) -> None:
         label_as_of=T0 + dt.timedelta(days=1, hours=12),
         label_maturity_hours=24 * 7,
     )
-    # only the labels known by then (tx4 fraud, tx2's first label: genuine); nothing matured yet
-    assert young.n_evaluable == 2 and young.n_evaluable_frauds == 1
+    # Only the labels known by then (tx4 fraud, tx2's first label: genuine) — and no event has
+    # matured, so none of them enters quality metrics, not even tx4's fast fraud label.
+    assert young.n_labeled == 2 and young.n_evaluable == 0 and young.n_evaluable_frauds == 0
+    yf = young.frame.set_index("transaction_id")
+    assert bool(yf.loc["tx4", "is_fraud"]) and not yf["matured"].any() and yf["label"].isna().all()
 
     # Probation: version 2 in production, version 1 keeps scoring in shadow.
     warehouse.upsert(
@@ -162,3 +165,35 @@ def test_capacity_sheds_leave_the_pairing_and_a_down_worker_counts_as_errors(war
     assert ev.summary()["n_events"] == 3  # sx5 (after the shadow watermark) is pending, left out
     progress = shadow_progress(warehouse, model_name="fraud-detector", version="2", since=T0)
     assert (progress.scored, progress.errors) == (2, 1)
+
+
+def test_prepare_paired_labels_only_matured_events() -> None:
+    """Pure: matured events get their label (unlabeled → genuine); young events get NaN, even when
+    a fast fraud label has already arrived."""
+    import numpy as np
+    import pandas as pd
+
+    from fraudops.release.evidence import SIDE_COLUMNS, prepare_paired
+
+    n = 4
+    raw = pd.DataFrame(
+        {
+            "transaction_id": [f"t{i}" for i in range(n)],
+            # two old events (48 h before label_as_of), two young (1 h before)
+            "event_time": [T0, T0, T0 + dt.timedelta(hours=47), T0 + dt.timedelta(hours=47)],
+            "amount": [1.0, 2.0, None, 4.0],
+            **{f"prod_{c}": [None] * n for c in SIDE_COLUMNS if c != "present"},
+            **{f"shadow_{c}": [None] * n for c in SIDE_COLUMNS if c != "present"},
+            "prod_present": [True] * n,
+            "shadow_present": [False] * n,
+            "is_fraud": pd.array([True, None, True, None], dtype="boolean"),
+            "label_time": [T0 + dt.timedelta(hours=2)] * n,
+        }
+    )
+    raw["prod_score"] = [0.1, 0.2, 0.3, 0.4]
+    frame = prepare_paired(raw, candidate_side="shadow", label_as_of=T0 + 2 * DAY, label_maturity_hours=24)
+    assert frame["matured"].tolist() == [True, True, False, False]
+    assert frame["label"].tolist()[:2] == [1.0, 0.0] and np.isnan(frame["label"].iloc[2:]).all()
+    assert frame["incumbent_score"].tolist() == [0.1, 0.2, 0.3, 0.4]  # production = champion
+    assert frame["amount"].tolist() == [1.0, 2.0, 0.0, 4.0]
+    assert "prod_score" in raw.columns  # the caller's frame is left alone

@@ -6,19 +6,12 @@ import datetime as dt
 import json
 
 import pytest
-from release_synthetic import make_evidence
+from release_synthetic import SMALL_POLICY, make_evidence
 
 from fraudops.release.drift import ColumnDrift, DriftResult, drift_rows, record_drift
 from fraudops.release.gates import decide_promotion, record_decision
-from fraudops.release.policy import GatePolicy
 
-POLICY = GatePolicy(
-    version="test.1",
-    capture_rate_precision=0.1,
-    min_labeled_frauds_floor=50,
-    min_scored_events_floor=1000,
-    bootstrap_resamples=200,
-)
+POLICY = SMALL_POLICY
 
 
 @pytest.mark.integration

@@ -367,9 +367,9 @@ def test_empty_evidence_waits() -> None:
     assert d.status == "wait" and d.deciding_check == "scored_events"
 
 
-# decide_probation runs its operational checks before the volume check: with no events the
-# constant-score guard (std 0, 0 distinct values) and the latency check ("no latency measured")
-# fail, so the first probation poll after a promotion rolls a good model back.
+# Regression: decide_probation judged its operational checks before the volume floor, so with no
+# events the constant-score guard (std 0) and the latency check ("no latency measured") rolled a
+# good model back at the first probation poll.
 
 
 def test_empty_probation_evidence_waits() -> None:

@@ -766,12 +766,14 @@ def decide_probation(
     }
     checks = [volume, *ops, harm, fine]
     status: Status
-    if (failed := _first_failed(ops)) is not None:
+    # Volume first: a constant-score or p99 check on the first handful of events is noise, and
+    # rolling back on it would undo a release at its first poll.
+    if not volume.passed:
+        status, reason, deciding = "wait", volume.reason, volume.name
+    elif (failed := _first_failed(ops)) is not None:
         status, reason, deciding = "rollback", failed.reason, failed.name
     elif harm.ran and not harm.passed:
         status, reason, deciding = "rollback", harm.reason, harm.name
-    elif not volume.passed:
-        status, reason, deciding = "wait", volume.reason, volume.name
     elif fine.ran and fine.passed:
         status, reason, deciding = "confirm", f"all probation checks passed: {fine.reason}", None
     elif not fine.ran:

@@ -12,21 +12,26 @@ instead of overloading the scoring service's shadow pool.
    verification never gets an alias and goes straight to reject.
 3. **wait_for_shadow_metrics**: deferrable sensor (triggerer, no worker slot) until the challenger
    has scored the gate's floor of events and matured labeled frauds (label maturity from the
-   warehouse's label-delay curve); on timeout → reject with the shortfall.
+   warehouse's label-delay curve); its log and result read "matured labeled frauds 41 of 120
+   needed; scored 3,100 of 5,000; ETA ~2.3 h event time"; on timeout → reject with the shortfall.
 4. **check_drift**: Evidently — challenger vs champion scores on the same events, live features vs
    the challenger's training reference; values to `drift_metrics`, HTML reports to MLflow.
 5. **decide_promotion**: the versioned policy (latency, errors, constant scores, feature parity,
    drift, both models at the same alert budget, ΔAP and harm guards on confidence sequences over
    matured labels) → `gate_decisions`; branch. It looks at every `poll_interval_s` until the gate
    decides (looking again does not inflate its error), then a *wait* at the deadline is a reject.
-6. **promote**: `champion` → challenger, the old champion keeps scoring in shadow; **reject**:
+6. **promote**: tag the challenger with its `served_threshold` (matched to the alert budget on the
+   window's traffic), `champion` → challenger, the old champion keeps scoring in shadow; **reject**:
    retire the challenger alias, keep the evidence.
 7. **probation**: the new champion (served at the threshold matched to the budget) in production
    vs the old one in reverse shadow, checked every `probation_poll_s` until the gate can judge it on
    matured labels; **rollback** restores the old champion (and waits until production serves it),
    **confirm** retires it.
 
-Domain logic: `fraudops.pipeline.release` (no Airflow imports). XCom carries small dicts only.
+Domain logic: `fraudops.pipeline.release` (no Airflow imports); `fraudops release run` runs the same
+steps. XCom carries the typed objects of `fraudops.pipeline.release_types` as small JSON dicts.
+Every side effect is retry-safe: a task killed after its alias move and then retried or cleared
+ends in the state of one clean run, with one `deployments` row per change.
 """
 
 from __future__ import annotations
@@ -54,11 +59,11 @@ def _ctx(run_id: str | None) -> Any:
     return ReleaseContext(run_key(run_id, DAG_ID))
 
 
-def _params(cand: dict) -> Any:
-    """The run's effective params, fixed once by ``resolve`` (profile + form) and carried in its XCom."""
-    from fraudops.pipeline.release import ReleaseParams
+def _cand(xcom: dict) -> Any:
+    """The run's typed candidate (its params are the effective ones, fixed once by ``resolve``)."""
+    from fraudops.pipeline.release_types import Candidate
 
-    return ReleaseParams.from_dict(cand["params"])
+    return Candidate.from_xcom(xcom)
 
 
 @dag(
@@ -105,6 +110,8 @@ def _params(cand: dict) -> Any:
     },
 )
 def fraud_release() -> None:
+    # Each task: typed objects in (X.from_xcom), the same step function `fraudops release run`
+    # calls, typed object out (.to_xcom()). No release rule lives here or in a template.
     @task
     def resolve(params: dict | None = None, run_id: str | None = None, **context: Any) -> dict:
         from fraudops.pipeline import release
@@ -113,90 +120,115 @@ def fraud_release() -> None:
         events = context.get("triggering_asset_events") or {}
         extras = [dict(e.extra or {}) for evs in events.values() for e in evs]
         effective = run_step(ReleaseParams.from_dict, effective_params(params, PROFILE))
-        return run_step(release.resolve, _ctx(run_id), effective, extras)
+        return run_step(release.resolve, _ctx(run_id), effective, extras).to_xcom()
 
     @task(pool="shadow_slots")
     def deploy_shadow(cand: dict, run_id: str | None = None) -> dict:
         from fraudops.pipeline import release
 
-        return run_step(release.deploy_shadow, _ctx(run_id), _params(cand), cand)
+        c = _cand(cand)
+        return run_step(release.deploy_shadow, _ctx(run_id), release.params_of(c), c).to_xcom()
 
     @task.branch
     def shadow_started(deploy: dict) -> list[str]:
+        from fraudops.pipeline.release_types import ShadowDeployment
+
         # decide_promotion is downstream either way (it records an artifact rejection too).
-        return ["wait_for_shadow_metrics", "decide_promotion"] if deploy["ok"] else ["decide_promotion"]
+        ok = ShadowDeployment.from_xcom(deploy).ok
+        return ["wait_for_shadow_metrics", "decide_promotion"] if ok else ["decide_promotion"]
 
     @task
     def check_drift(cand: dict, deploy: dict, run_id: str | None = None) -> dict:
         from fraudops.pipeline import release
+        from fraudops.pipeline.release_types import ShadowDeployment
 
-        return run_step(release.check_drift, _ctx(run_id), _params(cand), cand, deploy, run_id or "manual")
+        c = _cand(cand)
+        d = ShadowDeployment.from_xcom(deploy)
+        return run_step(
+            release.check_drift, _ctx(run_id), release.params_of(c), c, d, run_id or "manual"
+        ).to_xcom()
 
     @task.branch(trigger_rule=NONE_FAILED)
     def decide_promotion(cand: dict, deploy: dict, run_id: str | None = None, ti: Any = None) -> str:
         from fraudops.pipeline import release
+        from fraudops.pipeline.release_types import DriftReport, ShadowDeployment, ShadowWait
 
+        c = _cand(cand)
         waited = ti.xcom_pull(task_ids="wait_for_shadow_metrics")
         drift = ti.xcom_pull(task_ids="check_drift")
         decision = run_step(
-            release.decide, _ctx(run_id), _params(cand), cand, deploy, waited, drift, run_id or "manual"
+            release.decide,
+            _ctx(run_id),
+            release.params_of(c),
+            c,
+            ShadowDeployment.from_xcom(deploy),
+            ShadowWait.from_xcom(waited) if waited else None,
+            DriftReport.from_xcom(drift) if drift else None,
+            run_id or "manual",
         )
-        ti.xcom_push(key="decision", value=decision)
-        return "promote" if decision["status"] == "promote" else "reject"
+        ti.xcom_push(key="decision", value=decision.to_xcom())
+        return "promote" if decision.status == "promote" else "reject"
 
     @task
     def promote(cand: dict, run_id: str | None = None, ti: Any = None) -> dict:
         from fraudops.pipeline import release
+        from fraudops.pipeline.release_types import DecisionSummary
 
-        decision = ti.xcom_pull(task_ids="decide_promotion", key="decision")
-        return run_step(release.promote, _ctx(run_id), _params(cand), cand, decision)
+        c = _cand(cand)
+        decision = DecisionSummary.from_xcom(ti.xcom_pull(task_ids="decide_promotion", key="decision"))
+        return run_step(release.promote, _ctx(run_id), release.params_of(c), c, decision).to_xcom()
 
     @task
     def reject(cand: dict, run_id: str | None = None, ti: Any = None) -> dict:
         from fraudops.pipeline import release
+        from fraudops.pipeline.release_types import DecisionSummary
 
-        decision = ti.xcom_pull(task_ids="decide_promotion", key="decision")
-        return run_step(release.reject, _ctx(run_id), _params(cand), cand, decision)
+        c = _cand(cand)
+        raw = ti.xcom_pull(task_ids="decide_promotion", key="decision")
+        decision = DecisionSummary.from_xcom(raw) if raw else None
+        return run_step(release.reject, _ctx(run_id), release.params_of(c), c, decision).to_xcom()
 
     @task.branch
     def probation_outcome(outcome: dict) -> str:
-        return "rollback" if outcome["status"] == "rollback" else "confirm"
+        from fraudops.pipeline.release_types import ProbationOutcome
+
+        return "rollback" if ProbationOutcome.from_xcom(outcome).status == "rollback" else "confirm"
+
+    def _finish(cand: dict, promo: dict, outcome: dict, run_id: str | None) -> dict:
+        from fraudops.pipeline import release
+        from fraudops.pipeline.release_types import ProbationOutcome, Promotion
+
+        c = _cand(cand)
+        return run_step(
+            release.finish_probation,
+            _ctx(run_id),
+            release.params_of(c),
+            c,
+            Promotion.from_xcom(promo),
+            ProbationOutcome.from_xcom(outcome),
+            run_id or "manual",
+        ).to_xcom()
 
     @task
     def confirm(cand: dict, promo: dict, outcome: dict, run_id: str | None = None) -> dict:
-        from fraudops.pipeline import release
-
-        return run_step(
-            release.finish_probation, _ctx(run_id), _params(cand), cand, promo, outcome, run_id or "manual"
-        )
+        return _finish(cand, promo, outcome, run_id)
 
     @task
     def rollback(cand: dict, promo: dict, outcome: dict, run_id: str | None = None) -> dict:
-        from fraudops.pipeline import release
-
-        return run_step(
-            release.finish_probation, _ctx(run_id), _params(cand), cand, promo, outcome, run_id or "manual"
-        )
+        return _finish(cand, promo, outcome, run_id)
 
     cand = resolve()
     deployed = deploy_shadow(cand)
     started = shadow_started(deployed)
+    # Waits for the candidate's floors (scored events, matured labeled frauds at the effective
+    # label maturity); from there on decide_promotion looks at every poll (confidence sequences)
+    # until the gate decides or the deadline passes.
     waited = ShadowMetricsSensor(
         task_id="wait_for_shadow_metrics",
         pool="shadow_slots",
-        model_name="{{ ti.xcom_pull(task_ids='resolve')['model_name'] }}",
-        version="{{ ti.xcom_pull(task_ids='resolve')['version'] }}",
-        since="{{ ti.xcom_pull(task_ids='deploy_shadow')['deployed_at'] }}",
-        # The gate's floors: from there on decide_promotion looks at every poll (confidence
-        # sequences) until it decides or the deadline passes.
-        min_scored="{{ ti.xcom_pull(task_ids='resolve')['gate_floor']['min_scored_events'] }}",
-        min_labeled_frauds="{{ ti.xcom_pull(task_ids='resolve')['gate_floor']['min_matured_frauds'] }}",
-        min_labeled="{{ ti.xcom_pull(task_ids='resolve')['gate_floor']['min_matured_frauds'] }}",
-        min_matured="{{ ti.xcom_pull(task_ids='resolve')['gate_floor']['min_scored_events'] }}",
-        maturity_hours="{{ ti.xcom_pull(task_ids='resolve')['label_maturity_hours'] }}",
+        candidate=cand,
+        deployment=deployed,
         settle_s=SETTLE_S,  # the same cutoff as the evidence check_drift/decide_promotion use
-        timeout_minutes="{{ ti.xcom_pull(task_ids='resolve')['params']['shadow_timeout_minutes'] }}",
-        poll_seconds="{{ ti.xcom_pull(task_ids='resolve')['params']['poll_interval_s'] }}",
         retries=1,
     )
     drift = check_drift(cand, deployed)
@@ -206,12 +238,7 @@ def fraud_release() -> None:
     promo = promote(cand)
     rejected = reject(cand)
     decided >> [promo, rejected]
-    watch = ProbationSensor(
-        task_id="probation",
-        candidate=cand,
-        promotion=promo,
-        poll_seconds="{{ ti.xcom_pull(task_ids='resolve')['params']['probation_poll_s'] }}",
-    )
+    watch = ProbationSensor(task_id="probation", candidate=cand, promotion=promo)
     outcome = probation_outcome(watch.output)
     confirm(cand, promo, watch.output) << outcome
     rollback(cand, promo, watch.output) << outcome

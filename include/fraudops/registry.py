@@ -42,6 +42,10 @@ BUNDLE_ARTIFACT_PATH = "bundle"
 MODEL_ARTIFACT_NAME = "model"
 #: Actions the ``deployments`` audit table knows.
 ACTIONS: tuple[str, ...] = ("bootstrap", "shadow", "promote", "rollback", "retire", "confirm")
+#: Model-version tag with the decision threshold a version is served at (set by the release at
+#: promotion: matched to the alert budget on recent traffic); the scoring service prefers it over
+#: the bundle manifest's ``decision_threshold``.
+SERVED_THRESHOLD_TAG = "served_threshold"
 
 
 @dataclass(frozen=True)
@@ -296,6 +300,31 @@ def download_artifact_dir(
     return local
 
 
+#: Namespace of deterministic deployment ids (uuid5 of the caller's idempotency key).
+_DEPLOYMENT_NS = uuid.UUID("5b0f3a5e-7c1d-4f6a-9b43-2d6c1f0e8a17")
+#: ``deployments.state`` values: the intent is recorded before the alias moves, then marked applied.
+PENDING, APPLIED = "pending", "applied"
+#: Tables (by id) whose ``state`` column this process has made sure of.
+_STATE_COLUMN_OK: set[str] = set()
+
+
+def deployment_id_for(idempotency_key: str) -> str:
+    """The deterministic ``deployment_id`` of a change identified by ``idempotency_key``."""
+    return str(uuid.uuid5(_DEPLOYMENT_NS, idempotency_key))
+
+
+def _ensure_deployments_schema(warehouse: Warehouse) -> None:
+    """Add columns a ``deployments`` table created by an older release lacks (``state``), once per
+    process and table: the writes below name every column of the spec."""
+    from fraudops.warehouse.schema import get_table_spec
+
+    table = warehouse.table_id("deployments")
+    if table in _STATE_COLUMN_OK:
+        return
+    warehouse.ensure_schema([get_table_spec("deployments")])
+    _STATE_COLUMN_OK.add(table)
+
+
 def record_deployment(
     warehouse: Warehouse,
     *,
@@ -306,11 +335,20 @@ def record_deployment(
     action: str,
     actor: str | None,
     reason: str | None,
+    idempotency_key: str | None = None,
+    state: str = APPLIED,
 ) -> str:
-    """Append one row to the ``deployments`` audit table; returns its ``deployment_id``."""
+    """Write one row to the ``deployments`` audit table; returns its ``deployment_id``.
+
+    With ``idempotency_key`` the id is deterministic (:func:`deployment_id_for`) and the write is an
+    upsert by that id: a retried caller writes the same row once. Without it, a new row every call.
+    """
     if action not in ACTIONS:
         raise ValueError(f"unknown deployment action {action!r}; expected one of {ACTIONS}")
-    deployment_id = str(uuid.uuid4())
+    if state not in (PENDING, APPLIED):
+        raise ValueError(f"unknown deployment state {state!r}")
+    _ensure_deployments_schema(warehouse)
+    deployment_id = deployment_id_for(idempotency_key) if idempotency_key else str(uuid.uuid4())
     warehouse.upsert(
         "deployments",
         [
@@ -324,10 +362,118 @@ def record_deployment(
                 "actor": actor,
                 "reason": reason,
                 "deployed_at": dt.datetime.now(dt.UTC),
+                "state": state,
             }
         ],
     )
     return deployment_id
+
+
+def find_deployment(warehouse: Warehouse, deployment_id: str) -> dict[str, Any] | None:
+    """The ``deployments`` row with this id (``deployment_id``, versions, state, deployed_at), or None."""
+    _ensure_deployments_schema(warehouse)
+    rows = warehouse.query(
+        f"SELECT deployment_id, model_version, previous_version, state, deployed_at FROM "
+        f"`{warehouse.table_id('deployments')}` WHERE deployment_id = @id",
+        {"id": deployment_id},
+    )
+    return rows[0] if rows else None
+
+
+def _mark_applied(warehouse: Warehouse, deployment_id: str) -> None:
+    warehouse.execute(
+        f"UPDATE `{warehouse.table_id('deployments')}` SET state = @applied WHERE deployment_id = @id",
+        {"applied": APPLIED, "id": deployment_id},
+    )
+
+
+def _drop_intent(warehouse: Warehouse, deployment_id: str) -> None:
+    """Best effort: remove a pending row whose move failed (a retry records the intent again)."""
+    try:
+        warehouse.execute(
+            f"DELETE FROM `{warehouse.table_id('deployments')}` WHERE deployment_id = @id AND state = @p",
+            {"id": deployment_id, "p": PENDING},
+        )
+    except Exception as err:  # the pending row is reconciled by the retry, or ignored by readers
+        log.warning("could not drop pending deployment %s: %s", deployment_id, err)
+
+
+def _set_or_delete(model_name: str, alias: str, target: str | None, tracking_uri: str | None) -> None:
+    if target is None:
+        delete_alias(model_name, alias, tracking_uri=tracking_uri)
+    else:
+        set_alias(model_name, alias, target, tracking_uri=tracking_uri)
+
+
+def _idempotent_change(
+    warehouse: Warehouse,
+    *,
+    model_name: str,
+    alias: str,
+    target: str | None,
+    action: str,
+    actor: str | None,
+    reason: str | None,
+    tracking_uri: str | None,
+    idempotency_key: str,
+) -> tuple[str | None, bool, str | None]:
+    """Intent first: (previous version, moved, deployment_id) of pointing ``alias`` at ``target``
+    (None: removing it), safe to repeat with the same ``idempotency_key``.
+
+    * no row for the key, alias already there → nothing to do, no row (moved by someone else);
+    * no row → ``pending`` row, alias move, row marked ``applied``;
+    * ``pending`` row (a crash between intent and confirmation) → redo the move if the alias is not
+      there yet, mark the row ``applied``;
+    * ``applied`` row → nothing to do (this change happened already).
+    """
+    from fraudops.pipeline.faults import crash_point
+
+    deployment_id = deployment_id_for(idempotency_key)
+    row = find_deployment(warehouse, deployment_id)
+    current = get_alias_version(model_name, alias, tracking_uri=tracking_uri)
+    if row is not None and row.get("state") in (APPLIED, None):
+        if current != target:
+            log.warning(
+                "%s@%s is at %s, not %s, but change %s was applied already; leaving it",
+                model_name,
+                alias,
+                current,
+                target,
+                idempotency_key,
+            )
+        return row.get("previous_version"), False, deployment_id
+    if row is not None:  # pending: reconcile
+        previous = row.get("previous_version")
+        if current != target:
+            _set_or_delete(model_name, alias, target, tracking_uri)
+        _mark_applied(warehouse, deployment_id)
+        log.info("%s@%s: reconciled pending %s -> %s (%s)", model_name, alias, previous, target, action)
+        return previous, True, deployment_id
+    if current == target:
+        log.info("%s@%s already at %s; nothing to do", model_name, alias, target)
+        return current, False, None
+    record_deployment(
+        warehouse,
+        model_name=model_name,
+        alias=alias,
+        version=target,
+        previous_version=current,
+        action=action,
+        actor=actor,
+        reason=reason,
+        idempotency_key=idempotency_key,
+        state=PENDING,
+    )
+    crash_point(f"{action}:{alias}:after_intent")
+    try:
+        _set_or_delete(model_name, alias, target, tracking_uri)
+    except Exception:
+        _drop_intent(warehouse, deployment_id)
+        raise
+    crash_point(f"{action}:{alias}:after_move")
+    _mark_applied(warehouse, deployment_id)
+    log.info("%s@%s: %s -> %s (%s by %s)", model_name, alias, current, target, action, actor)
+    return current, True, deployment_id
 
 
 def move_alias(
@@ -340,15 +486,34 @@ def move_alias(
     actor: str | None = None,
     reason: str | None = None,
     tracking_uri: str | None = None,
+    idempotency_key: str | None = None,
 ) -> AliasMove:
     """Point ``alias`` at ``version`` and record it; a no-op (no row) if it already points there.
 
-    If the audit row cannot be written, the alias is put back (or removed) before the error
-    propagates: a move is only ever visible together with its record, so a retry redoes both.
+    With ``idempotency_key`` (a retried pipeline step): the intent is recorded first (``pending``),
+    then the alias moves, then the row is marked ``applied``; a retry reconciles a pending row and
+    does nothing after an applied one, so a move and its audit row never disagree for long and
+    there is one row per change (see :func:`_idempotent_change`).
+
+    Without it: the alias moves, then its row is written; if the row cannot be written the alias is
+    put back (or removed) before the error propagates, so a retry redoes both.
     """
     if action not in ACTIONS:
         raise ValueError(f"unknown deployment action {action!r}; expected one of {ACTIONS}")
     target = str(version)
+    if idempotency_key:
+        previous, moved, did = _idempotent_change(
+            warehouse,
+            model_name=model_name,
+            alias=alias,
+            target=target,
+            action=action,
+            actor=actor,
+            reason=reason,
+            tracking_uri=tracking_uri,
+            idempotency_key=idempotency_key,
+        )
+        return AliasMove(model_name, alias, target, previous, moved=moved, deployment_id=did)
     previous = get_alias_version(model_name, alias, tracking_uri=tracking_uri)
     if previous == target:
         log.info("%s@%s already at version %s; nothing to do", model_name, alias, target)
@@ -374,3 +539,56 @@ def move_alias(
         raise
     log.info("%s@%s: %s -> %s (%s by %s)", model_name, alias, previous, target, action, actor)
     return AliasMove(model_name, alias, target, previous, moved=True, deployment_id=deployment_id)
+
+
+def retire_alias(
+    warehouse: Warehouse,
+    *,
+    model_name: str,
+    alias: str,
+    actor: str | None = None,
+    reason: str | None = None,
+    tracking_uri: str | None = None,
+    idempotency_key: str | None = None,
+) -> str | None:
+    """Remove ``alias`` with a ``retire`` audit row; returns the version it pointed to (None: it was
+    absent). Intent first with ``idempotency_key``, like :func:`move_alias`; a retry of an applied
+    change returns the same version again."""
+    if idempotency_key:
+        previous, _, _ = _idempotent_change(
+            warehouse,
+            model_name=model_name,
+            alias=alias,
+            target=None,
+            action="retire",
+            actor=actor,
+            reason=reason,
+            tracking_uri=tracking_uri,
+            idempotency_key=idempotency_key,
+        )
+        return previous
+    version = get_alias_version(model_name, alias, tracking_uri=tracking_uri)
+    if version is None:
+        return None
+    delete_alias(model_name, alias, tracking_uri=tracking_uri)
+    record_deployment(
+        warehouse,
+        model_name=model_name,
+        alias=alias,
+        version=None,
+        previous_version=version,
+        action="retire",
+        actor=actor,
+        reason=reason,
+    )
+    return version
+
+
+def set_version_tag(
+    model_name: str, version: str | int, key: str, value: str, *, tracking_uri: str | None = None
+) -> None:
+    """Set a model-version tag unless it already has that value (idempotent)."""
+    client = _client(tracking_uri)
+    mv = client.get_model_version(model_name, str(version))
+    if (mv.tags or {}).get(key) != value:
+        client.set_model_version_tag(model_name, str(version), key, value)

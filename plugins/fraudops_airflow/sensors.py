@@ -1,13 +1,19 @@
 """Sensors: wait for the warehouse to hold enough evidence before a release decision.
 
-``ShadowMetricsSensor`` waits until a challenger scoring in shadow has scored ``min_scored`` events,
-``min_labeled`` of them with matured labels and ``min_labeled_frauds`` frauds among those. Labels
-take days, so by default it defers to ``ShadowMetricsTrigger`` and holds no worker slot while waiting.
+``ShadowMetricsSensor`` waits until a challenger scoring in shadow has scored enough events and
+enough *matured labeled frauds* (scored events labelled fraud and older than the label maturity).
+In the release DAG it gets the run's typed candidate and shadow deployment (XComs of ``resolve``
+and ``deploy_shadow``) and derives everything from them when it runs: model, version, since,
+``min_scored`` (= ``candidate.min_scored_events``), ``min_matured_frauds`` (=
+``candidate.min_labeled_frauds``), the effective label maturity, timeout and poll interval. No
+rules live in Jinja. Labels take days, so by default it defers to ``ShadowMetricsTrigger`` and
+holds no worker slot while waiting.
 
-Its XCom is a small dict the release DAG branches on:
+Its XCom is a ``ShadowWait`` (``fraudops.pipeline.release_types``) the release DAG branches on:
 
-* ``{"ready": True, "progress": {...}, "reason": "..."}`` when the target is met;
-* ``{"ready": False, "progress": {...}, "reason": "timeout: only N of M labeled ..."}`` when
+* ``{"ready": True, "progress": {...}, "reason": "...", "eta_hours": 0.0}`` when the target is met;
+* ``{"ready": False, "progress": {...}, "reason": "timeout: matured labeled frauds 41 of 120
+  needed; scored 3,100 of 5,000; ETA ~2.3 h event time", "eta_hours": 2.3}`` when
   ``timeout`` passes and ``soft_timeout=True`` (the default): the run goes on to *reject* with the
   reason recorded, instead of failing — running out of evidence is a release outcome, not an
   infrastructure failure. With ``soft_timeout=False`` a timeout raises ``AirflowSensorTimeout``
@@ -40,6 +46,11 @@ _DEFER_GRACE_S = 600.0
 class ShadowMetricsSensor(BaseSensorOperator):
     """Wait until a challenger has scored enough events with matured labels.
 
+    Either ``candidate`` + ``deployment`` (the release DAG: everything else is derived from them),
+    or the explicit values below (other callers and tests).
+
+    :param candidate: the release's ``Candidate`` (XCom of ``resolve``). (templated)
+    :param deployment: the ``ShadowDeployment`` (XCom of ``deploy_shadow``). (templated)
     :param model_name: registered model name. (templated)
     :param version: challenger model version. (templated)
     :param since: count predictions served from this instant, e.g. when it was deployed to shadow
@@ -60,9 +71,13 @@ class ShadowMetricsSensor(BaseSensorOperator):
     :param settle_s: leave out predictions served in the last seconds (still being written).
     :param timeout_minutes: templated override of ``timeout``, in minutes.
     :param poll_seconds: templated override of ``poll_interval``.
+    :param min_matured_frauds: minimum matured labeled frauds (needs ``maturity_hours``). (templated)
     """
 
     template_fields: Sequence[str] = (
+        "candidate",
+        "deployment",
+        "min_matured_frauds",
         "model_name",
         "version",
         "since",
@@ -79,10 +94,13 @@ class ShadowMetricsSensor(BaseSensorOperator):
     def __init__(
         self,
         *,
-        model_name: str,
-        version: str,
-        since: str | dt.datetime,
+        candidate: Any = None,
+        deployment: Any = None,
+        model_name: str = "",
+        version: str = "",
+        since: str | dt.datetime | None = None,
         min_scored: int | str = 0,
+        min_matured_frauds: int | str = 0,
         min_labeled: int | str = 0,
         min_labeled_frauds: int | str = 0,
         warehouse_conn_id: str = "fraudops_warehouse",
@@ -100,6 +118,9 @@ class ShadowMetricsSensor(BaseSensorOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(poke_interval=poll_interval, timeout=timeout, **kwargs)
+        self.candidate = candidate
+        self.deployment = deployment
+        self.min_matured_frauds = min_matured_frauds
         self.settle_s = settle_s
         self.min_matured = min_matured
         self.maturity_hours = maturity_hours
@@ -121,21 +142,49 @@ class ShadowMetricsSensor(BaseSensorOperator):
         self.max_failed_polls = max_failed_polls
         self._last_progress: ShadowProgress | None = None
         self._last_reason = "no successful poll yet"
+        self._last_eta: float | None = None
 
     # -- helpers ----------------------------------------------------------------------------------
+    def _from_release(self) -> None:
+        """Derive the wait from the typed candidate and deployment (the release DAG's way)."""
+        if self.candidate is None:
+            return
+        from pydantic import ValidationError
+
+        from fraudops.pipeline.release import params_of
+        from fraudops.pipeline.release_types import Candidate, ShadowDeployment
+
+        try:
+            cand = Candidate.from_xcom(self.candidate)
+            deploy = ShadowDeployment.from_xcom(self.deployment)
+            since = deploy.since()
+        except (ValidationError, TypeError, ValueError) as err:
+            raise AirflowFailException(f"invalid release candidate/deployment: {err}") from err
+        params = params_of(cand)
+        self.model_name, self.version, self.since = cand.model_name, cand.version, since
+        self.min_scored = cand.min_scored_events
+        self.min_matured_frauds = cand.min_labeled_frauds
+        self.maturity_hours = cand.label_maturity_hours
+        self.timeout_minutes = params.shadow_timeout_minutes
+        self.poll_seconds = params.poll_interval_s
+
     def _target(self) -> ProgressTarget:
         """The rendered minimums as a validated target; bad values fail without retry."""
         from fraudops.release.progress import ProgressTarget
 
         try:
-            return ProgressTarget(
+            target = ProgressTarget(
                 min_scored=int(self.min_scored),
                 min_labeled=int(self.min_labeled),
                 min_labeled_frauds=int(self.min_labeled_frauds),
                 min_matured=int(self.min_matured),
+                min_matured_frauds=int(self.min_matured_frauds),
             )
         except (TypeError, ValueError) as err:
             raise AirflowFailException(f"invalid shadow progress target: {err}") from err
+        if target.min_matured_frauds and self._maturity() is None:
+            raise AirflowFailException("min_matured_frauds needs maturity_hours")
+        return target
 
     def _maturity(self) -> float | None:
         if self.maturity_hours in (None, ""):
@@ -148,19 +197,28 @@ class ShadowMetricsSensor(BaseSensorOperator):
     def _since_iso(self) -> str:
         from fraudops.release.progress import as_utc
 
+        if self.since in (None, ""):
+            raise AirflowFailException("`since` is required (or a candidate and deployment)")
         try:
             return as_utc(self.since).isoformat()
         except (TypeError, ValueError) as err:
             raise AirflowFailException(f"invalid `since` {self.since!r}: {err}") from err
 
-    def _timeout_result(self, progress: dict[str, Any] | None, reason: str) -> dict[str, Any]:
+    def _timeout_result(
+        self, progress: dict[str, Any] | None, reason: str, eta_hours: float | None = None
+    ) -> dict[str, Any]:
+        from fraudops.pipeline.release_types import ShadowWait
+
         self.log.warning("%s v%s not ready before timeout: %s", self.model_name, self.version, reason)
-        return {"ready": False, "progress": progress, "reason": f"timeout: {reason}"}
+        return ShadowWait(
+            ready=False, progress=progress, reason=f"timeout: {reason}", eta_hours=eta_hours
+        ).to_xcom()
 
     # -- non-deferrable mode ----------------------------------------------------------------------
     def poke(self, context: Context) -> PokeReturnValue:
         from fraudops.exceptions import WarehouseUnavailable
-        from fraudops.release.progress import is_satisfied, shadow_progress
+        from fraudops.pipeline.release_types import ShadowWait
+        from fraudops.release.progress import eta, is_satisfied, shadow_progress, status_line
         from fraudops_airflow.hooks import WarehouseHook
 
         target = self._target()
@@ -179,14 +237,21 @@ class ShadowMetricsSensor(BaseSensorOperator):
             # An outage is "not known yet", not a verdict: keep poking until the timeout.
             self.log.warning("warehouse unavailable, will poke again: %s", err)
             return PokeReturnValue(is_done=False)
-        ready, reason = is_satisfied(progress, target)
-        self._last_progress, self._last_reason = progress, reason
+        ready, _ = is_satisfied(progress, target)
+        eta_hours = eta(
+            progress,
+            target,
+            first_event_time=progress.first_event_time,
+            now_event_time=progress.last_event_time,
+            maturity_hours=self._maturity(),
+        )
+        reason = status_line(progress, target, eta_hours)
+        self._last_progress, self._last_reason, self._last_eta = progress, reason, eta_hours
         self.log.info("%s v%s %s: %s", self.model_name, self.version, "ready" if ready else "waiting", reason)
         if not ready:
             return PokeReturnValue(is_done=False)
-        return PokeReturnValue(
-            is_done=True, xcom_value={"ready": True, "progress": progress.to_dict(), "reason": reason}
-        )
+        result = ShadowWait(ready=True, progress=progress.to_dict(), reason=reason, eta_hours=0.0)
+        return PokeReturnValue(is_done=True, xcom_value=result.to_xcom())
 
     # -- both modes -------------------------------------------------------------------------------
     def _apply_overrides(self) -> None:
@@ -199,6 +264,7 @@ class ShadowMetricsSensor(BaseSensorOperator):
             raise AirflowFailException(f"invalid sensor timing: {err}") from err
 
     def execute(self, context: Context) -> Any:
+        self._from_release()
         self._apply_overrides()
         target = self._target()
         since = self._since_iso()
@@ -209,7 +275,7 @@ class ShadowMetricsSensor(BaseSensorOperator):
                 if not self.soft_timeout:
                     raise
                 last = self._last_progress.to_dict() if self._last_progress else None
-                return self._timeout_result(last, self._last_reason)
+                return self._timeout_result(last, self._last_reason, self._last_eta)
 
         timeout_at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=self.timeout)
         self.defer(
@@ -228,6 +294,7 @@ class ShadowMetricsSensor(BaseSensorOperator):
                 min_matured=target.min_matured,
                 maturity_hours=self._maturity(),
                 settle_s=self.settle_s,
+                min_matured_frauds=target.min_matured_frauds,
             ),
             method_name="execute_complete",
             timeout=dt.timedelta(seconds=self.timeout + max(_DEFER_GRACE_S, 2 * self.poll_interval)),
@@ -237,14 +304,18 @@ class ShadowMetricsSensor(BaseSensorOperator):
         """Resume after the trigger: an error event raises, a timeout is soft (or raises), success returns."""
         if not event:
             raise AirflowException("ShadowMetricsSensor resumed without a trigger event")
+        from fraudops.pipeline.release_types import ShadowWait
+
         status = event.get("status")
         if status == "success":
             self.log.info("%s v%s ready: %s", self.model_name, self.version, event.get("reason"))
-            return {"ready": True, "progress": event.get("progress"), "reason": event.get("reason", "")}
+            return ShadowWait(
+                ready=True, progress=event.get("progress"), reason=event.get("reason", ""), eta_hours=0.0
+            ).to_xcom()
         if status == "timeout":
             reason = str(event.get("reason") or "target not met")
             if self.soft_timeout:
-                return self._timeout_result(event.get("progress"), reason)
+                return self._timeout_result(event.get("progress"), reason, event.get("eta_hours"))
             raise AirflowSensorTimeout(f"shadow metrics not ready by {event.get('timeout_at')}: {reason}")
         raise AirflowException(f"shadow metrics wait failed: {event.get('message', event)}")
 
@@ -260,7 +331,7 @@ class ProbationSensor(BaseSensorOperator):
 
     :param candidate: the release's resolved candidate (XCom of ``resolve``). (templated)
     :param promotion: the promotion result (XCom of ``promote``). (templated)
-    :param poll_seconds: seconds between checks, e.g. ``{{ params.probation_poll_s }}``. (templated)
+    :param poll_seconds: seconds between checks; None = the candidate's ``probation_poll_s``. (templated)
     """
 
     template_fields: Sequence[str] = ("candidate", "promotion", "poll_seconds")
@@ -271,7 +342,7 @@ class ProbationSensor(BaseSensorOperator):
         *,
         candidate: Any,
         promotion: Any,
-        poll_seconds: float | str = 60.0,
+        poll_seconds: float | str | None = None,
         timeout: float = 50 * 24 * 3600.0,
         mode: str = "reschedule",
         **kwargs: Any,
@@ -283,28 +354,36 @@ class ProbationSensor(BaseSensorOperator):
 
     def execute(self, context: Context) -> Any:
         try:
-            self.poke_interval = float(self.poll_seconds)
+            if self.poll_seconds in (None, ""):
+                from fraudops.pipeline.release import params_of
+                from fraudops.pipeline.release_types import Candidate
+
+                self.poke_interval = params_of(Candidate.from_xcom(self.candidate)).probation_poll_s
+            else:
+                self.poke_interval = float(self.poll_seconds)
         except (TypeError, ValueError) as err:
             raise AirflowFailException(f"invalid probation poll interval {self.poll_seconds!r}") from err
         return super().execute(context)
 
     def poke(self, context: Context) -> PokeReturnValue:
         from fraudops.exceptions import WarehouseUnavailable
-        from fraudops.pipeline.release import ReleaseContext, ReleaseParams, probation_check
+        from fraudops.pipeline.release import ReleaseContext, params_of, probation_check
+        from fraudops.pipeline.release_types import Candidate, Promotion
         from fraudops_airflow.tasks import run_key
 
-        params = ReleaseParams.from_dict(self.candidate["params"])
+        cand = Candidate.from_xcom(self.candidate)
+        promo = Promotion.from_xcom(self.promotion)
         ctx = ReleaseContext(run_key(context["run_id"], self.dag_id))
         try:
-            outcome = probation_check(ctx, params, self.candidate, self.promotion)
+            outcome = probation_check(ctx, params_of(cand), cand, promo)
         except WarehouseUnavailable as err:
             self.log.warning("warehouse unavailable, will check again: %s", err)
             return PokeReturnValue(is_done=False)
         self.log.info(
             "probation of v%s: %s after %s events (%s)",
-            self.candidate["version"],
-            outcome["status"],
-            outcome["n_events"],
-            outcome["reason"],
+            cand.version,
+            outcome.status,
+            outcome.n_events,
+            outcome.reason,
         )
-        return PokeReturnValue(is_done=bool(outcome["done"]), xcom_value=outcome)
+        return PokeReturnValue(is_done=outcome.done, xcom_value=outcome.to_xcom())

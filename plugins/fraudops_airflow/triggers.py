@@ -8,7 +8,8 @@ configuration is rebuilt from the Airflow connection inside the trigger.
 Events (exactly one per run):
 
 * ``{"status": "success", "progress": {...}, "reason": "..."}`` — the target is met.
-* ``{"status": "timeout", "progress": {...} | None, "reason": "only N of M labeled", ...}`` —
+* ``{"status": "timeout", "progress": {...} | None, "reason": "matured labeled frauds 41 of 120
+  needed; scored 3,100 of 5,000; ETA ~2.3 h event time", "eta_hours": 2.3, ...}`` —
   ``timeout_at`` passed first. The trigger does not decide what a timeout means; the sensor does.
 * ``{"status": "error", "message": "..."}`` — the wait cannot go on.
 
@@ -52,6 +53,7 @@ class ShadowMetricsTrigger(BaseTrigger):
     :param min_matured: minimum scored events older than ``maturity_hours`` in event time.
     :param maturity_hours: label maturity (needed for ``min_matured``).
     :param settle_s: leave out predictions served in the last seconds (still being written).
+    :param min_matured_frauds: minimum matured labeled frauds (needs ``maturity_hours``).
     """
 
     def __init__(
@@ -71,8 +73,10 @@ class ShadowMetricsTrigger(BaseTrigger):
         min_matured: int = 0,
         maturity_hours: float | None = None,
         settle_s: float = 0.0,
+        min_matured_frauds: int = 0,
     ) -> None:
         super().__init__()
+        self.min_matured_frauds = int(min_matured_frauds)
         self.settle_s = float(settle_s)
         self.min_matured = int(min_matured)
         self.maturity_hours = None if maturity_hours is None else float(maturity_hours)
@@ -106,6 +110,7 @@ class ShadowMetricsTrigger(BaseTrigger):
                 "min_matured": self.min_matured,
                 "maturity_hours": self.maturity_hours,
                 "settle_s": self.settle_s,
+                "min_matured_frauds": self.min_matured_frauds,
             },
         )
 
@@ -135,14 +140,20 @@ class ShadowMetricsTrigger(BaseTrigger):
             ProgressTarget,
             ShadowProgress,
             as_utc,
+            eta,
             is_satisfied,
             shadow_progress,
+            status_line,
         )
         from fraudops.warehouse import Warehouse
 
         try:
             target = ProgressTarget(
-                self.min_scored, self.min_labeled, self.min_labeled_frauds, self.min_matured
+                min_scored=self.min_scored,
+                min_labeled=self.min_labeled,
+                min_labeled_frauds=self.min_labeled_frauds,
+                min_matured=self.min_matured,
+                min_matured_frauds=self.min_matured_frauds,
             )
             deadline = as_utc(self.timeout_at) if self.timeout_at else None
             since = as_utc(self.since)
@@ -153,6 +164,7 @@ class ShadowMetricsTrigger(BaseTrigger):
 
         progress: ShadowProgress | None = None
         reason = "no successful poll yet"
+        eta_hours: float | None = None
         failed_polls = 0
         while True:
             try:
@@ -187,7 +199,15 @@ class ShadowMetricsTrigger(BaseTrigger):
                 return
             else:
                 failed_polls = 0
-                ready, reason = is_satisfied(progress, target)
+                ready, _ = is_satisfied(progress, target)
+                eta_hours = eta(
+                    progress,
+                    target,
+                    first_event_time=progress.first_event_time,
+                    now_event_time=progress.last_event_time,
+                    maturity_hours=self.maturity_hours,
+                )
+                reason = status_line(progress, target, eta_hours)
                 if ready:
                     self.log.info("%s v%s ready: %s", self.model_name, self.version, reason)
                     yield TriggerEvent(
@@ -203,6 +223,7 @@ class ShadowMetricsTrigger(BaseTrigger):
                         "status": "timeout",
                         "progress": progress.to_dict() if progress else None,
                         "reason": reason,
+                        "eta_hours": eta_hours,
                         "timeout_at": deadline.isoformat(),
                     }
                 )

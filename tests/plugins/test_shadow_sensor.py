@@ -131,7 +131,10 @@ def test_trigger_times_out_with_reason(warehouse: Any, monkeypatch: pytest.Monke
 
     event = asyncio.run(first())
     assert event.payload["status"] == "timeout", event.payload
-    assert event.payload["reason"] == "only 1 of 3 scored; only 0 of 2 labeled; only 0 of 1 labeled frauds"
+    assert (
+        event.payload["reason"] == "scored 1 of 3 needed; labeled 0 of 2; labeled frauds 0 of 1; ETA unknown"
+    )
+    assert event.payload["eta_hours"] is None  # one event: no rate to extrapolate yet
     assert event.payload["progress"]["scored"] == 1
 
 
@@ -227,7 +230,7 @@ def test_sensor_soft_timeout_in_dag_test(airflow_db: Path, env_warehouse: Any, t
     _insert(env_warehouse, "predictions", [_pred("c0", _now() - dt.timedelta(minutes=1))])
     _, result = _run_sensor_dag("shadow_sensor_soft_timeout", tmp_path, timeout=1.5)
     assert result["ready"] is False
-    assert result["reason"].startswith("timeout: only 1 of 3 scored"), result
+    assert result["reason"].startswith("timeout: scored 1 of 3 needed"), result
     assert result["progress"]["scored"] == 1
 
 
@@ -264,7 +267,12 @@ def test_execute_complete_contract() -> None:
     soft = sensor.execute_complete(
         {}, {"status": "timeout", "progress": None, "reason": "only 1 of 3 scored"}
     )
-    assert soft == {"ready": False, "progress": None, "reason": "timeout: only 1 of 3 scored"}
+    assert soft == {
+        "ready": False,
+        "progress": None,
+        "reason": "timeout: only 1 of 3 scored",
+        "eta_hours": None,
+    }
     with pytest.raises(AirflowSensorTimeout, match="only 1 of 3 scored"):
         _sensor(soft_timeout=False).execute_complete(
             {}, {"status": "timeout", "reason": "only 1 of 3 scored", "timeout_at": "x"}
@@ -280,3 +288,39 @@ def test_poke_non_deferrable(env_warehouse: Any) -> None:
     done = sensor.poke({})
     assert done.is_done and done.xcom_value["ready"] is True
     assert done.xcom_value["progress"]["labeled_frauds"] == 1
+
+
+def test_sensor_derives_the_wait_from_the_release_candidate() -> None:
+    """In the release DAG the sensor gets the typed candidate and deployment, no Jinja rules."""
+    from fraudops_airflow.sensors import ShadowMetricsSensor
+
+    from fraudops.pipeline.release import ReleaseParams
+    from fraudops.pipeline.release_types import Candidate, ShadowDeployment
+
+    deployed_at = _now() - dt.timedelta(hours=2)
+    cand = Candidate(
+        model_name=MODEL,
+        version="7",
+        champion="6",
+        alias="challenger-7",
+        params=ReleaseParams(shadow_timeout_minutes=90, poll_interval_s=7).to_dict(),
+        policy={},
+        policy_fingerprint="f",
+        min_scored_events=5000,
+        min_labeled_frauds=120,
+        planned_scored_events=20000,
+        planned_labeled_frauds=400,
+        label_maturity_hours=36.5,
+    )
+    deploy = ShadowDeployment(ok=True, deployed_at=deployed_at, alias="challenger-7")
+    sensor = ShadowMetricsSensor(
+        task_id="wait_for_shadow_metrics", candidate=cand.to_xcom(), deployment=deploy.to_xcom()
+    )
+    sensor._from_release()
+    sensor._apply_overrides()
+    target = sensor._target()
+    assert (sensor.model_name, sensor.version) == (MODEL, "7")
+    assert sensor._since_iso() == deployed_at.isoformat()
+    assert (target.min_scored, target.min_matured_frauds, target.min_labeled) == (5000, 120, 0)
+    assert sensor._maturity() == 36.5
+    assert sensor.timeout == 90 * 60.0 and sensor.poke_interval == 7.0

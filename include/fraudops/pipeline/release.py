@@ -1,9 +1,17 @@
 """The release lifecycle behind ``fraud_release``: shadow → evidence → drift → gate → promote or
-reject → probation → confirm or roll back. No Airflow imports: the DAG calls these steps, each
-taking and returning small JSON-safe dicts (XCom), and the tests call them directly too.
+reject → probation → confirm or roll back. No Airflow imports: the DAG and ``fraudops release run``
+call these same steps, each taking and returning the typed objects of
+:mod:`fraudops.pipeline.release_types` (the DAG converts them at the XCom boundary only).
 
 Alias moves go through :func:`fraudops.registry.move_alias` / :func:`retire_alias`, so every move
-has its ``deployments`` row, exactly as moves from ``POST /deploy`` or ``fraudops deploy``. The
+has its ``deployments`` row, exactly as moves from ``POST /deploy`` or ``fraudops deploy``.
+
+Retry safety: every side effect is keyed by (run, step, alias, action, version). The audit row is
+written first (``pending``), then the alias moves, then the row is marked ``applied``; a retried
+or cleared task re-runs its step and finishes what is pending, skipping what is applied, so it ends
+in the state of one clean run with one audit row per change. Version tags are set idempotently;
+``gate_decisions`` rows have per-run ids. ``fraudops.pipeline.faults.crash_point`` marks the
+points right after each side effect where the tests kill the process. The
 scoring service notices a move through its alias watcher; the steps that change what production or
 the shadow pool runs then *wait until the service reports it* (``GET /version``), so "deployed"
 means "serving", not "pointer moved".
@@ -24,9 +32,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from fraudops.exceptions import ArtifactError, ConfigError, PermanentError, ServiceError
+from fraudops.pipeline.faults import crash_point
+from fraudops.pipeline.release_types import (
+    Candidate,
+    DecisionSummary,
+    DriftReport,
+    EvidenceWindow,
+    ProbationOutcome,
+    Promotion,
+    ReleaseOutcome,
+    ShadowDeployment,
+    ShadowWait,
+)
 from fraudops.pipeline.retrain import RunContext
 
 if TYPE_CHECKING:
+    from fraudops.registry import AliasMove
     from fraudops.release.evidence import ShadowEvidence
     from fraudops.release.gates import GateDecision
     from fraudops.release.policy import GatePolicy
@@ -36,6 +57,8 @@ log = logging.getLogger(__name__)
 CHAMPION = "champion"
 CHALLENGER_PREFIX = "challenger-"
 ACTOR = "fraud_release"
+#: Model-version tag with the threshold a promoted version is served at (= registry.SERVED_THRESHOLD_TAG).
+SERVED_THRESHOLD_TAG = "served_threshold"
 #: Seconds a prediction may take to reach the warehouse: the shadow row of an event lags its
 #: production row (shadow queue, worker, collector, micro-batch, MERGE). Evidence windows end this
 #: long before "now", else the newest production events would lack their shadow rows and count as
@@ -221,8 +244,9 @@ def _challenger_gone(alias: str) -> Any:
 # -- 0. resolve ---------------------------------------------------------------------------------
 def resolve(
     ctx: ReleaseContext, params: ReleaseParams, asset_extras: list[dict[str, Any]] | None = None
-) -> dict[str, Any]:
-    """Which version to release against which champion, under which policy and sample size."""
+) -> Candidate:
+    """Which version to release against which champion, under which policy and sample size, with
+    which label maturity (the warehouse's label-delay curve, else the policy's)."""
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
@@ -268,23 +292,22 @@ def resolve(
         maturity.hours,
         maturity.note,
     )
-    return {
-        "params": params.to_dict(),
-        "model_name": name,
-        "version": version,
-        "champion": champion,
-        "alias": f"{CHALLENGER_PREFIX}{version}",
-        "policy": policy.to_dict(),
-        "policy_fingerprint": policy.fingerprint,
-        "sample": need.to_dict(),
+    return Candidate(
+        model_name=name,
+        version=str(version),
+        champion=str(champion),
+        alias=f"{CHALLENGER_PREFIX}{version}",
+        params=params.to_dict(),
+        policy=policy.to_dict(),
+        policy_fingerprint=policy.fingerprint,
         # The gate decides on confidence sequences, so it may look as soon as the floors are met.
-        "gate_floor": {
-            "min_scored_events": policy.min_scored_events_floor,
-            "min_matured_frauds": policy.min_labeled_frauds_floor,
-        },
-        "label_maturity_hours": maturity.hours,
-        "maturity": maturity.to_dict(),
-    }
+        min_scored_events=int(policy.min_scored_events_floor),
+        min_labeled_frauds=int(policy.min_labeled_frauds_floor),
+        planned_scored_events=int(need.min_scored_events),
+        planned_labeled_frauds=int(need.min_labeled_frauds),
+        label_maturity_hours=float(maturity.hours),
+        maturity=maturity.to_dict(),
+    )
 
 
 def _maturity(ctx: ReleaseContext, policy: GatePolicy) -> Any:
@@ -295,16 +318,25 @@ def _maturity(ctx: ReleaseContext, policy: GatePolicy) -> Any:
     return effective_maturity(ctx.wh(), policy, as_of=event_clock(ctx.wh()))
 
 
-def _maturity_hours(cand: dict[str, Any]) -> float:
-    value = cand.get("label_maturity_hours")
-    return float(value) if value is not None else _policy(cand).label_maturity_hours
+def params_of(cand: Candidate) -> ReleaseParams:
+    """The run's effective params, fixed once by ``resolve`` and carried in the candidate."""
+    return ReleaseParams.from_dict(cand.params)
 
 
-def _move(ctx: ReleaseContext, name: str, alias: str, version: str, action: str, reason: str) -> None:
-    """``move_alias`` as this DAG does it: audited in the run's warehouse, actor ``fraud_release``."""
+def _key(ctx: ReleaseContext, step: str, alias: str, action: str, version: str | None) -> str:
+    """Idempotency key of one alias change of one run's step: a retry or a cleared task re-runs
+    the step with the same keys, so its audit rows (and moves) happen once."""
+    return f"{ctx.run_key}|{step}|{alias}|{action}|{version or '-'}"
+
+
+def _move(
+    ctx: ReleaseContext, name: str, alias: str, version: str, action: str, reason: str, *, step: str
+) -> AliasMove:
+    """``move_alias`` as this DAG does it: intent first, audited in the run's warehouse, actor
+    ``fraud_release``, idempotent per (run, step, alias, action, version)."""
     from fraudops.registry import move_alias
 
-    move_alias(
+    return move_alias(
         ctx.wh(),
         model_name=name,
         alias=alias,
@@ -313,11 +345,12 @@ def _move(ctx: ReleaseContext, name: str, alias: str, version: str, action: str,
         actor=ACTOR,
         reason=reason[:500],
         tracking_uri=ctx.tracking_uri,
+        idempotency_key=_key(ctx, step, alias, action, version),
     )
 
 
 # -- 1. deploy_shadow ---------------------------------------------------------------------------
-def deploy_shadow(ctx: ReleaseContext, params: ReleaseParams, cand: dict[str, Any]) -> dict[str, Any]:
+def deploy_shadow(ctx: ReleaseContext, params: ReleaseParams, cand: Candidate) -> ShadowDeployment:
     """Verify the bundle, point ``challenger-<v>`` at it (audited), wait until the pool runs it.
 
     A bundle that fails verification (or that the service refuses) never gets an alias: the result
@@ -325,13 +358,22 @@ def deploy_shadow(ctx: ReleaseContext, params: ReleaseParams, cand: dict[str, An
     """
     from fraudops.registry import download_artifact_dir
 
-    name, version, alias = cand["model_name"], cand["version"], cand["alias"]
+    name, version, alias = cand.model_name, cand.version, cand.alias
     try:
         download_artifact_dir(name, version, ctx.run_dir / "bundle", tracking_uri=ctx.tracking_uri)
     except ArtifactError as err:
         log.error("%s v%s rejected before shadow: %s", name, version, err)
-        return {"ok": False, "reason": f"artifact verification failed: {err}", "check": "artifact"}
-    _move(ctx, name, alias, version, "shadow", f"shadow evaluation against champion v{cand['champion']}")
+        return ShadowDeployment(ok=False, reason=f"artifact verification failed: {err}", check="artifact")
+    _move(
+        ctx,
+        name,
+        alias,
+        version,
+        "shadow",
+        f"shadow evaluation against champion v{cand.champion}",
+        step="deploy_shadow",
+    )
+    crash_point("deploy_shadow:after_shadow_move")
     url = ctx.scoring_url(params)
     try:
         doc, waited = wait_for_service(
@@ -341,46 +383,44 @@ def deploy_shadow(ctx: ReleaseContext, params: ReleaseParams, cand: dict[str, An
             params.deploy_timeout_s,
         )
     except PermanentError as err:
-        retire_alias(ctx, name, alias, f"refused by the scoring service: {err}")
-        return {"ok": False, "reason": str(err), "check": "artifact"}
+        retire_alias(ctx, name, alias, f"refused by the scoring service: {err}", step="deploy_shadow")
+        return ShadowDeployment(ok=False, reason=str(err), check="artifact")
     worker = doc["challengers"][alias]
     log.info("%s v%s scoring in shadow after %.1fs (pid %s)", name, version, waited, worker.get("pid"))
-    return {
-        "ok": True,
-        "deployed_at": _now().isoformat(),
-        "alias": alias,
-        "seconds_to_running": round(waited, 3),
-        "shadow_sample_rate": doc.get("shadow_sample_rate"),
-    }
+    return ShadowDeployment(
+        ok=True,
+        deployed_at=_now(),
+        alias=alias,
+        seconds_to_running=round(waited, 3),
+        shadow_sample_rate=doc.get("shadow_sample_rate"),
+    )
 
 
-def retire_alias(ctx: ReleaseContext, model_name: str, alias: str, reason: str) -> str | None:
-    """Remove ``alias`` with a ``retire`` audit row; returns the version it pointed to (None: absent)."""
-    from fraudops.registry import delete_alias, get_alias_version, record_deployment
+def retire_alias(
+    ctx: ReleaseContext, model_name: str, alias: str, reason: str, *, step: str = "retire"
+) -> str | None:
+    """Remove ``alias`` with a ``retire`` audit row (intent first, once per run and step); returns
+    the version it pointed to (None: absent)."""
+    from fraudops.registry import retire_alias as registry_retire
 
-    version = get_alias_version(model_name, alias, tracking_uri=ctx.tracking_uri)
-    if version is None:
-        return None
-    delete_alias(model_name, alias, tracking_uri=ctx.tracking_uri)
-    record_deployment(
+    return registry_retire(
         ctx.wh(),
         model_name=model_name,
         alias=alias,
-        version=None,
-        previous_version=version,
-        action="retire",
         actor=ACTOR,
-        reason=reason,
+        reason=reason[:500],
+        tracking_uri=ctx.tracking_uri,
+        idempotency_key=_key(ctx, step, alias, "retire", None),
     )
-    return version
 
 
 def _retire_from_shadow(
-    ctx: ReleaseContext, params: ReleaseParams, model_name: str, alias: str, reason: str
+    ctx: ReleaseContext, params: ReleaseParams, model_name: str, alias: str, reason: str, *, step: str
 ) -> str | None:
     """Retire ``alias`` and wait (bounded) until the scoring service has stopped its shadow worker,
     so the task ends with the pool the audit describes."""
-    retired = retire_alias(ctx, model_name, alias, reason)
+    retired = retire_alias(ctx, model_name, alias, reason, step=step)
+    crash_point(f"{step}:after_retire")
     if retired is not None:
         try:
             wait_for_service(ctx.scoring_url(params), _challenger_gone(alias), f"{alias} stopped", 60.0)
@@ -390,33 +430,27 @@ def _retire_from_shadow(
 
 
 # -- 2/3/4. evidence, drift, decision -----------------------------------------------------------
-def _policy(cand: dict[str, Any]) -> GatePolicy:
-    from fraudops.release.policy import GatePolicy
-
-    return GatePolicy.from_dict(cand["policy"])
-
-
 def _evidence(
-    ctx: ReleaseContext, cand: dict[str, Any], deploy: dict[str, Any], window: dict[str, Any]
+    ctx: ReleaseContext, cand: Candidate, deploy: ShadowDeployment, window: EvidenceWindow
 ) -> ShadowEvidence:
     from fraudops.release.evidence import collect_shadow_evidence
 
     return collect_shadow_evidence(
         ctx.wh(),
-        model_name=cand["model_name"],
-        challenger_version=cand["version"],
-        champion_version=cand["champion"],
+        model_name=cand.model_name,
+        challenger_version=cand.version,
+        champion_version=cand.champion,
         since=None,
         until=None,
-        label_as_of=_parse(window["label_as_of"]),
-        label_maturity_hours=_maturity_hours(cand),
-        served_since=_parse(deploy["deployed_at"]),
-        served_until=_parse(window["served_until"]),
+        label_as_of=window.label_as_of,
+        label_maturity_hours=cand.label_maturity_hours,
+        served_since=deploy.since(),
+        served_until=window.served_until,
     )
 
 
 def _bundle_reference(
-    ctx: ReleaseContext, cand: dict[str, Any], version: str | None = None
+    ctx: ReleaseContext, cand: Candidate, version: str | None = None
 ) -> tuple[Any, list[str]]:
     """Training reference rows and feature names of the challenger's bundle (or ``version``'s)."""
     import pandas as pd
@@ -424,45 +458,46 @@ def _bundle_reference(
     from fraudops.registry import download_artifact_dir
     from fraudops.training.package import FEATURE_SPEC_FILE, REFERENCE_FILE, feature_names_from_spec
 
-    version = str(version or cand["version"])
-    folder = ctx.run_dir / ("bundle" if version == str(cand["version"]) else f"bundle-v{version}")
+    version = str(version or cand.version)
+    folder = ctx.run_dir / ("bundle" if version == cand.version else f"bundle-v{version}")
     bundle = folder / "bundle"
     if not (bundle / REFERENCE_FILE).exists():  # another worker ran deploy_shadow
-        bundle = download_artifact_dir(cand["model_name"], version, folder, tracking_uri=ctx.tracking_uri)
+        bundle = download_artifact_dir(cand.model_name, version, folder, tracking_uri=ctx.tracking_uri)
     names = feature_names_from_spec(json.loads((bundle / FEATURE_SPEC_FILE).read_text()))
     return pd.read_parquet(bundle / REFERENCE_FILE), names
 
 
-def _window(ctx: ReleaseContext) -> dict[str, Any]:
+def evidence_window(ctx: ReleaseContext) -> EvidenceWindow:
     """The evidence window now: served until the settle cutoff, labels as of the event clock."""
     from fraudops.release.evidence import event_clock
 
-    settled = _now() - dt.timedelta(seconds=SETTLE_S)
-    return {"served_until": settled.isoformat(), "label_as_of": event_clock(ctx.wh()).isoformat()}
+    return EvidenceWindow(
+        served_until=_now() - dt.timedelta(seconds=SETTLE_S), label_as_of=event_clock(ctx.wh())
+    )
 
 
 def check_drift(
-    ctx: ReleaseContext, params: ReleaseParams, cand: dict[str, Any], deploy: dict[str, Any], run_id: str
-) -> dict[str, Any]:
+    ctx: ReleaseContext, params: ReleaseParams, cand: Candidate, deploy: ShadowDeployment, run_id: str
+) -> DriftReport:
     """Evidently on the shadow window: challenger vs champion scores, live features vs the
     challenger's training reference (and production's vs the champion's, the gate's yardstick).
     Values → ``drift_metrics``, HTML → MLflow. Fixes the evidence
     window (``served_until``, ``label_as_of``) that ``decide`` then judges."""
     from fraudops.release.drift import drift_rows, record_drift, shadow_drift
 
-    window = _window(ctx)
+    window = evidence_window(ctx)
     evidence = _evidence(ctx, cand, deploy, window)
     if evidence.n_candidate_scored == 0:
-        log.warning("no shadow scores for %s v%s: nothing to compare", cand["model_name"], cand["version"])
-        return {"window": window, "drift": [], "note": "no shadow scores in the window"}
+        log.warning("no shadow scores for %s v%s: nothing to compare", cand.model_name, cand.version)
+        return DriftReport(window=window, drift=[], note="no shadow scores in the window")
     reference, names = _bundle_reference(ctx, cand)
-    champion_reference, champion_names = _bundle_reference(ctx, cand, cand["champion"])
+    champion_reference, champion_names = _bundle_reference(ctx, cand, cand.champion)
     html = ctx.run_dir / "drift"
     results = shadow_drift(
         evidence,
         reference[names],
         names,
-        _policy(cand),
+        cand.gate_policy(),
         html_dir=html,
         incumbent_reference=champion_reference,
         incumbent_feature_names=champion_names,
@@ -473,8 +508,8 @@ def check_drift(
         for row in drift_rows(
             r,
             run_id=run_id,
-            model_name=cand["model_name"],
-            model_version=cand["version"],
+            model_name=cand.model_name,
+            model_version=cand.version,
             check=f"shadow_{r.check}",
             window_start=evidence.frame["event_time"].min().to_pydatetime(),
             window_end=evidence.frame["event_time"].max().to_pydatetime(),
@@ -489,12 +524,12 @@ def check_drift(
         docs={"drift.json": [r.to_dict() for r in results]},
         artifacts=html,
     )
-    return {"window": window, "drift": [r.to_dict() for r in results], "mlflow_run_id": mlflow_run}
+    return DriftReport(window=window, drift=[r.to_dict() for r in results], mlflow_run_id=mlflow_run)
 
 
 def _log_release_run(
     ctx: ReleaseContext,
-    cand: dict[str, Any],
+    cand: Candidate,
     run_id: str,
     *,
     metrics: dict[str, float] | None = None,
@@ -517,16 +552,16 @@ def _log_release_run(
     run_kwargs: dict[str, Any] = (
         {"run_id": found[0].info.run_id}
         if found
-        else {"run_name": f"release {cand['model_name']} v{cand['version']} vs v{cand['champion']}"}
+        else {"run_name": f"release {cand.model_name} v{cand.version} vs v{cand.champion}"}
     )
     with mlflow.start_run(**run_kwargs) as run:
         mlflow.set_tags(
             {
                 "release_run": run_id,
-                "model_name": cand["model_name"],
-                "challenger_version": cand["version"],
-                "champion_version": cand["champion"],
-                "policy_fingerprint": cand["policy_fingerprint"],
+                "model_name": cand.model_name,
+                "challenger_version": cand.version,
+                "champion_version": cand.champion,
+                "policy_fingerprint": cand.policy_fingerprint,
                 **(tags or {}),
             }
         )
@@ -540,10 +575,10 @@ def _log_release_run(
         return str(run.info.run_id)
 
 
-def _forced_reject(reason: str, check: str, cand: dict[str, Any], evidence: dict[str, Any]) -> GateDecision:
+def _forced_reject(reason: str, check: str, cand: Candidate, evidence: dict[str, Any]) -> GateDecision:
     from fraudops.release.gates import CheckResult, GateDecision
 
-    policy = _policy(cand)
+    policy = cand.gate_policy()
     return GateDecision(
         status="reject",
         stage="promotion",
@@ -556,55 +591,63 @@ def _forced_reject(reason: str, check: str, cand: dict[str, Any], evidence: dict
     )
 
 
+def _served_threshold(decision: GateDecision) -> float | None:
+    """The threshold matched to the alert budget on the decision's traffic (None: not reported,
+    then the bundle's own ``decision_threshold`` is served)."""
+    value = ((decision.evidence or {}).get("operating_point") or {}).get("candidate_threshold")
+    if isinstance(value, int | float) and not isinstance(value, bool) and value == value:
+        return float(value)
+    return None
+
+
 def decide(
     ctx: ReleaseContext,
     params: ReleaseParams,
-    cand: dict[str, Any],
-    deploy: dict[str, Any],
-    waited: dict[str, Any] | None,
-    drift: dict[str, Any] | None,
+    cand: Candidate,
+    deploy: ShadowDeployment,
+    waited: ShadowWait | None,
+    drift: DriftReport | None,
     run_id: str,
-) -> dict[str, Any]:
-    """The promotion gate on the evidence window ``check_drift`` fixed; recorded in gate_decisions.
+) -> DecisionSummary:
+    """The promotion gate on the evidence ``check_drift`` fixed; recorded in gate_decisions.
 
-    ``wait`` cannot stand at this point (the sensor has either seen enough evidence or timed out):
-    it becomes ``reject`` with the shortfall as the reason.
+    The gate decides on confidence sequences, so looking again as evidence grows does not inflate
+    its error: this step looks every ``poll_interval_s`` until the gate decides or the evidence
+    deadline passes; the last look is ``final`` (the gate then turns a *wait* into an
+    inconclusive reject itself).
     """
     from dataclasses import replace
 
     from fraudops.release.drift import DriftResult
     from fraudops.release.gates import decide_promotion, record_decision
 
-    if not deploy.get("ok"):
-        decision = _forced_reject(deploy["reason"], deploy.get("check", "artifact"), cand, {})
+    if not deploy.ok:
+        decision = _forced_reject(deploy.reason, deploy.check or "artifact", cand, {})
     else:
         assert drift is not None
-        results = [DriftResult.from_dict(d) for d in drift.get("drift", [])]
-        deadline = _parse(deploy["deployed_at"]) + dt.timedelta(minutes=params.shadow_timeout_minutes)
-        timed_out = not (waited or {}).get("ready", True)
-        window = drift["window"]
-        # The gate decides on confidence sequences: looking again as evidence grows does not
-        # inflate its error, so wait here until it decides or the evidence deadline passes (then a
-        # *wait* is a reject, "inconclusive").
+        results = [DriftResult.from_dict(d) for d in drift.drift]
+        deadline = deploy.since() + dt.timedelta(minutes=params.shadow_timeout_minutes)
+        timed_out = waited is not None and not waited.ready
+        window = drift.window
         while True:
             final = timed_out or _now() >= deadline
             evidence = _evidence(ctx, cand, deploy, window)
             decision = decide_promotion(
                 evidence,
-                _policy(cand),
+                cand.gate_policy(),
                 results or None,
                 expected_fraud_rate=params.expected_fraud_rate,
                 final=final,
             )
             if decision.status != "wait" or final:
                 break
-            log.info("gate for %s v%s: wait (%s)", cand["model_name"], cand["version"], decision.reason)
+            log.info("gate for %s v%s: wait (%s)", cand.model_name, cand.version, decision.reason)
             time.sleep(params.poll_interval_s)
-            window = _window(ctx)
+            window = evidence_window(ctx)
         if decision.status == "reject" and decision.deciding_check not in OPERATIONAL_CHECKS:
-            # Out of time: an operational failure already visible in the partial sample (e.g. a
-            # slow challenger, throttled by the shadow pool, that could not score enough events)
-            # is the root cause to report.
+            # Inconclusive at the deadline: an operational failure already visible in the partial
+            # sample (e.g. a slow challenger, throttled by the shadow pool, that could not score
+            # enough events) is the root cause to report; the gate reports the missing volume.
             failed = next(
                 (c for c in decision.checks if c.ran and not c.passed and c.name in OPERATIONAL_CHECKS), None
             )
@@ -613,9 +656,9 @@ def decide(
     row = record_decision(
         ctx.wh(),
         decision,
-        model_name=cand["model_name"],
-        challenger_version=cand["version"],
-        champion_version=cand["champion"],
+        model_name=cand.model_name,
+        challenger_version=cand.version,
+        champion_version=cand.champion,
         dag_run_id=run_id,
     )
     quality = (decision.evidence or {}).get("quality") or {}
@@ -634,48 +677,62 @@ def decide(
         )
         if isinstance(quality.get(k), int | float)
     }
+    served = _served_threshold(decision)
     _log_release_run(
         ctx,
         cand,
         run_id,
-        metrics=metrics,
+        metrics={**metrics, **({"gate_served_threshold": served} if served is not None else {})},
         docs={"promotion_decision.json": decision.to_dict()},
         tags={"gate_status": decision.status, "gate_reason": decision.reason[:250]},
     )
     _tag_version(ctx, cand, {"gate_status": decision.status, "gate_reason": decision.reason[:250]})
-    log.info(
-        "gate for %s v%s: %s (%s)", cand["model_name"], cand["version"], decision.status, decision.reason
+    log.info("gate for %s v%s: %s (%s)", cand.model_name, cand.version, decision.status, decision.reason)
+    evidence_doc = decision.evidence or {}
+    return DecisionSummary(
+        status=decision.status,  # type: ignore[arg-type]
+        reason=decision.reason,
+        deciding_check=decision.deciding_check,
+        decision_id=str(row["decision_id"]),
+        n_events=evidence_doc.get("n_events"),
+        n_evaluable_frauds=evidence_doc.get("n_evaluable_frauds"),
+        quality=quality or None,
+        served_threshold=served,
     )
-    return {
-        "status": decision.status,
-        "reason": decision.reason,
-        "deciding_check": decision.deciding_check,
-        "decision_id": row["decision_id"],
-        "n_events": (decision.evidence or {}).get("n_events"),
-        "n_evaluable_frauds": (decision.evidence or {}).get("n_evaluable_frauds"),
-        "quality": quality or None,
-    }
 
 
-def _tag_version(ctx: ReleaseContext, cand: dict[str, Any], tags: dict[str, str]) -> None:
-    from mlflow.tracking import MlflowClient
+def _tag_version(
+    ctx: ReleaseContext, cand: Candidate, tags: dict[str, str], version: str | None = None
+) -> None:
+    from fraudops.registry import set_version_tag
 
-    client = MlflowClient(tracking_uri=ctx.tracking_uri, registry_uri=ctx.tracking_uri)
     for key, value in tags.items():
-        client.set_model_version_tag(cand["model_name"], cand["version"], key, value)
+        set_version_tag(cand.model_name, version or cand.version, key, value, tracking_uri=ctx.tracking_uri)
 
 
 # -- 5. promote / reject ------------------------------------------------------------------------
 def promote(
-    ctx: ReleaseContext, params: ReleaseParams, cand: dict[str, Any], decision: dict[str, Any]
-) -> dict[str, Any]:
-    """``champion`` → challenger; the old champion keeps scoring in shadow for the probation."""
-    from fraudops.registry import get_alias_version
+    ctx: ReleaseContext, params: ReleaseParams, cand: Candidate, decision: DecisionSummary
+) -> Promotion:
+    """``champion`` → challenger, served at the threshold matched to the budget; the old champion
+    keeps scoring in shadow for the probation.
 
-    name, version = cand["model_name"], cand["version"]
-    old = get_alias_version(name, CHAMPION, tracking_uri=ctx.tracking_uri) or cand["champion"]
-    if old != cand["champion"]:
-        log.warning("champion moved from v%s to v%s during the shadow phase", cand["champion"], old)
+    Retry-safe: every alias change is recorded (intent first) under this run's keys, so a re-run
+    after any partial progress finishes the same changes once. The old champion is the one this
+    run's champion move replaced (its audit row), else the champion now: after the move, the
+    alias names the new version, which must not be taken for the old one.
+    """
+    from fraudops.registry import deployment_id_for, find_deployment, get_alias_version
+
+    name, version = cand.model_name, cand.version
+    done = find_deployment(ctx.wh(), deployment_id_for(_key(ctx, "promote", CHAMPION, "promote", version)))
+    if done is not None and done.get("previous_version"):
+        old = str(done["previous_version"])
+    else:
+        current = get_alias_version(name, CHAMPION, tracking_uri=ctx.tracking_uri)
+        old = current if current is not None and current != version else cand.champion
+    if old != cand.champion:
+        log.warning("champion moved from v%s to v%s during the shadow phase", cand.champion, old)
     url = ctx.scoring_url(params)
     old_alias = f"{CHALLENGER_PREFIX}{old}"
     # Old champion into shadow first, so probation has its scores from the first promoted request.
@@ -686,101 +743,122 @@ def promote(
         old,
         "shadow",
         f"probation of v{version}: previous champion keeps scoring in shadow",
+        step="promote",
     )
-    _move(ctx, name, CHAMPION, version, "promote", f"gate passed: {decision['reason']}")
-    promoted_at = _now()
-    retire_alias(ctx, name, cand["alias"], f"promoted to {CHAMPION}")
+    crash_point("promote:after_old_champion_shadow")
+    # The threshold travels with the version (a tag the scoring service reads with the bundle), set
+    # before the champion moves so the first promoted request is served at it.
+    if decision.served_threshold is not None:
+        _tag_version(ctx, cand, {SERVED_THRESHOLD_TAG: repr(float(decision.served_threshold))})
+    _move(ctx, name, CHAMPION, version, "promote", f"gate passed: {decision.reason}", step="promote")
+    crash_point("promote:after_champion_move")
+    retire_alias(ctx, name, cand.alias, f"promoted to {CHAMPION}", step="promote")
+    crash_point("promote:after_challenger_retire")
+    promoted = find_deployment(
+        ctx.wh(), deployment_id_for(_key(ctx, "promote", CHAMPION, "promote", version))
+    )
+    promoted_at = _as_utc(promoted["deployed_at"]) if promoted and promoted.get("deployed_at") else _now()
     _, waited = wait_for_service(url, _champion_is(version), f"champion v{version}", params.deploy_timeout_s)
     wait_for_service(
         url, _challenger_running(old_alias, old, name), f"{old_alias} running", params.deploy_timeout_s
     )
     _tag_version(ctx, cand, {"release_status": "probation"})
     log.info(
-        "%s v%s is champion (serving after %.1fs); v%s in shadow for probation", name, version, waited, old
+        "%s v%s is champion (serving after %.1fs at threshold %s); v%s in shadow for probation",
+        name,
+        version,
+        waited,
+        decision.served_threshold if decision.served_threshold is not None else "of the bundle",
+        old,
     )
-    return {
-        "promoted_at": promoted_at.isoformat(),
-        "old_champion": old,
-        "old_alias": old_alias,
-        "seconds_to_serving": round(waited, 3),
-    }
+    return Promotion(
+        promoted_at=promoted_at,
+        old_champion=old,
+        old_alias=old_alias,
+        seconds_to_serving=round(waited, 3),
+        served_threshold=decision.served_threshold,
+    )
+
+
+def _as_utc(value: Any) -> dt.datetime:
+    from fraudops.release.progress import as_utc
+
+    return as_utc(value)
 
 
 def reject(
-    ctx: ReleaseContext, params: ReleaseParams, cand: dict[str, Any], decision: dict[str, Any] | None
-) -> dict[str, Any]:
+    ctx: ReleaseContext, params: ReleaseParams, cand: Candidate, decision: DecisionSummary | None
+) -> ReleaseOutcome:
     """Retire the challenger alias (audited); the evidence stays in gate_decisions and MLflow."""
-    reason = (decision or {}).get("reason") or "rejected"
-    retired = _retire_from_shadow(ctx, params, cand["model_name"], cand["alias"], f"rejected: {reason}"[:500])
+    reason = (decision.reason if decision is not None else "") or "rejected"
+    retired = _retire_from_shadow(
+        ctx, params, cand.model_name, cand.alias, f"rejected: {reason}"[:500], step="reject"
+    )
     _tag_version(ctx, cand, {"release_status": "rejected"})
-    return {"status": "rejected", "reason": reason, "alias_retired": retired is not None}
+    return ReleaseOutcome(status="rejected", reason=reason, alias_retired=retired is not None)
 
 
 # -- 6. probation -------------------------------------------------------------------------------
 def probation_check(
-    ctx: ReleaseContext, params: ReleaseParams, cand: dict[str, Any], promo: dict[str, Any]
-) -> dict[str, Any]:
+    ctx: ReleaseContext, params: ReleaseParams, cand: Candidate, promo: Promotion
+) -> ProbationOutcome:
     """One look at the new champion in production vs the old one in shadow since the promotion.
 
-    Returns ``{"done": bool, "status": confirm|rollback|wait, "reason", "decision": {...}}``:
-    done at the first ``rollback``, or once the probation period is over (a ``wait`` then means
-    too little traffic to judge; the release stands, marked so, since it already passed the gate).
+    Done once the gate decides (``confirm`` or ``rollback``). Probation lasts until the gate can
+    judge the new champion on matured labels; the look at or after ``promoted_at +
+    probation_minutes`` is ``final`` and the gate decides what that means.
     """
     from fraudops.release.evidence import collect_production_window, event_clock
     from fraudops.release.gates import decide_probation
 
-    policy = _policy(cand)
-    promoted_at = _parse(promo["promoted_at"])
     evidence = collect_production_window(
         ctx.wh(),
-        model_name=cand["model_name"],
-        new_champion_version=cand["version"],
-        old_champion_version=promo["old_champion"],
+        model_name=cand.model_name,
+        new_champion_version=cand.version,
+        old_champion_version=promo.old_champion,
         since=None,
         until=None,
         label_as_of=event_clock(ctx.wh()),
-        label_maturity_hours=_maturity_hours(cand),
-        served_since=promoted_at,
+        label_maturity_hours=cand.label_maturity_hours,
+        served_since=promo.promoted_at,
         served_until=_now() - dt.timedelta(seconds=SETTLE_S),
     )
-    # Probation lasts until the gate can judge the new champion (the old one keeps scoring in
-    # reverse shadow that long); at the deadline the gate's final look decides.
-    over = _now() >= promoted_at + dt.timedelta(minutes=params.probation_minutes)
-    decision = decide_probation(evidence, policy, final=over, expected_fraud_rate=params.expected_fraud_rate)
-    done = decision.status != "wait"
-    status, reason = decision.status, decision.reason
-    return {
-        "done": done,
-        "status": status,
-        "reason": reason,
-        "n_events": evidence.n_events,
-        "decision": decision.to_dict(),
-    }
+    final = _now() >= promo.promoted_at + dt.timedelta(minutes=params.probation_minutes)
+    decision = decide_probation(
+        evidence, cand.gate_policy(), final=final, expected_fraud_rate=params.expected_fraud_rate
+    )
+    return ProbationOutcome(
+        done=decision.status != "wait",
+        status=decision.status,  # type: ignore[arg-type]
+        reason=decision.reason,
+        n_events=int(evidence.n_events),
+        decision=decision.to_dict(),
+    )
 
 
 def finish_probation(
     ctx: ReleaseContext,
     params: ReleaseParams,
-    cand: dict[str, Any],
-    promo: dict[str, Any],
-    outcome: dict[str, Any],
+    cand: Candidate,
+    promo: Promotion,
+    outcome: ProbationOutcome,
     run_id: str,
-) -> dict[str, Any]:
+) -> ReleaseOutcome:
     """Record the probation decision; roll back (and wait until production serves the old champion)
-    or confirm (retire the old champion from shadow)."""
+    or confirm (retire the old champion from shadow). Retry-safe like ``promote``."""
     from dataclasses import replace
 
     from fraudops.release.gates import GateDecision, record_decision
 
-    decision = GateDecision.from_dict(outcome["decision"])
-    if decision.status != outcome["status"]:
-        decision = replace(decision, status=outcome["status"], reason=outcome["reason"])
+    decision = GateDecision.from_dict(outcome.decision)
+    if decision.status != outcome.status:
+        decision = replace(decision, status=outcome.status, reason=outcome.reason)
     record_decision(
         ctx.wh(),
         decision,
-        model_name=cand["model_name"],
-        challenger_version=cand["version"],
-        champion_version=promo["old_champion"],
+        model_name=cand.model_name,
+        challenger_version=cand.version,
+        champion_version=promo.old_champion,
         dag_run_id=run_id,
     )
     _log_release_run(
@@ -790,29 +868,30 @@ def finish_probation(
         docs={"probation_decision.json": decision.to_dict()},
         tags={"probation_status": decision.status, "probation_reason": decision.reason[:250]},
     )
-    name, old = cand["model_name"], promo["old_champion"]
+    name, old = cand.model_name, promo.old_champion
     url = ctx.scoring_url(params)
     if decision.status == "rollback":
         t0 = time.monotonic()
-        _move(ctx, name, CHAMPION, old, "rollback", f"probation failed: {decision.reason}")
-        retire_alias(ctx, name, promo["old_alias"], "restored as champion")
+        _move(ctx, name, CHAMPION, old, "rollback", f"probation failed: {decision.reason}", step="rollback")
+        crash_point("rollback:after_champion_move")
+        retire_alias(ctx, name, promo.old_alias, "restored as champion", step="rollback")
+        crash_point("rollback:after_retire")
         wait_for_service(url, _champion_is(old), f"champion v{old}", params.deploy_timeout_s)
         seconds = time.monotonic() - t0
         _tag_version(ctx, cand, {"release_status": "rolled_back"})
         log.error(
             "rolled back %s v%s → v%s (%s); serving after %.1fs",
             name,
-            cand["version"],
+            cand.version,
             old,
             decision.reason,
             seconds,
         )
-        return {
-            "status": "rolled_back",
-            "reason": decision.reason,
-            "serving": old,
-            "seconds_to_serving": round(seconds, 3),
-        }
-    _retire_from_shadow(ctx, params, name, promo["old_alias"], f"probation of v{cand['version']} passed")
+        return ReleaseOutcome(
+            status="rolled_back", reason=decision.reason, serving=old, seconds_to_serving=round(seconds, 3)
+        )
+    _retire_from_shadow(
+        ctx, params, name, promo.old_alias, f"probation of v{cand.version} passed", step="confirm"
+    )
     _tag_version(ctx, cand, {"release_status": "confirmed"})
-    return {"status": "confirmed", "reason": decision.reason, "serving": cand["version"]}
+    return ReleaseOutcome(status="confirmed", reason=decision.reason, serving=cand.version)

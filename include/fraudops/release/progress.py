@@ -15,6 +15,12 @@ Counting rules (one parameterised query, nothing pasted into SQL):
   makes the snapshot reproducible and keeps labels from the future out of a past evaluation.
   Predictions served after ``label_as_of`` are left out for the same reason.
 * Labels are deduplicated by transaction_id as well; conflicting labels count as fraud.
+* A *matured* event is older (in event time) than the label maturity: its label is as final as it
+  gets, and an unlabeled one counts as genuine. *Matured labeled frauds* (matured events labelled
+  fraud) are what the gate's quality checks stand on, so that is what a release waits for.
+
+:func:`eta` estimates, from the accumulation rate seen so far, how many hours of event time are
+left until a target is met (shown in the sensor's log line and result).
 """
 
 from __future__ import annotations
@@ -26,7 +32,15 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from fraudops.warehouse import Warehouse
 
-__all__ = ["ProgressTarget", "ShadowProgress", "as_utc", "is_satisfied", "shadow_progress"]
+__all__ = [
+    "ProgressTarget",
+    "ShadowProgress",
+    "as_utc",
+    "eta",
+    "is_satisfied",
+    "shadow_progress",
+    "status_line",
+]
 
 
 def as_utc(value: dt.datetime | str) -> dt.datetime:
@@ -61,11 +75,16 @@ class ShadowProgress:
     #: Scored events older (in event time) than the label maturity: their labels are final, an
     #: unlabeled one counts as genuine. 0 when no maturity was asked for.
     matured: int = 0
+    #: Matured events labelled fraud (0 when no maturity was asked for).
+    matured_frauds: int = 0
+    #: Event times of the first and last scored events (event time, for :func:`eta`).
+    first_event_time: dt.datetime | None = None
+    last_event_time: dt.datetime | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (ISO 8601 timestamps): small enough for XCom and trigger events."""
         out = asdict(self)
-        for key in ("first_served_at", "last_served_at", "as_of"):
+        for key in ("first_served_at", "last_served_at", "as_of", "first_event_time", "last_event_time"):
             out[key] = _iso(out[key])
         return out
 
@@ -87,6 +106,9 @@ class ShadowProgress:
             last_served_at=ts("last_served_at"),
             as_of=as_of,
             matured=int(data.get("matured", 0)),
+            matured_frauds=int(data.get("matured_frauds", 0)),
+            first_event_time=ts("first_event_time"),
+            last_event_time=ts("last_event_time"),
         )
 
 
@@ -102,9 +124,12 @@ class ProgressTarget:
     min_labeled_frauds: int = 0
     #: Minimum scored events past the label maturity (genuine rows for FPR and AP need these).
     min_matured: int = 0
+    #: Minimum matured labeled frauds (scored events past the maturity, labelled fraud): what the
+    #: gate's quality checks need.
+    min_matured_frauds: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("min_scored", "min_labeled", "min_labeled_frauds", "min_matured"):
+        for name in ("min_scored", "min_labeled", "min_labeled_frauds", "min_matured", "min_matured_frauds"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"ProgressTarget.{name} must be a non-negative integer, got {value!r}")
@@ -112,18 +137,98 @@ class ProgressTarget:
             raise ValueError("ProgressTarget.min_labeled_frauds cannot exceed min_labeled")
 
 
-def is_satisfied(progress: ShadowProgress, target: ProgressTarget) -> tuple[bool, str]:
-    """Whether ``progress`` meets ``target``; the reason names every shortfall (or the counts when met)."""
+def _checks(progress: ShadowProgress, target: ProgressTarget) -> list[tuple[str, int, int]]:
+    """(what, have, need) of every non-zero requirement, the gate's binding one first."""
     checks = (
+        ("matured labeled frauds", progress.matured_frauds, target.min_matured_frauds),
         ("scored", progress.scored, target.min_scored),
         ("labeled", progress.scored_with_label, target.min_labeled),
         ("labeled frauds", progress.labeled_frauds, target.min_labeled_frauds),
         ("matured", progress.matured, target.min_matured),
     )
-    short = [f"only {have} of {need} {what}" for what, have, need in checks if have < need]
+    return [c for c in checks if c[2] > 0]
+
+
+def is_satisfied(progress: ShadowProgress, target: ProgressTarget) -> tuple[bool, str]:
+    """Whether ``progress`` meets ``target``; the reason names every shortfall, e.g.
+    ``matured labeled frauds 41 of 120 needed; scored 3,100 of 5,000`` (or the counts when met)."""
+    checks = _checks(progress, target)
+    short = [f"{what} {have:,} of {need:,}" for what, have, need in checks if have < need]
     if short:
+        short[0] += " needed"
         return False, "; ".join(short)
-    return True, ", ".join(f"{have} {what} (>= {need})" for what, have, need in checks)
+    if not checks:
+        return True, f"scored {progress.scored:,} (no minimum)"
+    return True, "; ".join(f"{what} {have:,} (>= {need:,})" for what, have, need in checks)
+
+
+def eta(
+    progress: ShadowProgress,
+    target: ProgressTarget,
+    *,
+    first_event_time: dt.datetime | None,
+    now_event_time: dt.datetime | None,
+    maturity_hours: float | None,
+) -> float | None:
+    """Hours of event time until ``target`` is expected to be met, from the rate seen so far.
+
+    Assumes traffic keeps its observed rate (scored events per hour of event time between
+    ``first_event_time`` and ``now_event_time``) and fraud share. An event counts as matured
+    ``maturity_hours`` after it happened, so matured counts at ``now + t`` are the events up to
+    ``now + t - maturity``. Labeled (not necessarily matured) frauds are estimated without the delay
+    (a lower bound). 0.0 when the target is met; None when it cannot be estimated (no span of
+    event time yet, nothing scored, or frauds needed and none seen).
+    """
+    if is_satisfied(progress, target)[0]:
+        return 0.0
+    if first_event_time is None or now_event_time is None or progress.scored <= 0:
+        return None
+    span = (as_utc(now_event_time) - as_utc(first_event_time)).total_seconds() / 3600.0
+    if span <= 0:
+        return None
+    rate = progress.scored / span  # scored events per hour of event time
+    maturity = max(0.0, float(maturity_hours or 0.0))
+    if progress.matured > 0 and progress.matured_frauds > 0:
+        fraud_share: float | None = progress.matured_frauds / progress.matured
+    elif progress.labeled_frauds > 0:
+        fraud_share = progress.labeled_frauds / progress.scored
+    else:
+        fraud_share = None
+
+    def until(events_needed: float, delay: float) -> float:
+        # Events with event_time <= now + t - delay reach `events_needed` at this t.
+        return max(0.0, events_needed / rate - span + delay)
+
+    hours = 0.0
+    for what, have, need in _checks(progress, target):
+        if have >= need:
+            continue
+        if what == "scored":
+            t = until(need, 0.0)
+        elif what == "matured":
+            t = until(need, maturity)
+        elif what == "labeled":
+            share = progress.scored_with_label / progress.scored
+            if share <= 0:
+                return None
+            t = until(need / share, 0.0)
+        else:  # frauds: matured or just labeled
+            if fraud_share is None or fraud_share <= 0:
+                return None
+            t = until(need / fraud_share, maturity if what == "matured labeled frauds" else 0.0)
+        hours = max(hours, t)
+    return hours
+
+
+def status_line(progress: ShadowProgress, target: ProgressTarget, eta_hours: float | None) -> str:
+    """The sensor's line: shortfalls (or counts) and the ETA, e.g. ``matured labeled frauds 41 of
+    120 needed; scored 3,100 of 5,000; ETA ~2.3 h event time``."""
+    ready, reason = is_satisfied(progress, target)
+    if ready:
+        return reason
+    if eta_hours is None:
+        return f"{reason}; ETA unknown"
+    return f"{reason}; ETA ~{eta_hours:.1f} h event time"
 
 
 _QUERY = """
@@ -154,8 +259,11 @@ SELECT
   COUNTIF(p.ok AND l.is_fraud) AS labeled_frauds,
   COUNTIF(NOT p.ok) AS errors,
   COUNTIF(p.ok AND p.event_time <= @matured_before) AS matured,
+  COUNTIF(p.ok AND l.is_fraud AND p.event_time <= @matured_before) AS matured_frauds,
   MIN(p.served_at) AS first_served_at,
-  MAX(p.served_at) AS last_served_at
+  MAX(p.served_at) AS last_served_at,
+  MIN(IF(p.ok, p.event_time, NULL)) AS first_event_time,
+  MAX(IF(p.ok, p.event_time, NULL)) AS last_event_time
 FROM p
 LEFT JOIN l ON l.transaction_id = p.transaction_id
 """
@@ -230,4 +338,7 @@ def shadow_progress(
         last_served_at=ts("last_served_at"),
         as_of=as_of,
         matured=int(row.get("matured") or 0),
+        matured_frauds=int(row.get("matured_frauds") or 0),
+        first_event_time=ts("first_event_time"),
+        last_event_time=ts("last_event_time"),
     )

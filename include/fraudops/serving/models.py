@@ -54,8 +54,19 @@ class ModelSlot:
             object.__setattr__(self, "spec_id", self.spec.id)
 
 
-def slot_from_bundle(name: str, version: str, alias: str, path: Path, budget_ms: float = 0.0) -> ModelSlot:
-    """Load a verified bundle directory into a slot (one intra-op thread)."""
+def slot_from_bundle(
+    name: str,
+    version: str,
+    alias: str,
+    path: Path,
+    budget_ms: float = 0.0,
+    threshold: float | None = None,
+) -> ModelSlot:
+    """Load a verified bundle directory into a slot (one intra-op thread).
+
+    ``threshold``: the version's served threshold (registry tag ``served_threshold``, set at
+    promotion); None = the manifest's ``decision_threshold``.
+    """
     from fraudops.training.package import load_scorer
 
     scorer = load_scorer(path, intra_op_num_threads=1)
@@ -66,7 +77,13 @@ def slot_from_bundle(name: str, version: str, alias: str, path: Path, budget_ms:
         scorer.score_batch([[0.0] * scorer.n_features] * rows)
     spec = FeatureSpec.from_dict(scorer.feature_spec)
     budget = budget_ms or float(scorer.manifest.get("latency_budget_ms", 5.0))
-    return ModelSlot(name, str(version), alias, scorer, spec, scorer.decision_threshold, budget, Path(path))
+    served = float(scorer.decision_threshold) if threshold is None else float(threshold)
+    return ModelSlot(name, str(version), alias, scorer, spec, served, budget, Path(path))
+
+
+#: Next to a cached bundle: the version's registry tags the service serves by (``served_threshold``),
+#: so a restart with MLflow down still serves the threshold the release chose.
+SERVED_FILE = "served.json"
 
 
 class BundleCache:
@@ -99,6 +116,37 @@ class BundleCache:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return bundle
+
+    def served_threshold(self, name: str, version: str) -> float | None:
+        """The version's ``served_threshold`` tag (None: not set, serve the manifest's threshold).
+
+        Read from the registry on every load (the release sets it at promotion, after the bundle
+        may have been cached for shadow) and cached next to the bundle; when the registry cannot
+        be reached, the cached value is served.
+        """
+        import json
+
+        from fraudops.registry import SERVED_THRESHOLD_TAG, _client
+
+        cached = self.root / name / str(version) / SERVED_FILE
+        try:
+            tags = _client(self.tracking_uri).get_model_version(name, str(version)).tags or {}
+            raw = tags.get(SERVED_THRESHOLD_TAG)
+            value = None if raw in (None, "") else float(raw)
+        except Exception as err:  # registry down: what was served before
+            if cached.exists():
+                doc = json.loads(cached.read_text())
+                log.warning("registry unreachable (%s); served threshold of v%s from cache", err, version)
+                got = doc.get(SERVED_THRESHOLD_TAG)
+                return None if got is None else float(got)
+            log.warning("registry unreachable (%s); v%s served at its manifest threshold", err, version)
+            return None
+        if value is not None and not 0.0 <= value <= 1.0:
+            log.error("ignoring served_threshold %r of %s v%s: not in [0, 1]", raw, name, version)
+            value = None
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        cached.write_text(json.dumps({SERVED_THRESHOLD_TAG: value}))
+        return value
 
 
 class ChampionManager:

@@ -190,8 +190,14 @@ class ScoringService:
             return None
         try:
             path = self.cache.fetch(self.model_name, version)
+            # The threshold the release matched to the alert budget (version tag), else the
+            # manifest's: for the champion and for shadow workers alike (an old champion in
+            # reverse shadow keeps the threshold it served at).
+            served = self.cache.served_threshold(self.model_name, version)
             if scorer:
-                return slot_from_bundle(self.model_name, version, alias, path, self.options.budget_ms)
+                return slot_from_bundle(
+                    self.model_name, version, alias, path, self.options.budget_ms, threshold=served
+                )
             import json
 
             from fraudops.features.spec import FeatureSpec
@@ -204,7 +210,7 @@ class ScoringService:
                 alias,
                 None,
                 spec,
-                float(manifest.get("decision_threshold", 0.5)),
+                served if served is not None else float(manifest.get("decision_threshold", 0.5)),
                 float(manifest.get("latency_budget_ms", 5.0)),
                 path,
             )

@@ -150,7 +150,7 @@ PREDICTIONS = TableSpec(
 
 DEPLOYMENTS = TableSpec(
     name="deployments",
-    description="Append-only audit of every registry alias move: who, what, when, why.",
+    description="Audit of every registry alias move: who, what, when, why (intent first, then applied).",
     key=("deployment_id",),
     partition_field="deployed_at",
     columns=(
@@ -163,6 +163,12 @@ DEPLOYMENTS = TableSpec(
         C("actor", "STRING", "NULLABLE", "User, DAG run or service that moved it."),
         C("reason", "STRING", "NULLABLE"),
         C("deployed_at", "TIMESTAMP", "REQUIRED"),
+        C(
+            "state",
+            "STRING",
+            "NULLABLE",
+            "pending (intent recorded, move not confirmed yet) or applied; NULL = applied (older rows).",
+        ),
     ),
 )
 

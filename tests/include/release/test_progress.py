@@ -56,11 +56,77 @@ def insert_raw(warehouse: Any, table: str, rows: list[dict[str, Any]]) -> None:
 def test_target_and_reason() -> None:
     p = ShadowProgress(5, 2, 1, 0, None, None, T0)
     ok, reason = is_satisfied(p, ProgressTarget(min_scored=5, min_labeled=3, min_labeled_frauds=1))
-    assert not ok and reason == "only 2 of 3 labeled"
+    assert not ok and reason == "labeled 2 of 3 needed"
     ok, reason = is_satisfied(p, ProgressTarget(min_scored=5, min_labeled=2, min_labeled_frauds=1))
-    assert ok and "5 scored" in reason
+    assert ok and "scored 5 (>= 5)" in reason
     with pytest.raises(ValueError):
         ProgressTarget(min_scored=-1)
+    assert ShadowProgress.from_dict(p.to_dict()) == p
+
+
+def _progress(**kw: Any) -> ShadowProgress:
+    base: dict[str, Any] = {
+        "scored": 0,
+        "scored_with_label": 0,
+        "labeled_frauds": 0,
+        "errors": 0,
+        "first_served_at": None,
+        "last_served_at": None,
+        "as_of": T0,
+    }
+    return ShadowProgress(**{**base, **kw})
+
+
+def test_reason_reads_matured_frauds_first_with_eta() -> None:
+    from fraudops.release.progress import eta, status_line
+
+    # 10 hours of event time, 3,100 scored (310/h), 1,860 of them matured (older than 4 h) with 41
+    # frauds among those (2.2 %).
+    p = _progress(scored=3100, labeled_frauds=60, matured=1860, matured_frauds=41)
+    target = ProgressTarget(min_scored=5000, min_matured_frauds=120)
+    ok, reason = is_satisfied(p, target)
+    assert not ok and reason == "matured labeled frauds 41 of 120 needed; scored 3,100 of 5,000"
+    hours = eta(p, target, first_event_time=T0, now_event_time=T0 + dt.timedelta(hours=10), maturity_hours=4)
+    # scored: 5000/310 - 10 = 6.13 h; matured frauds: 120/(41/1860) = 5444 events → 5444/310 - 10 + 4
+    assert hours == pytest.approx(5444.0 / 310 - 6, rel=1e-3)
+    line = status_line(p, target, hours)
+    assert line == f"{reason}; ETA ~{hours:.1f} h event time"
+    # Met: 0; cannot be estimated: None (no span, nothing scored, frauds needed but none seen).
+    assert (
+        eta(p, ProgressTarget(min_scored=10), first_event_time=T0, now_event_time=T0, maturity_hours=4) == 0
+    )
+    assert eta(p, target, first_event_time=T0, now_event_time=T0, maturity_hours=4) is None
+    assert (
+        eta(
+            _progress(),
+            target,
+            first_event_time=T0,
+            now_event_time=T0 + dt.timedelta(hours=1),
+            maturity_hours=4,
+        )
+        is None
+    )
+    no_frauds = _progress(scored=100, matured=50)
+    assert (
+        eta(
+            no_frauds,
+            target,
+            first_event_time=T0,
+            now_event_time=T0 + dt.timedelta(hours=1),
+            maturity_hours=4,
+        )
+        is None
+    )
+    # Only volume missing: linear in the rate, no maturity delay.
+    vol = eta(
+        no_frauds,
+        ProgressTarget(min_scored=300),
+        first_event_time=T0,
+        now_event_time=T0 + dt.timedelta(hours=1),
+        maturity_hours=4,
+    )
+    assert vol == pytest.approx(2.0)
+    assert status_line(no_frauds, target, None).endswith("; ETA unknown")
     assert ShadowProgress.from_dict(p.to_dict()) == p
 
 

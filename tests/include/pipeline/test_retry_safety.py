@@ -1,0 +1,304 @@
+"""Retry safety of the side-effecting release steps (issue #17, item 6).
+
+For each step (deploy_shadow, promote, reject, confirm, rollback) and a point right after one of its
+side effects, the step runs in a child process that SIGKILLs itself there
+(``FRAUDOPS_CRASH_AT``, see fraudops.pipeline.faults), then runs three more times normally, as a
+retried or cleared Airflow task would. The registry aliases, the version tags the release sets, the
+``deployments`` rows (alias, version, previous version, action, state) and the ``gate_decisions``
+rows must equal those of one clean run of the same step on a fresh model.
+
+Real MLflow server and BigQuery emulator (session fixtures). The scoring service is only observed by
+these steps (``wait_for_service`` polls ``/version`` until it reports what the registry says), so a
+small HTTP server answers ``/version`` from the registry aliases, as the real service's alias watcher
+would after its next poll: the real service needs a warm feature store and a trained world (the
+release e2e tests run it), too slow for a per-crash-point test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.retry_safety]
+
+DRIVER = Path(__file__).with_name("retry_driver.py")
+RETRIES = 3
+
+
+# -- fixtures -------------------------------------------------------------------------------------
+def _tiny_bundle(out: Path) -> Path:
+    from fraudops.features import FeatureSpec, build_offline
+    from fraudops.simulate import SimulationConfig, generate
+    from fraudops.training import LightGBMParams, build_artifact, train_model
+
+    cfg = SimulationConfig(n_cards=800, n_customers=700, n_merchants=60, n_terminals=150)
+    sim = generate("2026-05-01", 4, 11, cfg)
+    tx, labels = sim.transactions, sim.labels
+    spec = FeatureSpec.default()
+    X = build_offline(tx, labels, spec).loc[tx.transaction_id.to_numpy()].reset_index(drop=True)
+    fraud = set(labels.loc[labels.is_fraud.astype(bool), "transaction_id"])
+    y = tx.transaction_id.isin(fraud).astype(int).to_numpy()
+    res = train_model(
+        X,
+        y,
+        tx.event_time.reset_index(drop=True),
+        family="lightgbm",
+        lightgbm_params=LightGBMParams(n_estimators=8, num_threads=1, seed=11),
+    )
+    build_artifact(
+        res.model,
+        family="lightgbm",
+        out_dir=out,
+        feature_spec=spec.to_dict(),
+        X_reference=X.iloc[:800],
+        X_holdout=X.iloc[-300:],
+        decision_threshold=0.5,
+        latency_budget_ms=50.0,
+    )
+    return out
+
+
+@pytest.fixture(scope="module")
+def registered_run(mlflow_server: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """One real bundle registered once; every test model's versions point at its run."""
+    from mlflow.tracking import MlflowClient
+
+    from fraudops.registry import register_artifact
+
+    bundle = _tiny_bundle(tmp_path_factory.mktemp("retry-bundle") / "bundle")
+    reg = register_artifact(bundle, tracking_uri=mlflow_server, model_name="retry-base", experiment="retry")
+    mv = MlflowClient(tracking_uri=mlflow_server).get_model_version("retry-base", reg.version)
+    return {"source": str(mv.source), "run_id": str(reg.run_id)}
+
+
+class _RegistryView(BaseHTTPRequestHandler):
+    """``GET /m/<model>/version``: champion and running challengers as the registry aliases say."""
+
+    tracking_uri = ""
+
+    def do_GET(self) -> None:
+        from mlflow.tracking import MlflowClient
+
+        parts = self.path.strip("/").split("/")
+        if len(parts) != 3 or parts[0] != "m" or parts[2] != "version":
+            self.send_error(404)
+            return
+        aliases = MlflowClient(tracking_uri=self.tracking_uri).get_registered_model(parts[1]).aliases or {}
+        doc = {
+            "champion": {"version": aliases["champion"]} if "champion" in aliases else None,
+            "challengers": {
+                a: {"version": v, "state": "running", "pid": 0}
+                for a, v in aliases.items()
+                if a.startswith("challenger-")
+            },
+            "rejected": {},
+            "shadow_sample_rate": 1.0,
+        }
+        body = json.dumps(doc).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def service_view(mlflow_server: str) -> Iterator[str]:
+    handler = type("View", (_RegistryView,), {"tracking_uri": mlflow_server})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+
+
+# -- world ----------------------------------------------------------------------------------------
+def _model(registered_run: dict[str, str], uri: str, wh: Any, step: str) -> str:
+    """A fresh model with v1 champion and v2 challenger, in the state the step starts from."""
+    from mlflow.tracking import MlflowClient
+
+    from fraudops.registry import move_alias
+
+    name = f"retry-{step}-{uuid.uuid4().hex[:8]}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    client.create_registered_model(name)
+    for _ in range(2):
+        client.create_model_version(name, registered_run["source"], run_id=registered_run["run_id"])
+
+    def move(alias: str, version: str, action: str) -> None:
+        move_alias(
+            wh, model_name=name, alias=alias, version=version, action=action, actor="test", tracking_uri=uri
+        )
+
+    move("champion", "1", "bootstrap")
+    if step in ("promote", "reject"):
+        move("challenger-2", "2", "shadow")
+    if step in ("confirm", "rollback"):
+        move("challenger-1", "1", "shadow")
+        move("champion", "2", "promote")
+    return name
+
+
+def _inputs(name: str, step: str, url: str) -> dict[str, Any]:
+    import datetime as dt
+
+    from fraudops.pipeline.release import ReleaseParams
+    from fraudops.pipeline.release_types import (
+        Candidate,
+        DecisionSummary,
+        ProbationOutcome,
+        Promotion,
+    )
+    from fraudops.release.gates import GateDecision
+    from fraudops.release.policy import DEFAULT_POLICY
+
+    params = ReleaseParams(model_name=name, version="2", scoring_url=f"{url}/m/{name}", deploy_timeout_s=30)
+    cand = Candidate(
+        model_name=name,
+        version="2",
+        champion="1",
+        alias="challenger-2",
+        params=params.to_dict(),
+        policy=DEFAULT_POLICY.to_dict(),
+        policy_fingerprint=DEFAULT_POLICY.fingerprint,
+        min_scored_events=DEFAULT_POLICY.min_scored_events_floor,
+        min_labeled_frauds=DEFAULT_POLICY.min_labeled_frauds_floor,
+        label_maturity_hours=DEFAULT_POLICY.label_maturity_hours,
+    )
+    out: dict[str, Any] = {"candidate": cand.to_xcom()}
+    if step == "promote":
+        out["decision"] = DecisionSummary(
+            status="promote", reason="all checks passed", decision_id="d1", served_threshold=0.3712
+        ).to_xcom()
+    if step == "reject":
+        out["decision"] = DecisionSummary(
+            status="reject", reason="ΔAP shown worse", decision_id="d2"
+        ).to_xcom()
+    if step in ("confirm", "rollback"):
+        promoted = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
+        out["promotion"] = Promotion(
+            promoted_at=promoted, old_champion="1", old_alias="challenger-1"
+        ).to_xcom()
+        status = "confirm" if step == "confirm" else "rollback"
+        reason = "all probation checks passed" if step == "confirm" else "error rate increase 0.04 > 0.01"
+        decision = GateDecision(
+            status=status,
+            stage="probation",
+            checks=(),
+            reason=reason,
+            policy_version=DEFAULT_POLICY.version,
+            policy_fingerprint=DEFAULT_POLICY.fingerprint,
+            evidence={"n_events": 500},
+            deciding_check=None if step == "confirm" else "error_rate_increase",
+        )
+        out["outcome"] = ProbationOutcome(
+            done=True, status=status, reason=reason, n_events=500, decision=decision.to_dict()
+        ).to_xcom()
+    return out
+
+
+def _state(name: str, uri: str, wh: Any) -> dict[str, Any]:
+    """Everything a release step changes, without ids, timestamps or the model name."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    tags = {
+        v: {
+            k: t
+            for k, t in (client.get_model_version(name, v).tags or {}).items()
+            if k in {"release_status", "served_threshold"}
+        }
+        for v in ("1", "2")
+    }
+    deployments = wh.query(
+        f"SELECT alias, model_version, previous_version, action, state FROM `{wh.table_id('deployments')}` "
+        "WHERE model_name = @n",
+        {"n": name},
+    )
+    decisions = wh.query(
+        f"SELECT stage, status, reason, challenger_version, champion_version FROM "
+        f"`{wh.table_id('gate_decisions')}` WHERE model_name = @n",
+        {"n": name},
+    )
+    return {
+        "aliases": dict(client.get_registered_model(name).aliases or {}),
+        "tags": tags,
+        "deployments": Counter(tuple(r.values()) for r in deployments),
+        "gate_decisions": Counter(tuple(r.values()) for r in decisions),
+    }
+
+
+def _stable(result: Any) -> dict[str, Any]:
+    volatile = {"deployed_at", "promoted_at", "seconds_to_running", "seconds_to_serving"}
+    return {k: v for k, v in result.to_xcom().items() if k not in volatile}
+
+
+CASES = [
+    ("deploy_shadow", "deploy_shadow:after_shadow_move"),
+    ("promote", "shadow:challenger-1:after_move"),  # old champion in shadow, champion not moved yet
+    ("promote", "promote:champion:after_intent"),  # intent recorded, alias not moved
+    ("promote", "promote:after_champion_move"),
+    ("reject", "reject:after_retire"),
+    ("confirm", "confirm:after_retire"),
+    ("rollback", "rollback:after_champion_move"),
+]
+
+
+@pytest.mark.parametrize(("step", "crash_at"), CASES, ids=[c[1] for c in CASES])
+def test_killed_step_retried_three_times_ends_like_one_clean_run(
+    step: str,
+    crash_at: str,
+    fraudops_env: Path,
+    registered_run: dict[str, str],
+    service_view: str,
+) -> None:
+    from retry_driver import run_step
+
+    from fraudops.config import load_settings
+    from fraudops.warehouse import Warehouse
+
+    settings = load_settings()
+    uri = settings.mlflow.tracking_uri
+    wh = Warehouse(settings.warehouse)
+
+    clean_name = _model(registered_run, uri, wh, step)
+    clean = run_step(
+        step, f"fraud_release__clean-{clean_name}", "clean", _inputs(clean_name, step, service_view), wh
+    )
+    expected = _state(clean_name, uri, wh)
+
+    name = _model(registered_run, uri, wh, step)
+    run_key, run_id = f"fraud_release__crash-{name}", "crash"
+    inputs = _inputs(name, step, service_view)
+    job = json.dumps({"step": step, "run_key": run_key, "run_id": run_id, "inputs": inputs})
+    child = subprocess.run(
+        [sys.executable, str(DRIVER), job],
+        env={**os.environ, "FRAUDOPS_CRASH_AT": crash_at, "PYTHONPATH": str(DRIVER.parent)},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert child.returncode == -9, f"not killed at {crash_at}: rc {child.returncode}\n{child.stderr[-3000:]}"
+    results = [run_step(step, run_key, run_id, inputs, wh) for _ in range(RETRIES)]
+
+    assert _state(name, uri, wh) == expected
+    assert all(_stable(r) == _stable(clean) for r in results), (clean, results)
+    # Nothing is left pending, and each change has exactly one row.
+    assert all(state == "applied" for (*_, state) in expected["deployments"])
+    assert all(n == 1 for key, n in expected["deployments"].items() if key[3] != "bootstrap")

@@ -25,6 +25,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "demo": "fraudops.demo:demo",
     "serve": "fraudops.serving.commands:serve",
     "deploy": "fraudops.serving.commands:deploy",
+    "release": "fraudops.pipeline.release_cli:release",
 }
 
 

@@ -895,3 +895,39 @@ def finish_probation(
     )
     _tag_version(ctx, cand, {"release_status": "confirmed"})
     return ReleaseOutcome(status="confirmed", reason=decision.reason, serving=cand.version)
+
+
+# -- the shadow wait, without Airflow (the CLI; the DAG defers the same counts to its trigger) -----
+def shadow_target(cand: Candidate) -> Any:
+    """What the challenger must have before the gate looks: the candidate's floors of scored
+    events and matured labeled frauds (``ProgressTarget``)."""
+    from fraudops.release.progress import ProgressTarget
+
+    return ProgressTarget(min_scored=cand.min_scored_events, min_matured_frauds=cand.min_labeled_frauds)
+
+
+def shadow_look(ctx: ReleaseContext, cand: Candidate, deploy: ShadowDeployment) -> ShadowWait:
+    """One look at the challenger's shadow progress (``ready`` once :func:`shadow_target` is met),
+    with the shortfall and the ETA as the reason, like the DAG's sensor."""
+    from fraudops.release.progress import eta, is_satisfied, shadow_progress, status_line
+
+    target = shadow_target(cand)
+    progress = shadow_progress(
+        ctx.wh(),
+        model_name=cand.model_name,
+        version=cand.version,
+        since=deploy.since(),
+        maturity_hours=cand.label_maturity_hours,
+        settle_s=SETTLE_S,
+    )
+    ready, _ = is_satisfied(progress, target)
+    hours = eta(
+        progress,
+        target,
+        first_event_time=progress.first_event_time,
+        now_event_time=progress.last_event_time,
+        maturity_hours=cand.label_maturity_hours,
+    )
+    return ShadowWait(
+        ready=ready, reason=status_line(progress, target, hours), progress=progress.to_dict(), eta_hours=hours
+    )

@@ -79,7 +79,10 @@ def registered_run(mlflow_server: str, tmp_path_factory: pytest.TempPathFactory)
     bundle = _tiny_bundle(tmp_path_factory.mktemp("retry-bundle") / "bundle")
     reg = register_artifact(bundle, tracking_uri=mlflow_server, model_name="retry-base", experiment="retry")
     mv = MlflowClient(tracking_uri=mlflow_server).get_model_version("retry-base", reg.version)
-    return {"source": str(mv.source), "run_id": str(reg.run_id)}
+    source = str(mv.source)
+    # MLflow 3: a version's source is its logged model (models:/m-<id>), named again by model_id.
+    model_id = source.removeprefix("models:/") if source.startswith("models:/m-") else ""
+    return {"source": source, "run_id": str(reg.run_id), "model_id": model_id}
 
 
 class _RegistryView(BaseHTTPRequestHandler):
@@ -139,7 +142,12 @@ def _model(registered_run: dict[str, str], uri: str, wh: Any, step: str) -> str:
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     client.create_registered_model(name)
     for _ in range(2):
-        client.create_model_version(name, registered_run["source"], run_id=registered_run["run_id"])
+        client.create_model_version(
+            name,
+            registered_run["source"],
+            run_id=registered_run["run_id"],
+            model_id=registered_run["model_id"] or None,
+        )
 
     def move(alias: str, version: str, action: str) -> None:
         move_alias(

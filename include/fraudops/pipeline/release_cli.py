@@ -1,0 +1,110 @@
+"""``fraudops release run``: the release lifecycle without Airflow, through the very step functions
+the ``fraud_release`` DAG calls, in the DAG's order:
+
+resolve → deploy_shadow → (shadow progress until the floors are met or the deadline) → check_drift
+→ decide (the gate's looks until it decides; the last one final) → promote or reject → probation
+looks until the gate decides → confirm or rollback (finish_probation).
+
+Every step is retry-safe (keyed by the run key), so re-running with the same ``--run-key`` after
+an interruption finishes what the first attempt started instead of doing it twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from fraudops.pipeline.release_types import DriftReport, ReleaseOutcome, ShadowWait
+
+
+def run_release(
+    ctx: Any,
+    params: Any,
+    *,
+    echo: Callable[[str], None] = print,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> ReleaseOutcome:
+    """Run a whole release; returns how it ended. ``echo`` gets one line per step and per look."""
+    from fraudops.pipeline import release
+
+    run_id = ctx.run_key
+    cand = release.resolve(ctx, params)
+    echo(
+        f"release {cand.model_name} v{cand.version} vs champion v{cand.champion}: the gate looks from "
+        f"{cand.min_scored_events:,} scored events and {cand.min_labeled_frauds:,} matured labeled frauds; "
+        f"label maturity {cand.label_maturity_hours:.1f} h"
+    )
+    deploy = release.deploy_shadow(ctx, params, cand)
+    waited: ShadowWait | None = None
+    drift: DriftReport | None = None
+    if deploy.ok:
+        echo(f"shadow: {cand.alias} running after {deploy.seconds_to_running}s")
+        deadline = clock() + params.shadow_timeout_minutes * 60.0
+        while True:
+            look = release.shadow_look(ctx, cand, deploy)
+            echo(f"shadow: {'ready' if look.ready else 'waiting'}: {look.reason}")
+            if look.ready:
+                waited = look
+                break
+            if clock() >= deadline:
+                waited = look.model_copy(update={"reason": f"timeout: {look.reason}"})
+                break
+            sleep(params.poll_interval_s)
+        drift = release.check_drift(ctx, params, cand, deploy, run_id)
+        echo(f"drift: {len(drift.drift)} checks{' (' + drift.note + ')' if drift.note else ''}")
+    else:
+        echo(f"shadow: refused ({deploy.reason})")
+    decision = release.decide(ctx, params, cand, deploy, waited, drift, run_id)
+    echo(f"gate: {decision.status} ({decision.reason})")
+    if decision.status != "promote":
+        outcome = release.reject(ctx, params, cand, decision)
+        echo(f"rejected: {outcome.reason}")
+        return outcome
+    promo = release.promote(ctx, params, cand, decision)
+    threshold = "the bundle's" if promo.served_threshold is None else f"{promo.served_threshold:.6g}"
+    echo(f"promoted: v{cand.version} is champion (threshold {threshold}); v{promo.old_champion} in shadow")
+    while True:
+        probation = release.probation_check(ctx, params, cand, promo)
+        echo(f"probation: {probation.status} after {probation.n_events:,} events ({probation.reason})")
+        if probation.done:
+            break
+        sleep(params.probation_poll_s)
+    outcome = release.finish_probation(ctx, params, cand, promo, probation, run_id)
+    echo(f"{outcome.status}: {outcome.reason}; serving v{outcome.serving}")
+    return outcome
+
+
+@click.group("release")
+def release() -> None:
+    """Release a model version: shadow, gate, promote or reject, probation (as fraud_release does)."""
+
+
+@release.command("run")
+@click.argument("version")
+@click.option("--model-name", default="", help="Registered model (default: FRAUDOPS_MODEL_NAME).")
+@click.option("--policy", default="", help="GatePolicy overrides as JSON, e.g. '{\"alert_budget\": 0.01}'.")
+@click.option("--expected-fraud-rate", type=float, default=None, help="Sizes the planned sample.")
+@click.option("--shadow-timeout-minutes", type=float, default=None, help="Evidence deadline (then reject).")
+@click.option("--poll-interval-s", type=float, default=None, help="Seconds between evidence looks.")
+@click.option("--deploy-timeout-s", type=float, default=None, help="Seconds the service may take to serve.")
+@click.option("--probation-minutes", type=float, default=None, help="Probation deadline (final look).")
+@click.option("--probation-poll-s", type=float, default=None, help="Seconds between probation looks.")
+@click.option("--scoring-url", default="", help="Scoring service (default: settings).")
+@click.option("--run-key", default=None, help="Run key (default: cli-<timestamp>); reuse it to resume.")
+@click.option("--json", "as_json", is_flag=True, help="Print the final outcome as JSON.")
+def run(version: str, run_key: str | None, as_json: bool, **options: Any) -> None:
+    """Release VERSION: the same steps, in the same order, as the fraud_release DAG."""
+    from fraudops.pipeline.release import ReleaseContext, ReleaseParams
+
+    raw = {k: v for k, v in options.items() if v not in (None, "")}
+    params = ReleaseParams.from_dict({**raw, "version": version})
+    key = run_key or "cli-" + dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
+    outcome = run_release(ReleaseContext(f"fraud_release__{key}"), params, echo=click.echo)
+    if as_json:
+        click.echo(json.dumps(outcome.to_xcom(), indent=2))

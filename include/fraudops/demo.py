@@ -64,7 +64,7 @@ RELEASE_PROFILE: dict[str, Any] = {
         "probation_min_labeled_frauds": 30,
         # Probation must catch a champion that lost 0.1 AP or more (make bench-gate).
         "probation_max_ap_regression": 0.03,
-        "probation_detect_ap_drop": 0.13,
+        "probation_detect_ap_drop": 0.1,
         # Production latency measured on the same 2 cores that run the whole stack.
         "probation_max_p99_latency_ms": 25.0,
     },

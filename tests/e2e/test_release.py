@@ -208,7 +208,10 @@ def test_degrading_champion_is_rolled_back_within_seconds(
     watcher = threading.Thread(target=surge_on_promotion, daemon=True)
     watcher.start()
     try:
-        run = release_dag.test(run_conf=_conf(version, scoring, probation_minutes=5))
+        # `degrading` ranks normal traffic exactly like `better` (now the champion): the gate
+        # would reject it as changing nothing; this test is about what probation does with it.
+        policy = {**RELEASE_POLICY, "reject_identical_ranking": False}
+        run = release_dag.test(run_conf=_conf(version, scoring, probation_minutes=5, policy=policy))
     finally:
         stop.set()
         watcher.join(10)

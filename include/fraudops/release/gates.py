@@ -403,9 +403,17 @@ def _operating_point_check(frame: pd.DataFrame, rows: np.ndarray, policy: GatePo
     )
 
 
-def _identical_check(frame: pd.DataFrame, rows: np.ndarray) -> CheckResult:
+def _identical_check(frame: pd.DataFrame, rows: np.ndarray, policy: GatePolicy) -> CheckResult:
     same = identical_ranking(_scores(frame, "incumbent", rows), _scores(frame, "candidate", rows))
     n = int(rows.sum())
+    if same and not policy.reject_identical_ranking:
+        return CheckResult(
+            "identical_ranking",
+            1.0,
+            0.0,
+            True,
+            f"identical ranking to the champion on all {n} paired events, allowed by the policy",
+        )
     return CheckResult(
         "identical_ranking",
         float(same),
@@ -559,7 +567,7 @@ def decide_promotion(
         ),
         *_drift_checks(drift, policy.feature_drift_margin),
         _operating_point_check(frame, rows, policy),
-        _identical_check(frame, rows),
+        _identical_check(frame, rows, policy),
     ]
     matured_frauds = int(((frame["label"] == 1.0).to_numpy() & rows).sum())
     matured_genuine = int(((frame["label"] == 0.0).to_numpy() & rows).sum())

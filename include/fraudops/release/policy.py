@@ -46,7 +46,7 @@ class GatePolicy(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 
-    version: str = "2026-12-05.1"
+    version: str = "2026-12-05.2"
     """Policy version, stored with every decision; bump it whenever any value below changes."""
 
     # -- statistics -------------------------------------------------------------------------
@@ -123,6 +123,12 @@ class GatePolicy(BaseModel):
     transaction (same feature set). Shadow receives production's vector, so anything above 0 is a bug."""
     feature_parity_tolerance: float = Field(default=1e-9, ge=0.0)
     """Absolute tolerance when comparing two feature vectors element-wise."""
+
+    reject_identical_ranking: bool = True
+    """Reject a challenger that ranks every paired event exactly like the champion (a copy, or a
+    monotone transform of it): its release changes nothing measurable. Set False to ship a model
+    that is meant to rank the same, e.g. a re-export for a new runtime or a behaviour that only
+    differs off normal traffic (the release end-to-end test's degrading model)."""
 
     # -- harm guards at the matched budget (reject only when *shown* worse) -----------------
     max_capture_rate_regression: float = Field(default=0.05, ge=0.0)

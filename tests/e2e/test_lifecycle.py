@@ -76,16 +76,19 @@ def test_make_run_lifecycle_shortened(local_stack: Any) -> None:
         "p99_latency_ms",
         "feature_parity_mismatch",
         "scored_events",
-        "labeled_frauds",
-        "evaluable_genuine",
+        "matured_frauds",
+        "matured_genuine",
+        "operating_point",
     }, drift
+    # "inconclusive at the evidence deadline" is too little evidence, not a decision on it
+    assert "inconclusive" not in drift["decision"]["reason"], drift
     if drift["decision"]["status"] == "promote":
         assert drift["outcome"] in ("confirm", "rollback"), drift
         # probation rolls back on evidence of harm only, never on budget misses or a few declines
         if drift["outcome"] == "rollback":
             assert drift["probation"]["decision"]["deciding_check"] in {
-                "ap_non_inferiority",
-                "alert_rate_ratio",
+                "ap_shown_worse",
+                "decline_rate",
             }, drift
         else:
             assert summary["champion"] != summary["first_champion"]
@@ -95,9 +98,8 @@ def test_make_run_lifecycle_shortened(local_stack: Any) -> None:
     assert bad["outcome"] == "reject", bad
     assert bad["decision"]["deciding_check"] in {
         "constant_scores",
-        "score_drift",
-        "ap_non_inferiority",
-        "ap_gain",
+        "operating_point",
+        "ap_shown_worse",
         "capture_rate",
         "fpr_increase",
         "money_caught",

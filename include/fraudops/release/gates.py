@@ -45,7 +45,7 @@ from fraudops.release.policy import (
     is_p_value_method,
     required_sample,
 )
-from fraudops.release.quality import MatchedQuality, match_points, matched_quality
+from fraudops.release.quality import MatchedQuality, finite_json, match_points, matched_quality
 from fraudops.release.sequential import sequential_mean
 
 if TYPE_CHECKING:
@@ -60,17 +60,6 @@ GateStage = Literal["promotion", "probation"]
 
 #: Fraud rate assumed for the scored-events requirement when the caller gives none.
 DEFAULT_EXPECTED_FRAUD_RATE = 0.005
-
-
-def _finite(x: Any) -> Any:
-    """JSON-safe numbers: NaN/inf become None (BigQuery and strict JSON readers reject them)."""
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if isinstance(x, dict):
-        return {k: _finite(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_finite(v) for v in x]
-    return x
 
 
 @dataclass(frozen=True)
@@ -88,7 +77,7 @@ class CheckResult:
     ran: bool = True
 
     def to_dict(self) -> dict[str, Any]:
-        return _finite(asdict(self))
+        return finite_json(asdict(self))
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> CheckResult:
@@ -145,7 +134,7 @@ class GateDecision:
     def to_dict(self) -> dict[str, Any]:
         doc = asdict(self)
         doc["checks"] = [c.to_dict() for c in self.checks]
-        return _finite(doc)
+        return finite_json(doc)
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> GateDecision:
@@ -351,6 +340,27 @@ def _scores(frame: pd.DataFrame, side: Side, rows: np.ndarray) -> np.ndarray:
     import numpy as np
 
     return frame.loc[rows, f"{side}_score"].to_numpy(dtype=np.float64)
+
+
+def _matured_counts(frame: pd.DataFrame, rows: np.ndarray) -> tuple[int, int]:
+    """(matured labeled frauds, matured genuine events) among the rows both models scored."""
+    label = frame["label"].to_numpy()
+    return int(((label == 1.0) & rows).sum()), int(((label == 0.0) & rows).sum())
+
+
+def _quality_on(
+    frame: pd.DataFrame, rows: np.ndarray, policy: GatePolicy, planned_frauds: int
+) -> MatchedQuality:
+    """Matched-budget quality of candidate vs incumbent on ``rows`` (both scored)."""
+    sub = frame.loc[rows]
+    return matched_quality(
+        candidate_scores=sub["candidate_score"].to_numpy(),
+        incumbent_scores=sub["incumbent_score"].to_numpy(),
+        label=sub["label"].to_numpy(),
+        amount=sub["amount"].to_numpy(),
+        policy=policy,
+        planned_frauds=planned_frauds,
+    )
 
 
 def identical_ranking(a: np.ndarray, b: np.ndarray) -> bool:
@@ -569,8 +579,7 @@ def decide_promotion(
         _operating_point_check(frame, rows, policy),
         _identical_check(frame, rows, policy),
     ]
-    matured_frauds = int(((frame["label"] == 1.0).to_numpy() & rows).sum())
-    matured_genuine = int(((frame["label"] == 0.0).to_numpy() & rows).sum())
+    matured_frauds, matured_genuine = _matured_counts(frame, rows)
     labels = [
         _check_min(
             "matured_frauds",
@@ -593,15 +602,7 @@ def decide_promotion(
     }
     quality: MatchedQuality | None = None
     if volume.passed and all(c.passed for c in labels):
-        sub = frame.loc[rows]
-        quality = matched_quality(
-            candidate_scores=sub["candidate_score"].to_numpy(),
-            incumbent_scores=sub["incumbent_score"].to_numpy(),
-            label=sub["label"].to_numpy(),
-            amount=sub["amount"].to_numpy(),
-            policy=policy,
-            planned_frauds=need.min_labeled_frauds,
-        )
+        quality = _quality_on(frame, rows, policy, need.min_labeled_frauds)
         harm, promote = _promotion_quality_checks(quality, policy)
     else:
         why = "too little scored or matured evidence"
@@ -720,23 +721,14 @@ def decide_probation(
         _decline_rate_check(frame, policy, need.min_scored_events),
     ]
     rows = _usable(frame)
-    matured_frauds = int(((frame["label"] == 1.0).to_numpy() & rows).sum())
-    matured_genuine = int(((frame["label"] == 0.0).to_numpy() & rows).sum())
+    matured_frauds, matured_genuine = _matured_counts(frame, rows)
     margin = policy.probation_max_ap_regression
     quality: MatchedQuality | None = None
     if (
         matured_frauds >= policy.probation_min_labeled_frauds
         and matured_genuine >= policy.probation_min_labeled_frauds
     ):
-        sub = frame.loc[rows]
-        quality = matched_quality(
-            candidate_scores=sub["candidate_score"].to_numpy(),
-            incumbent_scores=sub["incumbent_score"].to_numpy(),
-            label=sub["label"].to_numpy(),
-            amount=sub["amount"].to_numpy(),
-            policy=policy,
-            planned_frauds=need.min_labeled_frauds,
-        )
+        quality = _quality_on(frame, rows, policy, need.min_labeled_frauds)
         lo, hi = quality.ap.delta.cs
         cs = f"ΔAP {quality.ap_delta:+.4f}, CS {_cs_text(lo, hi)}"
         harmed = hi < -margin

@@ -23,13 +23,14 @@ if TYPE_CHECKING:
     from fraudops.release.policy import GatePolicy
 
 
-def _finite(x: Any) -> Any:
+def finite_json(x: Any) -> Any:
+    """JSON-safe numbers: NaN/inf become None (BigQuery and strict JSON readers reject them)."""
     if isinstance(x, float) and not math.isfinite(x):
         return None
     if isinstance(x, dict):
-        return {k: _finite(v) for k, v in x.items()}
+        return {k: finite_json(v) for k, v in x.items()}
     if isinstance(x, list | tuple):
-        return [_finite(v) for v in x]
+        return [finite_json(v) for v in x]
     return x
 
 
@@ -66,7 +67,7 @@ class MatchedQuality:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe; keeps the flat names the release page and MLflow metrics read."""
-        return _finite(
+        return finite_json(
             {
                 "n": self.n,
                 "n_frauds": self.n_frauds,

@@ -156,7 +156,8 @@ def test_better_challenger_is_promoted_and_confirmed(
     states = _states(run)
     assert str(run.state) == "success", states
     assert states["promote"] == "success", _decision(run)
-    assert states["confirm"] == "success", states
+    probation = [(r["stage"], r["status"], r["reason"]) for r in _decisions(e2e_warehouse, version)]
+    assert states["confirm"] == "success", (states, probation)
     assert states["reject"] == "skipped" and states["rollback"] == "skipped", states
     decision = _decision(run)
     assert decision["status"] == "promote" and decision["quality"]["ap_delta"] > 0, decision

@@ -283,10 +283,15 @@ def test_decline_rate_needs_evidence_not_a_handful_of_declines() -> None:
     assert c.ran and c.passed and c.value is not None and c.value > 0.1, c.reason
     many = make_evidence(stage="probation", challenger={"strength": 2.5, "flag_share": 0.11})
     c = decide_probation(many, POLICY).check("decline_rate")
-    assert not c.passed and "is outside the budget band" in c.reason
+    assert not c.passed and "is above the budget band" in c.reason
+    # Regression (CI): an attack the new champion caught ebbed after promotion, its served rate fell
+    # to 0.1 % against a 3 % budget, and the better model was rolled back. Too few declines is a
+    # stale threshold (reported), not harm: ranking and capture are the quality checks' job.
     low = make_evidence(stage="probation", challenger={"strength": 2.5, "flag_share": 0.005})
-    c = decide_probation(low, POLICY).check("decline_rate")
-    assert not c.passed and c.details["cs"][1] < c.details["band"][0]  # too few declines also fails
+    d = decide_probation(low, POLICY)
+    c = d.check("decline_rate")
+    assert c.passed and c.details["below_budget"] and c.details["cs"][1] < c.details["band"][0]
+    assert "re-match" in c.reason and d.status != "rollback", d.reason
 
 
 def test_probation_degraded_new_champion_is_rolled_back() -> None:

@@ -217,6 +217,15 @@ class ServingMetrics:
             ["stat"],
             registry=r,
         )
+        self.log_events = Counter(
+            "fraudops_prediction_log_events",
+            "Prediction log: rows spooled (on disk before the answer), shipped to the warehouse, "
+            "replayed, recovered from a torn segment, quarantined (rows, files); failed shipping "
+            "attempts (retried), shipper restarts by the supervisor, failed spool writes, rows lost.",
+            ["event"],
+            registry=r,
+        )
+        self._log_seen: dict[str, int] = {}
         self._before_scrape: list[Callable[[], None]] = []
 
     def on_scrape(self, fn: Callable[[], None]) -> None:
@@ -233,3 +242,28 @@ class ServingMetrics:
     def set_log_stats(self, stats: Any) -> None:
         for name in ("accepted", "written", "spooled_rows", "replayed_rows", "pending_files", "buffered"):
             self.log_gauges.labels(name).set(getattr(stats, name, 0))
+        # The writer keeps cumulative totals; the counters advance by what is new since last time.
+        for event, name in _LOG_EVENTS.items():
+            value = int(getattr(stats, name, 0) or 0)
+            seen = self._log_seen.get(event)
+            if seen is None:
+                self.log_events.labels(event)  # every series exists from the first scrape
+                seen = 0
+            if value > seen:
+                self.log_events.labels(event).inc(value - seen)
+            self._log_seen[event] = max(value, seen)
+
+
+#: ``fraudops_prediction_log_events_total{event}`` -> the ``SpoolStats`` total it follows.
+_LOG_EVENTS = {
+    "spooled": "spooled_rows",
+    "shipped": "written",
+    "replayed": "replayed_rows",
+    "recovered": "recovered_rows",
+    "retried": "retried",
+    "quarantined_rows": "quarantined_rows",
+    "quarantined_files": "quarantined_files",
+    "writer_restarts": "writer_restarts",
+    "spool_errors": "spool_errors",
+    "lost": "lost_rows",
+}

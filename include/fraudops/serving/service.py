@@ -369,35 +369,39 @@ class ScoringService:
         failure: str | None,
         sampled: bool,
     ) -> Callable[[], None]:
-        """The after-response work of one request: its prediction row and its shadow offer."""
+        """Spool the request's prediction row now; return its after-response work (the shadow offer).
 
-        def record() -> None:
-            if self.writer is not None:
-                self.writer.write(
-                    {
-                        "transaction_id": request.transaction_id,
-                        "request_id": rid,
-                        "model_name": slot.name,
-                        "model_version": slot.version,
-                        "mode": "production",
-                        "alias": CHAMPION,
-                        "score": score,
-                        "decision": decision,
-                        "latency_ms": latency_ms,
-                        "fallback": fallback,
-                        "error": failure,
-                        "amount": request.amount,
-                        "event_time": tx["event_time"],
-                        "feature_set": slot.spec_id,
-                        "features": orjson.dumps(self.router.slice(union, slot.spec_id)).decode(),
-                        "served_at": dt.datetime.now(dt.UTC),
-                        "sampled": sampled,
-                    }
-                )
+        The row is written before the answer leaves: ``PredictionLog.write`` puts it in a spool file
+        (in the OS when it returns), so a service killed after answering has not lost it.
+        """
+        if self.writer is not None:
+            self.writer.write(
+                {
+                    "transaction_id": request.transaction_id,
+                    "request_id": rid,
+                    "model_name": slot.name,
+                    "model_version": slot.version,
+                    "mode": "production",
+                    "alias": CHAMPION,
+                    "score": score,
+                    "decision": decision,
+                    "latency_ms": latency_ms,
+                    "fallback": fallback,
+                    "error": failure,
+                    "amount": request.amount,
+                    "event_time": tx["event_time"],
+                    "feature_set": slot.spec_id,
+                    "features": orjson.dumps(self.router.slice(union, slot.spec_id)).decode(),
+                    "served_at": dt.datetime.now(dt.UTC),
+                    "sampled": sampled,
+                }
+            )
+
+        def offer() -> None:
             if sampled:
                 self.shadow.mirror(rid, tx, union, self.router)  # type: ignore[union-attr]
 
-        return record
+        return offer
 
     def _predict_many(
         self, current: ModelSlot, previous: ModelSlot | None, unions: list[list[float]]

@@ -285,14 +285,20 @@ def download_artifact_dir(
 
     uri = _tracking_uri(tracking_uri)
     version = resolve_version(model_name, alias_or_version, tracking_uri=uri)
-    mv = _client(uri).get_model_version(model_name, version)
+    client = _client(uri)
+    mv = client.get_model_version(model_name, version)
     if not mv.run_id:
         raise PermanentError(f"{model_name} version {version} has no run; cannot find its bundle")
     path = (mv.tags or {}).get("bundle_artifact_path", BUNDLE_ARTIFACT_PATH)
     Path(dest).mkdir(parents=True, exist_ok=True)
+    # From the run's own artifact location, not ``runs:/<id>/<path>``: MLflow's runs:/ repository
+    # swallows the store's error and raises "Failed to download artifacts from path ..."
+    # (RESOURCE_DOES_NOT_EXIST) for an unreachable artifact store too, so a registry hiccup would
+    # look like a bundle that does not exist.
+    root = client.get_run(mv.run_id).info.artifact_uri.rstrip("/")
     local = Path(
         mlflow.artifacts.download_artifacts(
-            run_id=mv.run_id, artifact_path=path, dst_path=str(dest), tracking_uri=uri
+            artifact_uri=f"{root}/{path}", dst_path=str(dest), tracking_uri=uri
         )
     )
     if verify:

@@ -29,8 +29,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fraudops.exceptions import FraudopsError, PermanentError
 from fraudops.serving.deploy import AuthError, check_bearer, deploy, parse_deploy_request
+from fraudops.serving.registry_faults import RegistryUnavailable
 from fraudops.serving.schema import RequestError, parse_score_request
-from fraudops.serving.service import ModelFailure, NotReady, ScoringService
+from fraudops.serving.service import WAITING_FOR_REGISTRY, ModelFailure, NotReady, ScoringService
 
 log = logging.getLogger(__name__)
 
@@ -143,11 +144,24 @@ def create_app(
         return Response(payload, status_code=status, media_type="application/json", headers=headers)
 
     async def health(request: Request) -> Response:
+        registry = service.registry_status()
         if service.ready:
             current = service.manager.current
-            return _json({"status": "ready", "champion": None if current is None else current.version})
+            return _json(
+                {
+                    "status": "ready",
+                    "champion": None if current is None else current.version,
+                    "registry": registry,
+                }
+            )
+        waiting = registry["state"] == WAITING_FOR_REGISTRY
         return _json(
-            {"status": "loading", "detail": service.watcher.last_error or service.rejected or None}, 503
+            {
+                "status": WAITING_FOR_REGISTRY if waiting else "loading",
+                "detail": service.watcher.last_error or service.rejected or None,
+                "registry": registry,
+            },
+            503,
         )
 
     async def version(request: Request) -> Response:
@@ -169,6 +183,9 @@ def create_app(
             return _json({"error": str(err)}, err.status, headers)
         except RequestError as err:
             return _json(err.body(), err.status)
+        except RegistryUnavailable as err:  # cannot act without MLflow: say so, try again later
+            body = {"error": "model registry unreachable", "reason": err.reason, "detail": str(err)}
+            return _json(body, 503, {"Retry-After": "10"})
         except PermanentError as err:
             return _json({"error": str(err)}, 409)
         except FraudopsError as err:

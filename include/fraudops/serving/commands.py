@@ -30,6 +30,11 @@ def serve(host: str | None, port: int | None, ensure_champion: bool, log_level: 
     from fraudops.warehouse import Warehouse
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # The service retries the registry on its own schedule (a backoff per waiting version, the
+    # alias poll, a 503 from /deploy): one MLflow client call must fail within seconds, not after
+    # the client's default 7 retries with backoff (~4 minutes per call with MLflow down).
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
     settings = load_settings()
     if ensure_champion:
         # In a child process: training imports (pandas, LightGBM, GX) must not stay resident here.

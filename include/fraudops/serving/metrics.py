@@ -210,6 +210,18 @@ class ServingMetrics:
         self.shadow_up = Gauge(
             "fraudops_shadow_worker_up", "1 when the worker is alive and heartbeating.", ["alias"], registry=r
         )
+        self.registry_unavailable = Counter(
+            "fraudops_registry_unavailable",
+            "Registry (MLflow) calls that found it unreachable, by operation (alias_poll, load, "
+            "deploy, reconcile) and reason class (connection, timeout, server_error); retried later.",
+            ["operation", "reason"],
+            registry=r,
+        )
+        self.registry_waiting = Gauge(
+            "fraudops_registry_waiting_versions",
+            "Versions wanted by an alias but not loaded yet because the registry was unreachable.",
+            registry=r,
+        )
         self.champion = Gauge("fraudops_champion_version", "Champion version being served.", registry=r)
         self.log_gauges = Gauge(
             "fraudops_prediction_log",

@@ -5,7 +5,9 @@ thread polls the registry aliases (one ``get_registered_model`` call per poll), 
 version's bundle, runs ``verify_artifact`` (hashes, NaN/range on the reference rows, latency) and
 only then swaps a single tuple reference ``(current, previous)``; a request reads that tuple once,
 so it is answered entirely by the old pair or entirely by the new one. A bundle that fails
-verification is rejected, counted and logged, and the champion stays what it was.
+verification is rejected, counted and logged, and the champion stays what it was. A version that
+could not be fetched because the registry was unreachable is not rejected: it waits and is tried
+again with a backoff (``registry_faults``), and the champion stays what it was meanwhile.
 """
 
 from __future__ import annotations
@@ -93,6 +95,23 @@ class BundleCache:
         self.root = root
         self.tracking_uri = tracking_uri
         self.verify = verify
+
+    def cached(self, name: str, version: str) -> Path | None:
+        """The bundle directory of ``version`` if it was downloaded before (no registry call)."""
+        bundle = self.root / name / str(version) / "bundle"
+        return bundle if (bundle / "manifest.json").exists() else None
+
+    def cached_threshold(self, name: str, version: str) -> float | None:
+        """The ``served_threshold`` cached with the bundle (None: none cached), no registry call."""
+        import json
+
+        from fraudops.registry import SERVED_THRESHOLD_TAG
+
+        cached = self.root / name / str(version) / SERVED_FILE
+        if not cached.exists():
+            return None
+        got = json.loads(cached.read_text()).get(SERVED_THRESHOLD_TAG)
+        return None if got is None else float(got)
 
     def fetch(self, name: str, version: str) -> Path:
         from fraudops.registry import download_artifact_dir
@@ -190,7 +209,12 @@ class ChampionManager:
 
 
 class AliasWatcher:
-    """Polls the registry aliases and applies changes; runs ``on_change`` in its own thread."""
+    """Polls the registry aliases and applies changes; runs ``apply`` in its own thread.
+
+    ``on_error`` sees every failed poll (the service counts registry outages); ``due_in`` says how
+    soon something wants another look (a load waiting for the registry), so a retry due in 1 s is
+    not put off until the next ``poll_s``.
+    """
 
     def __init__(
         self,
@@ -198,13 +222,20 @@ class AliasWatcher:
         tracking_uri: str,
         apply: Callable[[dict[str, str]], None],
         poll_s: float = 5.0,
+        *,
+        on_error: Callable[[Exception], None] | None = None,
+        due_in: Callable[[], float | None] | None = None,
     ) -> None:
         self.model_name = model_name
         self.tracking_uri = tracking_uri
         self.apply = apply
         self.poll_s = poll_s
+        self.on_error = on_error
+        self.due_in = due_in
         self.errors = 0
         self.last_error = ""
+        #: The last poll failed (``last_error`` keeps the last failure after a good poll too).
+        self.failing = False
         self.last_poll = 0.0
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -233,6 +264,11 @@ class AliasWatcher:
             self.errors += 1
             self.last_error = f"{type(err).__name__}: {err}"[:500]
             log.warning("alias poll failed: %s", self.last_error)
+            if self.on_error is not None:
+                self.on_error(err)
+            self.failing = True
+        else:
+            self.failing = False
         self.last_poll = time.time()
 
     def wake(self) -> None:
@@ -252,5 +288,6 @@ class AliasWatcher:
     def _run(self) -> None:
         while not self._stop.is_set():
             self.poll_once()
-            self._wake.wait(self.poll_s)
+            due = None if self.due_in is None else self.due_in()
+            self._wake.wait(self.poll_s if due is None else min(self.poll_s, max(due, 0.05)))
             self._wake.clear()

@@ -24,9 +24,11 @@ import datetime as dt
 import itertools
 import logging
 import random
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -44,6 +46,7 @@ from fraudops.serving.models import (
     slot_from_bundle,
 )
 from fraudops.serving.options import ServingOptions
+from fraudops.serving.registry_faults import Backoff, RegistryUnavailable, Waiting, unavailable_reason
 from fraudops.serving.schema import RequestError, clean_request_id
 from fraudops.serving.shadow import SHED_PREFIX
 
@@ -62,6 +65,29 @@ class NotReady(FraudopsError):
 
 class ModelFailure(FraudopsError):
     """The champion failed and no previous version could answer (503)."""
+
+
+#: ``/health`` and ``/version``: the registry state when something waits for it.
+WAITING_FOR_REGISTRY = "waiting for registry"
+
+
+@dataclass(frozen=True)
+class PendingRollback:
+    """A rollback applied from the local cache while the registry was unreachable.
+
+    Its ``deployments`` row is written ``pending`` first (intent); once the registry answers again
+    the watcher moves the ``champion`` alias with the same idempotency key, which marks the row
+    ``applied`` (``registry.move_alias``). Until then the service keeps serving ``version``
+    whatever the registry alias still says.
+    """
+
+    version: str
+    previous_version: str | None
+    actor: str
+    reason: str
+    idempotency_key: str
+    deployment_id: str
+    at: float
 
 
 class ScoringService:
@@ -89,7 +115,12 @@ class ScoringService:
         )
         self.cache = BundleCache(self.options.root / "bundles", self.tracking_uri)
         self.watcher = AliasWatcher(
-            self.model_name, self.tracking_uri, self.apply_aliases, self.options.alias_poll_s
+            self.model_name,
+            self.tracking_uri,
+            self.apply_aliases,
+            self.options.alias_poll_s,
+            on_error=self._on_poll_error,
+            due_in=self._retry_due_in,
         )
         self.writer: PredictionLog | None = None
         if warehouse is not None and self.options.log_predictions:
@@ -109,7 +140,16 @@ class ScoringService:
 
             self.shadow = ShadowPool(self.options, self.metrics, self._on_shadow_result)
         self.sample_rate = self.options.shadow_sample_rate
-        self.rejected: dict[str, str] = {}  # "alias@version" -> reason
+        self.rejected: dict[str, str] = {}  # "alias@version" -> reason (broken: never retried)
+        # "alias@version" -> why it is not loaded yet (registry unreachable: retried with backoff).
+        self.waiting: dict[str, Waiting] = {}
+        self.backoff = Backoff()
+        # Rollbacks applied while the registry was down, oldest first, not yet moved in the registry.
+        self.pending_rollbacks: list[PendingRollback] = []
+        # Champion swaps (watcher thread, control API thread) one at a time; loads stay outside it.
+        self._swap_lock = threading.Lock()
+        # Pushing pending rollbacks to the registry (watcher or control API), once each.
+        self._reconcile_lock = threading.Lock()
         self.fallback_count = 0
         self.started_at = time.time()
         self._rand = random.random
@@ -155,7 +195,19 @@ class ScoringService:
 
     # -- registry changes (watcher thread) --------------------------------------------------
     def apply_aliases(self, aliases: dict[str, str]) -> None:
-        """Bring loaded models in line with the registry aliases."""
+        """Bring loaded models in line with the registry aliases.
+
+        Rollbacks applied while the registry was down are written to it first; one that still
+        cannot be written keeps the champion where the rollback put it.
+        """
+        if self.pending_rollbacks:
+            try:
+                self.reconcile_pending()
+            except Exception as err:  # logged there; the rollback keeps serving meanwhile
+                log.debug("pending rollbacks stay pending: %s", err)
+            pending = self.pending_rollbacks
+            if pending:
+                aliases = {**aliases, CHAMPION: pending[-1].version}
         champ = aliases.get(CHAMPION)
         if champ is not None:
             current, previous = self.manager.pair
@@ -166,13 +218,15 @@ class ScoringService:
                     else self._load(CHAMPION, champ)
                 )
                 if slot is not None:
-                    self.router.ensure([slot.spec])
-                    _freeze_heap()
-                    self.manager.promote(slot)
-                    self.metrics.swaps.inc()
-                    self.metrics.champion.set(float(champ) if champ.isdigit() else -1)
+                    with self._swap_lock:
+                        pending = self.pending_rollbacks
+                        # A rollback made while this version loaded wins over the alias read before it.
+                        if not pending or pending[-1].version == champ:
+                            self._swap_to(slot)
+        wanted_keys = set() if champ is None else {f"{CHAMPION}@{champ}"}
         if self.shadow is not None:
             wanted = {a: v for a, v in aliases.items() if a.startswith(CHALLENGER_PREFIX)}
+            wanted_keys |= {f"{a}@{v}" for a, v in wanted.items()}
             loaded: dict[str, ModelSlot | None] = {}
             for alias, version in wanted.items():
                 if self.shadow.has(alias, version):
@@ -183,43 +237,236 @@ class ScoringService:
                     self.router.ensure([slot.spec])
                     loaded[alias] = slot
             self.shadow.sync(loaded, keep=set(wanted))
+        # An alias that moved on takes its wait with it.
+        for key in [k for k in self.waiting if k not in wanted_keys]:
+            self.waiting.pop(key, None)
+        self.metrics.registry_waiting.set(len(self.waiting))
+
+    def _swap_to(self, slot: ModelSlot) -> None:
+        """Make ``slot`` the champion (caller holds ``_swap_lock``)."""
+        self.router.ensure([slot.spec])
+        _freeze_heap()
+        self.manager.promote(slot)
+        self.metrics.swaps.inc()
+        self.metrics.champion.set(float(slot.version) if slot.version.isdigit() else -1)
 
     def _load(self, alias: str, version: str, scorer: bool = True) -> ModelSlot | None:
+        """The slot of ``version``, or None: refused for good (``rejected``: the bundle is broken)
+        or not yet (``waiting``: the registry was unreachable; tried again after a backoff)."""
         key = f"{alias}@{version}"
         if key in self.rejected:
             return None
+        waiting = self.waiting.get(key)
+        if waiting is not None and time.monotonic() < waiting.next_try:
+            return None
         try:
-            path = self.cache.fetch(self.model_name, version)
-            # The threshold the release matched to the alert budget (version tag), else the
-            # manifest's: for the champion and for shadow workers alike (an old champion in
-            # reverse shadow keeps the threshold it served at).
-            served = self.cache.served_threshold(self.model_name, version)
-            if scorer:
-                return slot_from_bundle(
-                    self.model_name, version, alias, path, self.options.budget_ms, threshold=served
-                )
-            import json
-
-            from fraudops.features.spec import FeatureSpec
-
-            spec = FeatureSpec.from_dict(json.loads((path / "feature_spec.json").read_text()))
-            manifest = json.loads((path / "manifest.json").read_text())
-            return ModelSlot(
-                self.model_name,
-                version,
-                alias,
-                None,
-                spec,
-                served if served is not None else float(manifest.get("decision_threshold", 0.5)),
-                float(manifest.get("latency_budget_ms", 5.0)),
-                path,
-            )
+            slot = self._build_slot(alias, version, scorer)
         except Exception as err:
+            why = unavailable_reason(err)
+            if why is not None:
+                self._wait_for_registry(key, alias, version, why, err)
+                return None
             reason = f"{type(err).__name__}: {err}"[:500]
+            self.waiting.pop(key, None)
             self.rejected[key] = reason
             self.metrics.load_failures.labels(alias).inc()
             log.error("refusing %s v%s for %s: %s", self.model_name, version, alias, reason)
             return None
+        if self.waiting.pop(key, None) is not None:
+            log.info("%s v%s for %s loaded: the registry is back", self.model_name, version, alias)
+        return slot
+
+    def _wait_for_registry(self, key: str, alias: str, version: str, why: str, err: Exception) -> None:
+        before = self.waiting.get(key)
+        attempts = 1 if before is None else before.attempts + 1
+        delay = self.backoff.delay(attempts, self._rand)
+        self.waiting[key] = Waiting(
+            alias=alias,
+            version=version,
+            reason=why,
+            error=f"{type(err).__name__}: {err}"[:500],
+            attempts=attempts,
+            next_try=time.monotonic() + delay,
+            since=time.time() if before is None else before.since,
+        )
+        self.metrics.registry_unavailable.labels("load", why).inc()
+        self.metrics.registry_waiting.set(len(self.waiting))
+        log.warning(
+            "%s v%s for %s: registry unreachable (%s, attempt %d); trying again in %.1f s",
+            self.model_name,
+            version,
+            alias,
+            why,
+            attempts,
+            delay,
+        )
+
+    def _retry_due_in(self) -> float | None:
+        """Seconds until the earliest waiting load may be tried again (None: nothing waits)."""
+        waits = [w.next_try for w in list(self.waiting.values())]
+        return None if not waits else min(waits) - time.monotonic()
+
+    def _on_poll_error(self, err: Exception) -> None:
+        why = unavailable_reason(err)
+        if why is not None:
+            self.metrics.registry_unavailable.labels("alias_poll", why).inc()
+
+    def _build_slot(self, alias: str, version: str, scorer: bool) -> ModelSlot:
+        """Fetch (or reuse the cached bundle of) ``version`` and load it; raises on any failure."""
+        path = self.cache.fetch(self.model_name, version)
+        # The threshold the release matched to the alert budget (version tag), else the
+        # manifest's: for the champion and for shadow workers alike (an old champion in
+        # reverse shadow keeps the threshold it served at).
+        served = self.cache.served_threshold(self.model_name, version)
+        if scorer:
+            return slot_from_bundle(
+                self.model_name, version, alias, path, self.options.budget_ms, threshold=served
+            )
+        import json
+
+        from fraudops.features.spec import FeatureSpec
+
+        spec = FeatureSpec.from_dict(json.loads((path / "feature_spec.json").read_text()))
+        manifest = json.loads((path / "manifest.json").read_text())
+        return ModelSlot(
+            self.model_name,
+            version,
+            alias,
+            None,
+            spec,
+            served if served is not None else float(manifest.get("decision_threshold", 0.5)),
+            float(manifest.get("latency_budget_ms", 5.0)),
+            path,
+        )
+
+    # -- rollback without the registry (control API thread) ---------------------------------
+    def rollback_offline(self, version: str, *, actor: str, reason: str, why: str) -> PendingRollback | None:
+        """Serve ``version`` again from what this service holds: the loaded previous champion, or
+        the bundle cache (verified again before it serves). None: it already serves ``version``.
+
+        The intent is audited first (a ``pending`` ``deployments`` row), then the champion swaps;
+        the registry alias follows once MLflow answers (``reconcile_pending``). Raises
+        ``RegistryUnavailable`` when ``version`` is neither loaded nor cached.
+        """
+        from fraudops.registry import PENDING, record_deployment
+
+        if self.warehouse is None:
+            raise RegistryUnavailable(why, "the model registry is unreachable and there is no warehouse")
+        current, previous = self.manager.pair
+        if current is not None and current.version == version:
+            return None
+        slot = previous if previous is not None and previous.version == version else None
+        if slot is None:
+            path = self.cache.cached(self.model_name, version)
+            if path is None:
+                raise RegistryUnavailable(
+                    why,
+                    f"the model registry is unreachable ({why}) and {self.model_name} v{version} is not in "
+                    "this service's bundle cache; roll back to a version it served before, or retry "
+                    "when MLflow is back",
+                )
+            from fraudops.training.package import verify_artifact
+
+            verify_artifact(path, n_latency_calls=200)
+            slot = slot_from_bundle(
+                self.model_name,
+                version,
+                CHAMPION,
+                path,
+                self.options.budget_ms,
+                threshold=self.cache.cached_threshold(self.model_name, version),
+            )
+        key = f"offline-rollback:{self.model_name}:{version}:{uuid.uuid4().hex}"
+        deployment_id = record_deployment(
+            self.warehouse,
+            model_name=self.model_name,
+            alias=CHAMPION,
+            version=version,
+            previous_version=None if current is None else current.version,
+            action="rollback",
+            actor=actor,
+            reason=f"{reason} (registry unreachable: {why}; applied from the local cache)",
+            idempotency_key=key,
+            state=PENDING,
+        )
+        move = PendingRollback(
+            version=version,
+            previous_version=None if current is None else current.version,
+            actor=actor,
+            reason=reason,
+            idempotency_key=key,
+            deployment_id=deployment_id,
+            at=time.time(),
+        )
+        with self._swap_lock:
+            self.pending_rollbacks = [*self.pending_rollbacks, move]
+            self._swap_to(slot)
+        log.warning(
+            "rolled back to %s v%s from the local cache (registry unreachable: %s); alias move pending",
+            self.model_name,
+            version,
+            why,
+        )
+        return move
+
+    def reconcile_pending(self) -> None:
+        """Move the registry alias for each rollback made while it was down, oldest first; raises
+        ``RegistryUnavailable`` if it still cannot be reached (the rest stay pending)."""
+        from fraudops.registry import move_alias
+
+        with self._reconcile_lock:
+            while self.pending_rollbacks:
+                move = self.pending_rollbacks[0]
+                try:
+                    move_alias(
+                        self.warehouse,  # type: ignore[arg-type]  # set: rollback_offline checks it
+                        model_name=self.model_name,
+                        alias=CHAMPION,
+                        version=move.version,
+                        action="rollback",
+                        actor=move.actor,
+                        reason=move.reason,
+                        tracking_uri=self.tracking_uri,
+                        idempotency_key=move.idempotency_key,
+                    )
+                except Exception as err:
+                    why = unavailable_reason(err)
+                    log.warning("pending rollback to v%s not written to the registry: %s", move.version, err)
+                    if why is None:
+                        raise
+                    self.metrics.registry_unavailable.labels("reconcile", why).inc()
+                    raise RegistryUnavailable(why, f"cannot write pending rollbacks: {err}") from err
+                with self._swap_lock:
+                    self.pending_rollbacks = self.pending_rollbacks[1:]
+                log.info("pending rollback to %s v%s written to the registry", self.model_name, move.version)
+
+    def registry_status(self) -> dict[str, Any]:
+        """``ok``, or ``waiting for registry`` with what waits (``/health``, ``/version``)."""
+        now = time.monotonic()
+        waiting = {
+            key: {
+                "alias": w.alias,
+                "version": w.version,
+                "reason": w.reason,
+                "attempts": w.attempts,
+                "retry_in_s": round(max(w.next_try - now, 0.0), 1),
+                "since": dt.datetime.fromtimestamp(w.since, dt.UTC).isoformat(),
+                "error": w.error,
+            }
+            for key, w in list(self.waiting.items())
+        }
+        waits = bool(waiting or self.pending_rollbacks or self.watcher.failing)
+        polling = "failing" if self.watcher.failing else "ok"
+        status: dict[str, Any] = {
+            "state": WAITING_FOR_REGISTRY if waits else "ok",
+            "waiting": waiting,
+            "alias_poll": polling,
+        }
+        if self.pending_rollbacks:
+            status["pending_rollbacks"] = [
+                {k: v for k, v in asdict(m).items() if k != "idempotency_key"} for m in self.pending_rollbacks
+            ]
+        return status
 
     # -- hot path ---------------------------------------------------------------------------
     def score(
@@ -525,6 +772,7 @@ class ScoringService:
             "fallbacks": self.fallback_count,
             "swaps": self.manager.swaps,
             "rejected": self.rejected,
+            "registry": self.registry_status(),
             "alias_poll": {"errors": self.watcher.errors, "last_error": self.watcher.last_error},
             "prediction_log": None if self.writer is None else self.writer.describe(),
         }

@@ -8,6 +8,10 @@ watcher (woken immediately), exactly as it notices a move made by a DAG.
 Modes: ``production`` → ``champion`` (action ``promote``); ``shadow`` → ``challenger-<version>``
 unless an ``alias`` starting with ``challenger-`` is given (action ``shadow``); ``rollback`` →
 ``champion`` back to ``version``, or to the previous champion when no version is given.
+
+Why a rollback does not need MLflow: it is the emergency action, and the registry may be what is
+down. The service already holds the previous champion (loaded) and older ones (bundle cache), so it
+swaps locally, records the intent, and the alias catches up when the registry is back.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from fraudops.exceptions import PermanentError
 from fraudops.serving.models import CHALLENGER_PREFIX, CHAMPION
+from fraudops.serving.registry_faults import RegistryUnavailable, unavailable_reason
 from fraudops.serving.schema import RequestError
 
 if TYPE_CHECKING:
@@ -64,16 +69,19 @@ def parse_deploy_request(body: bytes | dict[str, Any]) -> DeployRequest:
 
 
 def deploy(service: ScoringService, req: DeployRequest, *, actor: str = "control-api") -> dict[str, Any]:
-    """Move the alias for ``req`` (audited) and wake the service's alias watcher."""
-    from fraudops.registry import get_alias_version, move_alias
+    """Move the alias for ``req`` (audited) and wake the service's alias watcher.
 
+    With the registry unreachable (connection, timeout, 5xx): a rollback to a version the service
+    holds (the loaded previous champion, or a bundle in its cache) is applied locally, audited as
+    ``pending``, and written to the registry when it answers again; anything else raises
+    ``RegistryUnavailable`` (503 with the reason).
+    """
     if req.model_id != service.model_name:
         raise RequestError(
             422, [{"field": "modelId", "reason": f"this service serves {service.model_name!r}"}]
         )
     if service.warehouse is None:
         raise PermanentError("the control API needs the warehouse for the deployments audit")
-    uri = service.tracking_uri
     mode = req.deployment_mode
     version = req.version
     if mode == "shadow":
@@ -93,23 +101,67 @@ def deploy(service: ScoringService, req: DeployRequest, *, actor: str = "control
                     422, [{"field": "version", "reason": "no previous champion is loaded; name the version"}]
                 )
             version = previous.version
-    if get_alias_version(service.model_name, alias, tracking_uri=uri) != version:
-        from mlflow.tracking import MlflowClient
+    assert version is not None  # every mode has one by now
+    who, why = req.actor or actor, req.reason or f"{mode} via control API"
+    try:
+        if service.pending_rollbacks:  # a rollback made while MLflow was down is written first
+            service.reconcile_pending()
+        result = _move(service, alias=alias, version=version, action=action, actor=who, reason=why)
+    except Exception as err:
+        reason = unavailable_reason(err)
+        if reason is None:
+            raise
+        service.metrics.registry_unavailable.labels("deploy", reason).inc()
+        if mode != "rollback":
+            raise RegistryUnavailable(
+                reason,
+                f"the model registry is unreachable ({reason}): cannot {action} {service.model_name} "
+                f"v{version} ({alias}); only a rollback to a version this service holds works without it",
+            ) from err
+        pending = service.rollback_offline(version, actor=who, reason=why, why=reason)
+        current = service.manager.current
+        return {
+            "modelId": service.model_name,
+            "alias": alias,
+            "version": version,
+            "previousVersion": pending.previous_version if pending else version,
+            "deploymentMode": mode,
+            "action": action,
+            "moved": pending is not None,
+            "deploymentId": pending.deployment_id if pending else None,
+            "serving": None if current is None else current.version,
+            # The alias move waits for the registry; the service serves the rollback meanwhile.
+            "registry": "pending",
+        }
+    return {**result, "deploymentMode": mode, "registry": "updated"}
 
+
+def _move(
+    service: ScoringService, *, alias: str, version: str, action: str, actor: str, reason: str
+) -> dict[str, Any]:
+    """The registry path: check the version exists, move the alias (audited), wake the watcher."""
+    from mlflow.tracking import MlflowClient
+
+    from fraudops.registry import get_alias_version, move_alias
+
+    uri = service.tracking_uri
+    if get_alias_version(service.model_name, alias, tracking_uri=uri) != version:
         try:
             MlflowClient(tracking_uri=uri, registry_uri=uri).get_model_version(service.model_name, version)
         except Exception as err:
+            if unavailable_reason(err) is not None:
+                raise
             raise RequestError(
                 404, [{"field": "version", "reason": f"{service.model_name} has no version {version}"}]
             ) from err
     move = move_alias(
-        service.warehouse,
+        service.warehouse,  # type: ignore[arg-type]  # checked by deploy
         model_name=service.model_name,
         alias=alias,
         version=version,
         action=action,
-        actor=req.actor or actor,
-        reason=req.reason or f"{mode} via control API",
+        actor=actor,
+        reason=reason,
         tracking_uri=uri,
     )
     service.watcher.wake()
@@ -118,7 +170,6 @@ def deploy(service: ScoringService, req: DeployRequest, *, actor: str = "control
         "alias": alias,
         "version": move.version,
         "previousVersion": move.previous_version,
-        "deploymentMode": mode,
         "action": action,
         "moved": move.moved,
         "deploymentId": move.deployment_id,

@@ -59,6 +59,8 @@ CHALLENGER_PREFIX = "challenger-"
 ACTOR = "fraud_release"
 #: Model-version tag with the threshold a promoted version is served at (= registry.SERVED_THRESHOLD_TAG).
 SERVED_THRESHOLD_TAG = "served_threshold"
+#: Extra share of ``probation_minutes`` a probation may run while its quality cannot be judged yet.
+PROBATION_GRACE = 1.0
 #: Seconds a prediction may take to reach the warehouse: the shadow row of an event lags its
 #: production row (shadow queue, worker, collector, micro-batch, MERGE). Evidence windows end this
 #: long before "now", else the newest production events would lack their shadow rows and count as
@@ -99,7 +101,9 @@ class ReleaseParams:
     #: Seconds the scoring service may take to report a deployment as serving.
     deploy_timeout_s: float = 300.0
     #: Probation deadline: the new champion is watched until the gate can judge it on matured
-    #: labels, at most this long (then the final look decides; see ``decide_probation``).
+    #: labels, at most this long (then the final look decides; see ``decide_probation``). While
+    #: no quality check could run yet (labels still maturing), the deadline extends by up to
+    #: ``PROBATION_GRACE`` of this length before an unjudged champion is rolled back.
     probation_minutes: float = 45 * 24 * 60.0
     #: Seconds between probation checks (a degrading champion is rolled back within one of these).
     probation_poll_s: float = 60.0
@@ -809,7 +813,6 @@ def probation_check(
     probation_minutes`` is ``final`` and the gate decides what that means.
     """
     from fraudops.release.evidence import collect_production_window, event_clock
-    from fraudops.release.gates import decide_probation
 
     evidence = collect_production_window(
         ctx.wh(),
@@ -823,9 +826,12 @@ def probation_check(
         served_since=promo.promoted_at,
         served_until=_now() - dt.timedelta(seconds=SETTLE_S),
     )
-    final = _now() >= promo.promoted_at + dt.timedelta(minutes=params.probation_minutes)
-    decision = decide_probation(
-        evidence, cand.gate_policy(), final=final, expected_fraud_rate=params.expected_fraud_rate
+    decision = probation_look(
+        evidence,
+        cand.gate_policy(),
+        elapsed=_now() - promo.promoted_at,
+        length=dt.timedelta(minutes=params.probation_minutes),
+        expected_fraud_rate=params.expected_fraud_rate,
     )
     return ProbationOutcome(
         done=decision.status != "wait",
@@ -834,6 +840,33 @@ def probation_check(
         n_events=int(evidence.n_events),
         decision=decision.to_dict(),
     )
+
+
+def probation_look(
+    evidence: ShadowEvidence,
+    policy: GatePolicy,
+    *,
+    elapsed: dt.timedelta,
+    length: dt.timedelta,
+    expected_fraud_rate: float | None = None,
+) -> GateDecision:
+    """``decide_probation`` at ``elapsed`` into a probation of ``length``.
+
+    The look at or after ``length`` is final, unless no quality check could run yet: the length is
+    wall-clock time, labels mature on the event clock, which may run behind (a lagging stream, a slow
+    label feed), so an unjudged champion gets up to ``PROBATION_GRACE`` × ``length`` more before the
+    final look rolls it back as unjudged.
+    """
+    from fraudops.release.gates import decide_probation
+
+    decision = decide_probation(evidence, policy, final=False, expected_fraud_rate=expected_fraud_rate)
+    if decision.status != "wait" or elapsed < length:
+        return decision
+    judged = any(c.ran for c in decision.checks if c.name in ("ap_shown_worse", "ap_non_inferiority"))
+    if not judged and elapsed < length * (1.0 + PROBATION_GRACE):
+        log.info("probation past its length (%s) but quality not yet judgeable: extending", length)
+        return decision
+    return decide_probation(evidence, policy, final=True, expected_fraud_rate=expected_fraud_rate)
 
 
 def finish_probation(

@@ -389,3 +389,30 @@ def test_first_probation_poll_with_a_handful_of_events_waits() -> None:
     ev = make_evidence(n=8, stage="probation", challenger={"strength": 2.5})
     d = decide_probation(ev, POLICY)
     assert d.status == "wait", d.reason
+
+
+def test_probation_past_its_length_waits_for_maturing_labels_then_rolls_back_unjudged() -> None:
+    """Regression (fresh-clone make run): the stream ran behind, no probation event had matured at
+    the wall-clock deadline, and a better champion was rolled back as unjudged. The deadline extends
+    while no quality check can run, up to PROBATION_GRACE more; judged evidence ends it at once."""
+    from fraudops.pipeline.release import PROBATION_GRACE, probation_look
+
+    length = dt.timedelta(minutes=4)
+    young = make_evidence(
+        stage="probation",
+        challenger={"strength": 2.5},
+        label_delay=dt.timedelta(days=1),
+        label_as_of=T0 + dt.timedelta(days=6),
+        maturity_hours=168,
+    )
+    assert young.n_evaluable == 0
+    early = probation_look(young, POLICY, elapsed=length / 2, length=length)
+    assert early.status == "wait"
+    extended = probation_look(young, POLICY, elapsed=length * 1.5, length=length)
+    assert extended.status == "wait" and not extended.check("ap_non_inferiority").ran
+    late = length * (1.0 + PROBATION_GRACE) + dt.timedelta(seconds=1)
+    unjudged = probation_look(young, POLICY, elapsed=late, length=length)
+    assert unjudged.status == "rollback" and "without judging quality" in unjudged.reason
+    matured = make_evidence(stage="probation", champion={"strength": 2.0}, challenger={"strength": 2.05})
+    judged = probation_look(matured, POLICY, elapsed=length, length=length)
+    assert judged.status in ("confirm", "rollback") and judged.check("ap_non_inferiority").ran

@@ -54,7 +54,7 @@ def local_stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any
         stack.down()
 
 
-@pytest.mark.timeout(40 * 60)
+@pytest.mark.timeout(45 * 60)
 def test_make_run_lifecycle_shortened(local_stack: Any) -> None:
     from fraudops.demo import DemoConfig, run_demo
     from fraudops.warehouse import Warehouse
@@ -62,7 +62,7 @@ def test_make_run_lifecycle_shortened(local_stack: Any) -> None:
     s = local_stack.settings
     # The stack's memory only: this pytest process (and the session's own emulator and MLflow,
     # its children) are not part of it.
-    summary = run_demo(DemoConfig(rate=80.0, timeout_s=25 * 60.0, count_demo_process=False), s)
+    summary = run_demo(DemoConfig(rate=80.0, timeout_s=35 * 60.0, count_demo_process=False), s)
     # drift → retrain → release ran on its own (Asset-triggered runs) and was decided on evidence.
     # Usually the retrain, which learned the attack the stale champion never saw, is promoted and
     # confirmed (as in every `make run` since the attack became a new pattern); but the gate is a

@@ -4,10 +4,11 @@ Why so thin: every route hands off to a plain method (``score``, ``describe``, `
 behaviour is tested without HTTP and this file only parses, authenticates and serialises (orjson).
 ``/score`` runs on the event loop itself (no thread-pool hop: the work is ~100 µs of CPU); the
 control API does blocking registry and warehouse calls, so it runs in the thread pool.
-``X-Score-Latency-Ms`` carries the server-side handling time (the benchmark reads it). On the fast
-path the prediction row and the shadow offer run after the response is written: the answer does
-not depend on them, so production latency does not include them (the client-side p99 in the
-benchmark shows whatever they still cost the next request).
+``X-Score-Latency-Ms`` carries the server-side handling time (the benchmark reads it). The
+prediction row is appended to the local spool before the response is written (an acknowledged
+prediction survives a kill of the process); the shadow offer runs after it: the answer does not
+depend on it, so production latency does not include it (the client-side p99 in the benchmark
+shows whatever it still costs the next request).
 """
 
 from __future__ import annotations

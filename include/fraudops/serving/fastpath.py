@@ -6,8 +6,9 @@ socket writes (head, then body). A transaction score is ~100 µs of CPU, so that
 large share of it. Here a plain ``POST /score`` whose body is complete is put on a list, and one
 callback per event-loop turn (``loop.call_soon``, which runs after the turn's reads) scores the
 whole list with ``ScoringApp.score_batch``: features one request after another in arrival order,
-one ONNX call for all of them. Each answer is one socket write; then the prediction rows and
-shadow offers run, after every answer of the batch is on the wire.
+one ONNX call for all of them. The prediction rows are appended to the local spool while the batch
+is scored, before its answers are written (acknowledged means spooled); each answer is one socket
+write; the shadow offers run after every answer of the batch is on the wire.
 
 Nothing waits to form a batch: a lone request is answered in the same turn it was read, so at low
 load this is the one-request path, and under load a turn holds as many requests as arrived while
@@ -157,7 +158,8 @@ def score_protocol(app: ScoringApp, path: bytes = b"/score") -> type[HttpToolsPr
                 except Exception:  # one broken connection must not leave its batch-mates waiting
                     log.exception("writing a /score answer failed")
                     proto.transport.close()
-            # Every answer of the batch is written: now the prediction rows and shadow offers.
+            # Every answer of the batch is written (its prediction rows already spooled): now the
+            # shadow offers.
             run_after(works)
 
     class ScoreFastPath(HeadLimitedProtocol):

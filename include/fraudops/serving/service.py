@@ -498,10 +498,11 @@ class ScoringService:
         Per row: the champion's answer; if it fails that row, the previous version's; if nobody
         can answer, a ``ModelFailure`` in its place; for a request whose event time lies outside
         the clock's bounds (``ServingOptions.event_clock``), a ``RequestError`` (422) and no state
-        change; for a request whose features raised, a bug, that exception. The prediction rows
-        and shadow offers do not shape the answers: with ``defer`` (the HTTP layer passes one)
-        they are handed over, one callable per scored request in order, to run once the
-        responses are on the wire; without it they run here.
+        change; for a request whose features raised, a bug, that exception. Each scored request's
+        prediction row is spooled here, before any answer leaves (acknowledged means spooled).
+        Shadow offers do not shape the answers: with ``defer`` (the HTTP layer passes one) they
+        are handed over, one callable per scored request in order, to run once the responses are
+        on the wire; without it they run here.
         """
         t0 = time.perf_counter()
         current, previous = self.manager.pair

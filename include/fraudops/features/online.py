@@ -19,6 +19,17 @@ Backends
     starting with the transaction_id so same-timestamp members sort by id) shared by several
     scoring replicas. One request is one pipelined round trip: range reads for the event's
     entities, then the writes (the reads come first, so they never see the event itself).
+
+Bounded state (issue #18, finding 5)
+    Every id in a request creates state, so a stream of random ids would grow it without end.
+    The store's clock is the newest event time it has recorded. An entity whose newest event is
+    ``TTL_US[family]`` (its longest window + twice the lateness allowance) behind that clock is
+    evicted: no event the service accepts (at most the lateness allowance behind its clock) can
+    see it in any window, so features stay identical to the offline builder. The embedded backend
+    also caps each family at ``max_entities`` (``FRAUDOPS_FEATURE_MAX_ENTITIES``): past it, the
+    entity with the least recent in-order event is evicted, counted and logged. That cap is the one
+    case where online and offline features can differ (an evicted entity restarts cold). Redis keys
+    get the same TTL (wall clock) on every write.
 """
 
 from __future__ import annotations
@@ -26,7 +37,9 @@ from __future__ import annotations
 import logging
 from array import array
 from bisect import bisect_left, bisect_right
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableSequence, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from fraudops.exceptions import DataValidationError, FeatureSpecError
@@ -72,6 +85,21 @@ RETENTION_US: dict[str, int] = {
     "region": D1 + LATENESS_ALLOWANCE_US,
     "device": D1 + LATENESS_ALLOWANCE_US,
 }
+#: An entity is evicted once its newest event is this far behind the store's clock (its newest
+#: event): the family's longest window, plus the lateness allowance (the oldest event the service
+#: accepts), plus the same again as margin (the service's clock may run ahead of the store's).
+TTL_US: dict[str, int] = {fam: keep + LATENESS_ALLOWANCE_US for fam, keep in RETENTION_US.items()}
+#: The TTL sweep runs when the clock has moved this far since the last one (it looks at the least
+#: recent entity of each family until one is live: O(evicted)). Ten minutes against a TTL of days:
+#: eviction is never noticeably late, and the sweep stays off the per-event path (simulated
+#: traffic runs event time ~1 600x faster than the wall clock).
+SWEEP_EVERY_US = 600_000_000
+#: Default cap on entities per family (FRAUDOPS_FEATURE_MAX_ENTITIES). Measured in
+#: test_online_bounds.py (resident memory, compiled and pure Python alike): a flood where every id
+#: of every event is new costs ~3.5 KB per cap slot once all five families are full and churning,
+#: so 500 000 bounds it to ~1.7 GB; that is 10x the simulated population (50 000 cards), so no
+#: entity of legitimate traffic is evicted by the cap here.
+DEFAULT_MAX_ENTITIES = 500_000
 #: Event tuple fields: (t_us, transaction_id, cents, amount, card, terminal, merchant, region, device)
 Event = tuple[int, str, int, float, Any, Any, Any, Any, Any]
 #: Embedded state keeps times and prefix sums in int64 arrays (a search touches few cache lines).
@@ -373,6 +401,19 @@ class _Card:
             self.seen_reg = {v: t for v, t in self.seen_reg.items() if t > bound}
 
 
+@dataclass(frozen=True)
+class StateStats:
+    """What the embedded state holds: entities per family, evictions so far, the cap."""
+
+    #: family -> entities held
+    entities: dict[str, int]
+    #: (family, reason) -> entities evicted since start; reason ``ttl`` (older than the family's
+    #: TTL: cannot change any feature) or ``cap`` (``max_entities``: the entity restarts cold)
+    evictions: dict[tuple[str, str], int]
+    #: the cap per family
+    max_entities: int
+
+
 class EmbeddedBackend:
     """In-process state (the default). Not shared between processes; fast.
 
@@ -382,10 +423,22 @@ class EmbeddedBackend:
 
     name = "embedded"
 
-    def __init__(self) -> None:
+    def __init__(self, max_entities: int = DEFAULT_MAX_ENTITIES) -> None:
+        if max_entities < 1:
+            raise FeatureSpecError(f"max_entities must be >= 1, got {max_entities}")
+        self.max_entities = max_entities
         self.families: set[str] = set()
-        self._cards: dict[Any, _Card] = {}
-        self._times: dict[str, dict[Any, _Times]] = {f: {} for f in COUNT_WINDOWS}
+        # Ordered by recency: an entity moves to the end when it records an in-order event, so the
+        # front holds the least recent one (TTL sweep and cap both evict from the front).
+        self._cards: OrderedDict[Any, _Card] = OrderedDict()
+        self._times: dict[str, OrderedDict[Any, _Times]] = {f: OrderedDict() for f in COUNT_WINDOWS}
+        #: The store's clock: the newest event time recorded (µs); the TTL sweep is relative to it.
+        self.now = -_INT64_MAX
+        self._sweep_at = -_INT64_MAX
+        #: (family, reason) -> entities evicted; reason "ttl" (expired) or "cap" (max_entities).
+        self.evictions: dict[tuple[str, str], int] = {
+            (f, r): 0 for f in ("card", *COUNT_WINDOWS) for r in ("ttl", "cap")
+        }
         #: family -> entity -> {txid: (label_us, event_us)} (fraud labels only)
         self._labels: dict[str, dict[Any, dict[str, tuple[int, int]]]] = {"terminal": {}, "merchant": {}}
         self._steps: dict[str, Step] = {
@@ -409,7 +462,64 @@ class EmbeddedBackend:
         pass
 
     def clear(self) -> None:
-        self.__init__()  # type: ignore[misc]
+        self.__init__(self.max_entities)  # type: ignore[misc]
+
+    def stats(self) -> StateStats:
+        """Entities held per family and evictions so far (the service's /metrics reads these)."""
+        entities = {"card": len(self._cards), **{f: len(t) for f, t in self._times.items()}}
+        return StateStats(entities, dict(self.evictions), self.max_entities)
+
+    # -- bounds -----------------------------------------------------------------------------
+    def _tables(self) -> list[tuple[str, OrderedDict[Any, Any]]]:
+        return [("card", self._cards), *self._times.items()]
+
+    def sweep(self) -> int:
+        """Evict every entity whose newest event is its family's TTL behind the clock; returns how
+        many. Runs by itself as the clock advances (every ``SWEEP_EVERY_US``)."""
+        evicted = 0
+        for fam, table in self._tables():
+            bound = self.now - TTL_US[fam]
+            n = 0
+            while table:
+                entity = next(iter(table))
+                if table[entity].ts[-1] > bound:  # live: those behind it are too (late arrivals aside)
+                    break
+                del table[entity]
+                self._forget_labels(fam, entity, bound)
+                n += 1
+            if n:
+                self.evictions[(fam, "ttl")] += n
+                evicted += n
+        return evicted
+
+    def _evict_lru(self, fam: str, table: OrderedDict[Any, Any]) -> None:
+        """The cap: drop the family's least recent entity (its features restart cold)."""
+        entity, _ = table.popitem(last=False)
+        self._forget_labels(fam, entity, None)
+        key = (fam, "cap")
+        n = self.evictions[key] = self.evictions[key] + 1
+        if n & (n - 1) == 0:  # 1, 2, 4, 8, ...: the log stays short under a flood of new ids
+            log.warning(
+                "online state cap reached: %d %s entities evicted so far (max_entities=%d per family); "
+                "an evicted entity restarts cold, so its features may differ from the offline builder's",
+                n,
+                fam,
+                self.max_entities,
+            )
+
+    def _forget_labels(self, fam: str, entity: Any, bound: int | None) -> None:
+        """Drop an evicted entity's fraud labels (all of them, or those of events before ``bound``)."""
+        if fam not in self._labels:
+            return
+        table = self._labels[fam].get(entity)
+        if table is None:
+            return
+        if bound is not None:
+            for key in [key for key, (_, e) in table.items() if e <= bound]:
+                del table[key]
+            if table:
+                return
+        del self._labels[fam][entity]
 
     # -- hot path ---------------------------------------------------------------------------
     def compute(self, ev: Event, families: Sequence[str], update: bool) -> list[float]:
@@ -420,16 +530,24 @@ class EmbeddedBackend:
         out: list[float] = []
         for step in plan:
             out += step(ev, update)
+        if update and ev[0] > self.now:
+            self.now = ev[0]
+            if self.now >= self._sweep_at:
+                self._sweep_at = self.now + SWEEP_EVERY_US
+                self.sweep()
         return out
 
     def _card(self, ev: Event, update: bool) -> list[float]:
         t, k, cents = ev[0], ev[1], ev[2]
         terminal, region, device = ev[5], ev[7], ev[8]
-        s = self._cards.get(ev[4])
+        cards = self._cards
+        s = cards.get(ev[4])
         if s is None:
             if update:
-                s = self._cards[ev[4]] = _Card()
+                s = cards[ev[4]] = _Card()
                 s.record(0, t, k, cents, device, terminal, region)
+                if len(cards) > self.max_entities:
+                    self._evict_lru("card", cards)
             zeros = [0, 0, 0, 0]
             new_dev, new_reg = (0 if device is None else 1), (0 if region is None else 1)
             return card_values(cents, zeros, zeros, 0, None, new_dev, 1, new_reg)
@@ -475,7 +593,10 @@ class EmbeddedBackend:
             new_reg,
         )
         if update and not dup:
+            newest = p == len(ts)
             s.record(p, t, k, cents, device, terminal, region)
+            if newest:  # the card's newest event: it becomes the most recent card
+                cards.move_to_end(ev[4])
         return values
 
     def _risk_step(self, fam: str) -> Step:
@@ -494,6 +615,8 @@ class EmbeddedBackend:
             if s is None:
                 if update:
                     table[entity] = _Times(t, k)
+                    if len(table) > self.max_entities:
+                        self._evict_lru(fam, table)
                 c1, c7, c30 = 0, 0, 0
             else:
                 ts = s.ts
@@ -507,6 +630,7 @@ class EmbeddedBackend:
                     if update:
                         ts.append(t)
                         s.ks.append(k)
+                        table.move_to_end(entity)
                         if ts[0] <= t - trim_at:
                             s.trim(t - keep)
                 else:
@@ -547,6 +671,8 @@ class EmbeddedBackend:
             if s is None:
                 if update:
                     table[entity] = _Times(t, k)
+                    if len(table) > self.max_entities:
+                        self._evict_lru(fam, table)
                 return values(0, 0)
             ts = s.ts
             last = ts[-1]
@@ -557,6 +683,7 @@ class EmbeddedBackend:
                 if update:
                     ts.append(t)
                     s.ks.append(k)
+                    table.move_to_end(entity)
                     if ts[0] <= t - trim_at:
                         s.trim(t - keep)
             else:
@@ -609,6 +736,10 @@ def _device_values(c1h: int, c1d: int) -> list[float]:
 # Redis backend
 # ---------------------------------------------------------------------------------------------
 _SEP = "\x00"
+#: Key TTLs, set on every write: Redis expires an entity idle for its family's TTL. Wall-clock
+#: time, so this assumes event time does not run slower than the wall clock (production traffic);
+#: Redis's own ``maxmemory`` policy is the size cap for the shared store.
+_TTL_MS = {fam: ttl // 1000 for fam, ttl in TTL_US.items()}
 
 
 def _scan_card(
@@ -691,6 +822,10 @@ class RedisBackend:
     def close(self) -> None:
         self.r.close()
 
+    def stats(self) -> StateStats | None:
+        """None: Redis expires keys itself (its INFO keyspace shows them)."""
+        return None
+
     def clear(self) -> None:
         keys = list(self.r.scan_iter(f"{self.prefix}:*", count=1000))
         for i in range(0, len(keys), 1000):
@@ -729,6 +864,7 @@ class RedisBackend:
                     member = k
                 pipe.zadd(key, {member: t})
                 pipe.zremrangebyscore(key, "-inf", t - RETENTION_US[fam])
+                pipe.pexpire(key, _TTL_MS[fam])
         results = pipe.execute() if plan else []
         out: list[float] = []
         i = 0
@@ -774,6 +910,7 @@ class RedisBackend:
             key = self._key(fam + "_labels", entity)
             pipe.zadd(key, {f"{txid}{_SEP}{label_us}": event_us})
             pipe.zremrangebyscore(key, "-inf", event_us - RETENTION_US[fam])
+            pipe.pexpire(key, _TTL_MS[fam])
         pipe.execute()
 
     def add_labels(self, labels: Iterable[tuple[str, int, int, Any, Any]]) -> None:
@@ -782,7 +919,9 @@ class RedisBackend:
             label_us = max(label_us, event_us)
             for fam, entity in (("terminal", terminal), ("merchant", merchant)):
                 if entity is not None:
-                    pipe.zadd(self._key(fam + "_labels", entity), {f"{txid}{_SEP}{label_us}": event_us})
+                    key = self._key(fam + "_labels", entity)
+                    pipe.zadd(key, {f"{txid}{_SEP}{label_us}": event_us})
+                    pipe.pexpire(key, _TTL_MS[fam])
             if n % 5000 == 0:
                 pipe.execute()
         pipe.execute()
@@ -802,7 +941,9 @@ class RedisBackend:
                     member = _SEP.join((k, str(ev[2]), _enc(ev[8]), _enc(ev[5]), _enc(ev[7])))
                 else:
                     member = k
-                pipe.zadd(self._key(fam, entity), {member: t})
+                key = self._key(fam, entity)
+                pipe.zadd(key, {member: t})
+                pipe.pexpire(key, _TTL_MS[fam])
             if n % 2000 == 0:
                 pipe.execute()
         pipe.execute()

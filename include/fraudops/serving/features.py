@@ -21,7 +21,7 @@ from fraudops.exceptions import FeatureSpecError
 from fraudops.features.spec import FeatureSpec
 
 if TYPE_CHECKING:
-    from fraudops.features.online import OnlineFeatureStore
+    from fraudops.features.online import OnlineFeatureStore, StateStats
     from fraudops.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
@@ -36,9 +36,14 @@ class FeatureRouter:
         warehouse: Warehouse | None = None,
         warm_days: float = 30.0,
         backend: Any = None,
+        max_entities: int | None = None,
     ) -> None:
         self.warehouse = warehouse
         self.warm_days = warm_days
+        if backend is None and max_entities is not None:
+            from fraudops.features.online import EmbeddedBackend
+
+            backend = EmbeddedBackend(max_entities)
         self.backend = backend
         self.store: OnlineFeatureStore | None = None
         self.union: FeatureSpec | None = None
@@ -129,6 +134,11 @@ class FeatureRouter:
         if self.last_event is None or t > self.last_event:
             self.last_event = t
         return vector
+
+    def stats(self) -> StateStats | None:
+        """The online state's entity counts and evictions (None: not started, or Redis)."""
+        store = self.store
+        return None if store is None else store.backend.stats()
 
     def slice(self, union_vector: list[float], spec_id: str) -> list[float]:
         idx = self._slices[spec_id]

@@ -238,6 +238,20 @@ class ServingMetrics:
             registry=r,
         )
         self._log_seen: dict[str, int] = {}
+        self.feature_entities = Gauge(
+            "fraudops_feature_entities",
+            "Entities held by the embedded online feature store, by family.",
+            ["family"],
+            registry=r,
+        )
+        self.feature_evictions = Counter(
+            "fraudops_feature_evictions",
+            "Online feature state evicted, by family and reason: ttl (idle past the longest window; "
+            "cannot change any feature) or cap (FRAUDOPS_FEATURE_MAX_ENTITIES; the entity restarts cold).",
+            ["family", "reason"],
+            registry=r,
+        )
+        self._evictions_seen: dict[tuple[str, str], int] = {}
         self._before_scrape: list[Callable[[], None]] = []
 
     def on_scrape(self, fn: Callable[[], None]) -> None:
@@ -264,6 +278,19 @@ class ServingMetrics:
             if value > seen:
                 self.log_events.labels(event).inc(value - seen)
             self._log_seen[event] = max(value, seen)
+
+    def set_feature_stats(self, stats: Any) -> None:
+        """Online store ``StateStats`` (None for Redis, which expires keys itself)."""
+        if stats is None:
+            return
+        for family, n in stats.entities.items():
+            self.feature_entities.labels(family).set(n)
+        for key, value in stats.evictions.items():  # cumulative in the store: advance by the news
+            seen = self._evictions_seen.get(key, 0)
+            child = self.feature_evictions.labels(*key)
+            if value > seen:
+                child.inc(value - seen)
+                self._evictions_seen[key] = value
 
 
 #: ``fraudops_prediction_log_events_total{event}`` -> the ``SpoolStats`` total it follows.

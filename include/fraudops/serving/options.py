@@ -13,6 +13,7 @@ from pathlib import Path
 
 from fraudops.config import Settings, load_settings
 from fraudops.exceptions import ConfigError
+from fraudops.features.online import DEFAULT_MAX_ENTITIES
 
 
 def _float(name: str, default: float) -> float:
@@ -87,6 +88,10 @@ class ServingOptions:
     #: FRAUDOPS_MAX_PAST_S); None: the clock's default (``EVENT_CLOCK_DEFAULTS``). Further out: 422.
     max_future_s: float | None = None
     max_past_s: float | None = None
+    #: Cap on the embedded online store's entities per family (FRAUDOPS_FEATURE_MAX_ENTITIES):
+    #: past it the least recent entity is evicted (counted in /metrics; it restarts cold). Idle
+    #: entities are evicted anyway once past their longest window (``features.online.TTL_US``).
+    feature_max_entities: int = DEFAULT_MAX_ENTITIES
 
     def __post_init__(self) -> None:
         if self.event_clock not in EVENT_CLOCK_DEFAULTS:
@@ -96,6 +101,8 @@ class ServingOptions:
             value = getattr(self, name)
             if value is not None and not 0 <= value < 1e10:
                 raise ConfigError(f"{name} must be a number of seconds >= 0, got {value!r}")
+        if self.feature_max_entities < 1:
+            raise ConfigError(f"FRAUDOPS_FEATURE_MAX_ENTITIES must be >= 1, got {self.feature_max_entities}")
 
     @property
     def event_time_bounds_s(self) -> tuple[float, float]:
@@ -133,6 +140,7 @@ class ServingOptions:
             event_clock=os.environ.get("FRAUDOPS_EVENT_CLOCK", "server") or "server",
             max_future_s=_optional_float("FRAUDOPS_MAX_FUTURE_S"),
             max_past_s=_optional_float("FRAUDOPS_MAX_PAST_S"),
+            feature_max_entities=int(_float("FRAUDOPS_FEATURE_MAX_ENTITIES", DEFAULT_MAX_ENTITIES)),
         )
         return base if not overrides else _replace(base, overrides)
 

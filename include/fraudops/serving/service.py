@@ -112,7 +112,9 @@ class ScoringService:
             warehouse=warehouse if self.options.warm_days > 0 else None,
             warm_days=self.options.warm_days,
             backend=_backend(s.redis_url),
+            max_entities=self.options.feature_max_entities,
         )
+        self.metrics.on_scrape(lambda: self.metrics.set_feature_stats(self.router.stats()))
         self.cache = BundleCache(self.options.root / "bundles", self.tracking_uri)
         self.watcher = AliasWatcher(
             self.model_name,

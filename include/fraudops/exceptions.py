@@ -50,3 +50,21 @@ class FeatureSpecError(PermanentError):
 
 class ArtifactError(PermanentError):
     """A model artifact is broken, inconsistent or too slow to serve."""
+
+
+class LatencyBudgetError(ArtifactError):
+    """The artifact's single-row p99 latency exceeded its budget where it was measured.
+
+    Unlike the other artifact errors, this one depends on the machine's load at the time of the
+    measurement: a busy host can make a fine model look slow. Callers that measure on a shared,
+    busy host (the scoring service at load time) measure again later before refusing it for good.
+    """
+
+    def __init__(self, p99_ms: float, budget_ms: float, rounds: int = 1) -> None:
+        self.p99_ms = p99_ms
+        self.budget_ms = budget_ms
+        self.rounds = rounds
+        within = "" if rounds <= 1 else f" (best of {rounds} rounds)"
+        super().__init__(
+            f"single-row p99 latency {p99_ms:.4f} ms exceeds the budget of {budget_ms:g} ms{within}"
+        )

@@ -219,10 +219,17 @@ def wait_for_service(
         time.sleep(poll_s)
 
 
-def _champion_is(version: str) -> Any:
+def _champion_is(version: str, model_name: str = "") -> Any:
     def ready(doc: dict[str, Any]) -> bool:
         champ = doc.get("champion") or {}
-        return str(champ.get("version")) == version
+        if str(champ.get("version")) == version:
+            return True
+        refused = (doc.get("rejected") or {}).get(f"champion@{version}")
+        if refused:
+            raise PermanentError(
+                f"the scoring service refused {model_name} v{version} as champion: {refused}"
+            )
+        return False
 
     return ready
 
@@ -739,6 +746,14 @@ def promote(
         log.warning("champion moved from v%s to v%s during the shadow phase", cand.champion, old)
     url = ctx.scoring_url(params)
     old_alias = f"{CHALLENGER_PREFIX}{old}"
+    if find_deployment(ctx.wh(), deployment_id_for(_key(ctx, REFUSED_STEP, CHAMPION, "rollback", old))):
+        # An earlier attempt of this step found the service refusing the bundle: finish putting
+        # the registry back (idempotent) and fail the same way, without promoting again.
+        refusals = _service_doc(url).get("rejected") or {}
+        why = refusals.get(f"{CHAMPION}@{version}") or "see the first attempt"
+        err = PermanentError(f"the scoring service refused {name} v{version} as champion: {why}")
+        _restore_refused(ctx, cand, old, old_alias, str(err))
+        raise err
     # Old champion into shadow first, so probation has its scores from the first promoted request.
     _move(
         ctx,
@@ -762,7 +777,13 @@ def promote(
         ctx.wh(), deployment_id_for(_key(ctx, "promote", CHAMPION, "promote", version))
     )
     promoted_at = _as_utc(promoted["deployed_at"]) if promoted and promoted.get("deployed_at") else _now()
-    _, waited = wait_for_service(url, _champion_is(version), f"champion v{version}", params.deploy_timeout_s)
+    try:
+        _, waited = wait_for_service(
+            url, _champion_is(version, name), f"champion v{version}", params.deploy_timeout_s
+        )
+    except PermanentError as err:
+        _restore_refused(ctx, cand, old, old_alias, str(err))
+        raise
     wait_for_service(
         url, _challenger_running(old_alias, old, name), f"{old_alias} running", params.deploy_timeout_s
     )
@@ -782,6 +803,29 @@ def promote(
         seconds_to_serving=round(waited, 3),
         served_threshold=decision.served_threshold,
     )
+
+
+#: The step key of the moves that undo a promotion the scoring service refused.
+REFUSED_STEP = "promote_refused"
+
+
+def _restore_refused(ctx: ReleaseContext, cand: Candidate, old: str, old_alias: str, why: str) -> None:
+    """The service refused the new champion's bundle and still serves ``old``: put the registry
+    back where production is (champion → ``old``, its shadow alias retired), so both say the same
+    thing. Audited and idempotent under this run's keys."""
+    name = cand.model_name
+    _move(ctx, name, CHAMPION, old, "rollback", why, step=REFUSED_STEP)
+    retire_alias(ctx, name, old_alias, "restored as champion", step=REFUSED_STEP)
+    _tag_version(ctx, cand, {"release_status": "refused_by_service"})
+    log.error("%s; champion alias restored to v%s", why, old)
+
+
+def _service_doc(url: str) -> dict[str, Any]:
+    """``/version`` of the service, or {} when it cannot be reached (for messages only)."""
+    try:
+        return service_state(url)
+    except ServiceError:
+        return {}
 
 
 def _as_utc(value: Any) -> dt.datetime:

@@ -195,6 +195,12 @@ class ServingMetrics:
             ["alias"],
             registry=r,
         )
+        self.load_retries = Counter(
+            "fraudops_model_load_retries",
+            "Loads measured over the latency budget on a busy host, to be measured again later.",
+            ["alias"],
+            registry=r,
+        )
         self.shed = Counter(
             "fraudops_shadow_shed",
             "Mirrored events dropped (queue full, worker down or throttled).",

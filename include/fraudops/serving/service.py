@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from fraudops.exceptions import FraudopsError
+from fraudops.exceptions import FraudopsError, LatencyBudgetError
 from fraudops.serving.features import FeatureRouter
 from fraudops.serving.metrics import ServingMetrics
 from fraudops.serving.models import (
@@ -69,6 +69,8 @@ class ModelFailure(FraudopsError):
 
 #: ``/health`` and ``/version``: the registry state when something waits for it.
 WAITING_FOR_REGISTRY = "waiting for registry"
+#: ``Waiting.reason`` of a version that was over its latency budget at load (measured again later).
+LATENCY = "latency"
 
 
 @dataclass(frozen=True)
@@ -146,6 +148,10 @@ class ScoringService:
         # "alias@version" -> why it is not loaded yet (registry unreachable: retried with backoff).
         self.waiting: dict[str, Waiting] = {}
         self.backoff = Backoff()
+        # A load over the latency budget is measured again (the host may just have been busy):
+        # up to ``latency_attempts`` loads, ``latency_backoff`` apart, before it is refused.
+        self.latency_attempts = 5
+        self.latency_backoff = Backoff(base_s=5.0, cap_s=60.0)
         # Rollbacks applied while the registry was down, oldest first, not yet moved in the registry.
         self.pending_rollbacks: list[PendingRollback] = []
         # Champion swaps (watcher thread, control API thread) one at a time; loads stay outside it.
@@ -242,7 +248,7 @@ class ScoringService:
         # An alias that moved on takes its wait with it.
         for key in [k for k in self.waiting if k not in wanted_keys]:
             self.waiting.pop(key, None)
-        self.metrics.registry_waiting.set(len(self.waiting))
+        self.metrics.registry_waiting.set(sum(w.reason != LATENCY for w in self.waiting.values()))
 
     def _swap_to(self, slot: ModelSlot) -> None:
         """Make ``slot`` the champion (caller holds ``_swap_lock``)."""
@@ -269,14 +275,47 @@ class ScoringService:
                 self._wait_for_registry(key, alias, version, why, err)
                 return None
             reason = f"{type(err).__name__}: {err}"[:500]
+            if isinstance(err, LatencyBudgetError):
+                attempts = 1 + (waiting.attempts if waiting is not None and waiting.reason == LATENCY else 0)
+                if attempts < self.latency_attempts:
+                    self._measure_again(key, alias, version, err, attempts)
+                    return None
+                reason = f"{reason}, on {attempts} loads"
             self.waiting.pop(key, None)
             self.rejected[key] = reason
             self.metrics.load_failures.labels(alias).inc()
             log.error("refusing %s v%s for %s: %s", self.model_name, version, alias, reason)
             return None
         if self.waiting.pop(key, None) is not None:
-            log.info("%s v%s for %s loaded: the registry is back", self.model_name, version, alias)
+            log.info("%s v%s for %s loaded after waiting", self.model_name, version, alias)
         return slot
+
+    def _measure_again(
+        self, key: str, alias: str, version: str, err: LatencyBudgetError, attempts: int
+    ) -> None:
+        """``version`` was over its latency budget on this (busy) host: load it again later."""
+        delay = self.latency_backoff.delay(attempts, self._rand)
+        before = self.waiting.get(key)
+        self.waiting[key] = Waiting(
+            alias=alias,
+            version=version,
+            reason=LATENCY,
+            error=f"{type(err).__name__}: {err}"[:500],
+            attempts=attempts,
+            next_try=time.monotonic() + delay,
+            since=time.time() if before is None else before.since,
+        )
+        self.metrics.load_retries.labels(alias).inc()
+        log.warning(
+            "%s v%s for %s: %s (load %d of %d); measuring again in %.0f s",
+            self.model_name,
+            version,
+            alias,
+            err,
+            attempts,
+            self.latency_attempts,
+            delay,
+        )
 
     def _wait_for_registry(self, key: str, alias: str, version: str, why: str, err: Exception) -> None:
         before = self.waiting.get(key)
@@ -292,7 +331,7 @@ class ScoringService:
             since=time.time() if before is None else before.since,
         )
         self.metrics.registry_unavailable.labels("load", why).inc()
-        self.metrics.registry_waiting.set(len(self.waiting))
+        self.metrics.registry_waiting.set(sum(w.reason != LATENCY for w in self.waiting.values()))
         log.warning(
             "%s v%s for %s: registry unreachable (%s, attempt %d); trying again in %.1f s",
             self.model_name,
@@ -457,7 +496,8 @@ class ScoringService:
             }
             for key, w in list(self.waiting.items())
         }
-        waits = bool(waiting or self.pending_rollbacks or self.watcher.failing)
+        registry_waits = any(w.reason != LATENCY for w in list(self.waiting.values()))
+        waits = bool(registry_waits or self.pending_rollbacks or self.watcher.failing)
         polling = "failing" if self.watcher.failing else "ok"
         status: dict[str, Any] = {
             "state": WAITING_FOR_REGISTRY if waits else "ok",

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fraudops.exceptions import ArtifactError
+from fraudops.exceptions import ArtifactError, LatencyBudgetError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -357,12 +357,17 @@ def verify_artifact(
     *,
     latency_budget_ms: float | None = None,
     n_latency_calls: int = 2_000,
+    latency_rounds: int = 1,
 ) -> VerificationReport:
     """Check a bundle from disk as serving would load it; raise ``ArtifactError`` with the reason.
 
     Checks: manifest hashes (corrupt/modified files), feature spec vs model input width and vs the
     schema, probabilities in [0, 1] and not NaN on every reference row, and the single-row p99
     latency over ``n_latency_calls`` calls against ``latency_budget_ms`` (default: the manifest's).
+
+    ``latency_rounds``: measure up to this many times and keep the best round (a round within the
+    budget ends it). One preempted stretch on a busy host inflates a p99; a model that is really
+    too slow is too slow in every round. The latency failure is a ``LatencyBudgetError``.
     """
     import numpy as np
     import pandas as pd
@@ -399,8 +404,12 @@ def verify_artifact(
 
     budget = float(latency_budget_ms if latency_budget_ms is not None else manifest["latency_budget_ms"])
     p50, p99 = _single_row_latency_ms(session, X, n_latency_calls)
+    rounds = 1
+    while p99 > budget and rounds < latency_rounds:
+        rounds += 1
+        p50, p99 = min((p50, p99), _single_row_latency_ms(session, X, n_latency_calls), key=lambda t: t[1])
     if p99 > budget:
-        raise ArtifactError(f"single-row p99 latency {p99:.4f} ms exceeds the budget of {budget:g} ms")
+        raise LatencyBudgetError(p99, budget, rounds)
     return VerificationReport(
         path=root,
         n_features=len(names),

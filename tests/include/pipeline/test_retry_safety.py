@@ -34,6 +34,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.retry_safety]
 
 DRIVER = Path(__file__).with_name("retry_driver.py")
 RETRIES = 3
+#: Models whose name starts with this are refused as champion by the service view below.
+REFUSING = "retry-refused"
+REFUSAL = "LatencyBudgetError: single-row p99 latency 3.0756 ms exceeds the budget of 2 ms, on 5 loads"
 
 
 # -- fixtures -------------------------------------------------------------------------------------
@@ -98,14 +101,20 @@ class _RegistryView(BaseHTTPRequestHandler):
             self.send_error(404)
             return
         aliases = MlflowClient(tracking_uri=self.tracking_uri).get_registered_model(parts[1]).aliases or {}
+        champion, rejected = aliases.get("champion"), {}
+        if parts[1].startswith(REFUSING) and champion not in (None, "1"):
+            # A service that refused the new champion's bundle (as the real one does when its
+            # load-time verification fails) and keeps serving v1.
+            rejected = {f"champion@{champion}": REFUSAL}
+            champion = "1"
         doc = {
-            "champion": {"version": aliases["champion"]} if "champion" in aliases else None,
+            "champion": {"version": champion} if champion else None,
             "challengers": {
                 a: {"version": v, "state": "running", "pid": 0}
                 for a, v in aliases.items()
                 if a.startswith("challenger-")
             },
-            "rejected": {},
+            "rejected": rejected,
             "shadow_sample_rate": 1.0,
         }
         body = json.dumps(doc).encode()
@@ -132,13 +141,13 @@ def service_view(mlflow_server: str) -> Iterator[str]:
 
 
 # -- world ----------------------------------------------------------------------------------------
-def _model(registered_run: dict[str, str], uri: str, wh: Any, step: str) -> str:
+def _model(registered_run: dict[str, str], uri: str, wh: Any, step: str, prefix: str = "retry") -> str:
     """A fresh model with v1 champion and v2 challenger, in the state the step starts from."""
     from mlflow.tracking import MlflowClient
 
     from fraudops.registry import move_alias
 
-    name = f"retry-{step}-{uuid.uuid4().hex[:8]}"
+    name = f"{prefix}-{step}-{uuid.uuid4().hex[:8]}"
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     client.create_registered_model(name)
     for _ in range(2):
@@ -310,3 +319,38 @@ def test_killed_step_retried_three_times_ends_like_one_clean_run(
     # Nothing is left pending, and each change has exactly one row.
     assert all(state == "applied" for (*_, state) in expected["deployments"])
     assert all(n == 1 for key, n in expected["deployments"].items() if key[3] != "bootstrap")
+
+
+def test_promote_refused_by_the_service_puts_the_registry_back_and_fails_fast(
+    fraudops_env: Path, registered_run: dict[str, str], service_view: str
+) -> None:
+    """The service refuses the new champion's bundle and keeps serving v1: ``promote`` fails at
+    once with the service's reason (not after its deploy timeout) and moves the champion alias back
+    to v1, so the registry says what production serves; a retry of the step ends the same way."""
+    import time
+
+    from retry_driver import run_step
+
+    from fraudops.config import load_settings
+    from fraudops.exceptions import PermanentError
+    from fraudops.warehouse import Warehouse
+
+    settings = load_settings()
+    uri = settings.mlflow.tracking_uri
+    wh = Warehouse(settings.warehouse)
+    name = _model(registered_run, uri, wh, "promote", prefix=REFUSING)
+    inputs = _inputs(name, "promote", service_view)  # deploy timeout 30 s
+    states = []
+    for attempt in range(2):
+        t0 = time.monotonic()
+        with pytest.raises(PermanentError, match=r"refused .* v2 as champion: "):
+            run_step("promote", f"fraud_release__refused-{name}", "refused", inputs, wh)
+        assert time.monotonic() - t0 < 20, f"attempt {attempt}: waited for the deploy timeout"
+        states.append(_state(name, uri, wh))
+    state = states[0]
+    assert states[1] == state
+    assert state["aliases"] == {"champion": "1"}, state["aliases"]
+    assert state["tags"]["2"].get("release_status") == "refused_by_service", state["tags"]
+    moves = {(alias, version, action) for (alias, version, _prev, action, _st) in state["deployments"]}
+    assert ("champion", "2", "promote") in moves and ("champion", "1", "rollback") in moves, moves
+    assert all(st == "applied" for (*_, st) in state["deployments"])

@@ -103,6 +103,17 @@ def test_rejects_too_slow(artifact_dir: Path) -> None:
         verify_artifact(artifact_dir, latency_budget_ms=0.000001, n_latency_calls=200)
 
 
+def test_latency_rounds_keep_the_best_round_and_tell_it(artifact_dir: Path) -> None:
+    from fraudops.exceptions import LatencyBudgetError
+
+    with pytest.raises(LatencyBudgetError, match=r"\(best of 3 rounds\)") as err:
+        verify_artifact(artifact_dir, latency_budget_ms=0.000001, n_latency_calls=200, latency_rounds=3)
+    assert err.value.rounds == 3 and err.value.budget_ms == 0.000001 and err.value.p99_ms > 0
+    # Within the budget at the first round: one round, and the report says what it measured.
+    report = verify_artifact(artifact_dir, latency_budget_ms=1000.0, n_latency_calls=200, latency_rounds=3)
+    assert 0 < report.latency_p99_ms <= 1000.0
+
+
 def test_rejects_missing_manifest(artifact_dir: Path, tmp_path: Path) -> None:
     bundle = _copy(artifact_dir, tmp_path)
     (bundle / MANIFEST_FILE).unlink()

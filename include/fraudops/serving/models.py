@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from fraudops.features.spec import FeatureSpec
+from fraudops.serving.verifier import VerifyLimits
 
 log = logging.getLogger(__name__)
 
@@ -65,15 +66,17 @@ def slot_from_bundle(
     path: Path,
     budget_ms: float = 0.0,
     threshold: float | None = None,
+    expect: dict[str, str] | None = None,
 ) -> ModelSlot:
     """Load a verified bundle directory into a slot (one intra-op thread).
 
     ``threshold``: the version's served threshold (registry tag ``served_threshold``, set at
-    promotion); None = the manifest's ``decision_threshold``.
+    promotion); None = the manifest's ``decision_threshold``. ``expect``: the file digests its
+    verification saw; the load refuses a bundle that changed since.
     """
     from fraudops.training.package import load_scorer
 
-    scorer = load_scorer(path, intra_op_num_threads=1)
+    scorer = load_scorer(path, intra_op_num_threads=1, expect=expect)
     # A fresh session's first calls allocate (milliseconds): warm it before it serves, or the
     # first requests after a swap would blow the budget and fall back.
     # The service scores through ``score_batch`` only: one row, and the batch shapes a busy service sends.
@@ -98,10 +101,14 @@ LATENCY_ROUNDS = 3
 class BundleCache:
     """Downloads and verifies a version's bundle once into ``root/<name>/<version>``."""
 
-    def __init__(self, root: Path, tracking_uri: str, verify: bool = True) -> None:
+    def __init__(
+        self, root: Path, tracking_uri: str, verify: bool = True, limits: VerifyLimits | None = None
+    ) -> None:
         self.root = root
         self.tracking_uri = tracking_uri
         self.verify = verify
+        self.limits = limits
+        self._digests: dict[tuple[str, str], dict[str, str]] = {}
 
     def cached(self, name: str, version: str) -> Path | None:
         """The bundle directory of ``version`` if it was downloaded before (no registry call)."""
@@ -121,14 +128,16 @@ class BundleCache:
         return None if got is None else float(got)
 
     def fetch(self, name: str, version: str) -> Path:
+        """The verified bundle of ``version`` (downloaded once). Verification runs in a
+        resource-limited child process (``verifier.verify_isolated``); the file digests it saw are
+        kept for ``expected_digests``, so the load that follows serves exactly what passed."""
         from fraudops.registry import download_artifact_dir
-        from fraudops.training.package import verify_artifact
 
         dest = self.root / name / str(version)
         bundle = dest / "bundle"
         if (bundle / "manifest.json").exists():
             if self.verify:
-                verify_artifact(bundle, n_latency_calls=200, latency_rounds=LATENCY_ROUNDS)
+                self._verify(name, version, bundle, n_latency_calls=200)
             return bundle
         tmp = dest.with_name(f"{version}.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
@@ -136,12 +145,24 @@ class BundleCache:
             got = download_artifact_dir(name, version, tmp, tracking_uri=self.tracking_uri, verify=False)
             if self.verify:
                 # Fewer latency calls than the packaging gate: the service is warm and busy.
-                verify_artifact(got, n_latency_calls=500, latency_rounds=LATENCY_ROUNDS)
+                self._verify(name, version, got, n_latency_calls=500)
             shutil.rmtree(dest, ignore_errors=True)
             tmp.rename(dest)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return bundle
+
+    def _verify(self, name: str, version: str, path: Path, n_latency_calls: int) -> None:
+        from fraudops.serving.verifier import verify_isolated
+
+        got = verify_isolated(
+            path, n_latency_calls=n_latency_calls, latency_rounds=LATENCY_ROUNDS, limits=self.limits
+        )
+        self._digests[(name, str(version))] = got.digests
+
+    def expected_digests(self, name: str, version: str) -> dict[str, str] | None:
+        """File digests of ``version`` as its last verification saw them (None: not verified)."""
+        return self._digests.get((name, str(version)))
 
     def served_threshold(self, name: str, version: str) -> float | None:
         """The version's ``served_threshold`` tag (None: not set, serve the manifest's threshold).

@@ -361,7 +361,13 @@ class ScoringService:
         served = self.cache.served_threshold(self.model_name, version)
         if scorer:
             return slot_from_bundle(
-                self.model_name, version, alias, path, self.options.budget_ms, threshold=served
+                self.model_name,
+                version,
+                alias,
+                path,
+                self.options.budget_ms,
+                threshold=served,
+                expect=self.cache.expected_digests(self.model_name, version),
             )
         import json
 

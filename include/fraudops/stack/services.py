@@ -110,12 +110,31 @@ def bqemulator_spec(
     )
 
 
-def mlflow_spec(mlflow_dir: Path, log_dir: Path, run_dir: Path, host: str, port: int) -> ServiceSpec:
+def mlflow_spec(
+    mlflow_dir: Path,
+    log_dir: Path,
+    run_dir: Path,
+    host: str,
+    port: int,
+    *,
+    name: str = "mlflow",
+    store_args: list[str] | None = None,
+) -> ServiceSpec:
+    """One MLflow server: by default tracking + registry in ``mlflow_dir/mlflow.db`` serving its
+    own artifacts; ``store_args`` replaces those store options (e.g. an artifacts-only server)."""
     mlflow_dir.mkdir(parents=True, exist_ok=True)
-    (mlflow_dir / "artifacts").mkdir(exist_ok=True)
+    if store_args is None:
+        (mlflow_dir / "artifacts").mkdir(exist_ok=True)
+        store_args = [
+            "--backend-store-uri",
+            f"sqlite:///{mlflow_dir / 'mlflow.db'}",
+            "--artifacts-destination",
+            str(mlflow_dir / "artifacts"),
+            "--serve-artifacts",
+        ]
     url = f"http://{host}:{port}"
     return ServiceSpec(
-        name="mlflow",
+        name=name,
         command=[
             venv_bin("mlflow"),
             "server",
@@ -125,16 +144,12 @@ def mlflow_spec(mlflow_dir: Path, log_dir: Path, run_dir: Path, host: str, port:
             str(port),
             "--workers",
             "1",
-            "--backend-store-uri",
-            f"sqlite:///{mlflow_dir / 'mlflow.db'}",
-            "--artifacts-destination",
-            str(mlflow_dir / "artifacts"),
-            "--serve-artifacts",
+            *store_args,
         ],
         url=url,
         health=lambda: http_ok(f"{url}/health"),
-        log_file=log_dir / "mlflow.log",
-        pid_file=run_dir / "mlflow.pid",
+        log_file=log_dir / f"{name}.log",
+        pid_file=run_dir / f"{name}.pid",
         env={
             "MLFLOW_DISABLE_TELEMETRY": "true",
             "DO_NOT_TRACK": "true",

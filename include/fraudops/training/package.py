@@ -84,6 +84,8 @@ class VerificationReport:
     latency_budget_ms: float
     score_min: float
     score_max: float
+    #: Latency rounds measured (the best counts).
+    rounds: int = 1
 
 
 def feature_names_from_spec(feature_spec: Mapping[str, Any]) -> list[str]:
@@ -325,6 +327,8 @@ def _check_hashes(root: Path, manifest: Mapping[str, Any]) -> None:
         if required not in files:
             raise ArtifactError(f"manifest lists no {required}")
     for name, expected in files.items():
+        if not isinstance(name, str) or Path(name).name != name or name in ("", ".", ".."):
+            raise ArtifactError(f"manifest lists {name!r}: only plain file names inside the artifact")
         file = root / name
         if not file.is_file():
             raise ArtifactError(f"{name} is listed in the manifest but missing from {root}")
@@ -352,6 +356,40 @@ def _load_checked(root: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str,
     return manifest, spec, schema
 
 
+def _refuse_external_data(model_file: Path) -> None:
+    """A bundle's graph must be self-contained: ONNX "external data" makes ONNX Runtime open
+    files named inside the graph (any path, e.g. ``/etc/shadow`` or a device), outside what the
+    manifest hashes. Our packaging never writes it (models are far below the 2 GB proto limit)."""
+    import onnx
+    from onnx.external_data_helper import uses_external_data
+
+    try:
+        graph = onnx.load(str(model_file), load_external_data=False)
+    except Exception as err:
+        raise ArtifactError(f"{MODEL_FILE} is not a valid ONNX model: {err}") from err
+
+    def graphs(g: onnx.GraphProto) -> Any:
+        yield g
+        for node in g.node:
+            for attr in node.attribute:
+                if attr.type == onnx.AttributeProto.GRAPH:
+                    yield from graphs(attr.g)
+                for sub in attr.graphs:
+                    yield from graphs(sub)
+
+    for g in graphs(graph.graph):
+        tensors = list(g.initializer) + [
+            a.t for n in g.node for a in n.attribute if a.type == onnx.AttributeProto.TENSOR
+        ]
+        for tensor in tensors:
+            if uses_external_data(tensor):
+                where = {e.key: e.value for e in tensor.external_data}.get("location", "?")
+                raise ArtifactError(
+                    f"{MODEL_FILE} keeps tensor {tensor.name!r} in external data ({where!r}): "
+                    "bundles must be self-contained"
+                )
+
+
 def verify_artifact(
     path: str | Path,
     *,
@@ -375,6 +413,7 @@ def verify_artifact(
     root = Path(path)
     manifest, spec, _schema = _load_checked(root)
     names = feature_names_from_spec(spec)
+    _refuse_external_data(root / MODEL_FILE)
     try:
         session = new_session(root / MODEL_FILE)
     except Exception as err:  # onnxruntime raises its own types for invalid graphs
@@ -420,6 +459,7 @@ def verify_artifact(
         latency_budget_ms=budget,
         score_min=float(scores.min()) if len(scores) else 0.0,
         score_max=float(scores.max()) if len(scores) else 0.0,
+        rounds=rounds,
     )
 
 
@@ -480,12 +520,27 @@ class OnnxScorer:
         return float(self.manifest.get("decision_threshold", 0.5))
 
     @classmethod
-    def from_dir(cls, path: str | Path, *, intra_op_num_threads: int = 1) -> OnnxScorer:
-        """Load a bundle (hashes and spec checked; use ``verify_artifact`` for the full gate)."""
+    def from_dir(
+        cls, path: str | Path, *, intra_op_num_threads: int = 1, expect: Mapping[str, str] | None = None
+    ) -> OnnxScorer:
+        """Load a bundle (hashes and spec checked; use ``verify_artifact`` for the full gate).
+
+        ``expect``: file name -> SHA-256 as a verifier saw them; the manifest and the model bytes
+        (read once, hashed, then loaded from memory) must still be exactly those.
+        """
         root = Path(path)
+        if expect is not None:
+            manifest_digest = sha256_file(root / MANIFEST_FILE)
+            if manifest_digest != expect.get(MANIFEST_FILE):
+                raise ArtifactError(f"{MANIFEST_FILE} changed after verification")
         manifest, spec, _ = _load_checked(root)
+        model: bytes | Path = root / MODEL_FILE
+        if expect is not None:
+            model = (root / MODEL_FILE).read_bytes()
+            if hashlib.sha256(model).hexdigest() != expect.get(MODEL_FILE):
+                raise ArtifactError(f"{MODEL_FILE} changed after verification")
         try:
-            session = new_session(root / MODEL_FILE, intra_op_num_threads=intra_op_num_threads)
+            session = new_session(model, intra_op_num_threads=intra_op_num_threads)
         except Exception as err:
             raise ArtifactError(f"{MODEL_FILE} does not load in ONNX Runtime: {err}") from err
         width = session.get_inputs()[0].shape[-1]
@@ -512,6 +567,8 @@ class OnnxScorer:
         return float(self.session.run([OUTPUT_NAME], {INPUT_NAME: arr})[0][0, 1])
 
 
-def load_scorer(path: str | Path, *, intra_op_num_threads: int = 1) -> OnnxScorer:
-    """Load an artifact directory into an ``OnnxScorer``."""
-    return OnnxScorer.from_dir(path, intra_op_num_threads=intra_op_num_threads)
+def load_scorer(
+    path: str | Path, *, intra_op_num_threads: int = 1, expect: Mapping[str, str] | None = None
+) -> OnnxScorer:
+    """Load an artifact directory into an ``OnnxScorer`` (``expect``: see ``OnnxScorer.from_dir``)."""
+    return OnnxScorer.from_dir(path, intra_op_num_threads=intra_op_num_threads, expect=expect)

@@ -13,7 +13,7 @@ Files in the spool folder (names sort by creation time)::
 
     seg-<time_ns>-<pid>-<seq>.jsonl.open   being appended to by process <pid> (one JSON row a line)
     seg-<time_ns>-<pid>-<seq>.jsonl        sealed: waiting to be shipped
-    *.parquet                              left by the previous, in-memory SpoolingWriter: shipped too
+    *.parquet                              left by the earlier in-memory writer (before round 2): shipped too
     quarantine/                            what could not be shipped, with a ``.reason`` file each
 
 Durability: a process kill (SIGKILL, OOM killer, crash) loses no appended row. A power loss or

@@ -45,37 +45,9 @@ class SplitMlflow:
 
 
 def _mlflow(name: str, root: Path, port: int, args: list[str]) -> ServiceSpec:
-    from fraudops.stack.process import http_ok
-    from fraudops.stack.services import venv_bin
+    from fraudops.stack.services import mlflow_spec
 
-    url = f"http://127.0.0.1:{port}"
-    root.mkdir(parents=True, exist_ok=True)
-    return ServiceSpec(
-        name=name,
-        command=[
-            venv_bin("mlflow"),
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-            *args,
-        ],
-        url=url,
-        health=lambda: http_ok(f"{url}/health"),
-        log_file=root / f"{name}.log",
-        pid_file=root / f"{name}.pid",
-        env={
-            "MLFLOW_DISABLE_TELEMETRY": "true",
-            "DO_NOT_TRACK": "true",
-            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
-        },
-        cwd=root,
-        ready_timeout_s=120.0,
-        port=port,
-    )
+    return mlflow_spec(root, root, root, "127.0.0.1", port, name=name, store_args=args)
 
 
 @pytest.fixture()

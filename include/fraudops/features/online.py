@@ -442,14 +442,36 @@ class EmbeddedBackend:
         #: family -> entity -> {txid: (label_us, event_us)} (fraud labels only)
         self._labels: dict[str, dict[Any, dict[str, tuple[int, int]]]] = {"terminal": {}, "merchant": {}}
         self._steps: dict[str, Step] = {
-            "tx": _tx_step,
-            "card": self._card,
-            "terminal": self._risk_step("terminal"),
-            "merchant": self._risk_step("merchant"),
-            "region": self._activity_step("region", region_values),
-            "device": self._activity_step("device", _device_values),
+            f: self._step_for(f) for f in ("tx", "card", "terminal", "merchant", "region", "device")
         }
         self._plans: dict[tuple[str, ...], tuple[Step, ...]] = {}
+
+    def _step_for(self, fam: str) -> Step:
+        if fam == "tx":
+            return _tx_step
+        if fam == "card":
+            return self._card
+        if fam in ("terminal", "merchant"):
+            return self._risk_step(fam)
+        return self._activity_step(fam, region_values if fam == "region" else _device_values)
+
+    def adopt(self, other: EmbeddedBackend, families: Sequence[str]) -> None:
+        """Take over ``families``' state from ``other`` (built off the hot path): O(families), so
+        the caller can do it under the lock the hot path takes without stalling it."""
+        for fam in families:
+            if fam == "tx":
+                continue
+            if fam == "card":
+                self._cards = other._cards
+            else:
+                self._times[fam] = other._times[fam]
+                if fam in self._labels:
+                    self._labels[fam] = other._labels[fam]
+            self._steps[fam] = self._step_for(fam)
+            for reason in ("ttl", "cap"):
+                self.evictions[(fam, reason)] += other.evictions[(fam, reason)]
+        self._plans.clear()
+        self.families.update(families)
 
     # -- state ------------------------------------------------------------------------------
     def has_families(self) -> set[str]:
@@ -1040,15 +1062,7 @@ class OnlineFeatureStore:
     ) -> int:
         """Load history (transactions before the first live event, labels already known)."""
         fams = list(families if families is not None else self.families)
-        events = events_from_frame(transactions)
-        n = self.backend.backfill(events, fams)
-        if labels is not None and any(f in fams for f in ("terminal", "merchant")):
-            label_rows = labels_from_frame(labels, transactions)
-            if isinstance(self.backend, RedisBackend):
-                self.backend.add_labels(label_rows)
-            else:
-                for row in label_rows:
-                    self.backend.add_label(*row)
+        n = _load_history(self.backend, transactions, labels, fams)
         self.backend.mark_families(fams)
         return n
 
@@ -1096,6 +1110,70 @@ class OnlineFeatureStore:
         self._configure(spec)
         self.backend.mark_families(self.families)
         return new
+
+    # -- widening off the hot path ------------------------------------------------------------
+    def prepare(self, spec: FeatureSpec, transactions: pd.DataFrame, labels: pd.DataFrame | None) -> Prepared:
+        """Build the state ``spec`` adds from history, *without* touching what the hot path reads.
+
+        Embedded state: into a scratch backend, adopted by ``commit``. Redis: into the new
+        families' own keys, which no live event reads until ``commit`` switches the spec. Events
+        the store records meanwhile are the caller's to keep and hand to ``commit``.
+        """
+        resolve(spec, self.registry)
+        new = [f for f in families_for(spec.names) if f != "tx" and f not in self.backend.has_families()]
+        target: EmbeddedBackend | RedisBackend = (
+            EmbeddedBackend(self.backend.max_entities)
+            if isinstance(self.backend, EmbeddedBackend)
+            else self.backend
+        )
+        n = _load_history(target, transactions, labels, new) if new else 0
+        return Prepared(spec, tuple(new), target, n)
+
+    def commit(self, prepared: Prepared, since: Sequence[Mapping[str, Any]] = ()) -> list[str]:
+        """Switch to the prepared spec: replay ``since`` (events recorded after the history was read;
+        replaying one the history held changes nothing) into the new families, adopt them, switch.
+        Costs O(len(since)): call it under the hot path's lock."""
+        new = list(prepared.families)
+        if new:
+            if since:
+                prepared.backend.backfill([event_from_mapping(tx) for tx in since], new)
+            if prepared.backend is not self.backend:
+                assert isinstance(self.backend, EmbeddedBackend) and isinstance(
+                    prepared.backend, EmbeddedBackend
+                )
+                self.backend.adopt(prepared.backend, new)
+        self._configure(prepared.spec)
+        self.backend.mark_families(self.families)
+        return new
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """State for a wider spec, built off the hot path (``OnlineFeatureStore.prepare``)."""
+
+    spec: FeatureSpec
+    #: The families it adds (their state is in ``backend``).
+    families: tuple[str, ...]
+    backend: EmbeddedBackend | RedisBackend
+    #: History transactions loaded.
+    events: int
+
+
+def _load_history(
+    backend: EmbeddedBackend | RedisBackend,
+    transactions: pd.DataFrame,
+    labels: pd.DataFrame | None,
+    fams: Sequence[str],
+) -> int:
+    n = backend.backfill(events_from_frame(transactions), fams)
+    if labels is not None and any(f in fams for f in ("terminal", "merchant")):
+        label_rows = labels_from_frame(labels, transactions)
+        if isinstance(backend, RedisBackend):
+            backend.add_labels(label_rows)
+        else:
+            for row in label_rows:
+                backend.add_label(*row)
+    return n
 
 
 def iter_vectors(store: OnlineFeatureStore, events: Iterable[Mapping[str, Any]]) -> Iterator[list[float]]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +53,11 @@ class FeatureRouter:
         self.last_event: dt.datetime | None = None
         # The event loop computes vectors while the alias watcher may widen the union.
         self.lock = threading.Lock()
+        self._widening = threading.Lock()
+        #: Live events seen while a widening builds its state off the lock (None: not widening).
+        self._recording: list[Mapping[str, Any]] | None = None
+        #: What the last widening cost (``/version`` shows it).
+        self.last_widening: dict[str, Any] | None = None
 
     # -- configuration (watcher thread) -----------------------------------------------------
     def ensure(self, specs: Sequence[FeatureSpec]) -> None:
@@ -73,35 +79,62 @@ class FeatureRouter:
         if self.union is not None and union.id == self.union.id:
             self._add_slices(specs)
             return
-        with self.lock:
+        with self._widening:  # one widening at a time (watcher and control API threads)
             if self.store is None:
+                # Nothing is served before the first store exists: no hot path to protect.
                 store = OnlineFeatureStore(union, self.backend)
-                self._warm(store, None)
-                self.store = store
-            else:
-                new = self._warm(self.store, union)
-                log.info("online feature union widened to %s (backfilled %s)", union.id, new)
-            self.union = union
-            self._slices = {}
-            self._add_slices(specs)
+                tx, labels = self._history()
+                n = store.backfill(tx, labels) if len(tx) else 0
+                log.info("online store warmed with %d transactions", n)
+                with self.lock:
+                    self.store = store
+                    self._set_union(union, specs)
+                return
+            # Finding 3 of issue #18: reading 30 days of history and backfilling the new families
+            # happen here, off the hot path's lock; live events are recorded meanwhile and replayed
+            # into the new state under the lock, which then only swaps references.
+            t0 = time.perf_counter()
+            with self.lock:
+                self._recording = []
+            try:
+                tx, labels = self._history()
+                prepared = self.store.prepare(union, tx, labels)
+            except BaseException:
+                with self.lock:
+                    self._recording = None
+                raise
+            t1 = time.perf_counter()
+            with self.lock:
+                since, self._recording = self._recording or [], None
+                new = self.store.commit(prepared, since)
+                self._set_union(union, specs)
+            t2 = time.perf_counter()
+            self.last_widening = {
+                "union": union.id,
+                "families": new,
+                "history_events": prepared.events,
+                "replayed_events": len(since),
+                "off_lock_s": round(t1 - t0, 3),
+                "under_lock_s": round(t2 - t1, 4),
+            }
+            log.info("online feature union widened: %s", self.last_widening)
 
-    def _warm(self, store: OnlineFeatureStore, activate: FeatureSpec | None) -> list[str]:
+    def _set_union(self, union: FeatureSpec, specs: Sequence[FeatureSpec]) -> None:
+        self.union = union
+        self._slices = {}
+        self._add_slices(specs)
+
+    def _history(self) -> tuple[Any, Any]:
+        """What the store is warmed with: the warehouse's last ``warm_days``, or nothing."""
         import pandas as pd
 
         from fraudops.features.offline import LABEL_COLUMNS, TX_COLUMNS
 
-        now = self.last_event or dt.datetime.now(dt.UTC)
         if self.warehouse is not None and self.warm_days > 0:
-            tx, labels = self._history(now)
-        else:
-            tx, labels = pd.DataFrame(columns=list(TX_COLUMNS)), pd.DataFrame(columns=list(LABEL_COLUMNS))
-        if activate is not None:
-            return store.activate(activate, transactions=tx, labels=labels)
-        n = store.backfill(tx, labels) if len(tx) else 0
-        log.info("online store warmed with %d transactions", n)
-        return list(store.families)
+            return self._window(self.last_event or dt.datetime.now(dt.UTC))
+        return pd.DataFrame(columns=list(TX_COLUMNS)), pd.DataFrame(columns=list(LABEL_COLUMNS))
 
-    def _history(self, now: dt.datetime) -> tuple[Any, Any]:
+    def _window(self, now: dt.datetime) -> tuple[Any, Any]:
         """Transactions of the last ``warm_days`` before the newest one, and labels known by then."""
         from fraudops.features.offline import load_window
 
@@ -130,6 +163,8 @@ class FeatureRouter:
         with self.lock:
             assert self.store is not None
             vector = self.store.update_and_vector(tx)
+            if self._recording is not None:
+                self._recording.append(tx)
         t = tx["event_time"]
         if self.last_event is None or t > self.last_event:
             self.last_event = t

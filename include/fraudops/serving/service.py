@@ -817,6 +817,7 @@ class ScoringService:
             "previous": None if previous is None else _slot_info(previous),
             "challengers": {} if self.shadow is None else self.shadow.status(),
             "feature_union": None if self.router.union is None else self.router.union.id,
+            "last_feature_widening": self.router.last_widening,
             "shadow_sample_rate": self.sample_rate,
             "fallbacks": self.fallback_count,
             "swaps": self.manager.swaps,

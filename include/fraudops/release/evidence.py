@@ -35,7 +35,8 @@ Shed events: the scoring service logs a shadow row with ``error = 'shed:<reason>
 sampled event a worker did not score. Capacity sheds (``shed:queue_full``, ``shed:throttled``: the
 pool protecting production from an overloaded machine or a slow model, whose latency the gates
 judge separately) leave the pairing, counted in ``n_capacity_shed``; ``shed:down`` (the worker had
-crashed or hung) stays in as the challenger's error, like a missing row.
+crashed or hung) and ``shed:lost`` (it took the event, then crashed, hung or was stopped before
+answering) stay in as the challenger's errors, like a missing row.
 
 Shadow backlog: a worker scores its queue in order, niced below production, so on a busy machine
 its rows can trail production's by more than the settle time. The pairing therefore ends at the

@@ -15,6 +15,7 @@ import datetime as dt
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,10 @@ if TYPE_CHECKING:
     from fraudops.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
+
+#: Live events kept for a widening's catch-up (a few seconds of traffic at the demo's rate and
+#: more than the warehouse writer's micro-batch interval at production rates).
+RECENT_EVENTS = 4096
 
 
 class FeatureRouter:
@@ -56,6 +61,10 @@ class FeatureRouter:
         self._widening = threading.Lock()
         #: Live events seen while a widening builds its state off the lock (None: not widening).
         self._recording: list[Mapping[str, Any]] | None = None
+        #: The newest live events (references to the request bodies): replayed into a widening's
+        #: new families too, so events scored before it began but not yet in the warehouse (its
+        #: event log arrives in micro-batches) are not missing from their history.
+        self._recent: deque[Mapping[str, Any]] = deque(maxlen=RECENT_EVENTS)
         #: What the last widening cost (``/version`` shows it).
         self.last_widening: dict[str, Any] | None = None
 
@@ -96,6 +105,7 @@ class FeatureRouter:
             t0 = time.perf_counter()
             with self.lock:
                 self._recording = []
+                backlog = list(self._recent)
             try:
                 tx, labels = self._history()
                 prepared = self.store.prepare(union, tx, labels)
@@ -105,7 +115,7 @@ class FeatureRouter:
                 raise
             t1 = time.perf_counter()
             with self.lock:
-                since, self._recording = self._recording or [], None
+                since, self._recording = backlog + (self._recording or []), None
                 new = self.store.commit(prepared, since)
                 self._set_union(union, specs)
             t2 = time.perf_counter()
@@ -163,6 +173,7 @@ class FeatureRouter:
         with self.lock:
             assert self.store is not None
             vector = self.store.update_and_vector(tx)
+            self._recent.append(tx)
             if self._recording is not None:
                 self._recording.append(tx)
         t = tx["event_time"]

@@ -5,18 +5,20 @@ data. In its own process a crash (even a segfault in native code), a hang or a m
 cannot take the production event loop with it, and the OS enforces the limits: ``RLIMIT_AS``
 (address space) per worker, ``nice`` and CPU affinity (the last core) so production wins the CPU.
 
-Production never waits for the pool: the request path writes one JSON line per challenger to
-that worker's pipe, non-blocking (one ``os.write``: no feeder thread, lock hand-off or pickling in
-the server, which measured 25 % of its throughput with ``multiprocessing.Queue``). The pipe's
-buffer is the bounded queue (``shadow_queue_size`` KiB, so about that many events). A full pipe, a
-worker that is down or a throttled share is *shed*: counted (``fraudops_shadow_shed{alias,reason}``)
-and logged as a shadow row with ``error='shed:<reason>'`` and no score. A supervisor thread
-restarts crashed workers with exponential backoff, kills and restarts workers whose heartbeat
-stops (hung), throttles workers whose mean latency exceeds ``shadow_slow_ms`` (halving their share
-of the sample, restoring it when they recover) and reports each worker's state. Results come back
-in batches (every 50 ms or 64 results) on a per-worker queue (recreated with the process: a killed
-process can leave a shared queue's lock held) and are logged as ``mode=shadow`` predictions with
-the exact vector production computed.
+Production never waits for the pool: the request path writes one JSON line per challenger to that
+worker's pipe, non-blocking (one ``os.write``: no feeder thread, lock hand-off or pickling in the
+server, which measured 25 % of its throughput with ``multiprocessing.Queue``). The pipe's buffer is
+the bounded queue (``shadow_queue_size`` KiB, so about that many events). A full pipe, a worker that
+is down or a throttled share is *shed*: counted (``fraudops_shadow_shed{alias,reason}``) and logged
+as a shadow row with ``error='shed:<reason>'`` and no score. An event a worker took and never
+answered (it crashed, hung or was stopped) is logged the same way as ``shed:lost`` when the worker
+is gone, after the results it had already sent: every offered event gets exactly one row. A
+supervisor thread restarts crashed workers with exponential backoff, kills and restarts workers
+whose heartbeat stops (hung), throttles workers whose mean latency exceeds ``shadow_slow_ms``
+(halving their share of the sample, restoring it when they recover) and reports each worker's state.
+Results come back in batches (every 50 ms or 64 results) on a per-worker queue (recreated with the
+process: a killed process can leave a shared queue's lock held) and are logged as ``mode=shadow``
+predictions with the exact vector production computed.
 
 ``faults`` (alias → "crash" | "hang" | "slow:<ms>") injects failures into a worker; the tests
 and the benchmark use it to prove the isolation. It is not reachable from the HTTP API.
@@ -187,6 +189,10 @@ class _Worker:
     inq: Any = None  # the worker's read end of its pipe
     fd: int | None = None  # the server's write end (non-blocking); None while down
     pending: bytes = b""  # the unwritten rest of a frame longer than PIPE_BUF
+    #: Offered and not yet answered: request id -> (transaction id, amount, event time). Popped by
+    #: whoever accounts for the event first (its result, or the dead letter when the worker
+    #: dies), so every offered event is logged exactly once.
+    inflight: dict[str, tuple[Any, Any, Any]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     outq: Any = None
     heartbeat: Any = None
@@ -329,10 +335,41 @@ class ShadowPool:
             proc.kill()
             proc.join(5)
         if w.outq is not None:
+            self._drain(w)
             w.outq.cancel_join_thread()
             w.outq.close()
+        self._dead_letter(w)
         w.proc = None
         w.state = "stopped"
+
+    def _drain(self, w: _Worker) -> None:
+        """Deliver the results a stopped worker had already sent."""
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            try:
+                batch = w.outq.get(timeout=0.05)
+            except (queue.Empty, OSError, ValueError, EOFError):
+                return
+            except Exception:  # a batch torn by the kill: what it held is dead-lettered below
+                log.warning("shadow worker %s left an unreadable result batch", w.alias)
+                return
+            self._deliver(w, batch)
+
+    def _dead_letter(self, w: _Worker) -> None:
+        """Log every event the stopped worker took and never answered as ``shed:lost`` (counted
+        as the challenger's error by the gate), once each."""
+        lost = 0
+        for rid in list(w.inflight):
+            entry = w.inflight.pop(rid, None)
+            if entry is None:  # its result won the race
+                continue
+            txid, amount, event_time = entry
+            self._shed(w, "lost", rid, {"transaction_id": txid, "amount": amount, "event_time": event_time})
+            lost += 1
+        if lost:
+            log.warning(
+                "shadow worker %s stopped with %d events unanswered: logged as shed:lost", w.alias, lost
+            )
 
     # -- hot path (event loop) --------------------------------------------------------------
     def mirror(self, request_id: str, tx: dict[str, Any], union: list[float], router: FeatureRouter) -> None:
@@ -359,18 +396,19 @@ class ShadowPool:
                     option=orjson.OPT_APPEND_NEWLINE,
                     default=str,  # never let an odd context value fail the request
                 )
-            reason = self._offer(w, frame)
+            reason = self._offer(w, frame, request_id, (tx["transaction_id"], tx["amount"], tx["event_time"]))
             if reason is not None:
                 self._shed(w, reason, request_id, tx)
                 continue
             self.metrics.mirrored.labels(w.alias).inc()
 
     @staticmethod
-    def _offer(w: _Worker, frame: bytes) -> str | None:
+    def _offer(w: _Worker, frame: bytes, request_id: str, entry: tuple[Any, Any, Any]) -> str | None:
         """Write ``frame`` to ``w``'s pipe without blocking: None, or why it was shed.
 
         A write of at most PIPE_BUF bytes to a non-blocking pipe is all or nothing; a longer frame
         can be cut short, and its rest is written first on the next offer (a frame is never torn).
+        The event is in flight from before the write (its result can arrive at once).
         """
         with w.lock:
             if w.fd is None:
@@ -380,10 +418,13 @@ class ShadowPool:
                     w.pending = w.pending[os.write(w.fd, w.pending) :]
                     if w.pending:
                         return "queue_full"
+                w.inflight[request_id] = entry
                 written = os.write(w.fd, frame)
             except BlockingIOError:
+                w.inflight.pop(request_id, None)
                 return "queue_full"
             except OSError:  # EPIPE: the worker is gone (the supervisor restarts it)
+                w.inflight.pop(request_id, None)
                 return "down"
             if written < len(frame):
                 w.pending = frame[written:]
@@ -483,32 +524,37 @@ class ShadowPool:
                     except (queue.Empty, OSError, ValueError, EOFError):
                         break
                     got += 1
-                    for rid, txid, score, latency_ms, error, vector, amount, event_time in batch:
-                        w.processed += 1
-                        if error:
-                            w.errors += 1
-                        self._track_latency(w, latency_ms)
-                        try:
-                            self.on_result(
-                                {
-                                    "request_id": rid,
-                                    "transaction_id": txid,
-                                    "model_version": w.version,
-                                    "alias": w.alias,
-                                    "score": score,
-                                    "latency_ms": latency_ms,
-                                    "error": error,
-                                    "features": vector,
-                                    "amount": amount,
-                                    "event_time": event_time,
-                                    "feature_set": w.spec_id,
-                                    "threshold": w.threshold,
-                                }
-                            )
-                        except Exception:
-                            log.exception("shadow result handler failed")
+                    self._deliver(w, batch)
             if not got:
                 self._wait_readable()
+
+    def _deliver(self, w: _Worker, batch: list[Any]) -> None:
+        for rid, txid, score, latency_ms, error, vector, amount, event_time in batch:
+            if w.inflight.pop(rid, None) is None:
+                continue  # already dead-lettered (or not offered by this pool): never log twice
+            w.processed += 1
+            if error:
+                w.errors += 1
+            self._track_latency(w, latency_ms)
+            try:
+                self.on_result(
+                    {
+                        "request_id": rid,
+                        "transaction_id": txid,
+                        "model_version": w.version,
+                        "alias": w.alias,
+                        "score": score,
+                        "latency_ms": latency_ms,
+                        "error": error,
+                        "features": vector,
+                        "amount": amount,
+                        "event_time": event_time,
+                        "feature_set": w.spec_id,
+                        "threshold": w.threshold,
+                    }
+                )
+            except Exception:
+                log.exception("shadow result handler failed")
 
     def _wait_readable(self) -> None:
         """Sleep until a result queue has data (no polling wake-ups competing for the GIL)."""
@@ -555,6 +601,7 @@ class ShadowPool:
                 "processed": w.processed,
                 "errors": w.errors,
                 "shed": w.shed,
+                "in_flight": len(w.inflight),
                 "throttle": w.throttle,
                 "latency_ms_mean": None if w.latency_ewma is None else round(w.latency_ewma, 4),
                 "rss_mb": _rss_mb(pid),

@@ -1,0 +1,278 @@
+"""Load scenarios of the reliability suite (issue #18): a real scoring service over real HTTP,
+the BigQuery emulator for the prediction log, real MLflow, shadow workers in real processes.
+
+- A shadow worker SIGKILLed under twice the demo's traffic: production answers every request, and
+  every mirrored event is in the warehouse exactly once, scored or dead-lettered (``shed:*``).
+- A hung shadow model: production's p99 next to a clean run with the same load, and the work held
+  for the hung worker stays bounded by its pipe.
+- The champion hot-swapped 10 times under load: no failed request, and every client sees the
+  versions in order, each once, never an older one after a newer.
+
+Each scenario prints its figures (the README's reliability table quotes them).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from serving_helpers import LiveServer, register, tx, wait_for
+
+from fraudops.config import load_settings
+from fraudops.registry import set_alias
+from fraudops.serving.app import create_app
+from fraudops.serving.options import ServingOptions
+from fraudops.serving.service import ScoringService
+
+pytestmark = [pytest.mark.integration, pytest.mark.reliability]
+
+#: The demo streams 100 tx/s; the scenarios run at twice that.
+RATE = 200.0
+
+
+def _service(tmp: Path, name: str, warehouse: Any, **opts: Any) -> ScoringService:
+    options = ServingOptions(
+        settings=load_settings(),
+        alias_poll_s=0.3,
+        warm_days=0,
+        work_dir=tmp / "serving",
+        log_flush_interval_s=0.2,
+        event_clock="simulated",
+        **opts,
+    )
+    return ScoringService(options, warehouse=warehouse, model_name=name, shadow=True)
+
+
+class Load:
+    """``RATE`` requests/s from 4 client threads, each on its own schedule; records everything."""
+
+    def __init__(self, url: str, start: int, rate: float = RATE, threads: int = 4) -> None:
+        self.url, self.rate, self.threads = url, rate, threads
+        self.next_id = start
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.results: list[tuple[int, int, str | None, float]] = []  # (thread, status, version, seconds)
+        self.ids: list[str] = []
+        self._workers: list[threading.Thread] = []
+
+    def _take(self) -> int:
+        with self.lock:
+            self.next_id += 1
+            return self.next_id
+
+    def _run(self, k: int) -> None:
+        period = self.threads / self.rate
+        due = time.perf_counter()
+        with httpx.Client(base_url=self.url, timeout=10) as client:
+            while not self.stop.is_set():
+                due += period
+                i = self._take()
+                body = tx(i)
+                start = time.perf_counter()
+                try:
+                    r = client.post("/score", json=body)
+                    status = r.status_code
+                    version = r.json().get("model_version") if status == 200 else None
+                except (httpx.HTTPError, ValueError):
+                    status, version = 599, None
+                took = time.perf_counter() - start
+                with self.lock:
+                    self.results.append((k, status, version, took))
+                    if status == 200:
+                        self.ids.append(body["transaction_id"])
+                pause = due - time.perf_counter()
+                if pause > 0:
+                    time.sleep(pause)
+
+    def __enter__(self) -> Load:
+        self._workers = [threading.Thread(target=self._run, args=(k,)) for k in range(self.threads)]
+        for t in self._workers:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for t in self._workers:
+            t.join(30)
+
+    def p99_ms(self) -> float:
+        took = sorted(s for *_, s in self.results)
+        return took[max(0, int(len(took) * 0.99) - 1)] * 1e3 if took else float("nan")
+
+
+@pytest.fixture()
+def live(request: pytest.FixtureRequest) -> Iterator[list[LiveServer]]:
+    servers: list[LiveServer] = []
+    yield servers
+    for s in servers:
+        s.close()
+
+
+def _version(client: httpx.Client) -> dict[str, Any]:
+    return dict(client.get("/version").json())
+
+
+def _shadow_rows(warehouse: Any, alias: str) -> list[dict[str, Any]]:
+    return list(
+        warehouse.query(
+            "SELECT transaction_id, COUNT(*) AS n, COUNTIF(score IS NOT NULL) AS scored, "
+            "ANY_VALUE(error) AS error FROM predictions WHERE mode = 'shadow' AND alias = @a "
+            "GROUP BY transaction_id",
+            {"a": alias},
+        )
+    )
+
+
+def test_a_shadow_worker_killed_under_twice_the_traffic(
+    fraudops_env: Path, warehouse: Any, bundles: dict[str, Path], live: list[LiveServer], tmp_path: Path
+) -> None:
+    uri = load_settings().mlflow.tracking_uri
+    name, alias = "rel-kill-shadow", "challenger-kill"
+    va, vb = register(bundles["a"], uri, name), register(bundles["b"], uri, name)
+    set_alias(name, "champion", va, tracking_uri=uri)
+    set_alias(name, alias, vb, tracking_uri=uri)
+    service = _service(tmp_path, name, warehouse, shadow_sample_rate=1.0)
+    server = LiveServer(create_app(service))
+    live.append(server)
+    client = httpx.Client(base_url=server.url, timeout=10)
+    wait_for(lambda: client.get("/health").status_code == 200, 120, "champion loaded")
+    wait_for(
+        lambda: _version(client)["challengers"].get(alias, {}).get("state") == "running", 120, "worker up"
+    )
+    assert service.shadow is not None
+    pid = service.shadow.pids()[alias]
+
+    with Load(server.url, start=0) as load:
+        time.sleep(3.0)
+        os.kill(pid, signal.SIGKILL)
+        killed_at = len(load.results)
+        wait_for(
+            lambda: (
+                _version(client)["challengers"][alias]["state"] == "running"
+                and service.shadow is not None
+                and service.shadow.pids().get(alias) not in (None, pid)
+            ),
+            60,
+            "worker restarted",
+        )
+        time.sleep(3.0)
+    status = _version(client)["challengers"][alias]
+    statuses = Counter(s for _, s, _, _ in load.results)
+    assert statuses == Counter({200: len(load.results)}), statuses  # production never failed
+    assert status["restarts"] >= 1, status
+
+    wait_for(lambda: _version(client)["challengers"][alias]["in_flight"] == 0, 30, "shadow work answered")
+    service.writer.flush()  # type: ignore[union-attr]
+    want = set(load.ids)
+
+    def logged() -> set[str]:
+        return {r["transaction_id"] for r in _shadow_rows(warehouse, alias)}
+
+    wait_for(lambda: logged() >= want, 60, "every mirrored event logged")
+    rows = _shadow_rows(warehouse, alias)
+    by_id = {r["transaction_id"]: r for r in rows}
+    twice = [r for r in rows if r["n"] != 1]
+    assert not twice, twice[:5]
+    assert set(by_id) == want, (len(set(by_id) - want), len(want - set(by_id)))
+    outcomes = Counter("scored" if r["scored"] else (r["error"] or "no score") for r in rows)
+    print(
+        f"\nshadow worker SIGKILLed at request {killed_at} of {len(load.results)} "
+        f"({RATE:.0f} req/s, production p99 {load.p99_ms():.1f} ms, 0 failed): mirrored events in the "
+        f"warehouse exactly once each: {dict(outcomes)}"
+    )
+    assert outcomes["scored"] > len(want) // 2
+
+
+def test_a_hung_shadow_model_leaves_production_p99_and_holds_bounded_work(
+    fraudops_env: Path, warehouse: Any, bundles: dict[str, Path], live: list[LiveServer], tmp_path: Path
+) -> None:
+    uri = load_settings().mlflow.tracking_uri
+    name, alias = "rel-hang-shadow", "challenger-hang"
+    va, vb = register(bundles["a"], uri, name), register(bundles["b"], uri, name)
+    set_alias(name, "champion", va, tracking_uri=uri)
+    set_alias(name, alias, vb, tracking_uri=uri)
+    # A long hang timeout: the worker stays hung for the whole measurement instead of being restarted.
+    service = _service(tmp_path, name, warehouse, shadow_sample_rate=1.0, shadow_hang_timeout_s=30.0)
+    assert service.shadow is not None
+    server = LiveServer(create_app(service))
+    live.append(server)
+    client = httpx.Client(base_url=server.url, timeout=10)
+    wait_for(lambda: client.get("/health").status_code == 200, 120, "champion loaded")
+    wait_for(
+        lambda: _version(client)["challengers"].get(alias, {}).get("state") == "running", 120, "worker up"
+    )
+
+    with Load(server.url, start=0) as clean:
+        time.sleep(6.0)
+    # The same worker, now hung: it stops reading its pipe (SIGSTOP: a hang in native code looks
+    # the same from outside), so the pipe fills and further offers are shed.
+    pid = service.shadow.pids()[alias]
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        with Load(server.url, start=1_000_000) as hung:
+            time.sleep(6.0)
+        held = _version(client)["challengers"][alias]["in_flight"]
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    service.writer.flush()  # type: ignore[union-attr]
+    shed = Counter(
+        r["error"] for r in _shadow_rows(warehouse, alias) if r["error"] and r["error"].startswith("shed:")
+    )
+    statuses = Counter(s for _, s, _, _ in hung.results)
+    print(
+        f"\nproduction p99 at {RATE:.0f} req/s: clean {clean.p99_ms():.2f} ms, with a hung shadow model "
+        f"{hung.p99_ms():.2f} ms ({hung.p99_ms() / clean.p99_ms() - 1:+.0%}); held for the hung worker: "
+        f"{held} events (pipe sized for {service.options.shadow_queue_size}); shed so far {dict(shed)}"
+    )
+    assert statuses == Counter({200: len(hung.results)}), statuses
+    # The pipe is sized at ~1 KiB per event; frames here are a little smaller, and the worker had
+    # read one chunk before it stopped: bounded by a small multiple of the configured queue.
+    assert 0 < held <= 2 * service.options.shadow_queue_size + 64, held
+    # Both runs share a busy 2-core machine: the bound is loose; the printed ratio is the figure.
+    assert hung.p99_ms() < clean.p99_ms() * 2 + 5.0
+
+
+def test_ten_hot_swaps_under_load_switch_each_version_once_in_order(
+    fraudops_env: Path, warehouse: Any, bundles: dict[str, Path], live: list[LiveServer], tmp_path: Path
+) -> None:
+    uri = load_settings().mlflow.tracking_uri
+    name = "rel-ten-swaps"
+    versions = [register(bundles["a" if i % 2 == 0 else "b"], uri, name) for i in range(11)]
+    set_alias(name, "champion", versions[0], tracking_uri=uri)
+    service = _service(tmp_path, name, warehouse, shadow_sample_rate=0.0)
+    server = LiveServer(create_app(service))
+    live.append(server)
+    client = httpx.Client(base_url=server.url, timeout=10)
+    wait_for(lambda: client.get("/health").status_code == 200, 120, "champion loaded")
+    took = []
+    with Load(server.url, start=0) as load:
+        time.sleep(1.0)
+        for v in versions[1:]:
+            t0 = time.monotonic()
+            set_alias(name, "champion", v, tracking_uri=uri)
+            wait_for(
+                lambda v=v: (_version(client)["champion"] or {}).get("version") == v, 90, f"swap to v{v}"
+            )
+            took.append(time.monotonic() - t0)
+            time.sleep(0.5)
+    statuses = Counter(s for _, s, _, _ in load.results)
+    assert statuses == Counter({200: len(load.results)}), statuses
+    order = {v: i for i, v in enumerate(versions)}
+    for k in range(load.threads):
+        seen = [order[v] for t, s, v, _ in load.results if t == k and v is not None]
+        assert seen == sorted(seen), f"client {k} saw an older version after a newer one"
+    served = {v for _, _, v, _ in load.results}
+    print(
+        f"\n10 hot swaps under {RATE:.0f} req/s: {len(load.results)} requests, 0 failed, every client "
+        f"saw the versions in order; alias move to serving {min(took):.1f}-{max(took):.1f} s "
+        f"(verification in a child process included); versions answered: {len(served)} of 11"
+    )
+    assert _version(client)["champion"]["version"] == versions[-1]

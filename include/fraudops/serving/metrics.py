@@ -228,6 +228,16 @@ class ServingMetrics:
             "Versions wanted by an alias but not loaded yet because the registry was unreachable.",
             registry=r,
         )
+        self.labels_synced = Counter(
+            "fraudops_labels_synced",
+            "Fraud labels read from the warehouse into the online store after the warm-up.",
+            registry=r,
+        )
+        self.label_sync_errors = Counter(
+            "fraudops_label_sync_errors",
+            "Failed label reads (the warehouse away): retried at the next interval.",
+            registry=r,
+        )
         self.champion = Gauge("fraudops_champion_version", "Champion version being served.", registry=r)
         self.log_gauges = Gauge(
             "fraudops_prediction_log",

@@ -48,6 +48,9 @@ class ServingOptions:
     #: Days of warehouse history the online store is warmed with at start (FRAUDOPS_WARM_DAYS);
     #: 0 starts cold (tests).
     warm_days: float = 30.0
+    #: Seconds between two reads of new fraud labels from the warehouse into the online store
+    #: (FRAUDOPS_LABEL_SYNC_S; 0: only the warm-up's labels). Runs when the store was warmed.
+    label_sync_s: float = 5.0
     #: Per-request model budget in ms; 0 → the artifact manifest's ``latency_budget_ms``.
     budget_ms: float = 0.0
     #: Scores in [threshold - review_band, threshold) get ``review``; 0 disables the band.
@@ -126,6 +129,7 @@ class ServingOptions:
             settings=s,
             alias_poll_s=_float("FRAUDOPS_ALIAS_POLL_S", 5.0),
             warm_days=_float("FRAUDOPS_WARM_DAYS", 30.0),
+            label_sync_s=_float("FRAUDOPS_LABEL_SYNC_S", 5.0),
             budget_ms=_float("FRAUDOPS_SCORE_BUDGET_MS", 0.0),
             review_band=_float("FRAUDOPS_REVIEW_BAND", 0.0),
             shadow_sample_rate=s.scoring.shadow_sample_rate,

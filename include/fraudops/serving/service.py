@@ -148,6 +148,8 @@ class ScoringService:
         # "alias@version" -> why it is not loaded yet (registry unreachable: retried with backoff).
         self.waiting: dict[str, Waiting] = {}
         self.backoff = Backoff()
+        self._labels_stop = threading.Event()
+        self._label_thread: threading.Thread | None = None
         # A load over the latency budget is measured again (the host may just have been busy):
         # up to ``latency_attempts`` loads, ``latency_backoff`` apart, before it is refused.
         self.latency_attempts = 5
@@ -177,6 +179,10 @@ class ScoringService:
         if self.shadow is not None:
             self.shadow.start()
         self.watcher.start()
+        if self.router.warehouse is not None and self.options.label_sync_s > 0:
+            self._labels_stop.clear()
+            self._label_thread = threading.Thread(target=self._feed_labels, name="label-feed", daemon=True)
+            self._label_thread.start()
         if wait:
             self.wait_ready(timeout_s)
         return self
@@ -190,7 +196,22 @@ class ScoringService:
                 )
             time.sleep(0.05)
 
+    def _feed_labels(self) -> None:
+        """Fraud labels that reach the warehouse after the warm-up, into the online store."""
+        while not self._labels_stop.wait(self.options.label_sync_s):
+            try:
+                n = self.router.sync_labels()
+            except Exception as err:  # the warehouse away: the next interval tries again
+                self.metrics.label_sync_errors.inc()
+                log.warning("label sync failed: %s", f"{type(err).__name__}: {err}"[:300])
+                continue
+            if n:
+                self.metrics.labels_synced.inc(n)
+
     def stop(self) -> None:
+        self._labels_stop.set()
+        if self._label_thread is not None:
+            self._label_thread.join(30)
         self.watcher.stop()
         if self.shadow is not None:
             self.shadow.stop()

@@ -93,11 +93,6 @@ def slot_from_bundle(
 SERVED_FILE = "served.json"
 
 
-#: Latency rounds per load-time verification (the best round counts): the service measures on a
-#: host that is busy serving, where one preempted stretch inflates a p99.
-LATENCY_ROUNDS = 3
-
-
 class BundleCache:
     """Downloads and verifies a version's bundle once into ``root/<name>/<version>``."""
 
@@ -155,9 +150,7 @@ class BundleCache:
     def _verify(self, name: str, version: str, path: Path, n_latency_calls: int) -> None:
         from fraudops.serving.verifier import verify_isolated
 
-        got = verify_isolated(
-            path, n_latency_calls=n_latency_calls, latency_rounds=LATENCY_ROUNDS, limits=self.limits
-        )
+        got = verify_isolated(path, n_latency_calls=n_latency_calls, limits=self.limits)
         self._digests[(name, str(version))] = got.digests
 
     def expected_digests(self, name: str, version: str) -> dict[str, str] | None:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from fraudops.exceptions import ArtifactError, LatencyBudgetError
+from fraudops.training.package import LATENCY_ROUNDS
 
 #: The batch shapes the service scores (``ScoringService.score_many`` calls at most 32 rows).
 WARM_ROWS = (1, 2, 3, 4, 8, 16, 32, 64)
@@ -68,7 +69,7 @@ def verify_isolated(
     path: str | Path,
     *,
     n_latency_calls: int = 500,
-    latency_rounds: int = 1,
+    latency_rounds: int = LATENCY_ROUNDS,
     limits: VerifyLimits | None = None,
 ) -> Verified:
     """Verify ``path`` in a resource-limited child; raise ``ArtifactError`` with the reason."""

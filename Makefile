@@ -56,14 +56,19 @@ down:
 status:
 	$(BIN)/fraudops status
 
-## test: the whole suite (unit, integration against real services, DAG tests, end-to-end).
+## test: the whole suite (unit, integration against real services, DAG tests, end-to-end) on
+## PYTEST_WORKERS xdist workers, one test file per worker at a time; each worker starts its own
+## services on free ports (tests/conftest.py puts the longest files first).
+PYTEST_WORKERS ?= 2
+XDIST := -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder
 test: setup
 	$(BIN)/ruff check .
 	$(BIN)/mypy include/fraudops plugins
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q $(XDIST)
 
+## test-fast: the inner loop (everything but the end-to-end and other long tests).
 test-fast: setup
-	$(BIN)/pytest -q -m "not slow"
+	$(BIN)/pytest -q $(XDIST) -m "not slow"
 
 lint: setup
 	$(BIN)/ruff check .

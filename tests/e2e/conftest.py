@@ -81,7 +81,9 @@ def registered(e2e_env: dict[str, str], e2e_bundles: dict[str, Path], e2e_wareho
     return versions
 
 
-@pytest.fixture(scope="session")
+# The service and its traffic live as long as the module that uses them (test_release.py): left
+# running to the end of the session they would take a core from the tests that follow.
+@pytest.fixture(scope="module")
 def scoring(e2e_env: dict[str, str], registered: dict[str, str], session_tmp: Path) -> Iterator[str]:
     """The scoring service as its own process (as `fraudops up` runs it), mirroring 100 %."""
     from fraudops.stack import process
@@ -116,7 +118,7 @@ def scoring(e2e_env: dict[str, str], registered: dict[str, str], session_tmp: Pa
         process.stop(spec)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def traffic(scoring: str, e2e_warehouse: Any) -> Iterator[Traffic]:
     from fraudops.warehouse import Warehouse
 

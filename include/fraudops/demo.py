@@ -172,8 +172,8 @@ def _stack_pids(settings: Settings) -> list[int]:
 def run_demo(cfg: DemoConfig | None = None, settings: Settings | None = None) -> dict[str, Any]:
     """Run the scenario; returns the summary (also printed)."""
     from fraudops.registry import get_alias_version
-    from fraudops.serving.bootstrap import BootstrapPlan
     from fraudops.simulate.stream import stream
+    from fraudops.stack.bootstrap import BootstrapPlan
     from fraudops.warehouse import Warehouse
 
     cfg = cfg or DemoConfig()

@@ -432,7 +432,7 @@ def _idempotent_change(
       there yet, mark the row ``applied``;
     * ``applied`` row → nothing to do (this change happened already).
     """
-    from fraudops.pipeline.faults import crash_point
+    from fraudops.faults import crash_point
 
     deployment_id = deployment_id_for(idempotency_key)
     row = find_deployment(warehouse, deployment_id)

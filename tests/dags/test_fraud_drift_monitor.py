@@ -55,7 +55,7 @@ def test_drift_fires_the_asset_and_no_drift_does_not(
 
     from fraudops.config import load_settings
     from fraudops.registry import download_artifact_dir
-    from fraudops.serving.bootstrap import BootstrapPlan, ensure_champion
+    from fraudops.stack.bootstrap import BootstrapPlan, ensure_champion
 
     monkeypatch.setenv("FRAUDOPS_BQ_DATASET", warehouse.cfg.dataset)
     monkeypatch.setenv("FRAUDOPS_MODEL_NAME", "monitor-test")

@@ -7,8 +7,8 @@ import datetime as dt
 import pandas as pd
 
 from fraudops.demo import DemoConfig, demo_wave
-from fraudops.serving.bootstrap import BootstrapPlan
 from fraudops.simulate import generate
+from fraudops.stack.bootstrap import BootstrapPlan
 
 
 def test_the_history_lacks_the_novel_scenario_and_the_stream_brings_it() -> None:

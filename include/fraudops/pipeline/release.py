@@ -10,7 +10,7 @@ Retry safety: every side effect is keyed by (run, step, alias, action, version).
 written first (``pending``), then the alias moves, then the row is marked ``applied``; a retried
 or cleared task re-runs its step and finishes what is pending, skipping what is applied, so it ends
 in the state of one clean run with one audit row per change. Version tags are set idempotently;
-``gate_decisions`` rows have per-run ids. ``fraudops.pipeline.faults.crash_point`` marks the
+``gate_decisions`` rows have per-run ids. ``fraudops.faults.crash_point`` marks the
 points right after each side effect where the tests kill the process. The
 scoring service notices a move through its alias watcher; the steps that change what production or
 the shadow pool runs then *wait until the service reports it* (``GET /version``), so "deployed"
@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from fraudops.exceptions import ArtifactError, ConfigError, PermanentError, ServiceError
-from fraudops.pipeline.faults import crash_point
+from fraudops.faults import crash_point
 from fraudops.pipeline.release_types import (
     Candidate,
     DecisionSummary,

@@ -38,7 +38,7 @@ def serve(host: str | None, port: int | None, ensure_champion: bool, log_level: 
     settings = load_settings()
     if ensure_champion:
         # In a child process: training imports (pandas, LightGBM, GX) must not stay resident here.
-        subprocess.run([sys.executable, "-m", "fraudops.serving.bootstrap"], check=True, env=dict(os.environ))
+        subprocess.run([sys.executable, "-m", "fraudops.stack.bootstrap"], check=True, env=dict(os.environ))
     # Background threads (prediction writer, shadow collector, alias watcher) must hand the GIL
     # back to the event loop quickly: the default 5 ms switch interval shows up in the p99.
     sys.setswitchinterval(0.0005)

@@ -172,7 +172,7 @@ def _limit_self(memory_mb: int, cpu_s: int) -> None:
 
 def _child(job: dict[str, Any]) -> dict[str, Any]:
     _limit_self(int(job["memory_mb"]), int(job["cpu_s"]))
-    from fraudops.pipeline.faults import crash_point
+    from fraudops.faults import crash_point
     from fraudops.training.package import (
         MANIFEST_FILE,
         OnnxScorer,

@@ -261,6 +261,36 @@ def airflow_healthy(url: str) -> bool:
     return all((body.get(k) or {}).get("status") == "healthy" for k in wanted)
 
 
+def scoring_spec(settings: Settings) -> ServiceSpec:
+    """How ``fraudops up`` runs the scoring service (after MLflow). ``--ensure-champion`` bootstraps a
+    first champion on an empty registry before serving (``stack/bootstrap.py``), so the readiness
+    timeout covers a short backfill and training; ``/health`` is 200 only once a champion is
+    loaded, which is what ``up`` waits for."""
+    url = settings.scoring.url
+    return ServiceSpec(
+        name="scoring",
+        command=[sys.executable, "-m", "fraudops.serving", "--ensure-champion", "--log-level", "warning"],
+        url=url,
+        health=lambda: http_ok(f"{url}/health"),
+        log_file=settings.log_dir / "scoring.log",
+        pid_file=settings.run_dir / "scoring.pid",
+        env={
+            "FRAUDOPS_STATE_DIR": str(settings.state_dir),
+            "FRAUDOPS_MLFLOW_TRACKING_URI": settings.mlflow.tracking_uri,
+            "MLFLOW_TRACKING_URI": settings.mlflow.tracking_uri,
+            "FRAUDOPS_BQ_ENDPOINT": settings.warehouse.endpoint,
+            # The local stack serves the simulator's accelerated event time (``fraudops demo``):
+            # event times are bounded against the newest one accepted, not the wall clock.
+            "FRAUDOPS_EVENT_CLOCK": "simulated",
+            "PYTHONUNBUFFERED": "1",
+            "NO_PROXY": "127.0.0.1,localhost",
+        },
+        cwd=settings.state_dir,
+        ready_timeout_s=900.0,
+        port=settings.scoring.port,
+    )
+
+
 def airflow_spec(settings: Settings) -> ServiceSpec:
     settings.airflow_home.mkdir(parents=True, exist_ok=True)
     url = settings.airflow.url
@@ -331,8 +361,6 @@ class Stack:
         ):
             specs.append(mlflow_spec(s.mlflow_dir, s.log_dir, s.run_dir, s.mlflow.host, s.mlflow.port))
         # scoring service (issue 6): bootstraps a champion on an empty registry, then serves.
-        from fraudops.serving.stackspec import scoring_spec
-
         specs.append(scoring_spec(s))
         specs.append(airflow_spec(s))
         return specs

@@ -3,7 +3,7 @@ retry_driver.py '<json>'``), the way a (re)tried Airflow task runs it: the same 
 typed inputs read back from their XCom form, a ReleaseContext keyed by the DAG run.
 
 With ``FRAUDOPS_CRASH_AT`` set in the child's environment the step dies by SIGKILL at that
-``crash_point`` (fraudops.pipeline.faults), right after its side effect.
+``crash_point`` (fraudops.faults), right after its side effect.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 For each step (deploy_shadow, promote, reject, confirm, rollback) and a point right after one of its
 side effects, the step runs in a child process that SIGKILLs itself there
-(``FRAUDOPS_CRASH_AT``, see fraudops.pipeline.faults), then runs three more times normally, as a
+(``FRAUDOPS_CRASH_AT``, see fraudops.faults), then runs three more times normally, as a
 retried or cleared Airflow task would. The registry aliases, the version tags the release sets, the
 ``deployments`` rows (alias, version, previous version, action, state) and the ``gate_decisions``
 rows must equal those of one clean run of the same step on a fresh model.

@@ -15,7 +15,7 @@ def test_empty_registry_gets_a_bootstrap_champion(
 ) -> None:
     from fraudops.config import load_settings
     from fraudops.registry import get_alias_version
-    from fraudops.serving.bootstrap import BootstrapPlan, ensure_champion
+    from fraudops.stack.bootstrap import BootstrapPlan, ensure_champion
 
     monkeypatch.setenv("FRAUDOPS_BQ_DATASET", warehouse.cfg.dataset)
     monkeypatch.setenv("FRAUDOPS_MODEL_NAME", "serve-bootstrap")

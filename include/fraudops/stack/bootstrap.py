@@ -6,7 +6,7 @@ warehouse (skipped when the warehouse already holds transactions), runs the same
 as ``fraudops train`` / the ``fraud_retrain`` DAG with a short window, and points ``champion`` at
 the new version through ``move_alias`` with action ``bootstrap`` (so the audit says where the first
 model came from). The next scheduled retrain replaces it with a model trained on a full window.
-Runs in its own process (``python -m fraudops.serving.bootstrap``) so the training libraries never
+Runs in its own process (``python -m fraudops.stack.bootstrap``) so the training libraries never
 stay resident in the scoring service.
 """
 

@@ -311,21 +311,27 @@ class ScoringService:
             log.info("%s v%s for %s loaded after waiting", self.model_name, version, alias)
         return slot
 
+    def _wait(
+        self, key: str, alias: str, version: str, reason: str, err: Exception, attempts: int, backoff: Backoff
+    ) -> Waiting:
+        """Put ``alias@version`` in ``waiting`` for another load after ``backoff``'s jittered delay."""
+        before = self.waiting.get(key)
+        entry = self.waiting[key] = Waiting(
+            alias=alias,
+            version=version,
+            reason=reason,
+            error=f"{type(err).__name__}: {err}"[:500],
+            attempts=attempts,
+            next_try=time.monotonic() + backoff.delay(attempts, self._rand),
+            since=time.time() if before is None else before.since,
+        )
+        return entry
+
     def _measure_again(
         self, key: str, alias: str, version: str, err: LatencyBudgetError, attempts: int
     ) -> None:
         """``version`` was over its latency budget on this (busy) host: load it again later."""
-        delay = self.latency_backoff.delay(attempts, self._rand)
-        before = self.waiting.get(key)
-        self.waiting[key] = Waiting(
-            alias=alias,
-            version=version,
-            reason=LATENCY,
-            error=f"{type(err).__name__}: {err}"[:500],
-            attempts=attempts,
-            next_try=time.monotonic() + delay,
-            since=time.time() if before is None else before.since,
-        )
+        entry = self._wait(key, alias, version, LATENCY, err, attempts, self.latency_backoff)
         self.metrics.load_retries.labels(alias).inc()
         log.warning(
             "%s v%s for %s: %s (load %d of %d); measuring again in %.0f s",
@@ -335,22 +341,13 @@ class ScoringService:
             err,
             attempts,
             self.latency_attempts,
-            delay,
+            entry.next_try - time.monotonic(),
         )
 
     def _wait_for_registry(self, key: str, alias: str, version: str, why: str, err: Exception) -> None:
         before = self.waiting.get(key)
         attempts = 1 if before is None else before.attempts + 1
-        delay = self.backoff.delay(attempts, self._rand)
-        self.waiting[key] = Waiting(
-            alias=alias,
-            version=version,
-            reason=why,
-            error=f"{type(err).__name__}: {err}"[:500],
-            attempts=attempts,
-            next_try=time.monotonic() + delay,
-            since=time.time() if before is None else before.since,
-        )
+        entry = self._wait(key, alias, version, why, err, attempts, self.backoff)
         self.metrics.registry_unavailable.labels("load", why).inc()
         self.metrics.registry_waiting.set(sum(w.reason != LATENCY for w in self.waiting.values()))
         log.warning(
@@ -360,7 +357,7 @@ class ScoringService:
             alias,
             why,
             attempts,
-            delay,
+            entry.next_try - time.monotonic(),
         )
 
     def _retry_due_in(self) -> float | None:

@@ -4,12 +4,20 @@ session, plus hand-made broken ONNX graphs, registered in the session's real MLf
 from __future__ import annotations
 
 import json
-import shutil
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from serving_helpers import NAN_ABOVE
+from serving_helpers import NAN_ABOVE, LiveServer, sigmoid_model, swap_model
+
+
+@pytest.fixture()
+def live() -> Iterator[list[LiveServer]]:
+    """Servers a test starts (append them); closed when it ends, whatever happened."""
+    servers: list[LiveServer] = []
+    yield servers
+    for s in servers:
+        s.close()
 
 
 def _tiny_bundle(out: Path, n_estimators: int, seed: int) -> Path:
@@ -45,59 +53,18 @@ def _tiny_bundle(out: Path, n_estimators: int, seed: int) -> Path:
 
 
 def _nan_graph(n: int, always: bool) -> bytes:
-    """probabilities = [1-p, p], p = sigmoid(amount/1000 - 2) + 0*sqrt(NAN_ABOVE - amount) (NaN above)."""
+    """p = sigmoid(amount/1000 - 2) + 0*sqrt(NAN_ABOVE - amount): NaN above NAN_ABOVE (or always)."""
     import numpy as np
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import helper, numpy_helper
 
-    def const(name: str, value: Any) -> onnx.NodeProto:
-        return helper.make_node(
-            "Constant", [], [name], value=numpy_helper.from_array(np.asarray(value, np.float32), name)
-        )
-
-    nodes = [
-        helper.make_node("Constant", [], ["starts"], value=numpy_helper.from_array(np.array([0], np.int64))),
-        helper.make_node("Constant", [], ["ends"], value=numpy_helper.from_array(np.array([1], np.int64))),
-        helper.make_node("Constant", [], ["axes"], value=numpy_helper.from_array(np.array([1], np.int64))),
-        helper.make_node("Slice", ["features", "starts", "ends", "axes"], ["x0"]),
-        const("limit", -1.0 if always else NAN_ABOVE),
-        const("zero", 0.0),
-        const("one", 1.0),
-        const("scale", 0.001),
-        const("two", 2.0),
+    limit = numpy_helper.from_array(np.asarray(-1.0 if always else NAN_ABOVE, np.float32), "limit")
+    extra = [
+        helper.make_node("Constant", [], ["limit"], value=limit),
         helper.make_node("Mul", ["x0", "zero"] if always else ["x0", "one"], ["xa"]),
         helper.make_node("Sub", ["limit", "xa"], ["d"]),
         helper.make_node("Sqrt", ["d"], ["r"]),
-        helper.make_node("Mul", ["r", "zero"], ["z"]),
-        helper.make_node("Mul", ["x0", "scale"], ["s"]),
-        helper.make_node("Sub", ["s", "two"], ["s2"]),
-        helper.make_node("Sigmoid", ["s2"], ["p0"]),
-        helper.make_node("Add", ["p0", "z"], ["p"]),
-        helper.make_node("Sub", ["one", "p"], ["q"]),
-        helper.make_node("Concat", ["q", "p"], ["probabilities"], axis=1),
     ]
-    graph = helper.make_graph(
-        nodes,
-        "fragile",
-        [helper.make_tensor_value_info("features", TensorProto.FLOAT, [None, n])],
-        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, 2])],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    return model.SerializeToString()
-
-
-def _swap_model(src: Path, dest: Path, onnx_bytes: bytes) -> Path:
-    from fraudops.training.package import sha256_file
-
-    shutil.copytree(src, dest)
-    (dest / "model.onnx").write_bytes(onnx_bytes)
-    manifest = json.loads((dest / "manifest.json").read_text())
-    manifest["files"]["model.onnx"] = sha256_file(dest / "model.onnx")
-    manifest["model_family"] = "handmade"
-    (dest / "manifest.json").write_text(json.dumps(manifest))
-    return dest
+    return sigmoid_model(n, extra, "r")
 
 
 @pytest.fixture(scope="session")
@@ -110,6 +77,6 @@ def bundles(session_tmp: Path) -> dict[str, Path]:
     return {
         "a": a,
         "b": b,
-        "fragile": _swap_model(a, root / "fragile", _nan_graph(n, always=False)),
-        "broken": _swap_model(a, root / "broken", _nan_graph(n, always=True)),
+        "fragile": swap_model(a, root / "fragile", _nan_graph(n, always=False)),
+        "broken": swap_model(a, root / "broken", _nan_graph(n, always=True)),
     }

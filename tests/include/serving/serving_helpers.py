@@ -17,6 +17,113 @@ def register(bundle: Path, tracking_uri: str, model_name: str) -> str:
     ).version
 
 
+def sigmoid_model(
+    n: int,
+    extra: list[Any] | None = None,
+    noise: str | None = None,
+    *,
+    reduce_noise: bool = False,
+    inits: list[Any] | None = None,
+    check: bool = True,
+) -> bytes:
+    """A hand-made ONNX model over ``n`` features: p = sigmoid(amount/1000 - 2) + 0 * ``noise``,
+    probabilities = [1-p, p]. ``extra`` nodes compute the float tensor ``noise`` from the constants
+    ``x0`` (amount), ``zero``, ``one``, ``scale``, ``two``; ``reduce_noise`` sums it to a scalar
+    first. A NaN or a hang in ``noise`` becomes the model's."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    def const(name: str, value: Any, dtype: Any = np.float32) -> Any:
+        return helper.make_node(
+            "Constant", [], [name], value=numpy_helper.from_array(np.asarray(value, dtype), name)
+        )
+
+    tail: list[Any] = []
+    if noise is not None:
+        if reduce_noise:
+            tail.append(helper.make_node("ReduceSum", [noise], ["noise_sum"], keepdims=0))
+            noise = "noise_sum"
+        tail.append(helper.make_node("Mul", [noise, "zero"], ["z"]))
+    else:
+        tail.append(helper.make_node("Identity", ["zero"], ["z"]))
+    nodes = [
+        const("starts", [0], np.int64),
+        const("ends", [1], np.int64),
+        const("axes", [1], np.int64),
+        helper.make_node("Slice", ["features", "starts", "ends", "axes"], ["x0"]),
+        const("zero", 0.0),
+        const("one", 1.0),
+        const("scale", 0.001),
+        const("two", 2.0),
+        *(extra or []),
+        *tail,
+        helper.make_node("Mul", ["x0", "scale"], ["s"]),
+        helper.make_node("Sub", ["s", "two"], ["s2"]),
+        helper.make_node("Sigmoid", ["s2"], ["p0"]),
+        helper.make_node("Add", ["p0", "z"], ["p"]),
+        helper.make_node("Sub", ["one", "p"], ["q"]),
+        helper.make_node("Concat", ["q", "p"], ["probabilities"], axis=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "handmade",
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, [None, n])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, 2])],
+        initializer=inits or [],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    if check:
+        onnx.checker.check_model(model)
+    return bytes(model.SerializeToString())
+
+
+def swap_model(src: Path, dest: Path, onnx_bytes: bytes) -> Path:
+    """A copy of bundle ``src`` at ``dest`` with ``onnx_bytes`` as its model (manifest hash updated)."""
+    import json
+    import shutil
+
+    from fraudops.training.package import sha256_file
+
+    shutil.copytree(src, dest)
+    (dest / "model.onnx").write_bytes(onnx_bytes)
+    manifest = json.loads((dest / "manifest.json").read_text())
+    manifest["files"]["model.onnx"] = sha256_file(dest / "model.onnx")
+    manifest["model_family"] = "handmade"
+    (dest / "manifest.json").write_text(json.dumps(manifest))
+    return dest
+
+
+def make_service(tmp: Path, name: str, warehouse: Any = None, *, shadow: bool = False, **opts: Any) -> Any:
+    """A ScoringService for ``name`` as the tests run it: fast alias polls, no warm-up, simulated
+    event clock (the tests stream 2026-06-01 event times), predictions logged when there is a
+    warehouse, no mirroring unless ``shadow_sample_rate`` says so; ``opts`` override options."""
+    from fraudops.config import load_settings
+    from fraudops.serving.options import ServingOptions
+    from fraudops.serving.service import ScoringService
+
+    defaults: dict[str, Any] = {
+        "alias_poll_s": 0.3,
+        "warm_days": 0,
+        "work_dir": tmp / "serving",
+        "shadow_sample_rate": 0.0,
+        "log_flush_interval_s": 0.2,
+        "log_predictions": warehouse is not None,
+        "event_clock": "simulated",
+    }
+    options = ServingOptions(settings=load_settings(), **{**defaults, **opts})
+    return ScoringService(options, warehouse=warehouse, model_name=name, shadow=shadow)
+
+
+def metric(client: Any, line_start: str) -> float:
+    """The value of the first ``/metrics`` line starting with ``line_start`` (0 when absent)."""
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith(line_start):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
 def tx(i: int, amount: float = 42.0, card: str | None = None, **extra: Any) -> dict[str, Any]:
     """A valid /score body."""
     return {

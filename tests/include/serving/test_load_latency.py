@@ -18,13 +18,11 @@ from typing import Any
 
 import httpx
 import pytest
-from serving_helpers import LiveServer, register, tx, wait_for
+from serving_helpers import LiveServer, make_service, metric, register, tx, wait_for
 
-from fraudops.config import load_settings
 from fraudops.exceptions import LatencyBudgetError, PermanentError
 from fraudops.registry import set_alias
 from fraudops.serving.app import create_app
-from fraudops.serving.options import ServingOptions
 from fraudops.serving.registry_faults import Backoff
 from fraudops.serving.service import ScoringService
 
@@ -41,26 +39,11 @@ def _over_budget(src: Path, dest: Path) -> Path:
 
 
 def _service(tmp: Path, name: str) -> ScoringService:
-    options = ServingOptions(
-        settings=load_settings(),
-        alias_poll_s=0.3,
-        warm_days=0,
-        work_dir=tmp / "serving",
-        shadow_sample_rate=0.0,
-        log_predictions=False,
-        event_clock="simulated",
-    )
-    service = ScoringService(options, model_name=name, shadow=False)
+    """Three loads over budget refuse a version, measured again after 0.5–1 s."""
+    service: ScoringService = make_service(tmp, name)
     service.latency_attempts = 3
     service.latency_backoff = Backoff(base_s=0.5, cap_s=1.0)
     return service
-
-
-def _metric(client: httpx.Client, line_start: str) -> float:
-    for line in client.get("/metrics").text.splitlines():
-        if line.startswith(line_start):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
 
 
 def test_a_champion_over_budget_on_every_load_is_measured_again_then_refused(
@@ -97,8 +80,8 @@ def test_a_champion_over_budget_on_every_load_is_measured_again_then_refused(
         reason = client.get("/version").json()["rejected"][key]
         assert reason.startswith("LatencyBudgetError") and reason.endswith("on 3 loads"), reason
         assert key not in waiting()
-        assert _metric(client, 'fraudops_model_load_retries_total{alias="champion"}') == 2
-        assert _metric(client, 'fraudops_model_load_failures_total{alias="champion"}') == 1
+        assert metric(client, 'fraudops_model_load_retries_total{alias="champion"}') == 2
+        assert metric(client, 'fraudops_model_load_failures_total{alias="champion"}') == 1
         assert client.post("/score", json=tx(2)).json()["model_version"] == va
 
         # What ``promote`` waits on stops at once with the service's reason.
@@ -146,8 +129,8 @@ def test_a_champion_over_budget_while_the_host_is_busy_loads_when_it_measures_wi
         doc = client.get("/version").json()
         assert doc["rejected"] == {} and doc["registry"]["waiting"] == {}, doc
         assert loads.count(vb) == 3, loads
-        assert _metric(client, 'fraudops_model_load_retries_total{alias="champion"}') == 2
-        assert _metric(client, "fraudops_model_load_failures_total") == 0
+        assert metric(client, 'fraudops_model_load_retries_total{alias="champion"}') == 2
+        assert metric(client, "fraudops_model_load_failures_total") == 0
         assert client.post("/score", json=tx(3)).json()["model_version"] == vb
     finally:
         server.close()

@@ -18,13 +18,10 @@ from typing import Any
 
 import httpx
 import pytest
-from serving_helpers import LiveServer, register, tx, wait_for
+from serving_helpers import LiveServer, make_service, metric, register, tx, wait_for
 
-from fraudops.config import load_settings
 from fraudops.registry import get_alias_version, set_alias
 from fraudops.serving.app import create_app
-from fraudops.serving.options import ServingOptions
-from fraudops.serving.service import ScoringService
 from fraudops.stack import process
 from fraudops.stack.process import ServiceSpec
 
@@ -89,29 +86,8 @@ def split_mlflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sp
         process.stop(artifacts)
 
 
-def _service(tmp: Path, name: str, warehouse: Any = None) -> ScoringService:
-    options = ServingOptions(
-        settings=load_settings(),
-        alias_poll_s=0.3,
-        warm_days=0,
-        work_dir=tmp / "serving",
-        shadow_sample_rate=0.0,
-        log_flush_interval_s=0.2,
-        log_predictions=warehouse is not None,
-        event_clock="simulated",
-    )
-    return ScoringService(options, warehouse=warehouse, model_name=name, shadow=False)
-
-
 def _champion(client: httpx.Client) -> str | None:
     return (client.get("/version").json()["champion"] or {}).get("version")
-
-
-def _metric(client: httpx.Client, line_start: str) -> float:
-    for line in client.get("/metrics").text.splitlines():
-        if line.startswith(line_start):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
 
 
 def test_a_registry_outage_while_loading_is_retried_and_a_broken_bundle_stays_rejected(
@@ -123,7 +99,7 @@ def test_a_registry_outage_while_loading_is_retried_and_a_broken_bundle_stays_re
     va, vb = register(bundles["a"], uri, name), register(bundles["b"], uri, name)
     vx = register(bundles["broken"], uri, name)
     set_alias(name, "champion", va, tracking_uri=uri)
-    service = _service(tmp_path, name)
+    service = make_service(tmp_path, name)
     server = LiveServer(create_app(service))
     try:
         client = httpx.Client(base_url=server.url, timeout=30)
@@ -147,8 +123,8 @@ def test_a_registry_outage_while_loading_is_retried_and_a_broken_bundle_stays_re
         assert key not in doc["rejected"], doc["rejected"]
         assert client.post("/score", json=tx(1)).json()["model_version"] == va
         unavailable = 'fraudops_registry_unavailable_total{operation="load",reason="connection"}'
-        assert _metric(client, unavailable) >= 2
-        assert _metric(client, "fraudops_model_load_failures_total") == 0
+        assert metric(client, unavailable) >= 2
+        assert metric(client, "fraudops_model_load_failures_total") == 0
 
         process.start(split_mlflow.artifacts)  # ... and comes back: no restart of the service
         t0 = time.perf_counter()
@@ -167,11 +143,11 @@ def test_a_registry_outage_while_loading_is_retried_and_a_broken_bundle_stays_re
         wait_for(lambda: bad in client.get("/version").json()["rejected"], 120, "broken bundle rejected")
         reason = client.get("/version").json()["rejected"][bad]
         assert reason.startswith("ArtifactError") and "NaN" in reason, reason
-        before = _metric(client, unavailable)
+        before = metric(client, unavailable)
         time.sleep(3.0)  # ten polls: a broken bundle is not retried
         assert bad not in waiting() and _champion(client) == vb
-        assert _metric(client, 'fraudops_model_load_failures_total{alias="champion"}') == 1
-        assert _metric(client, unavailable) == before
+        assert metric(client, 'fraudops_model_load_failures_total{alias="champion"}') == 1
+        assert metric(client, unavailable) == before
     finally:
         server.close()
 
@@ -186,7 +162,7 @@ def test_rollback_runs_from_the_local_cache_with_mlflow_down(
     va, vb, vc = (register(bundles[k], uri, name) for k in ("a", "b", "a"))
     vd = register(bundles["b"], uri, name)  # never deployed: not in the service's cache
     set_alias(name, "champion", va, tracking_uri=uri)
-    service = _service(tmp_path, name, warehouse)
+    service = make_service(tmp_path, name, warehouse)
     server = LiveServer(create_app(service, deploy_token=TOKEN))
     auth = {"Authorization": f"Bearer {TOKEN}"}
     try:

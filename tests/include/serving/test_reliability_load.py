@@ -18,37 +18,21 @@ import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from serving_helpers import LiveServer, register, tx, wait_for
+from serving_helpers import LiveServer, make_service, register, tx, wait_for
 
 from fraudops.config import load_settings
 from fraudops.registry import set_alias
 from fraudops.serving.app import create_app
-from fraudops.serving.options import ServingOptions
-from fraudops.serving.service import ScoringService
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 
 #: The demo streams 100 tx/s; the scenarios run at twice that.
 RATE = 200.0
-
-
-def _service(tmp: Path, name: str, warehouse: Any, **opts: Any) -> ScoringService:
-    options = ServingOptions(
-        settings=load_settings(),
-        alias_poll_s=0.3,
-        warm_days=0,
-        work_dir=tmp / "serving",
-        log_flush_interval_s=0.2,
-        event_clock="simulated",
-        **opts,
-    )
-    return ScoringService(options, warehouse=warehouse, model_name=name, shadow=True)
 
 
 class Load:
@@ -108,14 +92,6 @@ class Load:
         return took[max(0, int(len(took) * 0.99) - 1)] * 1e3 if took else float("nan")
 
 
-@pytest.fixture()
-def live(request: pytest.FixtureRequest) -> Iterator[list[LiveServer]]:
-    servers: list[LiveServer] = []
-    yield servers
-    for s in servers:
-        s.close()
-
-
 def _version(client: httpx.Client) -> dict[str, Any]:
     return dict(client.get("/version").json())
 
@@ -139,7 +115,7 @@ def test_a_shadow_worker_killed_under_twice_the_traffic(
     va, vb = register(bundles["a"], uri, name), register(bundles["b"], uri, name)
     set_alias(name, "champion", va, tracking_uri=uri)
     set_alias(name, alias, vb, tracking_uri=uri)
-    service = _service(tmp_path, name, warehouse, shadow_sample_rate=1.0)
+    service = make_service(tmp_path, name, warehouse, shadow=True, shadow_sample_rate=1.0)
     server = LiveServer(create_app(service))
     live.append(server)
     client = httpx.Client(base_url=server.url, timeout=10)
@@ -200,7 +176,9 @@ def test_a_hung_shadow_model_leaves_production_p99_and_holds_bounded_work(
     set_alias(name, "champion", va, tracking_uri=uri)
     set_alias(name, alias, vb, tracking_uri=uri)
     # A long hang timeout: the worker stays hung for the whole measurement instead of being restarted.
-    service = _service(tmp_path, name, warehouse, shadow_sample_rate=1.0, shadow_hang_timeout_s=30.0)
+    service = make_service(
+        tmp_path, name, warehouse, shadow=True, shadow_sample_rate=1.0, shadow_hang_timeout_s=30.0
+    )
     assert service.shadow is not None
     server = LiveServer(create_app(service))
     live.append(server)
@@ -247,7 +225,7 @@ def test_ten_hot_swaps_under_load_switch_each_version_once_in_order(
     name = "rel-ten-swaps"
     versions = [register(bundles["a" if i % 2 == 0 else "b"], uri, name) for i in range(11)]
     set_alias(name, "champion", versions[0], tracking_uri=uri)
-    service = _service(tmp_path, name, warehouse, shadow_sample_rate=0.0)
+    service = make_service(tmp_path, name, warehouse, shadow=True, shadow_sample_rate=0.0)
     server = LiveServer(create_app(service))
     live.append(server)
     client = httpx.Client(base_url=server.url, timeout=10)

@@ -9,45 +9,19 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from serving_helpers import NAN_ABOVE, LiveServer, register, tx, wait_for
+from serving_helpers import NAN_ABOVE, LiveServer, make_service, register, tx, wait_for
 
 from fraudops.config import load_settings
 from fraudops.registry import set_alias
 from fraudops.serving.app import create_app
-from fraudops.serving.options import ServingOptions
-from fraudops.serving.service import ScoringService
 
 pytestmark = pytest.mark.integration
 TOKEN = "test-token-123"
-
-
-def _service(tmp: Path, model_name: str, warehouse: Any, shadow: bool = False, **opts: Any) -> ScoringService:
-    settings = load_settings()
-    options = ServingOptions(
-        settings=settings,
-        alias_poll_s=0.3,
-        warm_days=0,
-        work_dir=tmp / "serving",
-        shadow_sample_rate=opts.pop("shadow_sample_rate", 0.0),
-        log_flush_interval_s=0.2,
-        event_clock="simulated",  # the tests stream 2026-06-01 event times
-        **opts,
-    )
-    return ScoringService(options, warehouse=warehouse, model_name=model_name, shadow=shadow)
-
-
-@pytest.fixture()
-def live(request: pytest.FixtureRequest) -> Iterator[list[LiveServer]]:
-    servers: list[LiveServer] = []
-    yield servers
-    for s in servers:
-        s.close()
 
 
 def _version(client: httpx.Client) -> dict[str, Any]:
@@ -61,7 +35,7 @@ def test_hot_swap_under_load_and_deploy_api(
     name = "serve-swap"
     va, vb = register(bundles["a"], uri, name), register(bundles["b"], uri, name)
     set_alias(name, "champion", va, tracking_uri=uri)
-    service = _service(tmp_path, name, warehouse)
+    service = make_service(tmp_path, name, warehouse)
     server = LiveServer(create_app(service, deploy_token=TOKEN))
     live.append(server)
     client = httpx.Client(base_url=server.url, timeout=10)
@@ -140,7 +114,7 @@ def test_fallback_on_a_broken_champion_and_rejected_bundle(
     vf = register(bundles["fragile"], uri, name)
     vx = register(bundles["broken"], uri, name)
     set_alias(name, "champion", va, tracking_uri=uri)
-    service = _service(tmp_path, name, warehouse)
+    service = make_service(tmp_path, name, warehouse)
     server = LiveServer(create_app(service, deploy_token=TOKEN))
     live.append(server)
     client = httpx.Client(base_url=server.url, timeout=10)
@@ -182,7 +156,7 @@ def test_crashing_and_hanging_shadow_workers_leave_production_alone(
     set_alias(name, "champion", va, tracking_uri=uri)
     for alias in ("challenger-ok", "challenger-crash", "challenger-hang"):
         set_alias(name, alias, vb, tracking_uri=uri)
-    service = _service(
+    service = make_service(
         tmp_path, name, warehouse, shadow=True, shadow_sample_rate=1.0, shadow_hang_timeout_s=1.5
     )
     assert service.shadow is not None
@@ -257,7 +231,7 @@ def test_bigquery_outage_spools_and_replays_exactly(
             )
         )
         wh.ensure_schema()
-        service = _service(tmp_path, name, wh, log_retry_interval_s=0.5)
+        service = make_service(tmp_path, name, wh, log_retry_interval_s=0.5)
         server = LiveServer(create_app(service, deploy_token=TOKEN))
         live.append(server)
         client = httpx.Client(base_url=server.url, timeout=10)

@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
-from serving_helpers import LiveServer, register, tx, wait_for
+from serving_helpers import LiveServer, register, sigmoid_model, swap_model, tx, wait_for
 
 from fraudops.exceptions import ArtifactError
 from fraudops.serving.verifier import VerifyLimits, verify_isolated
@@ -30,52 +30,10 @@ pytestmark = [pytest.mark.reliability]
 def _hostile(
     src: Path, dest: Path, extra: list[Any], tail: str, n: int, inits: list[Any] | None = None
 ) -> Path:
-    """A copy of bundle ``src`` whose model is p = sigmoid(amount/1000 - 2) + 0 * ``tail`` (a
-    float tensor computed by ``extra`` nodes), with the manifest's hash of it updated."""
-    import numpy as np
-    from onnx import TensorProto, helper, numpy_helper
-
-    from fraudops.training.package import sha256_file
-
-    def const(name: str, value: Any, dtype: Any = np.float32) -> Any:
-        return helper.make_node(
-            "Constant", [], [name], value=numpy_helper.from_array(np.asarray(value, dtype), name)
-        )
-
-    nodes = [
-        const("starts", [0], np.int64),
-        const("ends", [1], np.int64),
-        const("axes", [1], np.int64),
-        helper.make_node("Slice", ["features", "starts", "ends", "axes"], ["x0"]),
-        const("zero", 0.0),
-        const("one", 1.0),
-        const("scale", 0.001),
-        const("two", 2.0),
-        *extra,
-        helper.make_node("ReduceSum", [tail], ["t"], keepdims=0),
-        helper.make_node("Mul", ["t", "zero"], ["z"]),
-        helper.make_node("Mul", ["x0", "scale"], ["s"]),
-        helper.make_node("Sub", ["s", "two"], ["s2"]),
-        helper.make_node("Sigmoid", ["s2"], ["p0"]),
-        helper.make_node("Add", ["p0", "z"], ["p"]),
-        helper.make_node("Sub", ["one", "p"], ["q"]),
-        helper.make_node("Concat", ["q", "p"], ["probabilities"], axis=1),
-    ]
-    graph = helper.make_graph(
-        nodes,
-        "hostile",
-        [helper.make_tensor_value_info("features", TensorProto.FLOAT, [None, n])],
-        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, 2])],
-        initializer=inits or [],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    shutil.copytree(src, dest)
-    (dest / "model.onnx").write_bytes(model.SerializeToString())
-    manifest = json.loads((dest / "manifest.json").read_text())
-    manifest["files"]["model.onnx"] = sha256_file(dest / "model.onnx")
-    (dest / "manifest.json").write_text(json.dumps(manifest))
-    return dest
+    """A copy of bundle ``src`` whose model is p = sigmoid(amount/1000 - 2) + 0 * sum(``tail``) (a
+    float tensor computed by ``extra`` nodes)."""
+    model = sigmoid_model(n, extra, tail, reduce_noise=True, inits=inits, check=False)
+    return swap_model(src, dest, model)
 
 
 def _n(bundle: Path) -> int:

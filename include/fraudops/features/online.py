@@ -936,6 +936,10 @@ class RedisBackend:
         pipe.execute()
 
     def add_labels(self, labels: Iterable[tuple[str, int, int, Any, Any]]) -> None:
+        """Add fraud labels in chunks of 5,000. Idempotent: a label is a set member (transaction,
+        label time), so a feed killed between chunks and run again ends as if it ran once."""
+        from fraudops.faults import crash_point
+
         pipe = self.r.pipeline(transaction=False)
         for n, (txid, event_us, label_us, terminal, merchant) in enumerate(labels, 1):
             label_us = max(label_us, event_us)
@@ -946,6 +950,7 @@ class RedisBackend:
                     pipe.pexpire(key, _TTL_MS[fam])
             if n % 5000 == 0:
                 pipe.execute()
+                crash_point("labels:after_chunk")
         pipe.execute()
 
     def backfill(self, events: Iterable[Event], families: Sequence[str]) -> int:

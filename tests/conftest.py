@@ -40,25 +40,6 @@ def _sigterm_to_interrupt(signum: int, frame: object) -> None:
 signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
 
 
-#: Test files that take many minutes, in the order they should start. `make test` runs the suite on
-#: two xdist workers, one file per worker at a time (`--dist loadfile --no-loadscope-reorder`): the
-#: longest files go first so that the last minutes are not one long file on one worker.
-LONGEST_FIRST = (
-    "tests/e2e/test_lifecycle.py",
-    "tests/e2e/test_release.py",
-    "tests/include/test_stack.py",
-    "tests/dags/test_fraud_drift_monitor.py",
-)
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    def rank(item: pytest.Item) -> int:
-        path = item.nodeid.split("::", 1)[0]
-        return LONGEST_FIRST.index(path) if path in LONGEST_FIRST else len(LONGEST_FIRST)
-
-    items.sort(key=rank)  # stable: the rest keep their collection order
-
-
 @pytest.fixture(scope="session")
 def session_tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("fraudops")

@@ -148,3 +148,13 @@ def small_world() -> object:
     from fraudops.simulate import SimulationConfig
 
     return SimulationConfig(n_cards=4000, n_customers=3500, n_merchants=300, n_terminals=800)
+
+
+@pytest.fixture()
+def small_bootstrap_plan() -> object:
+    """A first champion that trains in about a minute: 14 simulated days of a 4,000-card world."""
+    from fraudops.stack.bootstrap import BootstrapPlan
+
+    return BootstrapPlan(
+        days=14, window_days=7, label_maturity_days=3, history_days=4, n_estimators=40, n_cards=4000
+    )

@@ -49,21 +49,22 @@ def _live_rows(reference: Any, names: list[str], version: str, end: dt.datetime,
 
 
 def test_drift_fires_the_asset_and_no_drift_does_not(
-    monitor_dag: Any, fraudops_env: Path, warehouse: Any, monkeypatch: pytest.MonkeyPatch
+    monitor_dag: Any,
+    fraudops_env: Path,
+    warehouse: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    small_bootstrap_plan: Any,
 ) -> None:
     import pandas as pd
 
     from fraudops.config import load_settings
     from fraudops.registry import download_artifact_dir
-    from fraudops.stack.bootstrap import BootstrapPlan, ensure_champion
+    from fraudops.stack.bootstrap import ensure_champion
 
     monkeypatch.setenv("FRAUDOPS_BQ_DATASET", warehouse.cfg.dataset)
     monkeypatch.setenv("FRAUDOPS_MODEL_NAME", "monitor-test")
     settings = load_settings()
-    plan = BootstrapPlan(
-        days=14, window_days=7, label_maturity_days=3, history_days=4, n_estimators=40, n_cards=4000
-    )
-    version = ensure_champion(settings, plan)["version"]
+    version = ensure_champion(settings, small_bootstrap_plan)["version"]
     bundle = download_artifact_dir(
         "monitor-test", version, fraudops_env / "ref", tracking_uri=settings.mlflow.tracking_uri
     )

@@ -11,19 +11,16 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def test_empty_registry_gets_a_bootstrap_champion(
-    fraudops_env: Path, warehouse: Any, monkeypatch: pytest.MonkeyPatch
+    fraudops_env: Path, warehouse: Any, monkeypatch: pytest.MonkeyPatch, small_bootstrap_plan: Any
 ) -> None:
     from fraudops.config import load_settings
     from fraudops.registry import get_alias_version
-    from fraudops.stack.bootstrap import BootstrapPlan, ensure_champion
+    from fraudops.stack.bootstrap import ensure_champion
 
     monkeypatch.setenv("FRAUDOPS_BQ_DATASET", warehouse.cfg.dataset)
     monkeypatch.setenv("FRAUDOPS_MODEL_NAME", "serve-bootstrap")
     settings = load_settings()
-    plan = BootstrapPlan(
-        days=14, window_days=7, label_maturity_days=3, history_days=4, n_estimators=40, n_cards=4000
-    )
-    done = ensure_champion(settings, plan)
+    done = ensure_champion(settings, small_bootstrap_plan)
     assert done["action"] == "bootstrap"
     uri = settings.mlflow.tracking_uri
     assert get_alias_version("serve-bootstrap", "champion", tracking_uri=uri) == done["version"]
@@ -31,4 +28,5 @@ def test_empty_registry_gets_a_bootstrap_champion(
     assert rows == [
         {"alias": "champion", "action": "bootstrap", "actor": "fraudops up", "previous_version": None}
     ]
-    assert ensure_champion(settings, plan) == {"action": "present", "version": done["version"]}
+    again = ensure_champion(settings, small_bootstrap_plan)
+    assert again == {"action": "present", "version": done["version"]}

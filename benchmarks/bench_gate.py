@@ -182,6 +182,18 @@ def scenarios(profile: Profile) -> list[Scenario]:
             description="trained on data 1 std away from live traffic; the champion's is not",
         ),
         Scenario(
+            "live traffic moved from both, better ranker",
+            "promotion",
+            challenger=Model(strength=3.2, rho=0.5),
+            drift_shift=(0.1, 0.1),
+            target_status="promote",
+            target_share=0.9,
+            description=(
+                "both training sets 0.1 std (one drift threshold) from live traffic: each column "
+                "drifts or not on noise, as after the attack wave that triggers a retrain"
+            ),
+        ),
+        Scenario(
             "too few mature labels (before the deadline)",
             "promotion",
             challenger=Model(strength=3.2, rho=0.5),

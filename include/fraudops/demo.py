@@ -62,6 +62,9 @@ RELEASE_PROFILE: dict[str, Any] = {
         "label_curve_lookback_hours": 14 * 24.0,
         "label_maturity_hours": 36.0,
         "probation_min_scored_events": 500,
+        # Half a simulated day of production traffic before a confirm (about 20 s of wall time;
+        # the gate benchmark's demo probation world spans 24 simulated hours).
+        "probation_min_exposure_hours": 12.0,
         "probation_min_labeled_frauds": 30,
         # Probation must catch a champion that lost 0.1 AP or more (make bench-gate).
         "probation_max_ap_regression": 0.03,

@@ -39,6 +39,8 @@ RELEASE_POLICY: dict[str, Any] = {
     "max_fpr_increase": 0.01,
     "max_false_decline_money_increase": 0.01,
     "probation_min_scored_events": 300,
+    # Six simulated hours (about 8 s at this world's ×2 600) before a confirm.
+    "probation_min_exposure_hours": 6.0,
     "probation_min_labeled_frauds": 20,
     "probation_max_ap_regression": 0.05,
     "probation_detect_ap_drop": 0.2,

@@ -896,10 +896,11 @@ def probation_look(
 ) -> GateDecision:
     """``decide_probation`` at ``elapsed`` into a probation of ``length``.
 
-    The look at or after ``length`` is final, unless no quality check could run yet: the length is
-    wall-clock time, labels mature on the event clock, which may run behind (a lagging stream, a slow
-    label feed), so an unjudged champion gets up to ``PROBATION_GRACE`` × ``length`` more before the
-    final look rolls it back as unjudged.
+    The look at or after ``length`` is final, unless no quality check could run yet or the new
+    champion has not served ``probation_min_exposure_hours`` of event time: the length is wall-clock
+    time, labels and exposure grow on the event clock, which may run behind (a lagging stream, a
+    slow label feed), so such a champion gets up to ``PROBATION_GRACE`` × ``length`` more before the
+    final look rolls it back.
     """
     from fraudops.release.gates import decide_probation
 
@@ -907,8 +908,13 @@ def probation_look(
     if decision.status != "wait" or elapsed < length:
         return decision
     judged = any(c.ran for c in decision.checks if c.name in ("ap_shown_worse", "ap_non_inferiority"))
-    if not judged and elapsed < length * (1.0 + PROBATION_GRACE):
-        log.info("probation past its length (%s) but quality not yet judgeable: extending", length)
+    exposed = all(c.passed for c in decision.checks if c.name == "exposure_hours")
+    if not (judged and exposed) and elapsed < length * (1.0 + PROBATION_GRACE):
+        log.info(
+            "probation past its length (%s) but %s: extending",
+            length,
+            "quality not yet judgeable" if not judged else "too little traffic served yet",
+        )
         return decision
     return decide_probation(evidence, policy, final=True, expected_fraud_rate=expected_fraud_rate)
 

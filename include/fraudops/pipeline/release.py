@@ -587,7 +587,8 @@ def _log_release_run(
 
 
 def _forced_reject(reason: str, check: str, cand: Candidate, evidence: dict[str, Any]) -> GateDecision:
-    from fraudops.release.gates import CheckResult, GateDecision
+    from fraudops.release.checks import CheckResult
+    from fraudops.release.gates import GateDecision
 
     policy = cand.gate_policy()
     return GateDecision(
@@ -630,7 +631,8 @@ def decide(
     from dataclasses import replace
 
     from fraudops.release.drift import DriftResult
-    from fraudops.release.gates import decide_promotion, record_decision
+    from fraudops.release.gates import decide_promotion
+    from fraudops.release.recording import record_decision
 
     if not deploy.ok:
         decision = _forced_reject(deploy.reason, deploy.check or "artifact", cand, {})
@@ -931,7 +933,8 @@ def finish_probation(
     or confirm (retire the old champion from shadow). Retry-safe like ``promote``."""
     from dataclasses import replace
 
-    from fraudops.release.gates import GateDecision, record_decision
+    from fraudops.release.gates import GateDecision
+    from fraudops.release.recording import record_decision
 
     decision = GateDecision.from_dict(outcome.decision)
     if decision.status != outcome.status:

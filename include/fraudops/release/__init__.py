@@ -6,7 +6,9 @@ the package pulls in neither pandas nor scikit-learn nor Evidently.
 
 * :mod:`.policy` — ``GatePolicy``, the one frozen, versioned set of thresholds;
 * :mod:`.evidence` — parameterised warehouse reads of paired production/shadow scores and labels;
-* :mod:`.gates` — checks and decisions (promote/reject/wait, confirm/rollback/wait), recording;
+* :mod:`.checks` — operational checks as data (``CheckResult``): errors, latency, parity, drift;
+* :mod:`.gates` — quality checks and decisions (promote/reject/wait, confirm/rollback/wait);
+* :mod:`.recording` — ``gate_decisions`` rows, idempotent per DAG run;
 * :mod:`.drift` — Evidently feature and score drift, as plain data.
 """
 
@@ -23,12 +25,12 @@ _EXPORTS: dict[str, str] = {
     "ShadowEvidence": "evidence",
     "collect_shadow_evidence": "evidence",
     "collect_production_window": "evidence",
-    "CheckResult": "gates",
+    "CheckResult": "checks",
     "GateDecision": "gates",
     "decide_promotion": "gates",
     "decide_probation": "gates",
-    "decision_row": "gates",
-    "record_decision": "gates",
+    "decision_row": "recording",
+    "record_decision": "recording",
     "ColumnDrift": "drift",
     "DriftResult": "drift",
     "feature_drift": "drift",

@@ -32,23 +32,29 @@ whose quality could not be judged at all, or that served too little traffic, is 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
-import math
-import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
-from fraudops.release.drift import DriftResult
-from fraudops.release.evidence import ShadowEvidence, budget_misses, ok_mask, parse_vector
-from fraudops.release.policy import (
-    DEFAULT_POLICY,
-    GatePolicy,
-    SampleRequirement,
-    is_p_value_method,
-    required_sample,
+from fraudops.release.checks import (
+    CheckResult,
+    Side,
+    check_max,
+    check_min,
+    constant_scores_check,
+    cs_text,
+    drift_checks,
+    error_check,
+    error_rate,
+    feature_parity_mismatch,
+    flagged,
+    fmt,
+    latency_check,
+    not_run,
 )
+from fraudops.release.drift import DriftResult
+from fraudops.release.evidence import ShadowEvidence, budget_misses, ok_mask
+from fraudops.release.policy import DEFAULT_POLICY, GatePolicy, SampleRequirement, required_sample
 from fraudops.release.quality import MatchedQuality, finite_json, match_points, matched_quality
 from fraudops.release.sequential import sequential_mean
 
@@ -56,41 +62,11 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-    from fraudops.warehouse import Warehouse
-
-Side = Literal["candidate", "incumbent"]
 Status = Literal["promote", "reject", "confirm", "rollback", "wait"]
 GateStage = Literal["promotion", "probation"]
 
 #: Fraud rate assumed for the scored-events requirement when the caller gives none.
 DEFAULT_EXPECTED_FRAUD_RATE = 0.005
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    """One gate check: the measured value, the bound, and a sentence a human can act on."""
-
-    name: str
-    value: float | None
-    threshold: float | None
-    passed: bool
-    reason: str
-    details: dict[str, Any] = field(default_factory=dict)
-    #: False when the check could not be evaluated (e.g. too few matured labels): such a check is
-    #: reported as *not run*, and a decision never counts it as passed.
-    ran: bool = True
-
-    def to_dict(self) -> dict[str, Any]:
-        return finite_json(asdict(self))
-
-    @classmethod
-    def from_dict(cls, doc: dict[str, Any]) -> CheckResult:
-        return cls(**doc)
-
-    @property
-    def state(self) -> str:
-        """``passed``, ``failed`` or ``not run``: what a page or a log shows."""
-        return "not run" if not self.ran else ("passed" if self.passed else "failed")
 
 
 @dataclass(frozen=True)
@@ -145,224 +121,6 @@ class GateDecision:
         data = dict(doc)
         data["checks"] = tuple(CheckResult.from_dict(c) for c in data["checks"])
         return cls(**data)
-
-
-def _flagged(frame: pd.DataFrame, side: str) -> np.ndarray:
-    """Flagged at the model's own threshold, as recorded: decision ``decline``."""
-    import numpy as np
-
-    return np.asarray(frame[f"{side}_decision"].astype("string").fillna("") == "decline", dtype=bool)
-
-
-def feature_parity_mismatch(frame: pd.DataFrame, tolerance: float = 1e-9) -> tuple[float, int, int]:
-    """(share, mismatched, compared) of rows whose two feature vectors differ (same feature set only)."""
-    import numpy as np
-
-    both = (
-        frame["candidate_present"].astype(bool)
-        & frame["incumbent_present"].astype(bool)
-        & frame["candidate_features"].notna()
-        & frame["incumbent_features"].notna()
-        & (frame["candidate_feature_set"].astype("string") == frame["incumbent_feature_set"].astype("string"))
-    ).fillna(False)
-    sub = frame.loc[both.to_numpy(), ["candidate_features", "incumbent_features"]]
-    # Identical text is identical vectors: parse only the rows whose text differs.
-    differ = (sub["candidate_features"].astype(str) != sub["incumbent_features"].astype(str)).to_numpy()
-    mismatched = 0
-    for a, b in zip(sub["candidate_features"][differ], sub["incumbent_features"][differ], strict=True):
-        va, vb = parse_vector(a), parse_vector(b)
-        same = (
-            va is not None
-            and vb is not None
-            and len(va) == len(vb)
-            and bool(np.allclose(va, vb, rtol=0.0, atol=tolerance, equal_nan=True))
-        )
-        mismatched += not same
-    compared = len(sub)
-    return (mismatched / compared if compared else 0.0), mismatched, compared
-
-
-def _g(x: float | None) -> str:
-    return "n/a" if x is None or not math.isfinite(x) else f"{x:.4g}"
-
-
-def _check_min(name: str, what: str, value: float, minimum: float) -> CheckResult:
-    ok = value >= minimum
-    op = ">=" if ok else "<"
-    return CheckResult(
-        name, float(value), float(minimum), ok, f"{what} {_g(value)} {op} {_g(minimum)} required"
-    )
-
-
-def _check_max(name: str, what: str, value: float, maximum: float, unit: str = "") -> CheckResult:
-    ok = bool(value <= maximum)
-    op = "<=" if ok else ">"
-    return CheckResult(
-        name, float(value), float(maximum), ok, f"{what} {_g(value)}{unit} {op} {_g(maximum)}{unit}"
-    )
-
-
-def _error_rate(frame: pd.DataFrame, side: Side, excused: pd.Series | None = None) -> float:
-    """Share of rows where ``side`` produced no usable score, not counting ``excused`` rows."""
-    if not len(frame):
-        return 0.0
-    failed = ~ok_mask(frame, side)
-    return float((failed if excused is None else failed & ~excused).mean())
-
-
-def error_kinds(frame: pd.DataFrame, side: Side) -> dict[str, int]:
-    """What the failed rows of ``side`` were: ``missing`` (no row at all), ``fallback``, the
-    logged ``error`` values (``shed:down``, ``error:<type>``, ``nan``, ...) and ``no_score``."""
-    bad = frame.loc[~ok_mask(frame, side).to_numpy()]
-    if bad.empty:
-        return {}
-    present = bad[f"{side}_present"].fillna(False).astype(bool)
-    fallback = bad[f"{side}_fallback"].fillna(False).astype(bool)
-    error = bad[f"{side}_error"].astype("string").fillna("")
-    kind = error.where(error != "", "no_score").where(~fallback, "fallback").where(present, "missing")
-    counts = kind.value_counts()
-    return {str(k): int(v) for k, v in counts.items()}
-
-
-def _error_check(frame: pd.DataFrame, side: Side, maximum: float) -> CheckResult:
-    check = _check_max("error_rate", "error rate", _error_rate(frame, side), maximum)
-    kinds = error_kinds(frame, side)
-    if kinds:
-        top = ", ".join(f"{k} {n}" for k, n in list(kinds.items())[:4])
-        check = replace(check, reason=f"{check.reason} ({top})", details={"kinds": kinds})
-    return check
-
-
-def _p99_latency(frame: pd.DataFrame, side: str) -> float:
-    import numpy as np
-
-    lat = frame.loc[frame[f"{side}_present"].astype(bool), f"{side}_latency_ms"].dropna().to_numpy()
-    return float(np.percentile(lat, 99)) if len(lat) else math.nan
-
-
-def _constant_scores_check(frame: pd.DataFrame, side: Side, policy: GatePolicy) -> CheckResult:
-    import numpy as np
-
-    scores = frame.loc[ok_mask(frame, side).to_numpy(), f"{side}_score"].to_numpy(dtype=np.float64)
-    std = float(scores.std()) if len(scores) else 0.0
-    distinct = len(np.unique(scores))
-    ok = std >= policy.min_score_std and distinct >= policy.min_distinct_scores
-    why = [f"std {_g(std)} < {_g(policy.min_score_std)}"] if std < policy.min_score_std else []
-    if distinct < policy.min_distinct_scores:
-        why.append(f"{distinct} distinct values < {policy.min_distinct_scores}")
-    reason = (
-        f"scores vary (std {_g(std)}, {distinct} distinct values)"
-        if ok
-        else f"constant scores ({' and '.join(why)})"
-    )
-    return CheckResult(
-        "constant_scores", std, policy.min_score_std, ok, reason, {"distinct_scores": distinct}
-    )
-
-
-def _latency_check(frame: pd.DataFrame, side: str, limit: float) -> CheckResult:
-    p99 = _p99_latency(frame, side)
-    if math.isnan(p99):
-        return CheckResult("p99_latency_ms", None, limit, False, "no latency measured")
-    ok = p99 <= limit
-    return CheckResult(
-        "p99_latency_ms", p99, limit, ok, f"p99 latency {_g(p99)} ms {'<=' if ok else '>'} SLA {_g(limit)} ms"
-    )
-
-
-#: ``DriftResult.check`` of production's features vs the champion's training reference.
-INCUMBENT_FEATURE_DRIFT = "incumbent_feature_drift"
-
-
-def _further_than_champion(
-    result: DriftResult, yardstick: DriftResult, margin: float
-) -> list[tuple[str, float, float | None]]:
-    """Columns where the challenger's training data is a worse fit for live traffic than the
-    champion's: drifted from the challenger's reference *and*, on the same live window, further
-    than the champion's reference by more than ``margin`` (method units; for p-value methods:
-    drifted where the champion's column is not). A column the champion does not read is judged
-    alone. Returns (column, challenger value, champion value or None)."""
-    champion = {c.column: c for c in yardstick.columns}
-    worse: list[tuple[str, float, float | None]] = []
-    for c in result.columns:
-        if not c.drifted:
-            continue
-        y = champion.get(c.column)
-        if y is None or math.isnan(c.value) or math.isnan(y.value):
-            worse.append((c.column, c.value, None if y is None else y.value))
-        elif (not y.drifted) if is_p_value_method(c.method) else c.value > y.value + margin:
-            worse.append((c.column, c.value, y.value))
-    return worse
-
-
-def _drift_checks(
-    drift: DriftResult | Sequence[DriftResult] | None, margin: float = 0.0
-) -> list[CheckResult]:
-    if drift is None:
-        return []
-    results = [drift] if isinstance(drift, DriftResult) else list(drift)
-    # The champion's own feature drift on the same window is a yardstick, not a check.
-    yardstick = next((r for r in results if r.check == INCUMBENT_FEATURE_DRIFT), None)
-    checks = []
-    for r in results:
-        if r is yardstick:
-            continue
-        if r.check == "score_drift":
-            # Raw-score histograms differ whenever calibration does (a monotone rescale of the
-            # champion itself reads PSI >> 0.25): shown for reading, judged at the budget instead.
-            reason = (
-                f"informational: raw-score {r.check} {r.columns[0].method if r.columns else ''} "
-                f"{_g(r.columns[0].value if r.columns else None)} (models are compared at the same alert "
-                "budget, not by raw score)"
-            )
-            checks.append(CheckResult(r.check, r.drift_share, None, True, reason, r.to_dict()))
-            continue
-        if r.check == "feature_drift" and yardstick is not None and r.columns:
-            # Live traffic may have moved away from both training sets (the attack wave that
-            # triggered the retrain): the question is whether the challenger fits it worse than
-            # the champion does, column by column, not how many columns cross a threshold (a
-            # count moves by one or two of 34 columns on noise alone).
-            worse = _further_than_champion(r, yardstick, margin)
-            share = len(worse) / len(r.columns)
-            ok = share <= r.max_drift_share
-            shown = ", ".join(
-                f"{name} {_g(v)} vs {_g(y) if y is not None else 'not read'}" for name, v, y in worse[:5]
-            )
-            reason = (
-                f"{r.check}: {len(worse)} of {len(r.columns)} columns fit live traffic worse than the "
-                f"champion's training data (drifted and further by > {_g(margin)}) "
-                f"{'<=' if ok else '>'} {r.max_drift_share:.0%}"
-                + (f" ({shown})" if shown else "")
-                + f"; drifted vs own training data {r.drift_share:.0%}, "
-                f"champion's {yardstick.drift_share:.0%}"
-            )
-            details = {
-                **r.to_dict(),
-                "worse_than_champion": [list(w) for w in worse],
-                "incumbent_drift_share": yardstick.drift_share,
-                "margin": margin,
-            }
-            checks.append(CheckResult(r.check, share, r.max_drift_share, ok, reason, details))
-            continue
-        if len(r.columns) == 1:
-            c = r.columns[0]
-            # p-values drift downwards, distances upwards
-            op = ("<", ">=")[c.drifted ^ is_p_value_method(c.method)]
-            reason = f"{r.check} {c.method} {_g(c.value)} {op} {_g(c.threshold)}"
-            checks.append(CheckResult(r.check, c.value, c.threshold, not c.drifted, reason, r.to_dict()))
-        else:
-            drifted = r.drifted_columns
-            op = ">" if r.dataset_drift else "<="
-            reason = (
-                f"{r.check}: {r.drift_share:.0%} of {len(r.columns)} columns drifted {op} "
-                f"{r.max_drift_share:.0%}" + (f" ({', '.join(drifted[:5])})" if drifted else "")
-            )
-            checks.append(
-                CheckResult(
-                    r.check, r.drift_share, r.max_drift_share, not r.dataset_drift, reason, r.to_dict()
-                )
-            )
-    return checks
 
 
 # -- promotion ----------------------------------------------------------------------------------
@@ -433,7 +191,7 @@ def _operating_point_check(frame: pd.DataFrame, rows: np.ndarray, policy: GatePo
     ok = cand.achieved >= floor and bool(np.isfinite(cand.threshold))
     reason = (
         f"challenger attains the {policy.budget_kind} budget {policy.alert_budget:g}: {cand.achieved:.4g} "
-        f"at threshold {_g(cand.threshold)} (champion {inc.achieved:.4g} at {_g(inc.threshold)})"
+        f"at threshold {fmt(cand.threshold)} (champion {inc.achieved:.4g} at {fmt(inc.threshold)})"
         if ok
         else f"challenger cannot attain the {policy.budget_kind} budget {policy.alert_budget:g}: at most "
         f"{cand.achieved:.4g} < {floor:.4g} without exceeding it (tied scores)"
@@ -473,19 +231,11 @@ def _identical_check(frame: pd.DataFrame, rows: np.ndarray, policy: GatePolicy) 
     )
 
 
-def _not_run(name: str, threshold: float | None, why: str) -> CheckResult:
-    return CheckResult(name, None, threshold, False, f"not run: {why}", ran=False)
-
-
-def _cs_text(lo: float, hi: float) -> str:
-    return f"[{lo:+.4f}, {hi:+.4f}]"
-
-
 def _promotion_quality_checks(q: MatchedQuality, policy: GatePolicy) -> tuple[list[CheckResult], CheckResult]:
     """(harm checks that reject when failed, the promotion check that promotes when passed)."""
     lo, hi = q.ap.delta.cs
     ci_lo, ci_hi = q.ap.delta.ci
-    cs = f"ΔAP {q.ap_delta:+.4f}, CS {_cs_text(lo, hi)}, 95% CI {_cs_text(ci_lo, ci_hi)}"
+    cs = f"ΔAP {q.ap_delta:+.4f}, CS {cs_text(lo, hi)}, 95% CI {cs_text(ci_lo, ci_hi)}"
     ap_details = {
         "ap_delta": q.ap_delta,
         "cs": [lo, hi],
@@ -539,7 +289,7 @@ def _promotion_quality_checks(q: MatchedQuality, policy: GatePolicy) -> tuple[li
                 bound,
                 limit,
                 ok,
-                f"Δ {what_g} {est.estimate:+.4g}, CS {_cs_text(lo_g, hi_g)}: {shown} bound "
+                f"Δ {what_g} {est.estimate:+.4g}, CS {cs_text(lo_g, hi_g)}: {shown} bound "
                 f"{'not ' if ok else ''}beyond {limit:+.4g}",
                 {"delta": est.estimate, "cs": [lo_g, hi_g]},
             )
@@ -592,31 +342,31 @@ def decide_promotion(
     frame = evidence.frame
     need: SampleRequirement = required_sample(policy, expected_fraud_rate or DEFAULT_EXPECTED_FRAUD_RATE)
     rows = _usable(frame)
-    volume = _check_min("scored_events", "scored events", evidence.n_events, policy.min_scored_events_floor)
+    volume = check_min("scored_events", "scored events", evidence.n_events, policy.min_scored_events_floor)
     parity, mismatched, compared = feature_parity_mismatch(frame, policy.feature_parity_tolerance)
     # Latency first: a slow challenger is also throttled by the shadow pool, and the events it
     # sheds show up as missing scores (errors); the root cause to report is the latency.
     ops = [
-        _latency_check(frame, "candidate", policy.max_p99_latency_ms),
-        _error_check(frame, "candidate", policy.max_error_rate),
-        _constant_scores_check(frame, "candidate", policy),
+        latency_check(frame, "candidate", policy.max_p99_latency_ms),
+        error_check(frame, "candidate", policy.max_error_rate),
+        constant_scores_check(frame, "candidate", policy),
         CheckResult(
             "feature_parity_mismatch",
             parity,
             policy.max_feature_parity_mismatch,
             parity <= policy.max_feature_parity_mismatch,
-            f"feature parity mismatch {_g(parity)} ({mismatched}/{compared} events) "
+            f"feature parity mismatch {fmt(parity)} ({mismatched}/{compared} events) "
             f"{'<=' if parity <= policy.max_feature_parity_mismatch else '>'} "
-            f"{_g(policy.max_feature_parity_mismatch)}",
+            f"{fmt(policy.max_feature_parity_mismatch)}",
             {"mismatched": mismatched, "compared": compared},
         ),
-        *_drift_checks(drift, policy.feature_drift_margin),
+        *drift_checks(drift, policy.feature_drift_margin),
         _operating_point_check(frame, rows, policy),
         _identical_check(frame, rows, policy),
     ]
     matured_frauds, matured_genuine = _matured_counts(frame, rows)
     labels = [
-        _check_min(
+        check_min(
             "matured_frauds",
             "matured labeled frauds",
             matured_frauds,
@@ -624,7 +374,7 @@ def decide_promotion(
         ),
         # Genuine rows come from maturity (most are never labelled): without them there is no FPR
         # and no AP, and "no quality evidence" must not read as "quality passed".
-        _check_min(
+        check_min(
             "matured_genuine", "matured genuine events", matured_genuine, policy.min_labeled_frauds_floor
         ),
     ]
@@ -641,8 +391,8 @@ def decide_promotion(
         harm, promote = _promotion_quality_checks(quality, policy)
     else:
         why = "too little scored or matured evidence"
-        harm = [_not_run("ap_shown_worse", None, why)]
-        promote = _not_run(
+        harm = [not_run("ap_shown_worse", None, why)]
+        promote = not_run(
             "ap_non_inferiority" if policy.decision_mode == "non_inferiority" else "ap_superiority", None, why
         )
     summary["quality"] = quality.to_dict() if quality else None
@@ -688,11 +438,11 @@ def _decline_rate_check(frame: pd.DataFrame, policy: GatePolicy, planned_events:
     ok_rows = ok_mask(frame, "candidate").to_numpy()
     if policy.budget_kind == "fpr":
         ok_rows = ok_rows & (frame["label"] == 0.0).to_numpy()
-    flags = _flagged(frame.loc[ok_rows], "candidate").astype(np.float64)
+    flags = flagged(frame.loc[ok_rows], "candidate").astype(np.float64)
     lo_band = policy.alert_budget * (1.0 - policy.budget_tolerance)
     hi_band = policy.alert_budget * (1.0 + policy.budget_tolerance)
     if len(flags) < 2:
-        return _not_run(
+        return not_run(
             "decline_rate", hi_band, f"{len(flags)} events to measure the served {policy.budget_kind}"
         )
     est = sequential_mean(flags, alpha=1.0 - policy.confidence_level, t_opt=float(max(planned_events, 2)))
@@ -704,7 +454,7 @@ def _decline_rate_check(frame: pd.DataFrame, policy: GatePolicy, planned_events:
     above, below = lo > hi_band, hi < lo_band
     where = "is above" if above else "is below" if below else "overlaps"
     reason = (
-        f"served {policy.budget_kind} {est.estimate:.4g}, CS {_cs_text(lo, hi)} {where} "
+        f"served {policy.budget_kind} {est.estimate:.4g}, CS {cs_text(lo, hi)} {where} "
         f"the budget band [{lo_band:.4g}, {hi_band:.4g}]"
     )
     if below:
@@ -742,7 +492,7 @@ def decide_probation(
     """
     frame = evidence.frame
     need = required_sample(policy, expected_fraud_rate or DEFAULT_EXPECTED_FRAUD_RATE, stage="probation")
-    volume = _check_min(
+    volume = check_min(
         "scored_events", "scored events", evidence.n_events, policy.probation_min_scored_events
     )
     # Like with like: only production has a per-request time budget, so a new champion's budget
@@ -750,8 +500,8 @@ def decide_probation(
     # are judged by the latency check, not counted as errors against an old champion in shadow.
     misses = budget_misses(frame, "candidate")
     n_misses = int(misses.sum())
-    cand_err, inc_err = _error_rate(frame, "candidate", misses), _error_rate(frame, "incumbent")
-    err_check = _check_max(
+    cand_err, inc_err = error_rate(frame, "candidate", misses), error_rate(frame, "incumbent")
+    err_check = check_max(
         "error_rate_increase",
         "error rate increase",
         cand_err - inc_err,
@@ -759,7 +509,7 @@ def decide_probation(
     )
     err_check = replace(
         err_check,
-        reason=f"{err_check.reason} (new {_g(cand_err)}, old {_g(inc_err)}"
+        reason=f"{err_check.reason} (new {fmt(cand_err)}, old {fmt(inc_err)}"
         + (f"; {n_misses} budget misses judged by latency)" if n_misses else ")"),
         details={
             "candidate_error_rate": cand_err,
@@ -767,7 +517,7 @@ def decide_probation(
             "candidate_budget_misses": n_misses,
         },
     )
-    exposure = _check_min(
+    exposure = check_min(
         "exposure_hours",
         "hours of production traffic served",
         _span_hours(frame),
@@ -775,8 +525,8 @@ def decide_probation(
     )
     ops = [
         err_check,
-        _constant_scores_check(frame, "candidate", policy),
-        _latency_check(frame, "candidate", policy.probation_max_p99_latency_ms),
+        constant_scores_check(frame, "candidate", policy),
+        latency_check(frame, "candidate", policy.probation_max_p99_latency_ms),
         _decline_rate_check(frame, policy, need.min_scored_events),
     ]
     rows = _usable(frame)
@@ -789,7 +539,7 @@ def decide_probation(
     ):
         quality = _quality_on(frame, rows, policy, need.min_labeled_frauds)
         lo, hi = quality.ap.delta.cs
-        cs = f"ΔAP {quality.ap_delta:+.4f}, CS {_cs_text(lo, hi)}"
+        cs = f"ΔAP {quality.ap_delta:+.4f}, CS {cs_text(lo, hi)}"
         harmed = hi < -margin
         shown_ok = lo > -margin
         details = {"ap_delta": quality.ap_delta, "cs": [lo, hi], "n_frauds": matured_frauds}
@@ -814,7 +564,7 @@ def decide_probation(
             f"{matured_frauds} matured labeled frauds (need {policy.probation_min_labeled_frauds} to start, "
             f"{need.min_labeled_frauds} planned)"
         )
-        harm, fine = _not_run("ap_shown_worse", -margin, why), _not_run("ap_non_inferiority", -margin, why)
+        harm, fine = not_run("ap_shown_worse", -margin, why), not_run("ap_non_inferiority", -margin, why)
     summary: dict[str, Any] = {
         **evidence.summary(),
         "sample_requirement": need.to_dict(),
@@ -855,62 +605,3 @@ def decide_probation(
             status = "rollback"
             reason = f"probation ended without judging quality ({reason}): the known-good champion returns"
     return _decision(status, "probation", checks, reason, policy, summary, deciding)
-
-
-# -- recording ----------------------------------------------------------------------------------
-def decision_row(
-    decision: GateDecision,
-    *,
-    model_name: str,
-    challenger_version: str | None,
-    champion_version: str | None,
-    dag_run_id: str | None = None,
-) -> dict[str, Any]:
-    """A ``gate_decisions`` row. The id is derived from the run when given, so a retried task
-    records the same decision once (upsert by key); the evidence column is the JSON decision."""
-    if dag_run_id:
-        basis = f"{decision.stage}|{model_name}|{challenger_version}|{champion_version}|{dag_run_id}"
-        decision_id = hashlib.sha256(basis.encode()).hexdigest()[:32]
-    else:
-        decision_id = uuid.uuid4().hex
-    doc = decision.to_dict()
-    evidence = {
-        "checks": doc["checks"],
-        "deciding_check": decision.deciding_check,
-        "policy_fingerprint": decision.policy_fingerprint,
-        "evidence": doc["evidence"],
-    }
-    return {
-        "decision_id": decision_id,
-        "model_name": model_name,
-        "challenger_version": challenger_version,
-        "champion_version": champion_version,
-        "stage": decision.stage,
-        "policy_version": decision.policy_version,
-        "status": decision.status,
-        "reason": decision.reason,
-        "evidence": json.dumps(evidence, sort_keys=True, default=str, allow_nan=False),
-        "dag_run_id": dag_run_id,
-        "decided_at": dt.datetime.fromisoformat(decision.decided_at),
-    }
-
-
-def record_decision(
-    warehouse: Warehouse,
-    decision: GateDecision,
-    *,
-    model_name: str,
-    challenger_version: str | None,
-    champion_version: str | None,
-    dag_run_id: str | None = None,
-) -> dict[str, Any]:
-    """Store the decision (idempotent per run); returns the row written."""
-    row = decision_row(
-        decision,
-        model_name=model_name,
-        challenger_version=challenger_version,
-        champion_version=champion_version,
-        dag_run_id=dag_run_id,
-    )
-    warehouse.upsert("gate_decisions", [row])
-    return row

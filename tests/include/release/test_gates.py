@@ -8,16 +8,11 @@ import json
 import pytest
 from release_synthetic import SMALL_POLICY, T0, make_evidence
 
+from fraudops.release.checks import CheckResult
 from fraudops.release.drift import ColumnDrift, DriftResult
-from fraudops.release.gates import (
-    CheckResult,
-    GateDecision,
-    decide_probation,
-    decide_promotion,
-    decision_row,
-    identical_ranking,
-)
+from fraudops.release.gates import GateDecision, decide_probation, decide_promotion, identical_ranking
 from fraudops.release.policy import required_sample
+from fraudops.release.recording import decision_row
 
 POLICY = SMALL_POLICY
 RATE = 0.05
@@ -129,8 +124,8 @@ def test_missing_shadow_scores_count_as_errors() -> None:
 
 
 def test_error_kinds_name_each_failure() -> None:
+    from fraudops.release.checks import error_kinds
     from fraudops.release.evidence import ok_mask
-    from fraudops.release.gates import error_kinds
 
     ev = make_evidence(challenger={"strength": 2.5, "error_rate": 0.1})
     f = ev.frame

@@ -9,7 +9,8 @@ import pytest
 from release_synthetic import SMALL_POLICY, make_evidence
 
 from fraudops.release.drift import ColumnDrift, DriftResult, drift_rows, record_drift
-from fraudops.release.gates import decide_promotion, record_decision
+from fraudops.release.gates import decide_promotion
+from fraudops.release.recording import record_decision
 
 POLICY = SMALL_POLICY
 

@@ -152,6 +152,7 @@ def fraud_release() -> None:
     def decide_promotion(cand: dict, deploy: dict, run_id: str | None = None, ti: Any = None) -> str:
         from fraudops.pipeline import release
         from fraudops.pipeline.release_types import DriftReport, ShadowDeployment, ShadowWait
+        from fraudops.vocabulary import Decision
 
         c = _cand(cand)
         waited = ti.xcom_pull(task_ids="wait_for_shadow_metrics")
@@ -167,7 +168,8 @@ def fraud_release() -> None:
             run_id or "manual",
         )
         ti.xcom_push(key="decision", value=decision.to_xcom())
-        return "promote" if decision.status == "promote" else "reject"
+        # The branch's task ids are named after the decision they carry out.
+        return "promote" if decision.status == Decision.PROMOTE else "reject"
 
     @task
     def promote(cand: dict, run_id: str | None = None, ti: Any = None) -> dict:
@@ -191,8 +193,9 @@ def fraud_release() -> None:
     @task.branch
     def probation_outcome(outcome: dict) -> str:
         from fraudops.pipeline.release_types import ProbationOutcome
+        from fraudops.vocabulary import Decision
 
-        return "rollback" if ProbationOutcome.from_xcom(outcome).status == "rollback" else "confirm"
+        return "rollback" if ProbationOutcome.from_xcom(outcome).status == Decision.ROLLBACK else "confirm"
 
     def _finish(cand: dict, promo: dict, outcome: dict, run_id: str | None) -> dict:
         from fraudops.pipeline import release

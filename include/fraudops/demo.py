@@ -28,6 +28,7 @@ from typing import Any
 import click
 
 from fraudops.config import Settings, load_settings
+from fraudops.vocabulary import Alias
 
 #: Airflow Variables of the local profile (see ``fraudops_airflow.tasks.effective_params``).
 RETRAIN_PROFILE: dict[str, Any] = {
@@ -186,7 +187,7 @@ def run_demo(cfg: DemoConfig | None = None, settings: Settings | None = None) ->
     name, uri = s.mlflow.model_name, s.mlflow.tracking_uri
     memory = MemoryWatch(_stack_pids(s), include_self=cfg.count_demo_process).start()
     t0 = time.monotonic()
-    first_champion = get_alias_version(name, "champion", tracking_uri=uri)
+    first_champion = get_alias_version(name, Alias.CHAMPION, tracking_uri=uri)
     if first_champion is None:
         raise click.ClickException("no champion: `fraudops up` bootstraps one")
     _say(f"champion v{first_champion} is serving at {s.scoring.url}")
@@ -198,7 +199,7 @@ def run_demo(cfg: DemoConfig | None = None, settings: Settings | None = None) ->
     _say("local profile set (Airflow Variables fraudops_*_defaults); DAGs unpaused: " + ", ".join(DAGS))
 
     plan = BootstrapPlan.from_env()
-    clock = _event_clock(wh)
+    clock = wh.newest_event_time()
     start = clock.date() + dt.timedelta(days=1) if clock else dt.datetime.now(dt.UTC).date()
     attack = demo_wave(plan, cfg)
     world = plan.world(extra_waves=(attack,))
@@ -251,7 +252,7 @@ def run_demo(cfg: DemoConfig | None = None, settings: Settings | None = None) ->
         memory.sample()
     summary["elapsed_s"] = round(time.monotonic() - t0, 1)
     summary["peak_memory_mb"] = round(memory.peak_mb)
-    summary["champion"] = get_alias_version(name, "champion", tracking_uri=uri)
+    summary["champion"] = get_alias_version(name, Alias.CHAMPION, tracking_uri=uri)
     summary["stream"] = reports[-1].summary() if reports else None
     _print_summary(wh, name, summary, s)
     return summary
@@ -275,11 +276,6 @@ def demo_wave(plan: Any, cfg: DemoConfig) -> Any:
         # The scenario has no base rate in a world where it is novel: scale the simulator's default.
         base_per_day=ScenarioRates().base_rate(scenario) if plan.novel_scenario else None,
     )
-
-
-def _event_clock(wh: Any) -> dt.datetime | None:
-    rows = wh.query(f"SELECT MAX(event_time) AS t FROM `{wh.table_id('transactions')}`")
-    return rows[0]["t"] if rows else None
 
 
 def _runs_since(af: Any, dag_id: str, since: str, run_type: str | None = None) -> list[dict[str, Any]]:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from fraudops.config import REPO_ROOT, load_settings
 from fraudops.exceptions import PermanentError, ServiceError
+from fraudops.vocabulary import Action, DeploymentState
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -41,7 +42,7 @@ BUNDLE_ARTIFACT_PATH = "bundle"
 #: Name of the logged model inside the run.
 MODEL_ARTIFACT_NAME = "model"
 #: Actions the ``deployments`` audit table knows.
-ACTIONS: tuple[str, ...] = ("bootstrap", "shadow", "promote", "rollback", "retire", "confirm")
+ACTIONS: tuple[str, ...] = tuple(Action)
 #: Model-version tag with the decision threshold a version is served at (set by the release at
 #: promotion: matched to the alert budget on recent traffic); the scoring service prefers it over
 #: the bundle manifest's ``decision_threshold``.
@@ -309,7 +310,7 @@ def download_artifact_dir(
 #: Namespace of deterministic deployment ids (uuid5 of the caller's idempotency key).
 _DEPLOYMENT_NS = uuid.UUID("5b0f3a5e-7c1d-4f6a-9b43-2d6c1f0e8a17")
 #: ``deployments.state`` values: the intent is recorded before the alias moves, then marked applied.
-PENDING, APPLIED = "pending", "applied"
+PENDING, APPLIED = DeploymentState.PENDING, DeploymentState.APPLIED
 #: Tables (by id) whose ``state`` column this process has made sure of.
 _STATE_COLUMN_OK: set[str] = set()
 
@@ -566,7 +567,7 @@ def retire_alias(
             model_name=model_name,
             alias=alias,
             target=None,
-            action="retire",
+            action=Action.RETIRE,
             actor=actor,
             reason=reason,
             tracking_uri=tracking_uri,
@@ -583,7 +584,7 @@ def retire_alias(
         alias=alias,
         version=None,
         previous_version=version,
-        action="retire",
+        action=Action.RETIRE,
         actor=actor,
         reason=reason,
     )

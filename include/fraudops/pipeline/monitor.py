@@ -24,6 +24,7 @@ from typing import Any
 
 from fraudops.config import Settings, load_settings
 from fraudops.exceptions import ConfigError
+from fraudops.vocabulary import Alias
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ def check_live_drift(params: MonitorParams, run_id: str, settings: Settings | No
     s = settings or load_settings()
     name = params.model_name or s.mlflow.model_name
     uri = s.mlflow.tracking_uri
-    version = get_alias_version(name, "champion", tracking_uri=uri)
+    version = get_alias_version(name, Alias.CHAMPION, tracking_uri=uri)
     if version is None:
         return {"status": "no_champion", "drifted": False, "model_name": name}
     end = parse_time(params.end) if params.end else dt.datetime.now(dt.UTC)

@@ -45,6 +45,7 @@ from fraudops.pipeline.release_types import (
     ShadowWait,
 )
 from fraudops.pipeline.retrain import RunContext
+from fraudops.vocabulary import Action, Alias, Decision, Stage, challenger_alias
 
 if TYPE_CHECKING:
     from fraudops.registry import AliasMove
@@ -54,8 +55,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CHAMPION = "champion"
-CHALLENGER_PREFIX = "challenger-"
+CHAMPION = Alias.CHAMPION
 ACTOR = "fraud_release"
 #: Model-version tag with the threshold a promoted version is served at (= registry.SERVED_THRESHOLD_TAG).
 SERVED_THRESHOLD_TAG = "served_threshold"
@@ -307,7 +307,7 @@ def resolve(
         model_name=name,
         version=str(version),
         champion=str(champion),
-        alias=f"{CHALLENGER_PREFIX}{version}",
+        alias=challenger_alias(version),
         params=params.to_dict(),
         policy=policy.to_dict(),
         policy_fingerprint=policy.fingerprint,
@@ -380,7 +380,7 @@ def deploy_shadow(ctx: ReleaseContext, params: ReleaseParams, cand: Candidate) -
         name,
         alias,
         version,
-        "shadow",
+        Action.SHADOW,
         f"shadow evaluation against champion v{cand.champion}",
         step="deploy_shadow",
     )
@@ -421,7 +421,7 @@ def retire_alias(
         actor=ACTOR,
         reason=reason[:500],
         tracking_uri=ctx.tracking_uri,
-        idempotency_key=_key(ctx, step, alias, "retire", None),
+        idempotency_key=_key(ctx, step, alias, Action.RETIRE, None),
     )
 
 
@@ -592,8 +592,8 @@ def _forced_reject(reason: str, check: str, cand: Candidate, evidence: dict[str,
 
     policy = cand.gate_policy()
     return GateDecision(
-        status="reject",
-        stage="promotion",
+        status=Decision.REJECT,
+        stage=Stage.PROMOTION,
         checks=(CheckResult(check, None, None, False, reason),),
         reason=reason,
         policy_version=policy.version,
@@ -652,12 +652,12 @@ def decide(
                 expected_fraud_rate=params.expected_fraud_rate,
                 final=final,
             )
-            if decision.status != "wait" or final:
+            if decision.status != Decision.WAIT or final:
                 break
             log.info("gate for %s v%s: wait (%s)", cand.model_name, cand.version, decision.reason)
             time.sleep(params.poll_interval_s)
             window = evidence_window(ctx)
-        if decision.status == "reject" and decision.deciding_check not in OPERATIONAL_CHECKS:
+        if decision.status == Decision.REJECT and decision.deciding_check not in OPERATIONAL_CHECKS:
             # Inconclusive at the deadline: an operational failure already visible in the partial
             # sample (e.g. a slow challenger, throttled by the shadow pool, that could not score
             # enough events) is the root cause to report; the gate reports the missing volume.
@@ -703,7 +703,7 @@ def decide(
     log.info("gate for %s v%s: %s (%s)", cand.model_name, cand.version, decision.status, decision.reason)
     evidence_doc = decision.evidence or {}
     return DecisionSummary(
-        status=decision.status,  # type: ignore[arg-type]
+        status=decision.status,
         reason=decision.reason,
         deciding_check=decision.deciding_check,
         decision_id=str(row["decision_id"]),
@@ -738,7 +738,9 @@ def promote(
     from fraudops.registry import deployment_id_for, find_deployment, get_alias_version
 
     name, version = cand.model_name, cand.version
-    done = find_deployment(ctx.wh(), deployment_id_for(_key(ctx, "promote", CHAMPION, "promote", version)))
+    done = find_deployment(
+        ctx.wh(), deployment_id_for(_key(ctx, "promote", CHAMPION, Action.PROMOTE, version))
+    )
     if done is not None and done.get("previous_version"):
         old = str(done["previous_version"])
     else:
@@ -747,8 +749,8 @@ def promote(
     if old != cand.champion:
         log.warning("champion moved from v%s to v%s during the shadow phase", cand.champion, old)
     url = ctx.scoring_url(params)
-    old_alias = f"{CHALLENGER_PREFIX}{old}"
-    if find_deployment(ctx.wh(), deployment_id_for(_key(ctx, REFUSED_STEP, CHAMPION, "rollback", old))):
+    old_alias = challenger_alias(old)
+    if find_deployment(ctx.wh(), deployment_id_for(_key(ctx, REFUSED_STEP, CHAMPION, Action.ROLLBACK, old))):
         # An earlier attempt of this step found the service refusing the bundle: finish putting
         # the registry back (idempotent) and fail the same way, without promoting again.
         refusals = _service_doc(url).get("rejected") or {}
@@ -762,7 +764,7 @@ def promote(
         name,
         old_alias,
         old,
-        "shadow",
+        Action.SHADOW,
         f"probation of v{version}: previous champion keeps scoring in shadow",
         step="promote",
     )
@@ -771,12 +773,12 @@ def promote(
     # before the champion moves so the first promoted request is served at it.
     if decision.served_threshold is not None:
         _tag_version(ctx, cand, {SERVED_THRESHOLD_TAG: repr(float(decision.served_threshold))})
-    _move(ctx, name, CHAMPION, version, "promote", f"gate passed: {decision.reason}", step="promote")
+    _move(ctx, name, CHAMPION, version, Action.PROMOTE, f"gate passed: {decision.reason}", step="promote")
     crash_point("promote:after_champion_move")
     retire_alias(ctx, name, cand.alias, f"promoted to {CHAMPION}", step="promote")
     crash_point("promote:after_challenger_retire")
     promoted = find_deployment(
-        ctx.wh(), deployment_id_for(_key(ctx, "promote", CHAMPION, "promote", version))
+        ctx.wh(), deployment_id_for(_key(ctx, "promote", CHAMPION, Action.PROMOTE, version))
     )
     promoted_at = _as_utc(promoted["deployed_at"]) if promoted and promoted.get("deployed_at") else _now()
     try:
@@ -789,7 +791,7 @@ def promote(
     wait_for_service(
         url, _challenger_running(old_alias, old, name), f"{old_alias} running", params.deploy_timeout_s
     )
-    _tag_version(ctx, cand, {"release_status": "probation"})
+    _tag_version(ctx, cand, {"release_status": Stage.PROBATION})
     log.info(
         "%s v%s is champion (serving after %.1fs at threshold %s); v%s in shadow for probation",
         name,
@@ -816,7 +818,7 @@ def _restore_refused(ctx: ReleaseContext, cand: Candidate, old: str, old_alias: 
     back where production is (champion → ``old``, its shadow alias retired), so both say the same
     thing. Audited and idempotent under this run's keys."""
     name = cand.model_name
-    _move(ctx, name, CHAMPION, old, "rollback", why, step=REFUSED_STEP)
+    _move(ctx, name, CHAMPION, old, Action.ROLLBACK, why, step=REFUSED_STEP)
     retire_alias(ctx, name, old_alias, "restored as champion", step=REFUSED_STEP)
     _tag_version(ctx, cand, {"release_status": "refused_by_service"})
     log.error("%s; champion alias restored to v%s", why, old)
@@ -880,8 +882,8 @@ def probation_check(
         expected_fraud_rate=params.expected_fraud_rate,
     )
     return ProbationOutcome(
-        done=decision.status != "wait",
-        status=decision.status,  # type: ignore[arg-type]
+        done=decision.status != Decision.WAIT,
+        status=decision.status,
         reason=decision.reason,
         n_events=int(evidence.n_events),
         decision=decision.to_dict(),
@@ -907,7 +909,7 @@ def probation_look(
     from fraudops.release.gates import decide_probation
 
     decision = decide_probation(evidence, policy, final=False, expected_fraud_rate=expected_fraud_rate)
-    if decision.status != "wait" or elapsed < length:
+    if decision.status != Decision.WAIT or elapsed < length:
         return decision
     judged = any(c.ran for c in decision.checks if c.name in ("ap_shown_worse", "ap_non_inferiority"))
     exposed = all(c.passed for c in decision.checks if c.name == "exposure_hours")
@@ -956,9 +958,11 @@ def finish_probation(
     )
     name, old = cand.model_name, promo.old_champion
     url = ctx.scoring_url(params)
-    if decision.status == "rollback":
+    if decision.status == Decision.ROLLBACK:
         t0 = time.monotonic()
-        _move(ctx, name, CHAMPION, old, "rollback", f"probation failed: {decision.reason}", step="rollback")
+        _move(
+            ctx, name, CHAMPION, old, Action.ROLLBACK, f"probation failed: {decision.reason}", step="rollback"
+        )
         crash_point("rollback:after_champion_move")
         retire_alias(ctx, name, promo.old_alias, "restored as champion", step="rollback")
         crash_point("rollback:after_retire")

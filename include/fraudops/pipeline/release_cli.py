@@ -20,6 +20,7 @@ from typing import Any
 import click
 
 from fraudops.pipeline.release_types import DriftReport, ReleaseOutcome, ShadowWait
+from fraudops.vocabulary import Decision
 
 
 def run_release(
@@ -62,7 +63,7 @@ def run_release(
         echo(f"shadow: refused ({deploy.reason})")
     decision = release.decide(ctx, params, cand, deploy, waited, drift, run_id)
     echo(f"gate: {decision.status} ({decision.reason})")
-    if decision.status != "promote":
+    if decision.status != Decision.PROMOTE:
         outcome = release.reject(ctx, params, cand, decision)
         echo(f"rejected: {outcome.reason}")
         return outcome

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
+from fraudops.vocabulary import Decision
+
 if TYPE_CHECKING:
     from fraudops.release.policy import GatePolicy
 
@@ -150,7 +152,8 @@ class DecisionSummary(_XCom):
     """The promotion decision as the rest of the run needs it (the full decision with its evidence
     is in ``gate_decisions`` under ``decision_id`` and in the release's MLflow run)."""
 
-    status: Literal["promote", "reject", "wait"]
+    #: ``promote``, ``reject`` or ``wait``.
+    status: Decision
     reason: str
     deciding_check: str | None = None
     decision_id: str
@@ -181,7 +184,8 @@ class ProbationOutcome(_XCom):
     """One probation look: ``done`` once the gate decided (``confirm``/``rollback``)."""
 
     done: bool
-    status: Literal["confirm", "rollback", "wait"]
+    #: ``confirm``, ``rollback`` or ``wait``.
+    status: Decision
     reason: str
     n_events: int = 0
     #: ``GateDecision.to_dict()`` of the look (recorded by ``finish_probation``).

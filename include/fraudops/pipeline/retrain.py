@@ -142,10 +142,10 @@ def extract(ctx: RunContext, params: RetrainParams) -> dict[str, Any]:
     if params.as_of:
         as_of = parse_time(params.as_of)
     else:
-        rows = wh.query(f"SELECT MAX(event_time) AS t FROM `{wh.table_id('transactions')}`")
-        if not rows or rows[0]["t"] is None:
+        newest = wh.newest_event_time()
+        if newest is None:
             raise DataValidationError("the warehouse holds no transactions to train on")
-        as_of = rows[0]["t"]
+        as_of = newest
     window_end = as_of - dt.timedelta(days=params.label_maturity_days)
     window_start = window_end - dt.timedelta(days=params.window_days)
     history_start = window_start - dt.timedelta(days=params.history_days)

@@ -62,13 +62,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from fraudops.exceptions import DataValidationError
+from fraudops.vocabulary import Stage
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from fraudops.warehouse import Warehouse
 
-Stage = Literal["promotion", "probation"]
 
 #: Per-model columns of the paired frame (each appears as ``incumbent_<col>`` and ``candidate_<col>``).
 SIDE_COLUMNS: tuple[str, ...] = (
@@ -370,7 +370,7 @@ def collect_shadow_evidence(
 
     return _collect(
         warehouse,
-        stage="promotion",
+        stage=Stage.PROMOTION,
         model_name=model_name,
         prod_version=champion_version,
         shadow_version=challenger_version,
@@ -404,7 +404,7 @@ def collect_production_window(
 
     return _collect(
         warehouse,
-        stage="probation",
+        stage=Stage.PROBATION,
         model_name=model_name,
         prod_version=new_champion_version,
         shadow_version=old_champion_version,
@@ -453,6 +453,4 @@ def event_clock(warehouse: Warehouse) -> dt.datetime:
     the event log's micro-batch delay; under the simulator's accelerated stream it is the simulated
     present, which can run days ahead of (or behind) the wall clock.
     """
-    rows = warehouse.query(f"SELECT MAX(event_time) AS now FROM `{warehouse.table_id('transactions')}`")
-    value = rows[0].get("now") if rows else None
-    return _utc(value) if value is not None else dt.datetime.now(dt.UTC)
+    return warehouse.newest_event_time() or dt.datetime.now(dt.UTC)

@@ -34,7 +34,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from fraudops.release.checks import (
     CheckResult,
@@ -57,13 +57,15 @@ from fraudops.release.evidence import ShadowEvidence, budget_misses, ok_mask
 from fraudops.release.policy import DEFAULT_POLICY, GatePolicy, SampleRequirement, required_sample
 from fraudops.release.quality import MatchedQuality, finite_json, match_points, matched_quality
 from fraudops.release.sequential import sequential_mean
+from fraudops.vocabulary import Decision, Stage
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-Status = Literal["promote", "reject", "confirm", "rollback", "wait"]
-GateStage = Literal["promotion", "probation"]
+#: Kept as names for the annotations below (one vocabulary: :mod:`fraudops.vocabulary`).
+Status = Decision
+GateStage = Stage
 
 #: Fraud rate assumed for the scored-events requirement when the caller gives none.
 DEFAULT_EXPECTED_FRAUD_RATE = 0.005
@@ -87,7 +89,7 @@ class GateDecision:
 
     @property
     def passed(self) -> bool:
-        return self.status in ("promote", "confirm")
+        return self.status in (Decision.PROMOTE, Decision.CONFIRM)
 
     @property
     def failed_checks(self) -> list[CheckResult]:
@@ -120,6 +122,7 @@ class GateDecision:
     def from_dict(cls, doc: dict[str, Any]) -> GateDecision:
         data = dict(doc)
         data["checks"] = tuple(CheckResult.from_dict(c) for c in data["checks"])
+        data["status"], data["stage"] = Decision(data["status"]), Stage(data["stage"])
         return cls(**data)
 
 
@@ -409,25 +412,25 @@ def decide_promotion(
     checks = [volume, *ops, *labels, *harm, promote]
     status: Status
     if not volume.passed:
-        status, reason, deciding = "wait", volume.reason, volume.name
+        status, reason, deciding = Decision.WAIT, volume.reason, volume.name
     elif (failed := _first_failed(ops)) is not None:
-        status, reason, deciding = "reject", failed.reason, failed.name
+        status, reason, deciding = Decision.REJECT, failed.reason, failed.name
     elif (short := _first_failed(labels)) is not None:
-        status, reason, deciding = "wait", short.reason, short.name
+        status, reason, deciding = Decision.WAIT, short.reason, short.name
     elif (bad := _first_failed(harm)) is not None:
-        status, reason, deciding = "reject", bad.reason, bad.name
+        status, reason, deciding = Decision.REJECT, bad.reason, bad.name
     elif promote.passed:
-        status, deciding = "promote", None
+        status, deciding = Decision.PROMOTE, None
         reason = f"all checks passed: {promote.reason}"
     else:
-        status, reason, deciding = "wait", promote.reason, promote.name
-    if status == "wait" and final:
-        status = "reject"
+        status, reason, deciding = Decision.WAIT, promote.reason, promote.name
+    if status == Decision.WAIT and final:
+        status = Decision.REJECT
         reason = (
             f"inconclusive at the evidence deadline: {reason} (requirement: {need.min_labeled_frauds} "
             f"matured labeled frauds, have {matured_frauds})"
         )
-    return _decision(status, "promotion", checks, reason, policy, summary, deciding)
+    return _decision(status, Stage.PROMOTION, checks, reason, policy, summary, deciding)
 
 
 # -- probation ----------------------------------------------------------------------------------
@@ -491,7 +494,7 @@ def decide_probation(
     matured evidence is confirmed; one whose quality could not be judged is rolled back.
     """
     frame = evidence.frame
-    need = required_sample(policy, expected_fraud_rate or DEFAULT_EXPECTED_FRAUD_RATE, stage="probation")
+    need = required_sample(policy, expected_fraud_rate or DEFAULT_EXPECTED_FRAUD_RATE, stage=Stage.PROBATION)
     volume = check_min(
         "scored_events", "scored events", evidence.n_events, policy.probation_min_scored_events
     )
@@ -578,30 +581,30 @@ def decide_probation(
     # Volume first: a constant-score or p99 check on the first handful of events is noise, and
     # rolling back on it would undo a release at its first poll.
     if not volume.passed:
-        status, reason, deciding = "wait", volume.reason, volume.name
+        status, reason, deciding = Decision.WAIT, volume.reason, volume.name
     elif (failed := _first_failed(ops)) is not None:
-        status, reason, deciding = "rollback", failed.reason, failed.name
+        status, reason, deciding = Decision.ROLLBACK, failed.reason, failed.name
     elif harm.ran and not harm.passed:
-        status, reason, deciding = "rollback", harm.reason, harm.name
+        status, reason, deciding = Decision.ROLLBACK, harm.reason, harm.name
     elif fine.ran and fine.passed and exposure.passed:
-        status, reason, deciding = "confirm", f"all probation checks passed: {fine.reason}", None
+        status, reason, deciding = Decision.CONFIRM, f"all probation checks passed: {fine.reason}", None
     elif fine.ran and fine.passed:
         # Quality is fine so far, but the model has not yet met a full cycle of traffic.
-        status, reason, deciding = "wait", exposure.reason, exposure.name
+        status, reason, deciding = Decision.WAIT, exposure.reason, exposure.name
     else:
-        status, reason, deciding = "wait", fine.reason, fine.name
-    if status == "wait" and final:
+        status, reason, deciding = Decision.WAIT, fine.reason, fine.name
+    if status == Decision.WAIT and final:
         if not exposure.passed:
-            status = "rollback"
+            status = Decision.ROLLBACK
             reason = (
                 f"probation ended before the new champion met enough traffic ({exposure.reason}): "
                 "the known-good champion returns"
             )
             deciding = exposure.name
         elif fine.ran:
-            status = "confirm"
+            status = Decision.CONFIRM
             reason = f"probation ended, not shown harmful on matured evidence: {harm.reason}"
         else:
-            status = "rollback"
+            status = Decision.ROLLBACK
             reason = f"probation ended without judging quality ({reason}): the known-good champion returns"
-    return _decision(status, "probation", checks, reason, policy, summary, deciding)
+    return _decision(status, Stage.PROBATION, checks, reason, policy, summary, deciding)

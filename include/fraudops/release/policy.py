@@ -22,6 +22,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from fraudops.vocabulary import Stage
+
 #: Evidently drift methods whose value is a p-value (drift when value < threshold). Every other
 #: supported method is a distance (drift when value >= threshold).
 P_VALUE_METHODS: frozenset[str] = frozenset(
@@ -240,7 +242,7 @@ def _frauds_for(effect: float, power: float, sd: float, alpha: float) -> tuple[i
 
 
 def required_sample(
-    policy: GatePolicy, expected_fraud_rate: float, *, stage: Literal["promotion", "probation"] = "promotion"
+    policy: GatePolicy, expected_fraud_rate: float, *, stage: Stage = Stage.PROMOTION
 ) -> SampleRequirement:
     """Matured labeled frauds needed for the ΔAP decision to have the policy's power.
 

@@ -16,6 +16,8 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from fraudops.vocabulary import Alias, Stage, is_challenger_alias
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -72,11 +74,11 @@ class ReleaseOverview:
 
     @property
     def champion(self) -> str | None:
-        return self.aliases.get("champion")
+        return self.aliases.get(Alias.CHAMPION)
 
     @property
     def challengers(self) -> dict[str, str]:
-        return {a: v for a, v in sorted(self.aliases.items()) if a.startswith("challenger-")}
+        return {a: v for a, v in sorted(self.aliases.items()) if is_challenger_alias(a)}
 
 
 def _quality(evidence_json: str | None) -> dict[str, Any]:
@@ -109,8 +111,7 @@ def release_overview(
     )
     for row in decisions:
         row["quality"] = _quality(row.pop("evidence", None))
-    clock = warehouse.query(f"SELECT MAX(event_time) AS t FROM `{warehouse.table_id('predictions')}`")
-    latest = clock[0]["t"] if clock and clock[0]["t"] is not None else dt.datetime.now(dt.UTC)
+    latest = warehouse.newest_event_time("predictions") or dt.datetime.now(dt.UTC)
     daily = warehouse.query_df(
         _DAILY_SQL.format(predictions=warehouse.table_id("predictions"), labels=warehouse.table_id("labels")),
         {"model_name": model_name, "since": latest - dt.timedelta(days=days)},
@@ -170,7 +171,7 @@ def _charts(overview: ReleaseOverview) -> dict[str, str]:
             ax.tick_params(axis="x", labelrotation=60, labelsize=7)
         charts["daily"] = _png(fig)
         plt.close(fig)
-    latest = next((r for r in overview.decisions if r["stage"] == "promotion" and r["quality"]), None)
+    latest = next((r for r in overview.decisions if r["stage"] == Stage.PROMOTION and r["quality"]), None)
     if latest:
         q = latest["quality"]
         metrics = [

@@ -31,6 +31,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
+from fraudops.vocabulary import Stage
+
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
@@ -39,7 +41,7 @@ if TYPE_CHECKING:
     from fraudops.release.policy import GatePolicy
 
 T0 = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
-Stage = Literal["promotion", "probation"]
+StageName = Literal["promotion", "probation"]
 
 
 @dataclass(frozen=True)
@@ -98,7 +100,7 @@ class Model:
 @dataclass(frozen=True)
 class Scenario:
     name: str
-    stage: Stage
+    stage: StageName
     challenger: Model
     champion: Model = field(default_factory=Model)
     #: Expected outcome and the share of seeds it must reach (``at_least``) or stay under (``at_most``).
@@ -232,7 +234,7 @@ def build_world(scenario: Scenario, profile: Profile, policy: GatePolicy, seed: 
     est = maturity_from_curve(
         curve_from_delays(history, horizon_hours=policy.label_delay_horizon_hours), policy
     )
-    stage_need = required_sample(policy, profile.fraud_rate, stage=scenario.stage)
+    stage_need = required_sample(policy, profile.fraud_rate, stage=Stage(scenario.stage))
     n = max(math.ceil(stage_need.min_labeled_frauds / profile.fraud_rate), stage_need.min_scored_events)
     hours = np.sort(rng.uniform(0.0, profile.collect_hours, n))
     y = (rng.random(n) < profile.fraud_rate).astype(np.int64)
@@ -311,7 +313,7 @@ def evidence_at(world: World, scenario: Scenario, look_hours: float) -> Any:
     )
     cand, inc = ("challenger", "champion") if scenario.stage == "promotion" else ("new", "old")
     return ShadowEvidence(
-        stage=scenario.stage,
+        stage=Stage(scenario.stage),
         model_name="bench",
         candidate_version=cand,
         incumbent_version=inc,

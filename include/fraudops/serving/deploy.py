@@ -22,9 +22,10 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from fraudops.exceptions import PermanentError
-from fraudops.serving.models import CHALLENGER_PREFIX, CHAMPION
+from fraudops.serving.models import CHAMPION
 from fraudops.serving.registry_faults import RegistryUnavailable, unavailable_reason
 from fraudops.serving.schema import RequestError
+from fraudops.vocabulary import Action, DeploymentState, challenger_alias
 
 if TYPE_CHECKING:
     from fraudops.serving.service import ScoringService
@@ -87,13 +88,13 @@ def deploy(service: ScoringService, req: DeployRequest, *, actor: str = "control
     if mode == "shadow":
         if version is None:
             raise RequestError(422, [{"field": "version", "reason": "required for a shadow deployment"}])
-        alias, action = req.alias or f"{CHALLENGER_PREFIX}{version}", "shadow"
+        alias, action = req.alias or challenger_alias(version), Action.SHADOW
     elif mode == "production":
         if version is None:
             raise RequestError(422, [{"field": "version", "reason": "required for a production deployment"}])
-        alias, action = CHAMPION, "promote"
+        alias, action = CHAMPION, Action.PROMOTE
     else:
-        alias, action = CHAMPION, "rollback"
+        alias, action = CHAMPION, Action.ROLLBACK
         if version is None:
             previous = service.manager.previous
             if previous is None:
@@ -131,7 +132,7 @@ def deploy(service: ScoringService, req: DeployRequest, *, actor: str = "control
             "deploymentId": pending.deployment_id if pending else None,
             "serving": None if current is None else current.version,
             # The alias move waits for the registry; the service serves the rollback meanwhile.
-            "registry": "pending",
+            "registry": DeploymentState.PENDING,
         }
     return {**result, "deploymentMode": mode, "registry": "updated"}
 

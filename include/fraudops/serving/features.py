@@ -154,10 +154,7 @@ class FeatureRouter:
 
         assert self.warehouse is not None
         if self.last_event is None:
-            rows = self.warehouse.query(
-                f"SELECT MAX(event_time) AS t FROM `{self.warehouse.table_id('transactions')}`"
-            )
-            newest = rows[0]["t"] if rows and rows[0]["t"] is not None else None
+            newest = self.warehouse.newest_event_time()
             if newest is None:
                 return load_window(self.warehouse, now, now, 0)
             now = newest + dt.timedelta(microseconds=1)

@@ -25,11 +25,11 @@ from typing import Any, Protocol
 
 from fraudops.features.spec import FeatureSpec
 from fraudops.serving.verifier import VerifyLimits
+from fraudops.vocabulary import Alias
 
 log = logging.getLogger(__name__)
 
-CHAMPION = "champion"
-CHALLENGER_PREFIX = "challenger-"
+CHAMPION = Alias.CHAMPION
 
 
 class Scorer(Protocol):

@@ -37,7 +37,6 @@ from fraudops.exceptions import FraudopsError, LatencyBudgetError
 from fraudops.serving.features import FeatureRouter
 from fraudops.serving.metrics import ServingMetrics
 from fraudops.serving.models import (
-    CHALLENGER_PREFIX,
     CHAMPION,
     AliasWatcher,
     BundleCache,
@@ -49,6 +48,7 @@ from fraudops.serving.options import ServingOptions
 from fraudops.serving.registry_faults import Backoff, RegistryUnavailable, Waiting, unavailable_reason
 from fraudops.serving.schema import RequestError, clean_request_id
 from fraudops.serving.shadow import SHED_PREFIX
+from fraudops.vocabulary import CHALLENGER_PREFIX, Action, Alias
 
 if TYPE_CHECKING:
     from fraudops.serving.predlog import PredictionLog
@@ -448,7 +448,7 @@ class ScoringService:
             alias=CHAMPION,
             version=version,
             previous_version=None if current is None else current.version,
-            action="rollback",
+            action=Action.ROLLBACK,
             actor=actor,
             reason=f"{reason} (registry unreachable: {why}; applied from the local cache)",
             idempotency_key=key,
@@ -488,7 +488,7 @@ class ScoringService:
                         model_name=self.model_name,
                         alias=CHAMPION,
                         version=move.version,
-                        action="rollback",
+                        action=Action.ROLLBACK,
                         actor=move.actor,
                         reason=move.reason,
                         tracking_uri=self.tracking_uri,
@@ -831,7 +831,7 @@ class ScoringService:
             "service": "fraudops-scoring",
             "version": __version__,
             "model_name": self.model_name,
-            "champion": None if current is None else _slot_info(current),
+            Alias.CHAMPION: None if current is None else _slot_info(current),
             "previous": None if previous is None else _slot_info(previous),
             "challengers": {} if self.shadow is None else self.shadow.status(),
             "feature_union": None if self.router.union is None else self.router.union.id,

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fraudops.config import Settings, load_settings
+from fraudops.vocabulary import Action, Alias
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ def ensure_champion(settings: Settings | None = None, plan: BootstrapPlan | None
     plan = plan or BootstrapPlan.from_env()
     name = s.mlflow.model_name
     uri = s.mlflow.tracking_uri
-    current = get_alias_version(name, "champion", tracking_uri=uri)
+    current = get_alias_version(name, Alias.CHAMPION, tracking_uri=uri)
     if current is not None:
         return {"action": "present", "version": current}
     wh = Warehouse(s.warehouse)
@@ -92,9 +93,9 @@ def ensure_champion(settings: Settings | None = None, plan: BootstrapPlan | None
     move = move_alias(
         wh,
         model_name=name,
-        alias="champion",
+        alias=Alias.CHAMPION,
         version=version,
-        action="bootstrap",
+        action=Action.BOOTSTRAP,
         actor="fraudops up",
         reason="empty registry: first model trained on simulated history",
         tracking_uri=uri,

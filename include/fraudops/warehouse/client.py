@@ -364,6 +364,19 @@ class Warehouse:
         rows = self.query(f"SELECT COUNT(*) AS n FROM `{self.table_id(get_table_spec(table).name)}`")
         return int(rows[0]["n"])
 
+    def newest_event_time(self, table: str = "transactions") -> dt.datetime | None:
+        """The newest ``event_time`` in ``table`` (UTC), None when it holds no rows.
+
+        "Now" in event time: under the simulator's accelerated stream it is the simulated present,
+        in production it trails the wall clock by the event log's micro-batch delay.
+        """
+        spec = get_table_spec(table)
+        rows = self.query(f"SELECT MAX(event_time) AS t FROM `{self.table_id(spec.name)}`")
+        value = rows[0].get("t") if rows else None
+        if value is None:
+            return None
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
     def ping(self) -> bool:
         """True when the warehouse answers a trivial query."""
         try:

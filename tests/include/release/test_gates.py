@@ -444,3 +444,14 @@ def test_probation_confirms_only_after_the_minimum_exposure() -> None:
     assert probation_look(ev, long, elapsed=length * 1.5, length=length).status == "wait"
     late = length * (1.0 + PROBATION_GRACE) + dt.timedelta(seconds=1)
     assert probation_look(ev, long, elapsed=late, length=length).status == "rollback"
+
+
+def test_decision_round_trips_through_json_with_its_vocabulary() -> None:
+    import json
+
+    from fraudops.vocabulary import Decision, Stage
+
+    d = decide_promotion(make_evidence(challenger={"strength": 3.0}), POLICY)
+    again = GateDecision.from_dict(json.loads(json.dumps(d.to_dict())))
+    assert again == d and again.status is Decision.PROMOTE and again.stage is Stage.PROMOTION
+    assert json.loads(json.dumps(d.to_dict()))["status"] == "promote"

@@ -298,10 +298,14 @@ def _collect(
     since: dt.datetime | None,
     until: dt.datetime | None,
     label_as_of: dt.datetime,
-    label_maturity_hours: float,
+    label_maturity_hours: float | None,
     served_since: dt.datetime | None = None,
     served_until: dt.datetime | None = None,
 ) -> ShadowEvidence:
+    if label_maturity_hours is None:
+        from fraudops.release.policy import DEFAULT_POLICY
+
+        label_maturity_hours = DEFAULT_POLICY.label_maturity_hours
     since = _utc(since) if since is not None else _EARLIEST
     until = _utc(until) if until is not None else _LATEST
     if since >= until:
@@ -366,8 +370,6 @@ def collect_shadow_evidence(
 
     ``label_maturity_hours`` defaults to the default policy's.
     """
-    from fraudops.release.policy import DEFAULT_POLICY
-
     return _collect(
         warehouse,
         stage=Stage.PROMOTION,
@@ -378,9 +380,7 @@ def collect_shadow_evidence(
         since=since,
         until=until,
         label_as_of=label_as_of,
-        label_maturity_hours=(
-            DEFAULT_POLICY.label_maturity_hours if label_maturity_hours is None else label_maturity_hours
-        ),
+        label_maturity_hours=label_maturity_hours,
         served_since=served_since,
         served_until=served_until,
     )
@@ -400,8 +400,6 @@ def collect_production_window(
     served_until: dt.datetime | None = None,
 ) -> ShadowEvidence:
     """Probation evidence: the new champion's production rows vs the old champion scoring in shadow."""
-    from fraudops.release.policy import DEFAULT_POLICY
-
     return _collect(
         warehouse,
         stage=Stage.PROBATION,
@@ -412,9 +410,7 @@ def collect_production_window(
         since=since,
         until=until,
         label_as_of=label_as_of,
-        label_maturity_hours=(
-            DEFAULT_POLICY.label_maturity_hours if label_maturity_hours is None else label_maturity_hours
-        ),
+        label_maturity_hours=label_maturity_hours,
         served_since=served_since,
         served_until=served_until,
     )

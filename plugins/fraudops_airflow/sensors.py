@@ -36,7 +36,7 @@ from fraudops_airflow.triggers import ShadowMetricsTrigger
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from fraudops.release.progress import ProgressTarget, ShadowProgress
+    from fraudops.release.progress import ProgressTarget, ShadowProgress, ShadowQuery
 
 #: Extra time the triggerer allows beyond ``timeout`` so the trigger's own (soft) timeout event
 #: arrives before Airflow's hard deferral timeout; the hard one only catches a stuck trigger.
@@ -173,7 +173,7 @@ class ShadowMetricsSensor(BaseSensorOperator):
         from fraudops.release.progress import ProgressTarget
 
         try:
-            target = ProgressTarget(
+            return ProgressTarget(
                 min_scored=int(self.min_scored),
                 min_labeled=int(self.min_labeled),
                 min_labeled_frauds=int(self.min_labeled_frauds),
@@ -182,27 +182,27 @@ class ShadowMetricsSensor(BaseSensorOperator):
             )
         except (TypeError, ValueError) as err:
             raise AirflowFailException(f"invalid shadow progress target: {err}") from err
-        if target.min_matured_frauds and self._maturity() is None:
-            raise AirflowFailException("min_matured_frauds needs maturity_hours")
-        return target
 
-    def _maturity(self) -> float | None:
-        if self.maturity_hours in (None, ""):
-            return None
-        try:
-            return float(self.maturity_hours)
-        except (TypeError, ValueError) as err:
-            raise AirflowFailException(f"invalid maturity_hours {self.maturity_hours!r}") from err
-
-    def _since_iso(self) -> str:
-        from fraudops.release.progress import as_utc
+    def _query(self, target: ProgressTarget) -> ShadowQuery:
+        """Which rows count, validated against ``target``; bad values fail without retry."""
+        from fraudops.release.progress import ShadowQuery
 
         if self.since in (None, ""):
             raise AirflowFailException("`since` is required (or a candidate and deployment)")
+        since = self.since if isinstance(self.since, str) else self.since.isoformat()
         try:
-            return as_utc(self.since).isoformat()
+            query = ShadowQuery(
+                model_name=str(self.model_name),
+                version=str(self.version),
+                since=since,
+                mode=self.prediction_mode,
+                maturity_hours=None if self.maturity_hours in (None, "") else float(self.maturity_hours),
+                settle_s=float(self.settle_s),
+            )
+            query.check(target)
         except (TypeError, ValueError) as err:
-            raise AirflowFailException(f"invalid `since` {self.since!r}: {err}") from err
+            raise AirflowFailException(f"invalid shadow wait: {err}") from err
+        return query
 
     def _timeout_result(
         self, progress: dict[str, Any] | None, reason: str, eta_hours: float | None = None
@@ -218,21 +218,14 @@ class ShadowMetricsSensor(BaseSensorOperator):
     def poke(self, context: Context) -> PokeReturnValue:
         from fraudops.exceptions import WarehouseUnavailable
         from fraudops.pipeline.release_types import ShadowWait
-        from fraudops.release.progress import eta, is_satisfied, shadow_progress, status_line
+        from fraudops.release.progress import eta, is_satisfied, status_line
         from fraudops_airflow.hooks import WarehouseHook
 
         target = self._target()
+        query = self._query(target)
         hook = WarehouseHook(warehouse_conn_id=self.warehouse_conn_id)
         try:
-            progress = shadow_progress(
-                hook.get_warehouse(),
-                model_name=str(self.model_name),
-                version=str(self.version),
-                since=self._since_iso(),
-                mode=self.prediction_mode,
-                maturity_hours=self._maturity(),
-                settle_s=self.settle_s,
-            )
+            progress = query.progress(hook.get_warehouse())
         except WarehouseUnavailable as err:
             # An outage is "not known yet", not a verdict: keep poking until the timeout.
             self.log.warning("warehouse unavailable, will poke again: %s", err)
@@ -243,7 +236,7 @@ class ShadowMetricsSensor(BaseSensorOperator):
             target,
             first_event_time=progress.first_event_time,
             now_event_time=progress.last_event_time,
-            maturity_hours=self._maturity(),
+            maturity_hours=query.maturity_hours,
         )
         reason = status_line(progress, target, eta_hours)
         self._last_progress, self._last_reason, self._last_eta = progress, reason, eta_hours
@@ -267,7 +260,7 @@ class ShadowMetricsSensor(BaseSensorOperator):
         self._from_release()
         self._apply_overrides()
         target = self._target()
-        since = self._since_iso()
+        query = self._query(target)
         if not self.deferrable:
             try:
                 return super().execute(context)
@@ -280,21 +273,12 @@ class ShadowMetricsSensor(BaseSensorOperator):
         timeout_at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=self.timeout)
         self.defer(
             trigger=ShadowMetricsTrigger(
-                model_name=str(self.model_name),
-                version=str(self.version),
-                since=since,
-                min_scored=target.min_scored,
-                min_labeled=target.min_labeled,
-                min_labeled_frauds=target.min_labeled_frauds,
+                query=query.to_dict(),
+                target=target.to_dict(),
                 timeout_at=timeout_at.isoformat(),
                 warehouse_conn_id=self.warehouse_conn_id,
                 poll_interval=self.poll_interval,
-                prediction_mode=self.prediction_mode,
                 max_failed_polls=self.max_failed_polls,
-                min_matured=target.min_matured,
-                maturity_hours=self._maturity(),
-                settle_s=self.settle_s,
-                min_matured_frauds=target.min_matured_frauds,
             ),
             method_name="execute_complete",
             timeout=dt.timedelta(seconds=self.timeout + max(_DEFER_GRACE_S, 2 * self.poll_interval)),

@@ -69,14 +69,16 @@ def _connection_env(monkeypatch: pytest.MonkeyPatch, conn_id: str, cfg: Any, **e
     monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
 
 
-def _trigger(conn_id: str, **kwargs: Any) -> ShadowMetricsTrigger:
+def _trigger(conn_id: str, *, mode: str = "shadow", **kwargs: Any) -> ShadowMetricsTrigger:
+    from fraudops.release.progress import ProgressTarget, ShadowQuery
+
+    query = ShadowQuery(
+        model_name=MODEL, version="7", since=(_now() - dt.timedelta(hours=1)).isoformat(), mode=mode
+    )
+    target = ProgressTarget(min_scored=3, min_labeled=2, min_labeled_frauds=1)
     args: dict[str, Any] = {
-        "model_name": MODEL,
-        "version": "7",
-        "since": (_now() - dt.timedelta(hours=1)).isoformat(),
-        "min_scored": 3,
-        "min_labeled": 2,
-        "min_labeled_frauds": 1,
+        "query": query.to_dict(),
+        "target": target.to_dict(),
         "warehouse_conn_id": conn_id,
         "poll_interval": 0.3,
     }
@@ -85,9 +87,7 @@ def _trigger(conn_id: str, **kwargs: Any) -> ShadowMetricsTrigger:
 
 
 def test_trigger_serialize_round_trip() -> None:
-    trigger = _trigger(
-        "wh_x", timeout_at="2026-12-01T00:00:00+00:00", prediction_mode="production", max_failed_polls=5
-    )
+    trigger = _trigger("wh_x", timeout_at="2026-12-01T00:00:00+00:00", mode="production", max_failed_polls=5)
     classpath, kwargs = trigger.serialize()
     assert classpath == "fraudops_airflow.triggers.ShadowMetricsTrigger"
     json.dumps(kwargs)  # primitives only: it is stored in the metadata DB
@@ -96,6 +96,36 @@ def test_trigger_serialize_round_trip() -> None:
     again = import_string(classpath)(**kwargs)
     assert again.serialize() == (classpath, kwargs)
     assert kwargs["timeout_at"] == "2026-12-01T00:00:00+00:00" and kwargs["max_failed_polls"] == 5
+    assert kwargs["query"]["mode"] == "production" and kwargs["target"]["min_scored"] == 3
+
+
+@pytest.mark.parametrize(
+    ("query", "target", "message"),
+    [
+        ({"mode": "replay"}, {}, "mode must be 'shadow' or 'production'"),
+        ({"since": "yesterday"}, {}, "Invalid isoformat string"),
+        ({"maturity_hours": -1.0}, {}, "maturity_hours must be >= 0"),
+        ({}, {"min_scored": -5}, "must be a non-negative integer"),
+        ({}, {"min_matured_frauds": 10}, "need maturity_hours"),
+        ({"unknown": 1}, {}, "unexpected keyword argument 'unknown'"),
+    ],
+)
+def test_trigger_with_a_bad_spec_fires_one_error_event(
+    query: dict[str, Any], target: dict[str, Any], message: str
+) -> None:
+    """A spec that cannot be waited on (hand-edited in the metadata DB, or from an older release)
+    ends the wait with an error event naming the problem; nothing polls."""
+    trigger = _trigger("wh_bad")
+    _, kwargs = trigger.serialize()
+    kwargs["query"] = {**kwargs["query"], **query}
+    kwargs["target"] = {**kwargs["target"], **target}
+    bad = ShadowMetricsTrigger(**kwargs)
+
+    async def first() -> Any:
+        return await asyncio.wait_for(anext(bad.run()), timeout=30)
+
+    event = asyncio.run(first())
+    assert event.payload["status"] == "error" and message in event.payload["message"], event.payload
 
 
 @pytest.mark.integration

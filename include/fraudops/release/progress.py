@@ -136,6 +136,70 @@ class ProgressTarget:
         if self.min_labeled_frauds > self.min_labeled > 0:
             raise ValueError("ProgressTarget.min_labeled_frauds cannot exceed min_labeled")
 
+    def to_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> ProgressTarget:
+        return cls(**doc)
+
+
+@dataclass(frozen=True)
+class ShadowQuery:
+    """Which prediction rows a wait counts: one model version's rows in one mode since an instant.
+
+    The one typed object the sensor builds and the trigger carries (as ``to_dict()``, primitives
+    only, stored in the metadata DB), instead of the same keyword arguments written out in four
+    places.
+    """
+
+    model_name: str
+    version: str
+    #: ISO 8601 instant (UTC); predictions served from then on count.
+    since: str
+    #: ``shadow`` (a challenger) or ``production`` rows.
+    mode: str = "shadow"
+    #: Label maturity in event-time hours; needed for the matured counts.
+    maturity_hours: float | None = None
+    #: Leave out predictions served in the last seconds (their counterpart rows may still be on
+    #: their way).
+    settle_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not self.model_name or not str(self.version):
+            raise ValueError("ShadowQuery needs a model name and a version")
+        object.__setattr__(self, "version", str(self.version))
+        object.__setattr__(self, "since", as_utc(self.since).isoformat())
+        if self.mode not in ("shadow", "production"):
+            raise ValueError(f"ShadowQuery.mode must be 'shadow' or 'production', got {self.mode!r}")
+        if self.maturity_hours is not None and self.maturity_hours < 0:
+            raise ValueError(f"ShadowQuery.maturity_hours must be >= 0, got {self.maturity_hours}")
+        if self.settle_s < 0:
+            raise ValueError(f"ShadowQuery.settle_s must be >= 0, got {self.settle_s}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> ShadowQuery:
+        return cls(**doc)
+
+    def check(self, target: ProgressTarget) -> None:
+        """Raise ``ValueError`` when ``target`` asks for what this query cannot count."""
+        if (target.min_matured or target.min_matured_frauds) and self.maturity_hours is None:
+            raise ValueError("matured counts (min_matured, min_matured_frauds) need maturity_hours")
+
+    def progress(self, warehouse: Warehouse) -> ShadowProgress:
+        return shadow_progress(
+            warehouse,
+            model_name=self.model_name,
+            version=self.version,
+            since=self.since,
+            mode=self.mode,
+            maturity_hours=self.maturity_hours,
+            settle_s=self.settle_s,
+        )
+
 
 def _checks(progress: ShadowProgress, target: ProgressTarget) -> list[tuple[str, int, int]]:
     """(what, have, need) of every non-zero requirement, the gate's binding one first."""

@@ -44,6 +44,8 @@ from fraudops_airflow.assets import CANDIDATE
 from fraudops_airflow.sensors import ProbationSensor, ShadowMetricsSensor
 from fraudops_airflow.tasks import effective_params, run_key, run_step
 
+from fraudops.pipeline.knobs import RELEASE, airflow_params
+
 DAG_ID = "fraud_release"
 #: Airflow Variable (JSON) with values for params left empty (see effective_params).
 PROFILE = "fraudops_release_defaults"
@@ -84,29 +86,10 @@ def _cand(xcom: dict) -> Any:
             pattern=r"^[0-9]*$",
             description="Challenger; empty = from the candidate Asset.",
         ),
-        "model_name": Param("", type="string", description="Registered model; empty = FRAUDOPS_MODEL_NAME."),
         "policy": Param(
             None, type=["null", "object"], description='GatePolicy overrides, e.g. {"max_p99_latency_ms": 8}.'
         ),
-        "expected_fraud_rate": Param(
-            None,
-            type=["null", "number"],
-            exclusiveMinimum=0,
-            exclusiveMaximum=1,
-            description="Sizes the sample.",
-        ),
-        "shadow_timeout_minutes": Param(
-            None, type=["null", "number"], exclusiveMinimum=0, description="Evidence deadline (then reject)."
-        ),
-        "poll_interval_s": Param(
-            None, type=["null", "number"], exclusiveMinimum=0, description="Warehouse polls."
-        ),
-        "deploy_timeout_s": Param(None, type=["null", "number"], exclusiveMinimum=0),
-        "probation_minutes": Param(None, type=["null", "number"], minimum=0, description="Probation length."),
-        "probation_poll_s": Param(
-            None, type=["null", "number"], exclusiveMinimum=0, description="Probation checks."
-        ),
-        "scoring_url": Param("", type="string", description="Scoring service; empty = settings."),
+        **airflow_params(RELEASE),
     },
 )
 def fraud_release() -> None:

@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import datetime as dt
 
-from airflow.sdk import Param, dag, task
+from airflow.sdk import dag, task
 from airflow.timetables.assets import AssetOrTimeSchedule
 from airflow.timetables.trigger import CronTriggerTimetable
 from fraudops_airflow.assets import CANDIDATE, DRIFT
 from fraudops_airflow.tasks import effective_params, run_key, run_step
+
+from fraudops.pipeline.knobs import RETRAIN, airflow_params
 
 DAG_ID = "fraud_retrain"
 #: Airflow Variable (JSON) with values for params left empty (see effective_params).
@@ -62,24 +64,7 @@ def _params(params: dict) -> object:
         # Empty (null) = the `fraudops_retrain_defaults` Variable's value, else the code default
         # (fraudops.pipeline.retrain.RetrainParams), so Asset- and schedule-started runs follow the
         # deployment's profile.
-        "window_days": Param(
-            None, type=["null", "integer"], minimum=1, maximum=180, description="Training window (days)."
-        ),
-        "label_maturity_days": Param(
-            None, type=["null", "number"], minimum=0, maximum=90, description="Days labels need to arrive."
-        ),
-        "history_days": Param(
-            None, type=["null", "integer"], minimum=1, maximum=90, description="Feature history (days)."
-        ),
-        "as_of": Param("", type="string", description="'Now' (ISO 8601); empty = newest transaction."),
-        "model_family": Param(
-            None, type=["null", "string"], enum=[None, "lightgbm", "logreg"], description="Candidate family."
-        ),
-        "n_estimators": Param(None, type=["null", "integer"], minimum=10, maximum=5000),
-        "learning_rate": Param(None, type=["null", "number"], exclusiveMinimum=0, maximum=1),
-        "num_leaves": Param(None, type=["null", "integer"], minimum=2, maximum=1024),
-        "min_child_samples": Param(None, type=["null", "integer"], minimum=1),
-        "min_rows": Param(None, type=["null", "integer"], minimum=1, description="Validation: minimum rows."),
+        **airflow_params(RETRAIN),
     },
 )
 def fraud_retrain() -> None:

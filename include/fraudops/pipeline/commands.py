@@ -7,15 +7,11 @@ import json
 
 import click
 
+from fraudops.pipeline.knobs import RETRAIN, cli_options
+
 
 @click.command("train")
-@click.option("--window-days", type=int, default=None, help="Training window length (days).")
-@click.option("--label-maturity-days", type=int, default=None, help="Days labels need to arrive.")
-@click.option("--as-of", default=None, help="'Now' for the run (ISO 8601); default: newest transaction.")
-@click.option("--model-family", type=click.Choice(["lightgbm", "logreg"]), default=None)
-@click.option("--n-estimators", type=int, default=None)
-@click.option("--learning-rate", type=float, default=None)
-@click.option("--num-leaves", type=int, default=None)
+@cli_options(RETRAIN)
 @click.option("--param", "-p", multiple=True, help="Any other RetrainParams field as NAME=VALUE.")
 @click.option("--run-key", default=None, help="Run folder name (default: cli-<timestamp>).")
 @click.option("--json", "as_json", is_flag=True, help="Print every step's output as JSON.")
@@ -23,7 +19,7 @@ def train(as_json: bool, run_key: str | None, param: tuple[str, ...], **options:
     """Extract, validate, build features, train, evaluate, package and register a model version."""
     from fraudops.pipeline.retrain import RetrainParams, RunContext, run_all
 
-    raw = {k: v for k, v in options.items() if v is not None}
+    raw = {k: v for k, v in options.items() if v not in (None, "")}
     for p in param:
         if "=" not in p:
             raise click.BadParameter(f"expected NAME=VALUE, got {p!r}", param_hint="--param")

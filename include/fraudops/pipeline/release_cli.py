@@ -19,6 +19,7 @@ from typing import Any
 
 import click
 
+from fraudops.pipeline.knobs import RELEASE, cli_options
 from fraudops.pipeline.release_types import DriftReport, ReleaseOutcome, ShadowWait
 from fraudops.vocabulary import Decision
 
@@ -88,15 +89,8 @@ def release() -> None:
 
 @release.command("run")
 @click.argument("version")
-@click.option("--model-name", default="", help="Registered model (default: FRAUDOPS_MODEL_NAME).")
 @click.option("--policy", default="", help="GatePolicy overrides as JSON, e.g. '{\"alert_budget\": 0.01}'.")
-@click.option("--expected-fraud-rate", type=float, default=None, help="Sizes the planned sample.")
-@click.option("--shadow-timeout-minutes", type=float, default=None, help="Evidence deadline (then reject).")
-@click.option("--poll-interval-s", type=float, default=None, help="Seconds between evidence looks.")
-@click.option("--deploy-timeout-s", type=float, default=None, help="Seconds the service may take to serve.")
-@click.option("--probation-minutes", type=float, default=None, help="Probation deadline (final look).")
-@click.option("--probation-poll-s", type=float, default=None, help="Seconds between probation looks.")
-@click.option("--scoring-url", default="", help="Scoring service (default: settings).")
+@cli_options(RELEASE)
 @click.option("--run-key", default=None, help="Run key (default: cli-<timestamp>); reuse it to resume.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final outcome as JSON.")
 def run(version: str, run_key: str | None, as_json: bool, **options: Any) -> None:

@@ -73,18 +73,33 @@ class ScoringApp:
         await self.asgi(scope, receive, send)
 
 
-def create_app(
-    service: ScoringService, *, deploy_token: str | None = None, manage_lifecycle: bool = True
-) -> ScoringApp:
-    """The ASGI app; starts/stops ``service`` with the server when ``manage_lifecycle``.
+class ScoringRoutes:
+    """The scoring service's HTTP surface: plain route methods over one :class:`ScoringService`.
 
-    Served by any ASGI server; ``fraudops serve`` runs it with ``fastpath.server_config``, where a
-    plain ``POST /score`` skips the ASGI machinery (same handler, same answers) and requests that
-    arrive together are scored together.
+    ``__call__`` is the ASGI app: a plain ``POST /score`` is handled as raw ASGI (no routing,
+    Request or Response objects: about a third of the per-request overhead), everything else goes
+    through Starlette's router (``routed``).
     """
-    metrics = service.metrics
 
-    def score_batch(items: Sequence[tuple[bytes, str | None]]) -> list[Answer]:
+    def __init__(
+        self, service: ScoringService, *, deploy_token: str | None = None, manage_lifecycle: bool = True
+    ) -> None:
+        self.service = service
+        self.metrics = service.metrics
+        self.deploy_token = deploy_token
+        self.manage_lifecycle = manage_lifecycle
+        self.routed = Starlette(
+            routes=[
+                Route("/score", self.score, methods=["POST"]),
+                Route("/health", self.health, methods=["GET"]),
+                Route("/version", self.version, methods=["GET"]),
+                Route("/metrics", self.prometheus, methods=["GET"]),
+                Route("/deploy", self.deploy_route, methods=["POST"]),
+            ],
+            lifespan=self.lifespan,
+        )
+
+    def score_batch(self, items: Sequence[tuple[bytes, str | None]]) -> list[Answer]:
         """Parse each body, score the valid ones together (``score_many``), answer each in order."""
         answers: dict[int, Answer] = {}
         valid, where = [], []
@@ -101,7 +116,7 @@ def create_app(
             works: list[Callable[[], None]] = []
             results: list[dict[str, Any] | Exception]
             try:
-                results = service.score_many(valid, [items[k][1] for k in where], works.append)
+                results = self.service.score_many(valid, [items[k][1] for k in where], works.append)
             except Exception as err:  # NotReady, or a bug: every request of this batch gets it
                 if not isinstance(err, NotReady):
                     log.exception("score failed")
@@ -120,34 +135,36 @@ def create_app(
                     answers[k] = (500, orjson.dumps({"error": type(result).__name__}), [])
         return [answers[k] for k in range(len(items))]
 
-    def observe(status: int, elapsed: float) -> None:
-        metrics.request_latency.observe(elapsed)
-        metrics.requests.labels(str(status)).inc()
+    def observe(self, status: int, elapsed: float) -> None:
+        self.metrics.request_latency.observe(elapsed)
+        self.metrics.requests.labels(str(status)).inc()
 
     def handle_score(
-        body: bytes, request_id: str | None, after: list[Callable[[], None]] | None = None
+        self, body: bytes, request_id: str | None, after: list[Callable[[], None]] | None = None
     ) -> tuple[int, bytes, float]:
         """One request: (status, JSON body, seconds); with ``after``, its logging and mirroring
         are left in it, else they run before returning."""
         t0 = time.perf_counter()
-        ((status, payload, works),) = score_batch([(body, request_id)])
+        ((status, payload, works),) = self.score_batch([(body, request_id)])
         if after is not None:
             after.extend(works)
         else:
             run_after(works)
         elapsed = time.perf_counter() - t0
-        observe(status, elapsed)
+        self.observe(status, elapsed)
         return status, payload, elapsed
 
-    async def score(request: Request) -> Response:  # the routed path (used by non-POST probes)
-        status, payload, elapsed = handle_score(await request.body(), request.headers.get("x-request-id"))
+    async def score(self, request: Request) -> Response:  # the routed path (used by non-POST probes)
+        status, payload, elapsed = self.handle_score(
+            await request.body(), request.headers.get("x-request-id")
+        )
         headers = {"X-Score-Latency-Ms": f"{elapsed * 1e3:.4f}"}
         return Response(payload, status_code=status, media_type="application/json", headers=headers)
 
-    async def health(request: Request) -> Response:
-        registry = service.registry_status()
-        if service.ready:
-            current = service.manager.current
+    async def health(self, request: Request) -> Response:
+        registry = self.service.registry_status()
+        if self.service.ready:
+            current = self.service.manager.current
             return _json(
                 {
                     "status": "ready",
@@ -159,26 +176,26 @@ def create_app(
         return _json(
             {
                 "status": WAITING_FOR_REGISTRY if waiting else "loading",
-                "detail": service.watcher.last_error or service.rejected or None,
+                "detail": self.service.watcher.last_error or self.service.rejected or None,
                 "registry": registry,
             },
             503,
         )
 
-    async def version(request: Request) -> Response:
-        return _json(await run_in_threadpool(service.describe))
+    async def version(self, request: Request) -> Response:
+        return _json(await run_in_threadpool(self.service.describe))
 
-    async def prometheus(request: Request) -> Response:
-        body, content_type = await run_in_threadpool(metrics.render)
+    async def prometheus(self, request: Request) -> Response:
+        body, content_type = await run_in_threadpool(self.metrics.render)
         return Response(body, media_type=content_type)
 
-    async def deploy_route(request: Request) -> Response:
-        if deploy_token is None:
+    async def deploy_route(self, request: Request) -> Response:
+        if self.deploy_token is None:
             return _json({"error": "control API disabled (no token configured)"}, 403)
         try:
-            check_bearer(request.headers.get("authorization"), deploy_token)
+            check_bearer(request.headers.get("authorization"), self.deploy_token)
             req = parse_deploy_request(await request.body())
-            result = await run_in_threadpool(deploy, service, req)
+            result = await run_in_threadpool(deploy, self.service, req)
         except AuthError as err:
             headers = {"WWW-Authenticate": "Bearer"} if err.status == 401 else None
             return _json({"error": str(err)}, err.status, headers)
@@ -194,31 +211,20 @@ def create_app(
         return _json(result)
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        if manage_lifecycle:
-            service.start()
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        if self.manage_lifecycle:
+            self.service.start()
         try:
             yield
         finally:
-            if manage_lifecycle:
-                await run_in_threadpool(service.stop)
+            if self.manage_lifecycle:
+                await run_in_threadpool(self.service.stop)
 
-    routed = Starlette(
-        routes=[
-            Route("/score", score, methods=["POST"]),
-            Route("/health", health, methods=["GET"]),
-            Route("/version", version, methods=["GET"]),
-            Route("/metrics", prometheus, methods=["GET"]),
-            Route("/deploy", deploy_route, methods=["POST"]),
-        ],
-        lifespan=lifespan,
-    )
-
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # Fast path: POST /score as raw ASGI (no routing, Request or Response objects), about a
         # third of the per-request overhead; everything else goes through Starlette.
         if scope["type"] != "http" or scope["path"] != "/score" or scope["method"] != "POST":
-            await routed(scope, receive, send)
+            await self.routed(scope, receive, send)
             return
         chunks = []
         more = True
@@ -233,7 +239,7 @@ def create_app(
             if key == b"x-request-id":
                 request_id = value.decode("latin-1")
         after: list[Callable[[], None]] = []
-        status, payload, elapsed = handle_score(b"".join(chunks), request_id, after)
+        status, payload, elapsed = self.handle_score(b"".join(chunks), request_id, after)
         await send(
             {
                 "type": "http.response.start",
@@ -250,7 +256,20 @@ def create_app(
         # row and the shadow offer, which the answer does not depend on.
         run_after(after)
 
-    return ScoringApp(RequestBodyLimitMiddleware(app, max_body_size=MAX_BODY), score_batch, observe)
+
+def create_app(
+    service: ScoringService, *, deploy_token: str | None = None, manage_lifecycle: bool = True
+) -> ScoringApp:
+    """The ASGI app; starts/stops ``service`` with the server when ``manage_lifecycle``.
+
+    Served by any ASGI server; ``fraudops serve`` runs it with ``fastpath.server_config``, where a
+    plain ``POST /score`` skips the ASGI machinery (same handler, same answers) and requests that
+    arrive together are scored together.
+    """
+    routes = ScoringRoutes(service, deploy_token=deploy_token, manage_lifecycle=manage_lifecycle)
+    return ScoringApp(
+        RequestBodyLimitMiddleware(routes, max_body_size=MAX_BODY), routes.score_batch, routes.observe
+    )
 
 
 def run_after(works: Iterable[Callable[[], None]]) -> None:

@@ -41,10 +41,11 @@ from typing import Any
 
 from airflow.sdk import Param, dag, task
 from fraudops_airflow.assets import CANDIDATE
+from fraudops_airflow.params import airflow_params
 from fraudops_airflow.sensors import ProbationSensor, ShadowMetricsSensor
 from fraudops_airflow.tasks import effective_params, run_key, run_step
 
-from fraudops.pipeline.knobs import RELEASE, airflow_params
+from fraudops.pipeline.knobs import RELEASE
 
 DAG_ID = "fraud_release"
 #: Airflow Variable (JSON) with values for params left empty (see effective_params).

@@ -27,9 +27,10 @@ from airflow.sdk import dag, task
 from airflow.timetables.assets import AssetOrTimeSchedule
 from airflow.timetables.trigger import CronTriggerTimetable
 from fraudops_airflow.assets import CANDIDATE, DRIFT
+from fraudops_airflow.params import airflow_params
 from fraudops_airflow.tasks import effective_params, run_key, run_step
 
-from fraudops.pipeline.knobs import RETRAIN, airflow_params
+from fraudops.pipeline.knobs import RETRAIN
 
 DAG_ID = "fraud_retrain"
 #: Airflow Variable (JSON) with values for params left empty (see effective_params).

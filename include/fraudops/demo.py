@@ -157,7 +157,7 @@ def _say(msg: str) -> None:
 
 
 def _airflow(settings: Settings) -> Any:
-    from fraudops.stack.airflow_api import AirflowClient
+    from fraudops.clients.airflow import AirflowClient
     from fraudops.stack.services import airflow_password
 
     password = airflow_password(settings)

@@ -29,10 +29,12 @@ ALL = {
     "serving",
     "pipeline",
     "native",
+    "clients",
     *ENTRY,
 }
 FORBIDDEN: dict[str, set[str]] = {
     "vocabulary": ALL,
+    "clients": ALL - {"exceptions"},
     "config": {"serving", "pipeline", "release", "training", "simulate", "registry", "features", *ENTRY},
     "exceptions": {"serving", "pipeline", "release", "training", "simulate", "registry", "features", *ENTRY},
     "faults": {"serving", "pipeline", "release", "training", "simulate", "registry", "features", *ENTRY},

@@ -1,14 +1,15 @@
 """The user-facing parameters of the retrain and release runs, one definition each.
 
 A :class:`Knob` names a field of ``RetrainParams`` / ``ReleaseParams`` with its type, bounds and help;
-the Airflow trigger form (``Param``s in the DAG files) and the CLI options (``fraudops train``,
+the Airflow trigger form (``fraudops_airflow.params.airflow_params``: ``Param``s from ``schema()``)
+and the CLI options (``fraudops train``,
 ``fraudops release run``) are derived from it, so the form, the command line and the run's dataclass
 cannot disagree on a type again (the CLI once took ``--label-maturity-days`` as an integer while
 the form and the dataclass took days as a number). ``tests/include/pipeline/test_knobs.py``
 checks every knob against its dataclass field.
 
-Kept light: the DAG files import this at parse time; Airflow and click are imported when a
-form or a command is built.
+Kept light and Airflow-free: the DAG files import this at parse time; click is imported when a
+command is built.
 """
 
 from __future__ import annotations
@@ -65,11 +66,6 @@ class Knob:
     @property
     def empty(self) -> Any:
         return "" if self.kind is str and not self.choices else None
-
-    def airflow_param(self) -> Any:
-        from airflow.sdk import Param
-
-        return Param(self.empty, description=self.help, **self.schema())
 
     def cli_option(self) -> Callable[[F], F]:
         import click
@@ -133,11 +129,6 @@ RELEASE: tuple[Knob, ...] = (
     Knob("probation_poll_s", float, "Seconds between probation looks.", exclusive_minimum=0),
     Knob("scoring_url", str, "Scoring service base URL; empty = settings."),
 )
-
-
-def airflow_params(knobs: tuple[Knob, ...]) -> dict[str, Any]:
-    """The trigger-form ``Param``s of ``knobs`` (for a DAG's ``params=``)."""
-    return {k.name: k.airflow_param() for k in knobs}
 
 
 def cli_options(knobs: tuple[Knob, ...]) -> Callable[[F], F]:

@@ -31,6 +31,13 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from fraudops.clients.scoring import (
+    challenger_gone,
+    challenger_running,
+    champion_is,
+    service_state,
+    wait_for_service,
+)
 from fraudops.exceptions import ArtifactError, ConfigError, PermanentError, ServiceError
 from fraudops.faults import crash_point
 from fraudops.pipeline.release_types import (
@@ -178,80 +185,6 @@ def _parse(ts: str) -> dt.datetime:
     return parse_time(ts)
 
 
-# -- scoring service ----------------------------------------------------------------------------
-def service_state(url: str, timeout_s: float = 5.0) -> dict[str, Any]:
-    """The scoring service's ``/version`` document (champion, previous, challengers, rejected)."""
-    import httpx
-
-    try:
-        response = httpx.get(f"{url}/version", timeout=timeout_s)
-        response.raise_for_status()
-        doc: dict[str, Any] = response.json()
-        return doc
-    except (httpx.HTTPError, ValueError) as err:
-        raise ServiceError("scoring", f"{url} unreachable: {err}") from err
-
-
-def wait_for_service(
-    url: str,
-    ready: Any,
-    what: str,
-    timeout_s: float,
-    poll_s: float = 0.5,
-) -> tuple[dict[str, Any], float]:
-    """Poll ``/version`` until ``ready(doc)`` is true; returns (doc, seconds waited).
-
-    ``ready`` may raise ``PermanentError`` to stop early (e.g. the service refused the bundle).
-    Raises ``ServiceError`` (retryable) on timeout.
-    """
-    t0 = time.monotonic()
-    last: dict[str, Any] | str = "no answer yet"
-    while True:
-        try:
-            doc = service_state(url)
-            if ready(doc):
-                return doc, time.monotonic() - t0
-            last = doc
-        except ServiceError as err:
-            last = str(err)
-        if time.monotonic() - t0 > timeout_s:
-            raise ServiceError("scoring", f"did not report {what} within {timeout_s:g}s; last: {last}")
-        time.sleep(poll_s)
-
-
-def _champion_is(version: str, model_name: str = "") -> Any:
-    def ready(doc: dict[str, Any]) -> bool:
-        champ = doc.get("champion") or {}
-        if str(champ.get("version")) == version:
-            return True
-        refused = (doc.get("rejected") or {}).get(f"champion@{version}")
-        if refused:
-            raise PermanentError(
-                f"the scoring service refused {model_name} v{version} as champion: {refused}"
-            )
-        return False
-
-    return ready
-
-
-def _challenger_running(alias: str, version: str, model_name: str) -> Any:
-    def ready(doc: dict[str, Any]) -> bool:
-        refused = (doc.get("rejected") or {}).get(f"{alias}@{version}")
-        if refused:
-            raise PermanentError(f"the scoring service refused {model_name} v{version}: {refused}")
-        worker = (doc.get("challengers") or {}).get(alias) or {}
-        return str(worker.get("version")) == version and worker.get("state") == "running"
-
-    return ready
-
-
-def _challenger_gone(alias: str) -> Any:
-    def ready(doc: dict[str, Any]) -> bool:
-        return alias not in (doc.get("challengers") or {})
-
-    return ready
-
-
 # -- 0. resolve ---------------------------------------------------------------------------------
 def resolve(
     ctx: ReleaseContext, params: ReleaseParams, asset_extras: list[dict[str, Any]] | None = None
@@ -389,7 +322,7 @@ def deploy_shadow(ctx: ReleaseContext, params: ReleaseParams, cand: Candidate) -
     try:
         doc, waited = wait_for_service(
             url,
-            _challenger_running(alias, version, name),
+            challenger_running(alias, version, name),
             f"{alias} v{version} running",
             params.deploy_timeout_s,
         )
@@ -434,7 +367,7 @@ def _retire_from_shadow(
     crash_point(f"{step}:after_retire")
     if retired is not None:
         try:
-            wait_for_service(ctx.scoring_url(params), _challenger_gone(alias), f"{alias} stopped", 60.0)
+            wait_for_service(ctx.scoring_url(params), challenger_gone(alias), f"{alias} stopped", 60.0)
         except ServiceError as err:  # the alias is gone; the service will follow on its next poll
             log.warning("%s", err)
     return retired
@@ -783,13 +716,13 @@ def promote(
     promoted_at = _as_utc(promoted["deployed_at"]) if promoted and promoted.get("deployed_at") else _now()
     try:
         _, waited = wait_for_service(
-            url, _champion_is(version, name), f"champion v{version}", params.deploy_timeout_s
+            url, champion_is(version, name), f"champion v{version}", params.deploy_timeout_s
         )
     except PermanentError as err:
         _restore_refused(ctx, cand, old, old_alias, str(err))
         raise
     wait_for_service(
-        url, _challenger_running(old_alias, old, name), f"{old_alias} running", params.deploy_timeout_s
+        url, challenger_running(old_alias, old, name), f"{old_alias} running", params.deploy_timeout_s
     )
     _tag_version(ctx, cand, {"release_status": Stage.PROBATION})
     log.info(
@@ -966,7 +899,7 @@ def finish_probation(
         crash_point("rollback:after_champion_move")
         retire_alias(ctx, name, promo.old_alias, "restored as champion", step="rollback")
         crash_point("rollback:after_retire")
-        wait_for_service(url, _champion_is(old), f"champion v{old}", params.deploy_timeout_s)
+        wait_for_service(url, champion_is(old), f"champion v{old}", params.deploy_timeout_s)
         seconds = time.monotonic() - t0
         _tag_version(ctx, cand, {"release_status": "rolled_back"})
         log.error(

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from fraudops_airflow.params import airflow_params
 
-from fraudops.pipeline.knobs import RELEASE, RETRAIN, Knob, airflow_params
+from fraudops.pipeline.knobs import RELEASE, RETRAIN, Knob
 from fraudops.pipeline.release import ReleaseParams
 from fraudops.pipeline.retrain import RetrainParams
 
@@ -38,7 +39,9 @@ def test_the_dag_forms_are_derived_from_the_knobs() -> None:
         params = bag.dags[dag_id].params
         for knob in knobs:
             param = params.get_param(knob.name)
-            assert param.value == knob.empty and param.schema == knob.schema() and param.description == knob.help
+            assert (
+                param.value == knob.empty and param.schema == knob.schema() and param.description == knob.help
+            )
     assert set(airflow_params(RELEASE)) | {"version", "policy"} == set(bag.dags["fraud_release"].params)
 
 

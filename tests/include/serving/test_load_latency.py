@@ -49,7 +49,7 @@ def _service(tmp: Path, name: str) -> ScoringService:
 def test_a_champion_over_budget_on_every_load_is_measured_again_then_refused(
     fraudops_env: Path, mlflow_server: str, bundles: dict[str, Path], tmp_path: Path
 ) -> None:
-    from fraudops.pipeline.release import _champion_is, wait_for_service
+    from fraudops.clients.scoring import champion_is, wait_for_service
 
     name = "latency-refused"
     va = register(bundles["a"], mlflow_server, name)
@@ -86,7 +86,7 @@ def test_a_champion_over_budget_on_every_load_is_measured_again_then_refused(
 
         # What ``promote`` waits on stops at once with the service's reason.
         with pytest.raises(PermanentError, match=f"refused {name} v{vs} as champion: LatencyBudgetError"):
-            wait_for_service(server.url, _champion_is(vs, name), f"champion v{vs}", timeout_s=60)
+            wait_for_service(server.url, champion_is(vs, name), f"champion v{vs}", timeout_s=60)
     finally:
         server.close()
 

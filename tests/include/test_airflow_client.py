@@ -17,9 +17,9 @@ from typing import Any, ClassVar
 
 import pytest
 
+from fraudops.clients import airflow as airflow_api
+from fraudops.clients.airflow import AirflowClient
 from fraudops.exceptions import ServiceError
-from fraudops.stack import airflow_api
-from fraudops.stack.airflow_api import AirflowClient
 
 DB_ERROR = {"detail": {"reason": "Database error", "statement": "hidden", "orig_error": "hidden"}}
 

@@ -15,6 +15,7 @@ The work is `fraudops.pipeline.monitor.check_live_drift`.
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from airflow.sdk import Param, dag, task
 from fraudops_airflow.assets import DRIFT
@@ -46,7 +47,7 @@ DAG_ID = "fraud_drift_monitor"
 )
 def fraud_drift_monitor() -> None:
     @task
-    def check_live_drift(params: dict | None = None, run_id: str | None = None) -> dict:
+    def check_live_drift(params: dict[str, Any] | None = None, run_id: str | None = None) -> dict[str, Any]:
         from fraudops.pipeline import monitor
 
         return run_step(
@@ -56,11 +57,11 @@ def fraud_drift_monitor() -> None:
         )
 
     @task.short_circuit
-    def drift_detected(result: dict) -> bool:
+    def drift_detected(result: dict[str, Any]) -> bool:
         return bool(result.get("signal"))
 
     @task(outlets=[DRIFT])
-    def emit_drift(result: dict, outlet_events: object = None) -> dict:
+    def emit_drift(result: dict[str, Any], outlet_events: object = None) -> dict[str, Any]:
         if outlet_events is not None:
             outlet_events[DRIFT].extra = {  # type: ignore[index]
                 k: result.get(k)
@@ -68,7 +69,9 @@ def fraud_drift_monitor() -> None:
             }
         return result
 
-    result = check_live_drift()
+    # Task calls return XComArgs that Airflow resolves to the upstream task's dict at run time
+    # (the tasks are annotated with what they receive then): the wiring holds them as Any.
+    result: Any = check_live_drift()
     drift_detected(result) >> emit_drift(result)
 
 

@@ -62,7 +62,7 @@ def _ctx(run_id: str | None) -> Any:
     return ReleaseContext(run_key(run_id, DAG_ID))
 
 
-def _cand(xcom: dict) -> Any:
+def _cand(xcom: dict[str, Any]) -> Any:
     """The run's typed candidate (its params are the effective ones, fixed once by ``resolve``)."""
     from fraudops.pipeline.release_types import Candidate
 
@@ -97,7 +97,9 @@ def fraud_release() -> None:
     # Each task: typed objects in (X.from_xcom), the same step function `fraudops release run`
     # calls, typed object out (.to_xcom()). No release rule lives here or in a template.
     @task
-    def resolve(params: dict | None = None, run_id: str | None = None, **context: Any) -> dict:
+    def resolve(
+        params: dict[str, Any] | None = None, run_id: str | None = None, **context: Any
+    ) -> dict[str, Any]:
         from fraudops.pipeline import release
         from fraudops.pipeline.release import ReleaseParams
 
@@ -107,14 +109,14 @@ def fraud_release() -> None:
         return run_step(release.resolve, _ctx(run_id), effective, extras).to_xcom()
 
     @task(pool="shadow_slots")
-    def deploy_shadow(cand: dict, run_id: str | None = None) -> dict:
+    def deploy_shadow(cand: dict[str, Any], run_id: str | None = None) -> dict[str, Any]:
         from fraudops.pipeline import release
 
         c = _cand(cand)
         return run_step(release.deploy_shadow, _ctx(run_id), release.params_of(c), c).to_xcom()
 
     @task.branch
-    def shadow_started(deploy: dict) -> list[str]:
+    def shadow_started(deploy: dict[str, Any]) -> list[str]:
         from fraudops.pipeline.release_types import ShadowDeployment
 
         # decide_promotion is downstream either way (it records an artifact rejection too).
@@ -122,7 +124,9 @@ def fraud_release() -> None:
         return ["wait_for_shadow_metrics", "decide_promotion"] if ok else ["decide_promotion"]
 
     @task
-    def check_drift(cand: dict, deploy: dict, run_id: str | None = None) -> dict:
+    def check_drift(
+        cand: dict[str, Any], deploy: dict[str, Any], run_id: str | None = None
+    ) -> dict[str, Any]:
         from fraudops.pipeline import release
         from fraudops.pipeline.release_types import ShadowDeployment
 
@@ -133,7 +137,9 @@ def fraud_release() -> None:
         ).to_xcom()
 
     @task.branch(trigger_rule=NONE_FAILED)
-    def decide_promotion(cand: dict, deploy: dict, run_id: str | None = None, ti: Any = None) -> str:
+    def decide_promotion(
+        cand: dict[str, Any], deploy: dict[str, Any], run_id: str | None = None, ti: Any = None
+    ) -> str:
         from fraudops.pipeline import release
         from fraudops.pipeline.release_types import DriftReport, ShadowDeployment, ShadowWait
         from fraudops.vocabulary import Decision
@@ -156,7 +162,7 @@ def fraud_release() -> None:
         return "promote" if decision.status == Decision.PROMOTE else "reject"
 
     @task
-    def promote(cand: dict, run_id: str | None = None, ti: Any = None) -> dict:
+    def promote(cand: dict[str, Any], run_id: str | None = None, ti: Any = None) -> dict[str, Any]:
         from fraudops.pipeline import release
         from fraudops.pipeline.release_types import DecisionSummary
 
@@ -165,7 +171,7 @@ def fraud_release() -> None:
         return run_step(release.promote, _ctx(run_id), release.params_of(c), c, decision).to_xcom()
 
     @task
-    def reject(cand: dict, run_id: str | None = None, ti: Any = None) -> dict:
+    def reject(cand: dict[str, Any], run_id: str | None = None, ti: Any = None) -> dict[str, Any]:
         from fraudops.pipeline import release
         from fraudops.pipeline.release_types import DecisionSummary
 
@@ -175,13 +181,15 @@ def fraud_release() -> None:
         return run_step(release.reject, _ctx(run_id), release.params_of(c), c, decision).to_xcom()
 
     @task.branch
-    def probation_outcome(outcome: dict) -> str:
+    def probation_outcome(outcome: dict[str, Any]) -> str:
         from fraudops.pipeline.release_types import ProbationOutcome
         from fraudops.vocabulary import Decision
 
         return "rollback" if ProbationOutcome.from_xcom(outcome).status == Decision.ROLLBACK else "confirm"
 
-    def _finish(cand: dict, promo: dict, outcome: dict, run_id: str | None) -> dict:
+    def _finish(
+        cand: dict[str, Any], promo: dict[str, Any], outcome: dict[str, Any], run_id: str | None
+    ) -> dict[str, Any]:
         from fraudops.pipeline import release
         from fraudops.pipeline.release_types import ProbationOutcome, Promotion
 
@@ -197,15 +205,21 @@ def fraud_release() -> None:
         ).to_xcom()
 
     @task
-    def confirm(cand: dict, promo: dict, outcome: dict, run_id: str | None = None) -> dict:
+    def confirm(
+        cand: dict[str, Any], promo: dict[str, Any], outcome: dict[str, Any], run_id: str | None = None
+    ) -> dict[str, Any]:
         return _finish(cand, promo, outcome, run_id)
 
     @task
-    def rollback(cand: dict, promo: dict, outcome: dict, run_id: str | None = None) -> dict:
+    def rollback(
+        cand: dict[str, Any], promo: dict[str, Any], outcome: dict[str, Any], run_id: str | None = None
+    ) -> dict[str, Any]:
         return _finish(cand, promo, outcome, run_id)
 
-    cand = resolve()
-    deployed = deploy_shadow(cand)
+    # Task calls return XComArgs that Airflow resolves to the upstream task's dict at run time
+    # (the tasks are annotated with what they receive then): the wiring holds them as Any.
+    cand: Any = resolve()
+    deployed: Any = deploy_shadow(cand)
     started = shadow_started(deployed)
     # Waits for the candidate's floors (scored events, matured labeled frauds at the effective
     # label maturity); from there on decide_promotion looks at every poll (confidence sequences)
@@ -222,13 +236,14 @@ def fraud_release() -> None:
     decided = decide_promotion(cand, deployed)
     started >> [waited, decided]
     waited >> drift >> decided
-    promo = promote(cand)
+    promo: Any = promote(cand)
     rejected = reject(cand)
     decided >> [promo, rejected]
     watch = ProbationSensor(task_id="probation", candidate=cand, promotion=promo)
-    outcome = probation_outcome(watch.output)
-    confirm(cand, promo, watch.output) << outcome
-    rollback(cand, promo, watch.output) << outcome
+    watched: Any = watch.output
+    outcome = probation_outcome(watched)
+    confirm(cand, promo, watched) << outcome
+    rollback(cand, promo, watched) << outcome
 
 
 fraud_release()

@@ -22,6 +22,7 @@ XCom carries only paths, versions and metric dicts.
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from airflow.sdk import dag, task
 from airflow.timetables.assets import AssetOrTimeSchedule
@@ -43,7 +44,7 @@ def _ctx(run_id: str | None) -> object:
     return RunContext(run_key(run_id, DAG_ID))
 
 
-def _params(params: dict) -> object:
+def _params(params: dict[str, Any]) -> object:
     from fraudops.pipeline.retrain import RetrainParams
 
     return RetrainParams.from_dict(effective_params(params, PROFILE))
@@ -54,7 +55,8 @@ def _params(params: dict) -> object:
     # No start_date: with CronTriggerTimetable(run_immediately=False) unpausing the DAG waits for the
     # next Monday 03:00 instead of starting a retrain for the week that already passed.
     schedule=AssetOrTimeSchedule(
-        timetable=CronTriggerTimetable("0 3 * * 1", timezone="UTC", run_immediately=False), assets=DRIFT
+        timetable=CronTriggerTimetable("0 3 * * 1", timezone="UTC", run_immediately=False),
+        assets=DRIFT,  # type: ignore[arg-type]  # typed for serialized assets; an Asset is what it takes
     ),
     catchup=False,
     max_active_runs=1,
@@ -70,47 +72,56 @@ def _params(params: dict) -> object:
 )
 def fraud_retrain() -> None:
     @task
-    def extract(params: dict | None = None, run_id: str | None = None) -> dict:
+    def extract(params: dict[str, Any] | None = None, run_id: str | None = None) -> dict[str, Any]:
         from fraudops.pipeline import retrain
 
         return run_step(retrain.extract, _ctx(run_id), _params(params or {}))
 
     @task
-    def validate(extract_meta: dict, params: dict | None = None, run_id: str | None = None) -> dict:
+    def validate(
+        extract_meta: dict[str, Any], params: dict[str, Any] | None = None, run_id: str | None = None
+    ) -> dict[str, Any]:
         from fraudops.pipeline import retrain
 
         return run_step(retrain.validate, _ctx(run_id), _params(params or {}), extract_meta)
 
     @task
-    def build_features(extract_meta: dict, params: dict | None = None, run_id: str | None = None) -> dict:
+    def build_features(
+        extract_meta: dict[str, Any], params: dict[str, Any] | None = None, run_id: str | None = None
+    ) -> dict[str, Any]:
         from fraudops.pipeline import retrain
 
         return run_step(retrain.build_features, _ctx(run_id), _params(params or {}), extract_meta)
 
     @task
-    def train(features_meta: dict, params: dict | None = None, run_id: str | None = None) -> dict:
+    def train(
+        features_meta: dict[str, Any], params: dict[str, Any] | None = None, run_id: str | None = None
+    ) -> dict[str, Any]:
         from fraudops.pipeline import retrain
 
         return run_step(retrain.train, _ctx(run_id), _params(params or {}), features_meta)
 
     @task
     def evaluate(
-        features_meta: dict, train_meta: dict, params: dict | None = None, run_id: str | None = None
-    ) -> dict:
+        features_meta: dict[str, Any],
+        train_meta: dict[str, Any],
+        params: dict[str, Any] | None = None,
+        run_id: str | None = None,
+    ) -> dict[str, Any]:
         from fraudops.pipeline import retrain
 
         return run_step(retrain.evaluate, _ctx(run_id), _params(params or {}), features_meta, train_meta)
 
     @task
     def package(
-        features_meta: dict,
-        train_meta: dict,
-        eval_meta: dict,
-        validate_meta: dict,
-        extract_meta: dict,
-        params: dict | None = None,
+        features_meta: dict[str, Any],
+        train_meta: dict[str, Any],
+        eval_meta: dict[str, Any],
+        validate_meta: dict[str, Any],
+        extract_meta: dict[str, Any],
+        params: dict[str, Any] | None = None,
         run_id: str | None = None,
-    ) -> dict:
+    ) -> dict[str, Any]:
         from fraudops.pipeline import retrain
 
         return run_step(
@@ -126,14 +137,14 @@ def fraud_retrain() -> None:
 
     @task(outlets=[CANDIDATE])
     def register(
-        package_meta: dict,
-        eval_meta: dict,
-        extract_meta: dict,
-        train_meta: dict,
-        params: dict | None = None,
+        package_meta: dict[str, Any],
+        eval_meta: dict[str, Any],
+        extract_meta: dict[str, Any],
+        train_meta: dict[str, Any],
+        params: dict[str, Any] | None = None,
         run_id: str | None = None,
         outlet_events: object = None,
-    ) -> dict:
+    ) -> dict[str, Any]:
         from fraudops.pipeline import retrain
 
         result = run_step(
@@ -154,13 +165,15 @@ def fraud_retrain() -> None:
             }
         return result
 
-    ext = extract()
-    val = validate(ext)
-    feats = build_features(ext)
+    # Task calls return XComArgs that Airflow resolves to the upstream task's dict at run time
+    # (the tasks are annotated with what they receive then): the wiring holds them as Any.
+    ext: Any = extract()
+    val: Any = validate(ext)
+    feats: Any = build_features(ext)
     val >> feats  # never build features from data that failed its contract
-    trained = train(feats)
-    ev = evaluate(feats, trained)
-    pkg = package(feats, trained, ev, val, ext)
+    trained: Any = train(feats)
+    ev: Any = evaluate(feats, trained)
+    pkg: Any = package(feats, trained, ev, val, ext)
     register(pkg, ev, ext, trained)
 
 

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -79,7 +80,7 @@ def warehouse(bq_emulator: object, request: pytest.FixtureRequest) -> Iterator[o
     from fraudops.warehouse import Warehouse
 
     name = "t_" + re.sub(r"[^a-zA-Z0-9_]", "_", request.node.name)[:60]
-    cfg = replace(bq_emulator, dataset=name)  # type: ignore[type-var]
+    cfg: Any = replace(bq_emulator, dataset=name)  # type: ignore[type-var]
     wh = Warehouse(cfg)
     wh.ensure_schema()
     try:

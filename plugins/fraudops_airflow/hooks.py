@@ -46,7 +46,7 @@ class WarehouseHook(BaseHook):
         self.warehouse_conn_id = warehouse_conn_id
 
     def get_config(self) -> WarehouseConfig:
-        from airflow.exceptions import AirflowNotFoundException
+        from airflow.sdk.exceptions import AirflowNotFoundException
 
         from fraudops.config import load_settings
 

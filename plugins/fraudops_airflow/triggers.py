@@ -59,7 +59,7 @@ class ShadowMetricsTrigger(BaseTrigger):
         poll_interval: float = 60.0,
         max_failed_polls: int = 3,
     ) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # BaseTrigger.__init__ has no annotations
         self.query = dict(query)
         self.target = dict(target)
         self.timeout_at = timeout_at

@@ -22,7 +22,9 @@ def monitor_dag(airflow_db: Path) -> Any:
     return bag.dags["fraud_drift_monitor"]
 
 
-def _live_rows(reference: Any, names: list[str], version: str, end: dt.datetime, shift: bool) -> list[dict]:
+def _live_rows(
+    reference: Any, names: list[str], version: str, end: dt.datetime, shift: bool
+) -> list[dict[str, Any]]:
     """Production prediction rows replaying reference vectors (optionally from a shifted world)."""
     import numpy as np
 

@@ -55,7 +55,10 @@ def e2e_bundles(e2e_env: dict[str, str], session_tmp: Path) -> dict[str, Path]:
     from fraudops.simulate import generate
 
     sim = generate(HISTORY_START, HISTORY_DAYS, SEED, world())
-    return train_bundles(session_tmp / "e2e-bundles", sim.transactions, sim.labels, train_days=TRAIN_DAYS)
+    bundles: dict[str, Path] = train_bundles(
+        session_tmp / "e2e-bundles", sim.transactions, sim.labels, train_days=TRAIN_DAYS
+    )
+    return bundles
 
 
 @pytest.fixture(scope="session")

@@ -50,7 +50,7 @@ def world() -> Any:
 def natural_speed(cfg: Any, rate: float, volume: float = 1.0) -> float:
     """Event seconds per wall second so that ``rate`` req/s carry ``volume`` × the world's daily volume."""
     per_day = cfg.n_cards * cfg.tx_per_card_per_day * cfg.volume_scale * volume
-    return rate * 86_400.0 / per_day
+    return float(rate * 86_400.0 / per_day)
 
 
 @dataclass

@@ -76,7 +76,8 @@ def _conf(version: str, scoring: str, **extra: Any) -> dict[str, Any]:
 
 def _decision(run: Any) -> dict[str, Any]:
     ti = run.get_task_instance("decide_promotion")
-    return ti.xcom_pull(task_ids="decide_promotion", key="decision")
+    decision: dict[str, Any] = ti.xcom_pull(task_ids="decide_promotion", key="decision")
+    return decision
 
 
 def _states(run: Any) -> dict[str, str]:
@@ -84,15 +85,17 @@ def _states(run: Any) -> dict[str, str]:
 
 
 def _served(url: str) -> dict[str, Any]:
-    return httpx.get(f"{url}/version", timeout=5).json()
+    doc: dict[str, Any] = httpx.get(f"{url}/version", timeout=5).json()
+    return doc
 
 
 def _decisions(wh: Any, version: str) -> list[dict[str, Any]]:
-    return wh.query(
+    rows: list[dict[str, Any]] = wh.query(
         f"SELECT stage, status, reason, evidence FROM `{wh.table_id('gate_decisions')}` "
         "WHERE model_name = @m AND challenger_version = @v ORDER BY decided_at",
         {"m": MODEL, "v": version},
     )
+    return rows
 
 
 def _deployments(wh: Any, alias: str) -> list[str]:
@@ -177,6 +180,7 @@ def test_better_challenger_is_promoted_and_confirmed(
     # Evidently's HTML reports and both decisions are in the release's MLflow run.
     client = mlflow.MlflowClient(tracking_uri=e2e_env["MLFLOW_TRACKING_URI"])
     exp = client.get_experiment_by_name("fraudops-release")
+    assert exp is not None
     runs = client.search_runs([exp.experiment_id], filter_string=f"tags.challenger_version = '{version}'")
     assert len(runs) == 1
     files = {f.path for f in client.list_artifacts(runs[0].info.run_id)}

@@ -116,7 +116,7 @@ def test_up_status_down_leaves_nothing_running(tmp_path: Path) -> None:
         assert "Airflow UI: http://127.0.0.1:" in up.stdout and "login: admin / " in up.stdout
         code, states = _status(env)
         assert code == 0 and all(s["healthy"] for s in states.values())
-        pids = [int(s["pid"]) for s in states.values()]  # type: ignore[arg-type]
+        pids = [int(str(s["pid"])) for s in states.values()]
         # The applied airflow_settings.yaml is visible through Airflow's own CLI.
         airflow_env = {**env, "AIRFLOW_HOME": str(tmp_path / "airflow")}
         pools = subprocess.run(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from fraudops.vocabulary import (
     Action,
@@ -15,9 +16,13 @@ from fraudops.vocabulary import (
 )
 
 
+def _as_str(value: str) -> str:
+    return value
+
+
 def test_members_are_the_stored_strings() -> None:
     assert (
-        Decision.PROMOTE == "promote"
+        _as_str(Decision.PROMOTE) == "promote"
         and f"{Decision.ROLLBACK}" == "rollback"
         and str(Stage.PROBATION) == "probation"
     )
@@ -37,8 +42,11 @@ def test_xcom_stores_the_value() -> None:
     from fraudops.pipeline.release_types import ProbationOutcome
     from fraudops.registry import ACTIONS
 
-    assert serialize(Decision.CONFIRM) == "confirm" and deserialize(serialize(Decision.CONFIRM)) == "confirm"
+    stored: Any = serialize(Decision.CONFIRM)
+    assert stored == "confirm" and deserialize(stored) == "confirm"
     assert tuple(a.value for a in Action) == ACTIONS
-    outcome = ProbationOutcome(done=True, status="rollback", reason="r", decision={})
+    outcome = ProbationOutcome.model_validate(
+        {"done": True, "status": "rollback", "reason": "r", "decision": {}}
+    )
     assert outcome.status is Decision.ROLLBACK
     assert ProbationOutcome.from_xcom(json.loads(json.dumps(outcome.to_xcom()))).status is Decision.ROLLBACK

@@ -222,7 +222,8 @@ def _run_sensor_dag(dag_id: str, tmp_path: Path, **sensor_kwargs: Any) -> tuple[
         def decide(result: dict[str, Any]) -> dict[str, Any]:
             return {"seen": result}
 
-        wait >> decide(wait.output)
+        waited: Any = wait.output  # an XComArg, the sensor's dict when decide runs
+        wait >> decide(waited)
 
     _serialize_to_db(dag, tmp_path)
     run = dag.test(
@@ -349,8 +350,9 @@ def test_sensor_derives_the_wait_from_the_release_candidate() -> None:
     sensor._from_release()
     sensor._apply_overrides()
     target = sensor._target()
-    assert (sensor.model_name, sensor.version) == (MODEL, "7")
-    assert sensor._since_iso() == deployed_at.isoformat()
+    query = sensor._query(target)
+    assert (query.model_name, query.version, query.mode) == (MODEL, "7", "shadow")
+    assert query.since == deployed_at.isoformat()
     assert (target.min_scored, target.min_matured_frauds, target.min_labeled) == (5000, 120, 0)
-    assert sensor._maturity() == 36.5
+    assert query.maturity_hours == 36.5
     assert sensor.timeout == 90 * 60.0 and sensor.poke_interval == 7.0

@@ -122,7 +122,7 @@ def run_parity(
     labels: pd.DataFrame | None,
     spec: FeatureSpec | None = None,
     backend: EmbeddedBackend | RedisBackend | None = None,
-    arrival_order: Sequence[Any] | None = None,
+    arrival_order: Sequence[Any] | np.ndarray | None = None,
     tolerance: float = TOLERANCE,
 ) -> ParityResult:
     from fraudops.features.offline import build_offline

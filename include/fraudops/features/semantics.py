@@ -69,7 +69,7 @@ def to_us(value: Any) -> int:
             return int(value.value) // 1000  # type: ignore[attr-defined]  # naive counts as UTC
         if value.tzinfo is None:
             value = value.replace(tzinfo=dt.UTC)
-        return (value - EPOCH) // _US
+        return int((value - EPOCH) // _US)
     if isinstance(value, bool):
         raise DataValidationError(f"event_time must be a timestamp, got {value!r}")
     if isinstance(value, int | float):

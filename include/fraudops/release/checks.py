@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from fraudops.release.drift import DriftResult
 from fraudops.release.evidence import ok_mask, parse_vector
 from fraudops.release.policy import GatePolicy, is_p_value_method
-from fraudops.release.quality import finite_json
+from fraudops.release.quality import finite_doc
 
 if TYPE_CHECKING:
     import numpy as np
@@ -38,7 +38,7 @@ class CheckResult:
     ran: bool = True
 
     def to_dict(self) -> dict[str, Any]:
-        return finite_json(asdict(self))
+        return finite_doc(asdict(self))
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> CheckResult:

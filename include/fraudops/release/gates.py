@@ -55,7 +55,7 @@ from fraudops.release.checks import (
 from fraudops.release.drift import DriftResult
 from fraudops.release.evidence import ShadowEvidence, budget_misses, ok_mask
 from fraudops.release.policy import DEFAULT_POLICY, GatePolicy, SampleRequirement, required_sample
-from fraudops.release.quality import MatchedQuality, finite_json, match_points, matched_quality
+from fraudops.release.quality import MatchedQuality, finite_doc, match_points, matched_quality
 from fraudops.release.sequential import sequential_mean
 from fraudops.vocabulary import Decision, Stage
 
@@ -116,7 +116,7 @@ class GateDecision:
     def to_dict(self) -> dict[str, Any]:
         doc = asdict(self)
         doc["checks"] = [c.to_dict() for c in self.checks]
-        return finite_json(doc)
+        return finite_doc(doc)
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> GateDecision:
@@ -129,13 +129,15 @@ class GateDecision:
 # -- promotion ----------------------------------------------------------------------------------
 def _usable(frame: pd.DataFrame) -> np.ndarray:
     """Rows both models scored (the rows thresholds are matched on and quality is measured on)."""
-    return (ok_mask(frame, "candidate") & ok_mask(frame, "incumbent")).to_numpy()
+    rows: np.ndarray = (ok_mask(frame, "candidate") & ok_mask(frame, "incumbent")).to_numpy()
+    return rows
 
 
 def _scores(frame: pd.DataFrame, side: Side, rows: np.ndarray) -> np.ndarray:
     import numpy as np
 
-    return frame.loc[rows, f"{side}_score"].to_numpy(dtype=np.float64)
+    scores: np.ndarray = frame.loc[rows, f"{side}_score"].to_numpy(dtype=np.float64)
+    return scores
 
 
 def _matured_counts(frame: pd.DataFrame, rows: np.ndarray) -> tuple[int, int]:

@@ -23,6 +23,12 @@ if TYPE_CHECKING:
     from fraudops.release.policy import GatePolicy
 
 
+def finite_doc(doc: dict[str, Any]) -> dict[str, Any]:
+    """:func:`finite_json` of a dict (typed for the ``to_dict`` methods)."""
+    out: dict[str, Any] = finite_json(doc)
+    return out
+
+
 def finite_json(x: Any) -> Any:
     """JSON-safe numbers: NaN/inf become None (BigQuery and strict JSON readers reject them)."""
     if isinstance(x, float) and not math.isfinite(x):
@@ -67,7 +73,7 @@ class MatchedQuality:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe; keeps the flat names the release page and MLflow metrics read."""
-        return finite_json(
+        return finite_doc(
             {
                 "n": self.n,
                 "n_frauds": self.n_frauds,

@@ -253,7 +253,10 @@ def render_page(overview: ReleaseOverview) -> str:
         f"<td>{int(d.fallbacks)}</td></tr>"
         for d in overview.daily.itertuples()
     )
-    img = lambda key, alt: f'<img alt="{alt}" src="{charts[key]}">' if key in charts else ""  # noqa: E731
+
+    def img(key: str, alt: str) -> str:
+        return f'<img alt="{alt}" src="{charts[key]}">' if key in charts else ""
+
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>fraudops releases</title>
 <style>{_STYLE}</style></head><body>
 <h1>fraudops releases — {e(overview.model_name)}</h1>

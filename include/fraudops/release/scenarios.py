@@ -125,9 +125,9 @@ def _transform(logit: np.ndarray, how: str) -> np.ndarray:
     import numpy as np
 
     if how == "sigmoid":
-        return 1.0 / (1.0 + np.exp(-logit))
+        return np.asarray(1.0 / (1.0 + np.exp(-logit)))
     if how == "steep":  # a different calibration: same order, squeezed towards 0
-        return (1.0 / (1.0 + np.exp(-logit))) ** 4
+        return np.asarray((1.0 / (1.0 + np.exp(-logit))) ** 4)
     if how == "affine":
         return 0.01 * logit + 0.5
     raise ValueError(how)

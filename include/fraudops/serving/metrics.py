@@ -136,7 +136,7 @@ class _HotCollector:
 def _le(bound: float) -> str:
     from prometheus_client.utils import floatToGoString
 
-    return floatToGoString(bound)
+    return str(floatToGoString(bound))
 
 
 class ServingMetrics:

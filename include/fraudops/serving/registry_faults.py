@@ -123,7 +123,7 @@ class Backoff:
 
     def delay(self, failures: int, rand: Callable[[], float] = random.random) -> float:
         full = min(self.cap_s, self.base_s * 2 ** max(failures - 1, 0))
-        return full / 2 + rand() * full / 2
+        return float(full / 2 + rand() * full / 2)
 
 
 @dataclass

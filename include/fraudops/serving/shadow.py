@@ -619,6 +619,6 @@ def _rss_mb(pid: int | None) -> float | None:
     try:
         import psutil
 
-        return round(psutil.Process(pid).memory_info().rss / 2**20, 1)
+        return round(float(psutil.Process(pid).memory_info().rss) / 2**20, 1)
     except Exception:
         return None

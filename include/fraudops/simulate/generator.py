@@ -179,7 +179,7 @@ class Population:
         pick = self.group_start[g] + np.minimum(
             (u * self.group_size[g]).astype(np.int64), self.group_size[g] - 1
         )
-        return self.group_index[pick]
+        return np.asarray(self.group_index[pick])
 
 
 def _ids(prefix: str, n: int) -> pa.Array:
@@ -419,7 +419,7 @@ def _local_times(
     p = profile / profile.sum()
     local_h = rng.choice(24, size=n, p=p)
     utc_h = (local_h - np.array(REGION_UTC_OFFSET_H)[region]) % 24
-    return day_us + utc_h * US_PER_H + (rng.random(n) * US_PER_H).astype(np.int64)
+    return np.asarray(day_us + utc_h * US_PER_H + (rng.random(n) * US_PER_H).astype(np.int64))
 
 
 def _genuine(pop: Population, config: SimulationConfig, day: int, seed: int) -> _Part:
@@ -498,7 +498,7 @@ def _events_part(
 
 def _fit_in_day(start_us: np.ndarray, span_us: np.ndarray, day_us: int) -> np.ndarray:
     """Move event starts earlier so the whole event stays inside its day (keeps days independent)."""
-    return np.clip(start_us, day_us, day_us + US_PER_DAY - 1 - span_us)
+    return np.asarray(np.clip(start_us, day_us, day_us + US_PER_DAY - 1 - span_us))
 
 
 def _compromised_terminals(

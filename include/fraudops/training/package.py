@@ -167,7 +167,8 @@ def to_onnx(model: Any, family: str, n_features: int) -> onnx.ModelProto:
     outputs = [o.name for o in onx.graph.output]
     if OUTPUT_NAME not in outputs:
         raise ArtifactError(f"converted model has outputs {outputs}, expected {OUTPUT_NAME!r}")
-    return onx
+    proto: onnx.ModelProto = onx
+    return proto
 
 
 def new_session(model: bytes | str | Path, *, intra_op_num_threads: int = 1) -> ort.InferenceSession:

@@ -372,7 +372,7 @@ class Warehouse:
         """
         spec = get_table_spec(table)
         rows = self.query(f"SELECT MAX(event_time) AS t FROM `{self.table_id(spec.name)}`")
-        value = rows[0].get("t") if rows else None
+        value: dt.datetime | None = rows[0].get("t") if rows else None
         if value is None:
             return None
         return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)

@@ -31,7 +31,8 @@ NARROW = FeatureSpec.from_names(["card_tx_count_1d", "card_amount_sum_1d"])
 
 
 def _rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    return frame.sort_values(["event_time", "transaction_id"]).to_dict("records")
+    rows: list[dict[str, Any]] = frame.sort_values(["event_time", "transaction_id"]).to_dict("records")
+    return rows
 
 
 @pytest.fixture(params=["embedded", "redis"])

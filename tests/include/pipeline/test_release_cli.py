@@ -22,6 +22,7 @@ from fraudops.pipeline.release_types import (
     ShadowDeployment,
     ShadowWait,
 )
+from fraudops.vocabulary import Decision
 
 NOW = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
 
@@ -60,7 +61,9 @@ def _stub(monkeypatch: pytest.MonkeyPatch, status: str, looks: int = 2) -> list[
     def probation(*_: Any) -> ProbationOutcome:
         left["probation"] -= 1
         done = left["probation"] <= 0
-        return ProbationOutcome(done=done, status="confirm" if done else "wait", reason="r", decision={})
+        return ProbationOutcome(
+            done=done, status=Decision.CONFIRM if done else Decision.WAIT, reason="r", decision={}
+        )
 
     window = EvidenceWindow(served_until=NOW, label_as_of=NOW)
     decision = DecisionSummary(status=status, reason="why", decision_id="d", served_threshold=0.4)  # type: ignore[arg-type]

@@ -184,6 +184,7 @@ def _inputs(name: str, step: str, url: str) -> dict[str, Any]:
     )
     from fraudops.release.gates import GateDecision
     from fraudops.release.policy import DEFAULT_POLICY
+    from fraudops.vocabulary import Decision, Stage
 
     params = ReleaseParams(model_name=name, version="2", scoring_url=f"{url}/m/{name}", deploy_timeout_s=30)
     cand = Candidate(
@@ -201,22 +202,22 @@ def _inputs(name: str, step: str, url: str) -> dict[str, Any]:
     out: dict[str, Any] = {"candidate": cand.to_xcom()}
     if step == "promote":
         out["decision"] = DecisionSummary(
-            status="promote", reason="all checks passed", decision_id="d1", served_threshold=0.3712
+            status=Decision.PROMOTE, reason="all checks passed", decision_id="d1", served_threshold=0.3712
         ).to_xcom()
     if step == "reject":
         out["decision"] = DecisionSummary(
-            status="reject", reason="ΔAP shown worse", decision_id="d2"
+            status=Decision.REJECT, reason="ΔAP shown worse", decision_id="d2"
         ).to_xcom()
     if step in ("confirm", "rollback"):
         promoted = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
         out["promotion"] = Promotion(
             promoted_at=promoted, old_champion="1", old_alias="challenger-1"
         ).to_xcom()
-        status = "confirm" if step == "confirm" else "rollback"
+        status = Decision.CONFIRM if step == "confirm" else Decision.ROLLBACK
         reason = "all probation checks passed" if step == "confirm" else "error rate increase 0.04 > 0.01"
         decision = GateDecision(
             status=status,
-            stage="probation",
+            stage=Stage.PROBATION,
             checks=(),
             reason=reason,
             policy_version=DEFAULT_POLICY.version,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -125,7 +125,7 @@ def make_evidence(
     if T0 + label_delay > label_as_of:
         raw["is_fraud"] = pd.array([None] * n, dtype="boolean")
         raw["label_time"] = pd.NaT
-    candidate_side = "shadow" if stage == "promotion" else "prod"
+    candidate_side: Literal["prod", "shadow"] = "shadow" if stage == "promotion" else "prod"
     frame = prepare_paired(
         raw, candidate_side=candidate_side, label_as_of=label_as_of, label_maturity_hours=maturity_hours
     )

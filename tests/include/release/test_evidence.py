@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from typing import Any
 
 import pytest
 
@@ -11,11 +12,11 @@ T0 = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
 DAY = dt.timedelta(days=1)
 
 
-def _label(tx: str, days: float, is_fraud: bool) -> dict:
+def _label(tx: str, days: float, is_fraud: bool) -> dict[str, Any]:
     return {"transaction_id": tx, "event_time": T0, "label_time": T0 + days * DAY, "is_fraud": is_fraud}
 
 
-def _pred(tx: str, version: str, mode: str, score: float | None, i: int, **kw: object) -> dict:
+def _pred(tx: str, version: str, mode: str, score: float | None, i: int, **kw: Any) -> dict[str, Any]:
     row = {
         "transaction_id": tx,
         "request_id": f"r-{tx}-{mode}",
@@ -38,7 +39,7 @@ def _pred(tx: str, version: str, mode: str, score: float | None, i: int, **kw: o
 
 
 @pytest.mark.integration
-def test_collect_shadow_evidence_pairs_dedups_and_labels(warehouse) -> None:
+def test_collect_shadow_evidence_pairs_dedups_and_labels(warehouse: Any) -> None:
     from fraudops.release.evidence import collect_production_window, collect_shadow_evidence
 
     rows = []
@@ -132,7 +133,7 @@ def test_collect_shadow_evidence_pairs_dedups_and_labels(warehouse) -> None:
 
 
 @pytest.mark.integration
-def test_capacity_sheds_leave_the_pairing_and_a_down_worker_counts_as_errors(warehouse) -> None:
+def test_capacity_sheds_leave_the_pairing_and_a_down_worker_counts_as_errors(warehouse: Any) -> None:
     """The scoring service logs every shed sampled event as a shadow row ``error='shed:<reason>'``.
     Queue-full and throttled sheds are capacity protection: out of the evidence (and counted);
     ``shed:down`` is a challenger that was not running: it stays in as that model's error."""

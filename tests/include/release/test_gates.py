@@ -20,7 +20,7 @@ RATE = 0.05
 
 def _promotion(final: bool = False, **kw: object) -> GateDecision:
     drift = kw.pop("drift", None)
-    ev = make_evidence(**kw)  # type: ignore[arg-type]
+    ev = make_evidence(**kw)
     return decide_promotion(ev, POLICY, drift, expected_fraud_rate=RATE, final=final)  # type: ignore[arg-type]
 
 
@@ -51,7 +51,11 @@ def test_worse_challenger_is_rejected_on_ap_confidence_sequence() -> None:
     assert d.status == "reject"
     assert d.deciding_check == "ap_shown_worse"
     assert d.reason.startswith("ΔAP upper bound -")
-    assert d.value is not None and d.threshold == -POLICY.max_ap_regression and d.value < d.threshold
+    assert (
+        d.value is not None
+        and d.threshold == -POLICY.max_ap_regression
+        and d.value < -POLICY.max_ap_regression
+    )
 
 
 def test_superiority_mode_needs_a_gain_shown() -> None:
@@ -356,10 +360,10 @@ def test_decision_row_matches_table_and_is_idempotent_per_run() -> None:
 
     d = _promotion(challenger={"strength": 2.5, "latency_ms": 12.0})
     kw = {"model_name": "fraud-detector", "challenger_version": "2", "champion_version": "1"}
-    row = decision_row(d, dag_run_id="manual__1", **kw)  # type: ignore[arg-type]
+    row = decision_row(d, dag_run_id="manual__1", **kw)
     assert set(row) == set(GATE_DECISIONS.column_names)
-    assert row["decision_id"] == decision_row(d, dag_run_id="manual__1", **kw)["decision_id"]  # type: ignore[arg-type]
-    assert row["decision_id"] != decision_row(d, dag_run_id="manual__2", **kw)["decision_id"]  # type: ignore[arg-type]
+    assert row["decision_id"] == decision_row(d, dag_run_id="manual__1", **kw)["decision_id"]
+    assert row["decision_id"] != decision_row(d, dag_run_id="manual__2", **kw)["decision_id"]
     evidence = json.loads(row["evidence"])
     assert evidence["deciding_check"] == "p99_latency_ms"
     assert {c["name"] for c in evidence["checks"]} >= {"error_rate", "p99_latency_ms", "ap_non_inferiority"}

@@ -9,6 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from fraudops.release.policy import DEFAULT_POLICY, GatePolicy, required_sample
+from fraudops.vocabulary import Stage
 
 
 def _frauds(effect: float, power: float, sd: float = 0.55, alpha: float = 0.05) -> int:
@@ -41,18 +42,18 @@ def test_required_sample_superiority_and_probation() -> None:
     )
     need = required_sample(sup, 0.01)
     assert need.effect == pytest.approx(0.06) and need.frauds_from_power == _frauds(0.06, 0.9)
-    prob = required_sample(DEFAULT_POLICY, 0.005, stage="probation")
+    prob = required_sample(DEFAULT_POLICY, 0.005, stage=Stage.PROBATION)
     # drop 0.1 beyond margin 0.05 → effect 0.05, power 0.9: the same as promotion (docs)
     assert prob.effect == pytest.approx(0.05) and prob.min_labeled_frauds == 2255
     custom = DEFAULT_POLICY.model_copy(
         update={"probation_detect_ap_drop": 0.13, "probation_max_ap_regression": 0.03, "probation_power": 0.8}
     )
-    assert required_sample(custom, 0.02, stage="probation").frauds_from_power == _frauds(0.1, 0.8)
+    assert required_sample(custom, 0.02, stage=Stage.PROBATION).frauds_from_power == _frauds(0.1, 0.8)
     with pytest.raises(ValueError, match="ap_planning_gain"):
         required_sample(sup.model_copy(update={"min_ap_gain": 0.08}), 0.01)
     with pytest.raises(ValueError, match="probation_detect_ap_drop"):
         required_sample(
-            DEFAULT_POLICY.model_copy(update={"probation_detect_ap_drop": 0.05}), 0.01, stage="probation"
+            DEFAULT_POLICY.model_copy(update={"probation_detect_ap_drop": 0.05}), 0.01, stage=Stage.PROBATION
         )
 
 
@@ -64,7 +65,7 @@ def test_required_sample_floors_and_validation() -> None:
     prob = required_sample(
         loose.model_copy(update={"probation_min_labeled_frauds": 3000, "probation_min_scored_events": 7}),
         0.5,
-        stage="probation",
+        stage=Stage.PROBATION,
     )
     assert prob.min_labeled_frauds == 3000 and prob.min_scored_events == 6000
     with pytest.raises(ValueError):
@@ -83,7 +84,7 @@ def test_round_one_fields_are_gone() -> None:
 def test_policy_is_frozen_versioned_and_round_trips() -> None:
     p = DEFAULT_POLICY
     with pytest.raises(ValidationError):
-        p.max_error_rate = 0.5  # type: ignore[misc]
+        p.max_error_rate = 0.5
     with pytest.raises(ValidationError):
         GatePolicy(max_error_rate=2.0)
     with pytest.raises(ValidationError):

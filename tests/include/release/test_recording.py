@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from typing import Any
 
 import pytest
 from release_synthetic import SMALL_POLICY, make_evidence
@@ -16,7 +17,7 @@ POLICY = SMALL_POLICY
 
 
 @pytest.mark.integration
-def test_record_decision_and_drift_round_trip(warehouse) -> None:
+def test_record_decision_and_drift_round_trip(warehouse: Any) -> None:
     ev = make_evidence(champion={"strength": 1.5}, challenger={"strength": 3.0, "error_rate": 0.05})
     decision = decide_promotion(ev, POLICY, expected_fraud_rate=0.05)
     assert decision.status == "reject"

@@ -95,7 +95,7 @@ def test_confidence_sequence_covers_at_every_look_and_a_peeked_interval_does_not
     s2 = np.cumsum(x * x, axis=1)[:, looks - 1]
     mean = s1 / looks
     sd = np.sqrt(np.maximum(s2 - looks * mean**2, 0.0) / (looks - 1))
-    m = np.array([cs_multiplier(t, alpha=alpha, t_opt=500) for t in looks])
+    m = np.array([cs_multiplier(float(t), alpha=alpha, t_opt=500) for t in looks])
     err = np.abs(mean - mu)
     cs_miss = (err > sd * m / np.sqrt(looks)).any(axis=1).mean()
     ci_miss = (err > sd * 1.959964 / np.sqrt(looks)).any(axis=1).mean()

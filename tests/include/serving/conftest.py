@@ -64,7 +64,8 @@ def _nan_graph(n: int, always: bool) -> bytes:
         helper.make_node("Sub", ["limit", "xa"], ["d"]),
         helper.make_node("Sqrt", ["d"], ["r"]),
     ]
-    return sigmoid_model(n, extra, "r")
+    model: bytes = sigmoid_model(n, extra, "r")
+    return model
 
 
 @pytest.fixture(scope="session")

@@ -57,6 +57,6 @@ def test_batched_scores_and_features_equal_one_by_one(bundles: dict[str, Path]) 
         {k: v for k, v in o.items() if k not in strip} for o in one_by_one
     ]
     assert len({o["score"] for o in one_by_one}) > 20  # the features moved the scores
-    rows_alone = [orjson.loads(r["features"]) for r in alone.writer.rows]  # type: ignore[attr-defined]
-    rows_together = [orjson.loads(r["features"]) for r in together.writer.rows]  # type: ignore[attr-defined]
+    rows_alone = [orjson.loads(r["features"]) for r in alone.writer.rows]  # type: ignore[union-attr]
+    rows_together = [orjson.loads(r["features"]) for r in together.writer.rows]  # type: ignore[union-attr]
     assert rows_together == rows_alone

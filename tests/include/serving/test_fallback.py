@@ -124,16 +124,16 @@ def test_prediction_row_is_spooled_before_the_answer_even_on_failure() -> None:
     later: list[Any] = []
     out = service.score(parse_score_request(tx(1)), "rid-1", defer=later.append)
     assert out["score"] == 0.3 and len(later) == 1
-    (row,) = service.writer.rows  # type: ignore[attr-defined]
+    (row,) = service.writer.rows  # type: ignore[union-attr]
     assert row["request_id"] == "rid-1" and row["score"] == 0.3 and row["mode"] == "production"
     later.pop()()  # the shadow offer (no pool here): writes nothing more
-    assert len(service.writer.rows) == 1  # type: ignore[attr-defined]
+    assert len(service.writer.rows) == 1  # type: ignore[union-attr]
 
     broken = _service(_slot("3", Fixed(float("nan"))), None)
     broken.writer = Rows()  # type: ignore[assignment]
     with pytest.raises(ModelFailure):
         broken.score(parse_score_request(tx(2)), "rid-2", defer=later.append)
-    (row,) = broken.writer.rows  # type: ignore[attr-defined]  # logged with its 503
+    (row,) = broken.writer.rows  # type: ignore[union-attr]  # logged with its 503
     assert row["score"] is None and row["error"] == "champion v3: nan"
 
 
@@ -157,7 +157,7 @@ def test_a_batch_falls_back_row_by_row_and_logs_every_request() -> None:
     assert len(later) == 4  # the shadow offers; the rows are already written
     for work in later:
         work()
-    rows = service.writer.rows  # type: ignore[attr-defined]
+    rows = service.writer.rows  # type: ignore[union-attr]
     assert len(rows) == 4
     assert [r["error"] for r in rows] == [None, "champion v2: nan", None, "champion v2: out_of_range"]
     assert len({r["latency_ms"] for r in rows}) == 1  # the batch's time, for each of its requests

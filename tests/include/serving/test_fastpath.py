@@ -10,9 +10,10 @@ is covered by ``test_service.py`` and ``test_schema.py``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any
 
 import orjson
@@ -40,14 +41,14 @@ class EchoApp:
         for body, request_id in items:
             n, self.scored = self.scored, self.scored + 1
             self.events.append(f"score {n}")
-            after = [lambda n=n: self.events.append(f"after {n}")]
+            after: list[Callable[[], None]] = [functools.partial(self.events.append, f"after {n}")]
             out.append((200, orjson.dumps({"body": body.decode(), "request_id": request_id}), after))
         return out
 
     def observe(self, status: int, elapsed: float) -> None:
         self.observed.append((status, elapsed))
 
-    async def asgi(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def asgi(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
         body = b""

@@ -66,7 +66,7 @@ def _card_count_1h(service: ScoringService) -> float:
     """card_tx_count_1h of the last logged prediction."""
     assert service.router.union is not None
     row = service.writer.rows[-1]  # type: ignore[union-attr]
-    return orjson.loads(row["features"])[service.router.union.names.index("card_tx_count_1h")]
+    return float(orjson.loads(row["features"])[service.router.union.names.index("card_tx_count_1h")])
 
 
 def test_a_far_future_event_is_refused_and_cannot_blind_the_card() -> None:

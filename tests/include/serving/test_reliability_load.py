@@ -146,7 +146,7 @@ def test_a_shadow_worker_killed_under_twice_the_traffic(
     assert status["restarts"] >= 1, status
 
     wait_for(lambda: _version(client)["challengers"][alias]["in_flight"] == 0, 30, "shadow work answered")
-    service.writer.flush()  # type: ignore[union-attr]
+    service.writer.flush()
     want = set(load.ids)
 
     def logged() -> set[str]:
@@ -200,7 +200,7 @@ def test_a_hung_shadow_model_leaves_production_p99_and_holds_bounded_work(
         held = _version(client)["challengers"][alias]["in_flight"]
     finally:
         os.kill(pid, signal.SIGCONT)
-    service.writer.flush()  # type: ignore[union-attr]
+    service.writer.flush()
     shed = Counter(
         r["error"] for r in _shadow_rows(warehouse, alias) if r["error"] and r["error"].startswith("shed:")
     )

@@ -25,7 +25,8 @@ TOKEN = "test-token-123"
 
 
 def _version(client: httpx.Client) -> dict[str, Any]:
-    return client.get("/version").json()
+    doc: dict[str, Any] = client.get("/version").json()
+    return doc
 
 
 def test_hot_swap_under_load_and_deploy_api(
@@ -137,7 +138,7 @@ def test_fallback_on_a_broken_champion_and_rejected_bundle(
     assert client.post("/score", json=tx(3)).json()["model_version"] == vf
     assert 'fraudops_model_load_failures_total{alias="champion"} 1.0' in client.get("/metrics").text
 
-    service.writer.flush()  # type: ignore[union-attr]
+    service.writer.flush()
     rows = warehouse.query(
         "SELECT transaction_id, model_version, fallback, error FROM predictions WHERE transaction_id = 'tx-2'"
     )
@@ -190,7 +191,7 @@ def test_crashing_and_hanging_shadow_workers_leave_production_alone(
     metrics = client.get("/metrics").text
     assert 'fraudops_shadow_restarts_total{alias="challenger-crash",reason="crashed"}' in metrics
     assert 'fraudops_shadow_restarts_total{alias="challenger-hang",reason="hung"}' in metrics
-    service.writer.flush()  # type: ignore[union-attr]
+    service.writer.flush()
     wait_for(
         lambda: (
             warehouse.query(
@@ -238,7 +239,7 @@ def test_bigquery_outage_spools_and_replays_exactly(
         wait_for(lambda: client.get("/health").status_code == 200, 90, "champion loaded")
         for i in range(100):
             assert client.post("/score", json=tx(i)).status_code == 200
-        service.writer.flush()  # type: ignore[union-attr]
+        service.writer.flush()
         assert wh.count("predictions") == 100
 
         process.stop(spec)  # BigQuery goes away; scoring must not notice
@@ -246,17 +247,17 @@ def test_bigquery_outage_spools_and_replays_exactly(
         for i in range(100, 300):
             assert client.post("/score", json=tx(i)).status_code == 200
         assert time.perf_counter() - t0 < 30
-        service.writer.flush()  # type: ignore[union-attr]
-        during = service.writer.snapshot()  # type: ignore[union-attr]
+        service.writer.flush()
+        during = service.writer.snapshot()
         # Every row is spooled before its answer; the 200 of the outage wait on disk.
         assert during.spooled_rows == 300 and during.written == 100 and during.pending_files >= 1
 
         process.start(spec)  # ... and comes back: the writer's thread replays on its own
         for i in range(250, 320):  # more traffic meanwhile, some of it re-sent (a client retry)
             assert client.post("/score", json=tx(i)).status_code == 200
-        wait_for(lambda: service.writer.snapshot().pending_files == 0, 90, "spool replayed")  # type: ignore[union-attr]
-        service.writer.flush()  # type: ignore[union-attr]
-        after = service.writer.snapshot()  # type: ignore[union-attr]
+        wait_for(lambda: service.writer.snapshot().pending_files == 0, 90, "spool replayed")
+        service.writer.flush()
+        after = service.writer.snapshot()
         # Every spooled row was shipped, the outage's 200 as replays (re-sent rows: still exact).
         assert after.pending_files == 0 and after.buffered == 0
         assert after.written == after.spooled_rows == 370 and after.replayed_rows >= 200

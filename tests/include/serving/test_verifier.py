@@ -33,7 +33,8 @@ def _hostile(
     """A copy of bundle ``src`` whose model is p = sigmoid(amount/1000 - 2) + 0 * sum(``tail``) (a
     float tensor computed by ``extra`` nodes)."""
     model = sigmoid_model(n, extra, tail, reduce_noise=True, inits=inits, check=False)
-    return swap_model(src, dest, model)
+    path: Path = swap_model(src, dest, model)
+    return path
 
 
 def _n(bundle: Path) -> int:

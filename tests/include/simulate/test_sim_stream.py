@@ -7,7 +7,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import pytest
 
@@ -44,7 +44,7 @@ class _Server(ThreadingHTTPServer):
 
 @pytest.fixture()
 def scoring_server() -> Iterator[tuple[str, list[dict[str, object]]]]:
-    received: ClassVar[list[dict[str, object]]] = []
+    received: list[dict[str, object]] = []
     handler = type("Handler", (_Recorder,), {"received": received})
     server = _Server(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -56,7 +56,9 @@ def scoring_server() -> Iterator[tuple[str, list[dict[str, object]]]]:
         server.server_close()
 
 
-def test_sends_at_target_rate_with_the_payload_contract(scoring_server: tuple[str, list]) -> None:
+def test_sends_at_target_rate_with_the_payload_contract(
+    scoring_server: tuple[str, list[dict[str, object]]],
+) -> None:
     url, received = scoring_server
     report = stream(rate=80, speed=600, url=url, duration_s=2.5, seed=3, start="2026-04-01")
     assert report.errors == 0 and report.ok == report.sent == len(received)
@@ -88,7 +90,7 @@ def test_unreachable_service_counts_errors_instead_of_crashing() -> None:
 
 @pytest.mark.integration
 def test_writes_transactions_and_labels_when_they_come_due(
-    scoring_server: tuple[str, list], warehouse: object
+    scoring_server: tuple[str, list[dict[str, object]]], warehouse: Any
 ) -> None:
     url, received = scoring_server
     # Many frauds in a small world so labels show up within seconds at 2 event days per second.
@@ -104,18 +106,18 @@ def test_writes_transactions_and_labels_when_they_come_due(
         config=cfg,
         warehouse=warehouse,
         flush_interval_s=1.0,
-    )  # type: ignore[arg-type]
+    )
     assert report.warehouse_errors == 0
     assert report.transactions_written == report.sent == len(received)
-    assert warehouse.count("transactions") == report.sent  # type: ignore[attr-defined]
+    assert warehouse.count("transactions") == report.sent
     assert report.labels_written > 0 and report.labels_pending > 0
     # Every written label was due: its label_time is not after the last event sent.
-    late = warehouse.query(  # type: ignore[attr-defined]
+    late = warehouse.query(
         "SELECT COUNT(*) AS n FROM labels WHERE label_time > @clock", {"clock": report.event_end}
     )
     assert late == [{"n": 0}]
-    assert warehouse.count("labels") == report.labels_written  # type: ignore[attr-defined]
-    assert warehouse.count("sim_ground_truth") > 0  # type: ignore[attr-defined]
+    assert warehouse.count("labels") == report.labels_written
+    assert warehouse.count("sim_ground_truth") > 0
 
 
 def test_labels_of_a_day_that_arrives_during_a_flush_are_kept() -> None:
@@ -144,7 +146,7 @@ def test_labels_of_a_day_that_arrives_during_a_flush_are_kept() -> None:
         def upsert(self, table: str, rows: pa.Table) -> int:
             written.extend(rows.column("transaction_id").to_pylist())
             streamer._pending_labels.append(labels(3, 5))  # the sender starts a new day meanwhile
-            return rows.num_rows
+            return int(rows.num_rows)
 
     streamer = _Streamer(
         base_url="http://unused",

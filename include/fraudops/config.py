@@ -14,7 +14,7 @@ No credentials live in this module or anywhere in the repository.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from fraudops.exceptions import ConfigError
@@ -140,9 +140,6 @@ class Settings:
     @property
     def artifacts_dir(self) -> Path:
         return self.state_dir / "artifacts"
-
-    def with_overrides(self, **kwargs: object) -> Settings:
-        return replace(self, **kwargs)  # type: ignore[arg-type]
 
 
 def load_settings() -> Settings:

@@ -38,7 +38,7 @@ import logging
 from array import array
 from bisect import bisect_left, bisect_right
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Mapping, MutableSequence, Sequence
+from collections.abc import Callable, Iterable, Mapping, MutableSequence, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -1179,8 +1179,3 @@ def _load_history(
             for row in label_rows:
                 backend.add_label(*row)
     return n
-
-
-def iter_vectors(store: OnlineFeatureStore, events: Iterable[Mapping[str, Any]]) -> Iterator[list[float]]:
-    for tx in events:
-        yield store.update_and_vector(tx)

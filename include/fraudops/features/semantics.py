@@ -83,10 +83,6 @@ def to_us(value: Any) -> int:
     raise DataValidationError(f"event_time must be datetime, ISO string or epoch seconds, got {value!r}")
 
 
-def to_cents(amount: Any) -> int:
-    return round(float(amount) * 100)
-
-
 def card_values(
     cents: int,
     counts: list[int],

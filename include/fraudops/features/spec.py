@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,13 +80,6 @@ class FeatureSpec:
             raise FeatureSpecError(f"feature spec id {data['id']} does not match its features ({spec.id})")
         return spec
 
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict())
-
-    @classmethod
-    def from_json(cls, text: str) -> FeatureSpec:
-        return cls.from_dict(json.loads(text))
-
 
 def resolve(spec: FeatureSpec, registry: FeatureRegistry | None = None) -> list[FeatureDefinition]:
     """The definitions of ``spec`` in order, or ``FeatureSpecError`` naming every problem."""
@@ -110,14 +103,3 @@ def resolve(spec: FeatureSpec, registry: FeatureRegistry | None = None) -> list[
     if problems:
         raise FeatureSpecError(f"feature spec {spec.id} cannot be served: " + "; ".join(problems))
     return out
-
-
-def check_vector_names(spec: FeatureSpec, columns: Sequence[str]) -> None:
-    """Refuse a frame/vector whose columns are not exactly the spec's names in order."""
-    if list(columns) != spec.names:
-        missing = [n for n in spec.names if n not in columns]
-        extra = [c for c in columns if c not in spec.names]
-        raise FeatureSpecError(
-            f"feature columns do not match spec {spec.id}: missing={missing} unexpected={extra}"
-            + ("" if missing or extra else " (order differs)")
-        )

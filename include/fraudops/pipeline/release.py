@@ -179,12 +179,6 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def _parse(ts: str) -> dt.datetime:
-    from fraudops.pipeline.retrain import parse_time
-
-    return parse_time(ts)
-
-
 # -- 0. resolve ---------------------------------------------------------------------------------
 def resolve(
     ctx: ReleaseContext, params: ReleaseParams, asset_extras: list[dict[str, Any]] | None = None

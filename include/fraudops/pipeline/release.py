@@ -62,7 +62,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CHAMPION = Alias.CHAMPION
+CHAMPION: str = Alias.CHAMPION.value  # a plain str: it keys dicts that orjson writes
 ACTOR = "fraud_release"
 #: Model-version tag with the threshold a promoted version is served at (= registry.SERVED_THRESHOLD_TAG).
 SERVED_THRESHOLD_TAG = "served_threshold"

@@ -29,7 +29,7 @@ from fraudops.vocabulary import Alias
 
 log = logging.getLogger(__name__)
 
-CHAMPION = Alias.CHAMPION
+CHAMPION: str = Alias.CHAMPION.value  # a plain str: it keys dicts that orjson writes
 
 
 class Scorer(Protocol):

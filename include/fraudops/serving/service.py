@@ -48,7 +48,7 @@ from fraudops.serving.options import ServingOptions
 from fraudops.serving.registry_faults import Backoff, RegistryUnavailable, Waiting, unavailable_reason
 from fraudops.serving.schema import RequestError, clean_request_id
 from fraudops.serving.shadow import SHED_PREFIX
-from fraudops.vocabulary import CHALLENGER_PREFIX, Action, Alias
+from fraudops.vocabulary import CHALLENGER_PREFIX, Action
 
 if TYPE_CHECKING:
     from fraudops.serving.predlog import PredictionLog
@@ -831,7 +831,7 @@ class ScoringService:
             "service": "fraudops-scoring",
             "version": __version__,
             "model_name": self.model_name,
-            Alias.CHAMPION: None if current is None else _slot_info(current),
+            CHAMPION: None if current is None else _slot_info(current),
             "previous": None if previous is None else _slot_info(previous),
             "challengers": {} if self.shadow is None else self.shadow.status(),
             "feature_union": None if self.router.union is None else self.router.union.id,

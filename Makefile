@@ -62,9 +62,10 @@ test: setup typecheck
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q
 
-## test-fast: the inner loop (everything but the end-to-end and other long tests).
+## test-fast: the inner loop: unit tests, no services (a test using a service fixture is marked
+## integration automatically, tests/conftest.py).
 test-fast: setup
-	$(BIN)/pytest -q -m "not slow"
+	$(BIN)/pytest -q -m "not slow and not integration"
 
 lint: setup
 	$(BIN)/ruff check .

@@ -40,6 +40,19 @@ def _sigterm_to_interrupt(signum: int, frame: object) -> None:
 
 signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
 
+#: Fixtures that start (or need) a real service: a test that uses one, directly or through another
+#: fixture, is an integration test whatever its own markers say, so `make test-fast`
+#: (``-m "not slow and not integration"``) never starts a service.
+SERVICE_FIXTURES = frozenset(
+    {"bq_emulator", "mlflow_server", "airflow_db", "redis_url", "live", "scoring", "traffic", "release_dag"}
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if SERVICE_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
+
 
 @pytest.fixture(scope="session")
 def session_tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:

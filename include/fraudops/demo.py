@@ -110,34 +110,53 @@ class DemoConfig:
 
 @dataclass
 class MemoryWatch:
-    """Peak total resident memory of the stack's process trees and this process (sampled)."""
+    """Resident memory of the stack's process trees (one per service) and this process, sampled.
 
-    pids: list[int]
+    Sums RSS over each service's process tree, as a user's task manager would (shared pages count
+    once per process). Keeps the total's peak, what each service held at that moment, each
+    service's own peak, and the last sample (the scoring service *after* the demo is a target of
+    its own).
+    """
+
+    #: Service name → root pid (its children are counted with it).
+    services: dict[str, int]
     #: Also count this process (not its children: in a test run those are the test's own services).
     include_self: bool = True
     peak_mb: float = 0.0
     peak_at: str = ""
+    #: MB per service at the total's peak.
+    at_peak: dict[str, float] = field(default_factory=dict)
+    #: Each service's own peak MB.
+    service_peak: dict[str, float] = field(default_factory=dict)
+    #: MB per service in the last sample.
+    last: dict[str, float] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def sample(self) -> float:
         import psutil
 
         seen: set[int] = set()
-        total = 0
-        for pid in self.pids:
+        per: dict[str, float] = {}
+        for name, pid in self.services.items():
+            rss = 0
             try:
                 proc = psutil.Process(pid)
                 for p in [proc, *proc.children(recursive=True)]:
                     if p.pid not in seen:
                         seen.add(p.pid)
-                        total += p.memory_info().rss
+                        rss += p.memory_info().rss
             except psutil.Error:
-                continue
+                pass
+            per[name] = rss / 2**20
         if self.include_self:
-            total += psutil.Process().memory_info().rss
-        mb = total / 2**20
+            per["demo"] = psutil.Process().memory_info().rss / 2**20
+        mb = sum(per.values())
+        self.last = per
+        for name, value in per.items():
+            self.service_peak[name] = max(self.service_peak.get(name, 0.0), value)
         if mb > self.peak_mb:
             self.peak_mb, self.peak_at = mb, dt.datetime.now(dt.UTC).strftime("%H:%M:%S")
+            self.at_peak = per
         return mb
 
     def start(self) -> MemoryWatch:
@@ -166,11 +185,15 @@ def _airflow(settings: Settings) -> Any:
     return AirflowClient(settings.airflow.url, "admin", password)
 
 
-def _stack_pids(settings: Settings) -> list[int]:
+def _stack_services(settings: Settings) -> dict[str, int]:
     from fraudops.stack import process
     from fraudops.stack.services import Stack
 
-    return [pid for spec in Stack(settings).specs() if (pid := process.read_pid(spec.pid_file)) is not None]
+    return {
+        spec.name: pid
+        for spec in Stack(settings).specs()
+        if (pid := process.read_pid(spec.pid_file)) is not None
+    }
 
 
 def run_demo(cfg: DemoConfig | None = None, settings: Settings | None = None) -> dict[str, Any]:
@@ -185,7 +208,7 @@ def run_demo(cfg: DemoConfig | None = None, settings: Settings | None = None) ->
     wh = Warehouse(s.warehouse)
     af = _airflow(s)
     name, uri = s.mlflow.model_name, s.mlflow.tracking_uri
-    memory = MemoryWatch(_stack_pids(s), include_self=cfg.count_demo_process).start()
+    memory = MemoryWatch(_stack_services(s), include_self=cfg.count_demo_process).start()
     t0 = time.monotonic()
     first_champion = get_alias_version(name, Alias.CHAMPION, tracking_uri=uri)
     if first_champion is None:
@@ -252,6 +275,9 @@ def run_demo(cfg: DemoConfig | None = None, settings: Settings | None = None) ->
         memory.sample()
     summary["elapsed_s"] = round(time.monotonic() - t0, 1)
     summary["peak_memory_mb"] = round(memory.peak_mb)
+    summary["memory_at_peak_mb"] = {k: round(v) for k, v in memory.at_peak.items()}
+    summary["memory_service_peak_mb"] = {k: round(v) for k, v in memory.service_peak.items()}
+    summary["memory_after_mb"] = {k: round(v) for k, v in memory.last.items()}
     summary["champion"] = get_alias_version(name, Alias.CHAMPION, tracking_uri=uri)
     summary["stream"] = reports[-1].summary() if reports else None
     _print_summary(wh, name, summary, s)
@@ -397,6 +423,14 @@ def _print_summary(wh: Any, name: str, summary: dict[str, Any], s: Settings) -> 
         f"elapsed {summary['elapsed_s']:.0f} s · "
         f"peak resident memory of the stack {summary['peak_memory_mb']:,} MB"
     )
+    if summary.get("memory_at_peak_mb"):
+
+        def mb(doc: dict[str, int]) -> str:
+            return ", ".join(f"{k} {v:,}" for k, v in sorted(doc.items(), key=lambda kv: -kv[1]))
+
+        click.echo(f"  at the peak (MB): {mb(summary['memory_at_peak_mb'])}")
+        click.echo(f"  each service's own peak (MB): {mb(summary['memory_service_peak_mb'])}")
+        click.echo(f"  after the demo (MB): {mb(summary['memory_after_mb'])}")
     if summary.get("stream"):
         click.echo("\ntraffic:\n" + summary["stream"])
     click.echo(

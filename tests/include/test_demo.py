@@ -42,3 +42,43 @@ def test_the_local_retrain_profile_is_a_valid_retrain_request() -> None:
     params = RetrainParams.from_dict(RETRAIN_PROFILE)
     assert params.label_maturity_days == 0.5
     assert params.window_days == RETRAIN_PROFILE["window_days"]
+
+
+def test_memory_watch_sums_each_service_tree_and_keeps_the_peak_per_service() -> None:
+    """The README's per-service memory comes from here: a service's children count with it, a
+    process is counted once, and a service that died reads 0 instead of failing the watch."""
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    from fraudops.demo import MemoryWatch
+
+    hold = "import sys, time; b = bytearray(int(sys.argv[1]) * 2**20); time.sleep(60)"
+    parent = (
+        "import subprocess, sys, time; "
+        f"subprocess.Popen([sys.executable, '-c', {hold!r}, '64']); "
+        f"b = bytearray(32 * 2**20); time.sleep(60)"
+    )
+    big = subprocess.Popen([sys.executable, "-c", parent])
+    small = subprocess.Popen([sys.executable, "-c", hold, "8"])
+    try:
+        deadline = time.monotonic() + 30
+        while len(psutil.Process(big.pid).children()) < 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1.0)  # the buffers are allocated
+        watch = MemoryWatch({"big": big.pid, "small": small.pid, "gone": 2**22 + 7}, include_self=False)
+        total = watch.sample()
+        assert watch.last["big"] > 96 > watch.last["small"] > 8 and watch.last["gone"] == 0.0
+        assert total == sum(watch.last.values()) == watch.peak_mb and watch.at_peak == watch.last
+        small.kill()
+        small.wait()
+        watch.sample()
+        assert watch.last["small"] == 0.0 and watch.service_peak["small"] > 8  # its own peak stays
+        assert watch.at_peak["small"] > 8  # the total's peak was the first sample
+    finally:
+        for proc in psutil.Process(big.pid).children(recursive=True):
+            proc.kill()
+        big.kill()
+        small.kill()

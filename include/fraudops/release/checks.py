@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
-from fraudops.release.drift import DriftResult
+from fraudops.release.drift import INCUMBENT_FEATURE_DRIFT, DriftResult
 from fraudops.release.evidence import ok_mask, parse_vector
 from fraudops.release.policy import GatePolicy, is_p_value_method
 from fraudops.release.quality import finite_doc
@@ -175,10 +175,6 @@ def latency_check(frame: pd.DataFrame, side: str, limit: float) -> CheckResult:
         ok,
         f"p99 latency {fmt(p99)} ms {'<=' if ok else '>'} SLA {fmt(limit)} ms",
     )
-
-
-#: ``DriftResult.check`` of production's features vs the champion's training reference.
-INCUMBENT_FEATURE_DRIFT = "incumbent_feature_drift"
 
 
 def further_than_champion(

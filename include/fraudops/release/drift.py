@@ -39,6 +39,10 @@ log = logging.getLogger(__name__)
 
 _EVIDENTLY_IMPORT_S: float | None = None
 
+#: ``DriftResult.check`` of production's features vs the champion's training reference (the gate's
+#: yardstick for ``feature_drift``).
+INCUMBENT_FEATURE_DRIFT = "incumbent_feature_drift"
+
 
 def evidently_import_seconds() -> float | None:
     """How long the first Evidently import took in this process (None before first use)."""
@@ -289,7 +293,7 @@ def shadow_drift(
                 names,
                 policy,
                 html_path=out / "incumbent_feature_drift.html" if out else None,
-                check="incumbent_feature_drift",
+                check=INCUMBENT_FEATURE_DRIFT,
             )
         )
     return results

@@ -28,6 +28,10 @@ os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(REPO / "plugins")
 os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
+# Every MLflow server the tests start runs MLflow's basic-auth app with this one account (a random
+# password per session), which the tests' clients and every process they start read from here.
+os.environ.setdefault("MLFLOW_TRACKING_USERNAME", "fraudops-tests")
+os.environ.setdefault("MLFLOW_TRACKING_PASSWORD", __import__("secrets").token_urlsafe(16))
 # Make sure `airflow`, `mlflow`, `bqemulator` resolve to this venv.
 os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
 
@@ -103,13 +107,29 @@ def warehouse(bq_emulator: object, request: pytest.FixtureRequest) -> Iterator[o
 
 
 @pytest.fixture(scope="session")
-def mlflow_server(session_tmp: Path) -> Iterator[str]:
-    """A real MLflow tracking + registry server (SQLite backend) on a free port; yields its URI."""
+def mlflow_test_auth(session_tmp: Path) -> Any:
+    """The account of every MLflow server the session starts (the environment's credentials)."""
+    from fraudops.stack.services import mlflow_auth
+
+    return mlflow_auth(session_tmp / "mlflow-auth" / "credentials.json")
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(session_tmp: Path, mlflow_test_auth: Any) -> Iterator[str]:
+    """A real MLflow tracking + registry server (SQLite backend, basic auth) on a free port; yields
+    its URI."""
     from fraudops.stack import process
     from fraudops.stack.services import mlflow_spec
 
     port = process.free_port()
-    spec = mlflow_spec(session_tmp / "mlflow", session_tmp / "logs", session_tmp / "run", "127.0.0.1", port)
+    spec = mlflow_spec(
+        session_tmp / "mlflow",
+        session_tmp / "logs",
+        session_tmp / "run",
+        "127.0.0.1",
+        port,
+        auth=mlflow_test_auth,
+    )
     process.start(spec)
     try:
         yield spec.url

@@ -6,7 +6,11 @@ The defaults describe the embedded local stack (`fraudops up`): a BigQuery emula
 
 * ``FRAUDOPS_BQ_ENDPOINT=""`` (empty) plus ``FRAUDOPS_BQ_PROJECT`` → real BigQuery with Application
   Default Credentials (``GOOGLE_APPLICATION_CREDENTIALS`` or workload identity).
-* ``MLFLOW_TRACKING_URI`` (or ``FRAUDOPS_MLFLOW_TRACKING_URI``) → a remote MLflow server.
+* ``MLFLOW_TRACKING_URI`` (or ``FRAUDOPS_MLFLOW_TRACKING_URI``) → a remote MLflow server, with
+  its credentials in ``MLFLOW_TRACKING_USERNAME``/``MLFLOW_TRACKING_PASSWORD`` (or
+  ``MLFLOW_TRACKING_TOKEN``), which MLflow's client reads. The local MLflow runs MLflow's
+  basic-auth app; its credentials are created by ``fraudops up`` in
+  ``.state/mlflow/auth/credentials.json`` (0600) and read from there by :func:`load_settings`.
 
 No credentials live in this module or anywhere in the repository.
 """
@@ -46,6 +50,36 @@ def _env_float(name: str, default: float) -> float:
         return float(raw)
     except ValueError as err:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from err
+
+
+def local_mlflow_credentials_file(state_dir: Path) -> Path:
+    """Where the local stack keeps the credentials of the MLflow server it runs."""
+    return state_dir / "mlflow" / "auth" / "credentials.json"
+
+
+def _use_local_mlflow_credentials(state_dir: Path, tracking_uri: str) -> None:
+    """Put the local MLflow's credentials where MLflow's client looks for them (the environment
+    only), unless credentials are set already or the tracking server is not on this machine."""
+    import json
+    from urllib.parse import urlsplit
+
+    if os.environ.get("MLFLOW_TRACKING_USERNAME") or os.environ.get("MLFLOW_TRACKING_TOKEN"):
+        return
+    if urlsplit(tracking_uri).hostname not in ("127.0.0.1", "localhost", "::1"):
+        return
+    path = local_mlflow_credentials_file(state_dir)
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"cannot read the local MLflow credentials {path}: {err}") from err
+    os.environ["MLFLOW_TRACKING_USERNAME"] = str(doc["username"])
+    os.environ["MLFLOW_TRACKING_PASSWORD"] = str(doc["password"])
+
+
+#: The clocks ``Settings.event_clock`` knows.
+EVENT_CLOCKS = ("server", "simulated")
 
 
 def _default_state_dir() -> Path:
@@ -115,6 +149,12 @@ class Settings:
     airflow: AirflowConfig = field(default_factory=AirflowConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     redis_url: str = ""
+    #: What "now" is in event time (FRAUDOPS_EVENT_CLOCK): ``server``, the server's wall clock
+    #: (production: never a value read from data someone could have written), or ``simulated``,
+    #: the newest event the simulator's accelerated stream produced (read from the warehouse /
+    #: the scoring service's newest accepted event). Default: ``simulated`` on the BigQuery
+    #: emulator (only the local stack and the tests run it), ``server`` on real BigQuery.
+    event_clock: str = "server"
 
     # Folders inside the state dir: everything local and git-ignored.
     @property
@@ -151,13 +191,14 @@ def load_settings() -> Settings:
         _env("MLFLOW_TRACKING_URI", f"http://{mlflow_host}:{mlflow_port}"),
     )
     bq_port = _env_int("FRAUDOPS_BQ_PORT", 9050)
+    endpoint = _env("FRAUDOPS_BQ_ENDPOINT", f"http://127.0.0.1:{bq_port}")
     settings = Settings(
         state_dir=_default_state_dir(),
         warehouse=WarehouseConfig(
             project=_env("FRAUDOPS_BQ_PROJECT", "fraudops-local"),
             dataset=_env("FRAUDOPS_BQ_DATASET", "fraud"),
             location=_env("FRAUDOPS_BQ_LOCATION", "US"),
-            endpoint=_env("FRAUDOPS_BQ_ENDPOINT", f"http://127.0.0.1:{bq_port}"),
+            endpoint=endpoint,
             emulator_grpc_port=_env_int("FRAUDOPS_BQ_GRPC_PORT", 9060),
             timeout_s=_env_float("FRAUDOPS_BQ_TIMEOUT_S", 60.0),
         ),
@@ -179,8 +220,14 @@ def load_settings() -> Settings:
             shadow_sample_rate=_env_float("FRAUDOPS_SHADOW_SAMPLE_RATE", 0.1),
         ),
         redis_url=_env("FRAUDOPS_REDIS_URL", ""),
+        event_clock=_env("FRAUDOPS_EVENT_CLOCK", "") or ("simulated" if endpoint else "server"),
     )
+    if settings.event_clock not in EVENT_CLOCKS:
+        raise ConfigError(
+            f"FRAUDOPS_EVENT_CLOCK must be one of {list(EVENT_CLOCKS)}, got {settings.event_clock!r}"
+        )
     rate = settings.scoring.shadow_sample_rate
     if not 0.0 <= rate <= 1.0:
         raise ConfigError(f"FRAUDOPS_SHADOW_SAMPLE_RATE must be within [0, 1], got {rate}")
+    _use_local_mlflow_credentials(settings.state_dir, tracking)
     return settings

@@ -20,6 +20,7 @@ What it does (``make run`` = ``fraudops up`` + this):
 from __future__ import annotations
 
 import datetime as dt
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -433,10 +434,15 @@ def _print_summary(wh: Any, name: str, summary: dict[str, Any], s: Settings) -> 
         click.echo(f"  after the demo (MB): {mb(summary['memory_after_mb'])}")
     if summary.get("stream"):
         click.echo("\ntraffic:\n" + summary["stream"])
+    from fraudops.config import local_mlflow_credentials_file
+
+    login = os.environ.get("MLFLOW_TRACKING_USERNAME", "fraudops")
     click.echo(
-        f"\nlook: Airflow {s.airflow.url} (Browse → Releases; DAG runs) · MLflow {s.mlflow.tracking_uri} "
-        f"(models, aliases, fraudops-release runs with drift reports) · `fraudops query` for the warehouse.\n"
-        "The stack stays up: `make down` stops it."
+        f"\nlook: Airflow {s.airflow.url} (Browse → Releases; DAG runs; user admin, password in "
+        f"{s.airflow_home / 'simple_auth_manager_passwords.json.generated'}) · "
+        f"MLflow {s.mlflow.tracking_uri} (models, aliases, fraudops-release runs with drift reports; "
+        f"user {login}, password in {local_mlflow_credentials_file(s.state_dir)}) · `fraudops query` for "
+        "the warehouse.\nThe stack stays up: `make down` stops it."
     )
 
 

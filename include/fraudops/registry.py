@@ -427,7 +427,8 @@ def _idempotent_change(
     """Intent first: (previous version, moved, deployment_id) of pointing ``alias`` at ``target``
     (None: removing it), safe to repeat with the same ``idempotency_key``.
 
-    * no row for the key, alias already there → nothing to do, no row (moved by someone else);
+    * no row for the key, alias already there → nothing to do, no row, when the alias's newest
+      audit row names it; otherwise (moved outside the platform) an ``applied`` row adopts it;
     * no row → ``pending`` row, alias move, row marked ``applied``;
     * ``pending`` row (a crash between intent and confirmation) → redo the move if the alias is not
       there yet, mark the row ``applied``;
@@ -457,8 +458,25 @@ def _idempotent_change(
         log.info("%s@%s: reconciled pending %s -> %s (%s)", model_name, alias, previous, target, action)
         return previous, True, deployment_id
     if current == target:
-        log.info("%s@%s already at %s; nothing to do", model_name, alias, target)
-        return current, False, None
+        _, named = audited_version(warehouse, model_name, alias)
+        if named == target:
+            log.info("%s@%s already at %s; nothing to do", model_name, alias, target)
+            return current, False, None
+        # The alias got there without a row (moved outside the platform): this change adopts it,
+        # so the scoring service (which serves only audited targets) may serve it.
+        did = record_deployment(
+            warehouse,
+            model_name=model_name,
+            alias=alias,
+            version=target,
+            previous_version=named,
+            action=action,
+            actor=actor,
+            reason=f"adopted an unaudited move; {reason or ''}".rstrip("; "),
+            idempotency_key=idempotency_key,
+        )
+        log.warning("%s@%s was at %s without an audit row; recorded it", model_name, alias, target)
+        return current, False, did
     record_deployment(
         warehouse,
         model_name=model_name,
@@ -497,55 +515,28 @@ def move_alias(
 ) -> AliasMove:
     """Point ``alias`` at ``version`` and record it; a no-op (no row) if it already points there.
 
-    With ``idempotency_key`` (a retried pipeline step): the intent is recorded first (``pending``),
-    then the alias moves, then the row is marked ``applied``; a retry reconciles a pending row and
-    does nothing after an applied one, so a move and its audit row never disagree for long and
-    there is one row per change (see :func:`_idempotent_change`).
-
-    Without it: the alias moves, then its row is written; if the row cannot be written the alias is
-    put back (or removed) before the error propagates, so a retry redoes both.
+    Always intent first: a ``pending`` row, then the alias moves, then the row is marked
+    ``applied``, so the scoring service (which serves only a version the newest audit row of its
+    alias names: :func:`audited_version`) never sees a move before its row. With
+    ``idempotency_key`` (a retried pipeline step) a retry reconciles a pending row and does nothing
+    after an applied one, one row per change (see :func:`_idempotent_change`); without it each call
+    is a change of its own (a random key).
     """
     if action not in ACTIONS:
         raise ValueError(f"unknown deployment action {action!r}; expected one of {ACTIONS}")
     target = str(version)
-    if idempotency_key:
-        previous, moved, did = _idempotent_change(
-            warehouse,
-            model_name=model_name,
-            alias=alias,
-            target=target,
-            action=action,
-            actor=actor,
-            reason=reason,
-            tracking_uri=tracking_uri,
-            idempotency_key=idempotency_key,
-        )
-        return AliasMove(model_name, alias, target, previous, moved=moved, deployment_id=did)
-    previous = get_alias_version(model_name, alias, tracking_uri=tracking_uri)
-    if previous == target:
-        log.info("%s@%s already at version %s; nothing to do", model_name, alias, target)
-        return AliasMove(model_name, alias, target, previous, moved=False)
-    set_alias(model_name, alias, target, tracking_uri=tracking_uri)
-    try:
-        deployment_id = record_deployment(
-            warehouse,
-            model_name=model_name,
-            alias=alias,
-            version=target,
-            previous_version=previous,
-            action=action,
-            actor=actor,
-            reason=reason,
-        )
-    except Exception:
-        log.error("audit write failed; reverting %s@%s to %s", model_name, alias, previous)
-        if previous is None:
-            delete_alias(model_name, alias, tracking_uri=tracking_uri)
-        else:
-            set_alias(model_name, alias, previous, tracking_uri=tracking_uri)
-        raise
-    log.info("%s@%s: %s -> %s (%s by %s)", model_name, alias, previous, target, action, actor)
-    return AliasMove(model_name, alias, target, previous, moved=True, deployment_id=deployment_id)
+    previous, moved, did = _idempotent_change(
+        warehouse,
+        model_name=model_name,
+        alias=alias,
+        target=target,
+        action=action,
+        actor=actor,
+        reason=reason,
+        tracking_uri=tracking_uri,
+        idempotency_key=idempotency_key or f"adhoc:{uuid.uuid4()}",
+    )
+    return AliasMove(model_name, alias, target, previous, moved=moved, deployment_id=did)
 
 
 def retire_alias(
@@ -559,36 +550,40 @@ def retire_alias(
     idempotency_key: str | None = None,
 ) -> str | None:
     """Remove ``alias`` with a ``retire`` audit row; returns the version it pointed to (None: it was
-    absent). Intent first with ``idempotency_key``, like :func:`move_alias`; a retry of an applied
-    change returns the same version again."""
-    if idempotency_key:
-        previous, _, _ = _idempotent_change(
-            warehouse,
-            model_name=model_name,
-            alias=alias,
-            target=None,
-            action=Action.RETIRE,
-            actor=actor,
-            reason=reason,
-            tracking_uri=tracking_uri,
-            idempotency_key=idempotency_key,
-        )
-        return previous
-    version = get_alias_version(model_name, alias, tracking_uri=tracking_uri)
-    if version is None:
-        return None
-    delete_alias(model_name, alias, tracking_uri=tracking_uri)
-    record_deployment(
+    absent). Intent first, like :func:`move_alias`; a retry of an applied change (same
+    ``idempotency_key``) returns the same version again."""
+    previous, _, _ = _idempotent_change(
         warehouse,
         model_name=model_name,
         alias=alias,
-        version=None,
-        previous_version=version,
+        target=None,
         action=Action.RETIRE,
         actor=actor,
         reason=reason,
+        tracking_uri=tracking_uri,
+        idempotency_key=idempotency_key or f"adhoc:{uuid.uuid4()}",
     )
-    return version
+    return previous
+
+
+def audited_version(warehouse: Warehouse, model_name: str, alias: str) -> tuple[bool, str | None]:
+    """What the audit trail says ``alias`` points to: (any row, version of the newest row).
+
+    The newest ``deployments`` row of the alias, ``pending`` (an intent whose move is under way)
+    or ``applied``; its ``model_version`` is None after a retire. The scoring service serves a
+    version only when this names it: an alias moved behind the platform's back (the MLflow UI or
+    API without a recorded intent, or back to an old version) has no such row and is refused.
+    """
+    _ensure_deployments_schema(warehouse)
+    rows = warehouse.query(
+        f"SELECT model_version FROM `{warehouse.table_id('deployments')}` "
+        "WHERE model_name = @model AND alias = @alias ORDER BY deployed_at DESC LIMIT 1",
+        {"model": model_name, "alias": alias},
+    )
+    if not rows:
+        return False, None
+    version = rows[0].get("model_version")
+    return True, None if version is None else str(version)
 
 
 def set_version_tag(

@@ -93,13 +93,16 @@ def test_start_failure_names_service_and_log(tmp_path: Path) -> None:
 
     from fraudops.exceptions import ServiceError
     from fraudops.stack import process
-    from fraudops.stack.services import mlflow_spec
+    from fraudops.stack.services import MlflowAuth, mlflow_spec
 
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        spec = mlflow_spec(tmp_path / "mlflow", tmp_path / "logs", tmp_path / "run", "127.0.0.1", port)
+        auth = MlflowAuth("u", "p", "k")
+        spec = mlflow_spec(
+            tmp_path / "mlflow", tmp_path / "logs", tmp_path / "run", "127.0.0.1", port, auth=auth
+        )
         with pytest.raises(ServiceError, match=r"mlflow: port \d+ is already in use.*see log: .*mlflow.log"):
             process.start(spec)
 

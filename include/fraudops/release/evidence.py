@@ -442,11 +442,17 @@ def features_frame(features: pd.Series, names: list[str] | tuple[str, ...]) -> p
     return pd.DataFrame(np.asarray(rows, dtype=np.float64), columns=list(names))
 
 
-def event_clock(warehouse: Warehouse) -> dt.datetime:
-    """ "Now" in event time: the newest transaction in the warehouse (wall clock when there is none).
+def event_clock(warehouse: Warehouse, table: str = "transactions", clock: str | None = None) -> dt.datetime:
+    """ "Now" in event time, by ``Settings.event_clock`` (``clock`` overrides it).
 
-    Labels and maturity are judged against this instant. In production it trails the wall clock by
-    the event log's micro-batch delay; under the simulator's accelerated stream it is the simulated
-    present, which can run days ahead of (or behind) the wall clock.
+    ``server`` (production): the server's wall clock. Labels, their maturity and the release
+    page's windows are judged against it, never against a value read from the data, which anyone
+    able to write an event with a far-future time would control. ``simulated`` (the local stack,
+    the tests): the newest event in ``table``; the simulator's accelerated stream runs days ahead
+    of (or behind) the wall clock. Wall clock when the table is empty.
     """
-    return warehouse.newest_event_time() or dt.datetime.now(dt.UTC)
+    from fraudops.config import load_settings
+
+    if (clock or load_settings().event_clock) == "server":
+        return dt.datetime.now(dt.UTC)
+    return warehouse.newest_event_time(table) or dt.datetime.now(dt.UTC)

@@ -96,6 +96,8 @@ def release_overview(
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
+    from fraudops.release.evidence import event_clock
+
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     aliases: dict[str, str] = {}
     tags: dict[str, dict[str, str]] = {}
@@ -111,7 +113,7 @@ def release_overview(
     )
     for row in decisions:
         row["quality"] = _quality(row.pop("evidence", None))
-    latest = warehouse.newest_event_time("predictions") or dt.datetime.now(dt.UTC)
+    latest = event_clock(warehouse, "predictions")
     daily = warehouse.query_df(
         _DAILY_SQL.format(predictions=warehouse.table_id("predictions"), labels=warehouse.table_id("labels")),
         {"model_name": model_name, "since": latest - dt.timedelta(days=days)},

@@ -195,6 +195,13 @@ class ServingMetrics:
             ["alias"],
             registry=r,
         )
+        self.unaudited = Counter(
+            "fraudops_unaudited_alias_moves",
+            "Alias targets refused because no audit row (deployments) names them: moved outside "
+            "the platform; the service keeps what it serves.",
+            ["alias"],
+            registry=r,
+        )
         self.load_retries = Counter(
             "fraudops_model_load_retries",
             "Loads measured over the latency budget on a busy host, to be measured again later.",

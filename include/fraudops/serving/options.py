@@ -141,7 +141,7 @@ class ServingOptions:
             log_batch_size=int(_float("FRAUDOPS_LOG_BATCH_SIZE", 10_000)),
             log_flush_interval_s=_float("FRAUDOPS_LOG_FLUSH_S", 3.0),
             fast_path=os.environ.get("FRAUDOPS_FAST_PATH", "1") not in ("0", "false", "no"),
-            event_clock=os.environ.get("FRAUDOPS_EVENT_CLOCK", "server") or "server",
+            event_clock=s.event_clock,
             max_future_s=_optional_float("FRAUDOPS_MAX_FUTURE_S"),
             max_past_s=_optional_float("FRAUDOPS_MAX_PAST_S"),
             feature_max_entities=int(_float("FRAUDOPS_FEATURE_MAX_ENTITIES", DEFAULT_MAX_ENTITIES)),

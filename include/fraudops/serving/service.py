@@ -71,6 +71,12 @@ class ModelFailure(FraudopsError):
 WAITING_FOR_REGISTRY = "waiting for registry"
 #: ``Waiting.reason`` of a version that was over its latency budget at load (measured again later).
 LATENCY = "latency"
+#: ``Waiting.reason`` of an alias target no audit row names (moved behind the platform's back).
+UNAUDITED = "unaudited alias move"
+#: ``Waiting.reason`` while the audit trail cannot be read (the warehouse is unreachable).
+AUDIT_UNREADABLE = "audit trail unreadable"
+#: Waiting reasons that are not the registry's (``/health`` does not say "waiting for registry").
+_NOT_REGISTRY = (LATENCY, UNAUDITED, AUDIT_UNREADABLE)
 
 
 @dataclass(frozen=True)
@@ -154,6 +160,9 @@ class ScoringService:
         # up to ``latency_attempts`` loads, ``latency_backoff`` apart, before it is refused.
         self.latency_attempts = 5
         self.latency_backoff = Backoff(base_s=5.0, cap_s=60.0)
+        # An alias target without a matching audit row is looked at again this often (its row
+        # may follow; a legitimate move writes it first).
+        self.audit_backoff = Backoff(base_s=2.0, cap_s=30.0)
         # Rollbacks applied while the registry was down, oldest first, not yet moved in the registry.
         self.pending_rollbacks: list[PendingRollback] = []
         # Champion swaps (watcher thread, control API thread) one at a time; loads stay outside it.
@@ -241,11 +250,10 @@ class ScoringService:
         if champ is not None:
             current, previous = self.manager.pair
             if current is None or current.version != champ:
-                slot = (
-                    previous
-                    if previous is not None and previous.version == champ
-                    else self._load(CHAMPION, champ)
-                )
+                if previous is not None and previous.version == champ:  # back to the one before
+                    slot = previous if self._may_serve(CHAMPION, champ) else None
+                else:
+                    slot = self._load(CHAMPION, champ)
                 if slot is not None:
                     with self._swap_lock:
                         pending = self.pending_rollbacks
@@ -269,7 +277,7 @@ class ScoringService:
         # An alias that moved on takes its wait with it.
         for key in [k for k in self.waiting if k not in wanted_keys]:
             self.waiting.pop(key, None)
-        self.metrics.registry_waiting.set(sum(w.reason != LATENCY for w in self.waiting.values()))
+        self.metrics.registry_waiting.set(sum(w.reason not in _NOT_REGISTRY for w in self.waiting.values()))
 
     def _swap_to(self, slot: ModelSlot) -> None:
         """Make ``slot`` the champion (caller holds ``_swap_lock``)."""
@@ -287,6 +295,8 @@ class ScoringService:
             return None
         waiting = self.waiting.get(key)
         if waiting is not None and time.monotonic() < waiting.next_try:
+            return None
+        if not self._audited(key, alias, version, waiting):
             return None
         try:
             slot = self._build_slot(alias, version, scorer)
@@ -310,6 +320,51 @@ class ScoringService:
         if self.waiting.pop(key, None) is not None:
             log.info("%s v%s for %s loaded after waiting", self.model_name, version, alias)
         return slot
+
+    def _may_serve(self, alias: str, version: str) -> bool:
+        """An already loaded ``version`` (the previous champion) may serve as ``alias`` again: its
+        alias move is audited (and no backoff for it is running)."""
+        key = f"{alias}@{version}"
+        waiting = self.waiting.get(key)
+        if waiting is not None and time.monotonic() < waiting.next_try:
+            return False
+        if not self._audited(key, alias, version, waiting):
+            return False
+        self.waiting.pop(key, None)
+        return True
+
+    def _audited(self, key: str, alias: str, version: str, waiting: Waiting | None) -> bool:
+        """True when the newest ``deployments`` row of ``alias`` names ``version`` (finding 10 of
+        issue #18: only a move the platform recorded is served). Otherwise the version waits and is
+        looked at again; the service keeps what it serves. No warehouse (tests, tools): no check."""
+        if self.warehouse is None:
+            return True
+        from fraudops.registry import audited_version
+
+        try:
+            has_rows, named = audited_version(self.warehouse, self.model_name, alias)
+        except Exception as err:
+            before = 0 if waiting is None or waiting.reason != AUDIT_UNREADABLE else waiting.attempts
+            entry = self._wait(key, alias, version, AUDIT_UNREADABLE, err, before + 1, self.backoff)
+            log.warning(
+                "%s v%s for %s: cannot read the audit trail (%s); trying again in %.1f s",
+                self.model_name,
+                version,
+                alias,
+                err,
+                entry.next_try - time.monotonic(),
+            )
+            return False
+        if named == version:
+            return True
+        before = 0 if waiting is None or waiting.reason != UNAUDITED else waiting.attempts
+        what = f"its newest audit row names v{named}" if has_rows else "it has no audit row"
+        refusal = PermissionError(f"{alias} -> v{version} was not moved by the platform ({what})")
+        self._wait(key, alias, version, UNAUDITED, refusal, before + 1, self.audit_backoff)
+        if before == 0:
+            self.metrics.unaudited.labels(alias).inc()
+            log.error("refusing to serve %s v%s as %s for now: %s", self.model_name, version, alias, refusal)
+        return False
 
     def _wait(
         self, key: str, alias: str, version: str, reason: str, err: Exception, attempts: int, backoff: Backoff
@@ -349,7 +404,7 @@ class ScoringService:
         attempts = 1 if before is None else before.attempts + 1
         entry = self._wait(key, alias, version, why, err, attempts, self.backoff)
         self.metrics.registry_unavailable.labels("load", why).inc()
-        self.metrics.registry_waiting.set(sum(w.reason != LATENCY for w in self.waiting.values()))
+        self.metrics.registry_waiting.set(sum(w.reason not in _NOT_REGISTRY for w in self.waiting.values()))
         log.warning(
             "%s v%s for %s: registry unreachable (%s, attempt %d); trying again in %.1f s",
             self.model_name,
@@ -520,7 +575,7 @@ class ScoringService:
             }
             for key, w in list(self.waiting.items())
         }
-        registry_waits = any(w.reason != LATENCY for w in list(self.waiting.values()))
+        registry_waits = any(w.reason not in _NOT_REGISTRY for w in list(self.waiting.values()))
         waits = bool(registry_waits or self.pending_rollbacks or self.watcher.failing)
         polling = "failing" if self.watcher.failing else "ok"
         status: dict[str, Any] = {

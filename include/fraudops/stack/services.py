@@ -15,7 +15,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from fraudops.config import REPO_ROOT, Settings, load_settings
+from fraudops.config import REPO_ROOT, Settings, load_settings, local_mlflow_credentials_file
 from fraudops.exceptions import ServiceError
 from fraudops.stack import process
 from fraudops.stack.process import ServiceSpec, ServiceState, http_ok
@@ -110,6 +110,71 @@ def bqemulator_spec(
     )
 
 
+@dataclass(frozen=True)
+class MlflowAuth:
+    """The admin account of a local MLflow server (MLflow's basic-auth app) and the secret key its
+    forms' CSRF protection signs with. The platform's clients use this account."""
+
+    username: str
+    password: str
+    secret_key: str
+
+    def client_env(self) -> dict[str, str]:
+        """What MLflow's client reads its credentials from."""
+        return {"MLFLOW_TRACKING_USERNAME": self.username, "MLFLOW_TRACKING_PASSWORD": self.password}
+
+
+def mlflow_auth(path: Path) -> MlflowAuth:
+    """The credentials in ``path``; created there (mode 0600) on first use, from
+    ``MLFLOW_TRACKING_USERNAME``/``MLFLOW_TRACKING_PASSWORD`` when both are set (so a user picks
+    their own), else a random password for user ``fraudops``. The server creates the account from
+    them the first time it starts on an empty auth database, and ignores them afterwards."""
+    import secrets
+
+    try:
+        doc = json.loads(path.read_text())
+        return MlflowAuth(str(doc["username"]), str(doc["password"]), str(doc["secret_key"]))
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError, KeyError) as err:
+        raise ServiceError("mlflow", f"unreadable credentials file {path}: {err}") from err
+    user, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    auth = MlflowAuth(
+        username=user if user and password else "fraudops",
+        password=password if user and password else secrets.token_urlsafe(18),
+        secret_key=secrets.token_hex(32),
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump({"username": auth.username, "password": auth.password, "secret_key": auth.secret_key}, f)
+    os.replace(tmp, path)
+    return auth
+
+
+def local_mlflow_auth(settings: Settings) -> MlflowAuth:
+    """The local stack's MLflow credentials (``.state/mlflow/auth/credentials.json``)."""
+    return mlflow_auth(local_mlflow_credentials_file(settings.state_dir))
+
+
+def _basic_auth_ini(auth_dir: Path, auth: MlflowAuth) -> Path:
+    """The basic-auth app's configuration: its own user database next to the server's state;
+    authenticated users may read what they did not create; checked credentials cached 60 s (a
+    PBKDF2 check per request would cost every registry call)."""
+    auth_dir.mkdir(parents=True, exist_ok=True)
+    ini = auth_dir / "basic_auth.ini"
+    ini.write_text(
+        "[mlflow]\n"
+        "default_permission = READ\n"
+        f"database_uri = sqlite:///{auth_dir / 'basic_auth.db'}\n"
+        f"admin_username = {auth.username}\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        "auth_cache_ttl_seconds = 60\n"
+    )
+    return ini
+
+
 def mlflow_spec(
     mlflow_dir: Path,
     log_dir: Path,
@@ -117,12 +182,16 @@ def mlflow_spec(
     host: str,
     port: int,
     *,
+    auth: MlflowAuth,
     name: str = "mlflow",
     store_args: list[str] | None = None,
 ) -> ServiceSpec:
-    """One MLflow server: by default tracking + registry in ``mlflow_dir/mlflow.db`` serving its
-    own artifacts; ``store_args`` replaces those store options (e.g. an artifacts-only server)."""
+    """One MLflow server with authentication (MLflow's basic-auth app: every API call needs
+    ``auth``'s account, only ``/health`` is open): by default tracking + registry in
+    ``mlflow_dir/mlflow.db`` serving its own artifacts; ``store_args`` replaces those store options
+    (e.g. an artifacts-only server)."""
     mlflow_dir.mkdir(parents=True, exist_ok=True)
+    ini = _basic_auth_ini(mlflow_dir / "auth", auth)
     if store_args is None:
         (mlflow_dir / "artifacts").mkdir(exist_ok=True)
         store_args = [
@@ -144,6 +213,8 @@ def mlflow_spec(
             str(port),
             "--workers",
             "1",
+            "--app-name",
+            "basic-auth",
             *store_args,
         ],
         url=url,
@@ -156,6 +227,9 @@ def mlflow_spec(
             # The server's job runner (GenAI scorers) forks a scheduler and ~5 huey consumers,
             # ~0.9 GB resident that the registry and tracking never use.
             "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+            "MLFLOW_AUTH_CONFIG_PATH": str(ini),
+            "MLFLOW_AUTH_ADMIN_PASSWORD": auth.password,
+            "MLFLOW_FLASK_SERVER_SECRET_KEY": auth.secret_key,
         },
         cwd=mlflow_dir,
         ready_timeout_s=120.0,
@@ -211,6 +285,14 @@ def redis_spec(data_dir: Path, log_dir: Path, run_dir: Path, port: int) -> Servi
     )
 
 
+def _mlflow_client_env(settings: Settings) -> dict[str, str]:
+    """MLflow credentials for a service's clients: those of the environment when set (a managed
+    MLflow), else the local server's."""
+    if os.environ.get("MLFLOW_TRACKING_USERNAME") or os.environ.get("MLFLOW_TRACKING_TOKEN"):
+        return {}
+    return local_mlflow_auth(settings).client_env()
+
+
 def airflow_env(settings: Settings) -> dict[str, str]:
     """Environment for every Airflow process: this repo's DAGs/plugins, examples off, loopback only."""
     home = settings.airflow_home
@@ -242,6 +324,7 @@ def airflow_env(settings: Settings) -> dict[str, str]:
         "FRAUDOPS_BQ_ENDPOINT": settings.warehouse.endpoint,
         "FRAUDOPS_MLFLOW_TRACKING_URI": settings.mlflow.tracking_uri,
         "MLFLOW_TRACKING_URI": settings.mlflow.tracking_uri,
+        **_mlflow_client_env(settings),
         "FRAUDOPS_SCORING_HOST": settings.scoring.host,
         "FRAUDOPS_SCORING_PORT": str(settings.scoring.port),
         "PYTHONUNBUFFERED": "1",
@@ -278,6 +361,7 @@ def scoring_spec(settings: Settings) -> ServiceSpec:
             "FRAUDOPS_STATE_DIR": str(settings.state_dir),
             "FRAUDOPS_MLFLOW_TRACKING_URI": settings.mlflow.tracking_uri,
             "MLFLOW_TRACKING_URI": settings.mlflow.tracking_uri,
+            **_mlflow_client_env(settings),
             "FRAUDOPS_BQ_ENDPOINT": settings.warehouse.endpoint,
             # The local stack serves the simulator's accelerated event time (``fraudops demo``):
             # event times are bounded against the newest one accepted, not the wall clock.
@@ -359,7 +443,9 @@ class Stack:
             "127.0.0.1",
             "localhost",
         ):
-            specs.append(mlflow_spec(s.mlflow_dir, s.log_dir, s.run_dir, s.mlflow.host, s.mlflow.port))
+            auth = local_mlflow_auth(s)
+            ml = s.mlflow
+            specs.append(mlflow_spec(s.mlflow_dir, s.log_dir, s.run_dir, ml.host, ml.port, auth=auth))
         # scoring service (issue 6): bootstraps a champion on an empty registry, then serves.
         specs.append(scoring_spec(s))
         specs.append(airflow_spec(s))

@@ -17,6 +17,22 @@ def register(bundle: Path, tracking_uri: str, model_name: str) -> str:
     ).version
 
 
+def point(warehouse: Any, name: str, alias: str, version: str, uri: str) -> None:
+    """Move ``alias`` the way the platform does (an audit row first): a service with a warehouse
+    serves only a version the newest audit row of its alias names."""
+    from fraudops.registry import move_alias
+
+    move_alias(
+        warehouse,
+        model_name=name,
+        alias=alias,
+        version=version,
+        action="shadow" if alias.startswith("challenger") else "promote",
+        actor="test",
+        tracking_uri=uri,
+    )
+
+
 def sigmoid_model(
     n: int,
     extra: list[Any] | None = None,
@@ -114,6 +130,44 @@ def make_service(tmp: Path, name: str, warehouse: Any = None, *, shadow: bool = 
     }
     options = ServingOptions(settings=load_settings(), **{**defaults, **opts})
     return ScoringService(options, warehouse=warehouse, model_name=name, shadow=shadow)
+
+
+def service_process(tmp: Path, warehouse: Any, name: str, **env: str) -> Any:
+    """The scoring service as ``fraudops up`` runs it (``python -m fraudops.serving``, its own
+    process group with its shipper and shadow workers) on a free port, for ``name`` in
+    ``warehouse``'s dataset, a fresh state folder, no warm-up, simulated clock; ``env`` adds to
+    or overrides its environment. Returns the ``ServiceSpec`` (``process.start``/``stop`` it)."""
+    import sys
+
+    from fraudops.stack import process
+    from fraudops.stack.process import ServiceSpec, http_ok
+
+    port = process.free_port()
+    url = f"http://127.0.0.1:{port}"
+    state = tmp / f"state-{name}"
+    state.mkdir(parents=True, exist_ok=True)
+    return ServiceSpec(
+        name=f"scoring-{name}",
+        command=[sys.executable, "-m", "fraudops.serving", "--log-level", "warning"],
+        url=url,
+        health=lambda: http_ok(f"{url}/health"),
+        log_file=tmp / f"scoring-{name}.log",
+        pid_file=tmp / f"scoring-{name}.pid",
+        env={
+            "FRAUDOPS_STATE_DIR": str(state),
+            "FRAUDOPS_BQ_DATASET": warehouse.cfg.dataset,
+            "FRAUDOPS_MODEL_NAME": name,
+            "FRAUDOPS_SCORING_PORT": str(port),
+            "FRAUDOPS_WARM_DAYS": "0",
+            "FRAUDOPS_EVENT_CLOCK": "simulated",
+            "FRAUDOPS_LOG_FLUSH_S": "1.0",
+            "PYTHONUNBUFFERED": "1",
+            **env,
+        },
+        cwd=state,
+        ready_timeout_s=180.0,
+        port=port,
+    )
 
 
 def metric(client: Any, line_start: str) -> float:

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
-from serving_helpers import LiveServer, make_service, metric, register, tx, wait_for
+from serving_helpers import LiveServer, make_service, metric, point, register, tx, wait_for
 
 from fraudops.registry import get_alias_version, set_alias
 from fraudops.serving.app import create_app
@@ -41,14 +41,16 @@ class SplitMlflow:
         return self.registry.url
 
 
-def _mlflow(name: str, root: Path, port: int, args: list[str]) -> ServiceSpec:
+def _mlflow(name: str, root: Path, port: int, args: list[str], auth: Any) -> ServiceSpec:
     from fraudops.stack.services import mlflow_spec
 
-    return mlflow_spec(root, root, root, "127.0.0.1", port, name=name, store_args=args)
+    return mlflow_spec(root, root, root, "127.0.0.1", port, name=name, store_args=args, auth=auth)
 
 
 @pytest.fixture()
-def split_mlflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SplitMlflow]:
+def split_mlflow(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mlflow_test_auth: Any
+) -> Iterator[SplitMlflow]:
     art_port, reg_port = process.free_port(), process.free_port()
     artifacts = _mlflow(
         "mlflow-artifacts",
@@ -60,6 +62,7 @@ def split_mlflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sp
             "--artifacts-destination",
             str(tmp_path / "artifact-store"),
         ],
+        mlflow_test_auth,
     )
     registry = _mlflow(
         "mlflow-registry",
@@ -72,6 +75,7 @@ def split_mlflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sp
             "--default-artifact-root",
             f"mlflow-artifacts://127.0.0.1:{art_port}/",
         ],
+        mlflow_test_auth,
     )
     process.start(artifacts)
     try:
@@ -161,7 +165,7 @@ def test_rollback_runs_from_the_local_cache_with_mlflow_down(
     uri, name = split_mlflow.url, "faults-rollback"
     va, vb, vc = (register(bundles[k], uri, name) for k in ("a", "b", "a"))
     vd = register(bundles["b"], uri, name)  # never deployed: not in the service's cache
-    set_alias(name, "champion", va, tracking_uri=uri)
+    point(warehouse, name, "champion", va, uri)
     service = make_service(tmp_path, name, warehouse)
     server = LiveServer(create_app(service, deploy_token=TOKEN))
     auth = {"Authorization": f"Bearer {TOKEN}"}

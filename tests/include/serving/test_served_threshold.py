@@ -10,10 +10,10 @@ from typing import Any
 
 import httpx
 import pytest
-from serving_helpers import LiveServer, register, wait_for
+from serving_helpers import LiveServer, point, register, wait_for
 
 from fraudops.config import load_settings
-from fraudops.registry import SERVED_THRESHOLD_TAG, set_alias, set_version_tag
+from fraudops.registry import SERVED_THRESHOLD_TAG, set_version_tag
 from fraudops.serving.app import create_app
 from fraudops.serving.models import SERVED_FILE, BundleCache
 from fraudops.serving.options import ServingOptions
@@ -34,8 +34,8 @@ def test_version_tag_is_the_served_threshold(
     tagged, plain = register(bundles["a"], uri, name), register(bundles["b"], uri, name)
     manifest = json.loads((bundles["b"] / "manifest.json").read_text())["decision_threshold"]
     set_version_tag(name, tagged, SERVED_THRESHOLD_TAG, "0.1234", tracking_uri=uri)
-    set_alias(name, "champion", tagged, tracking_uri=uri)
-    set_alias(name, f"challenger-{plain}", plain, tracking_uri=uri)
+    point(warehouse, name, "champion", tagged, uri)
+    point(warehouse, name, f"challenger-{plain}", plain, uri)
     options = ServingOptions(
         settings=load_settings(),
         alias_poll_s=0.3,

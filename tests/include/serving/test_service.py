@@ -14,10 +14,9 @@ from typing import Any
 
 import httpx
 import pytest
-from serving_helpers import NAN_ABOVE, LiveServer, make_service, register, tx, wait_for
+from serving_helpers import NAN_ABOVE, LiveServer, make_service, point, register, tx, wait_for
 
 from fraudops.config import load_settings
-from fraudops.registry import set_alias
 from fraudops.serving.app import create_app
 
 pytestmark = pytest.mark.integration
@@ -35,7 +34,7 @@ def test_hot_swap_under_load_and_deploy_api(
     uri = load_settings().mlflow.tracking_uri
     name = "serve-swap"
     va, vb = register(bundles["a"], uri, name), register(bundles["b"], uri, name)
-    set_alias(name, "champion", va, tracking_uri=uri)
+    point(warehouse, name, "champion", va, uri)
     service = make_service(tmp_path, name, warehouse)
     server = LiveServer(create_app(service, deploy_token=TOKEN))
     live.append(server)
@@ -83,10 +82,14 @@ def test_hot_swap_under_load_and_deploy_api(
     assert _version(client)["previous"]["version"] == va  # kept loaded for fallback
 
     rows = warehouse.query(
-        "SELECT alias, model_version, previous_version, action FROM deployments WHERE model_name = @n",
+        "SELECT alias, model_version, previous_version, action FROM deployments WHERE model_name = @n "
+        "ORDER BY deployed_at",
         {"n": name},
     )
-    assert rows == [{"alias": "champion", "model_version": vb, "previous_version": va, "action": "promote"}]
+    assert rows == [  # the test's own first move (audited, as every move must be), then /deploy's
+        {"alias": "champion", "model_version": va, "previous_version": None, "action": "promote"},
+        {"alias": "champion", "model_version": vb, "previous_version": va, "action": "promote"},
+    ]
     # Bad deploy bodies name their fields; unknown versions are 404.
     bad = client.post(
         "/deploy",
@@ -114,14 +117,14 @@ def test_fallback_on_a_broken_champion_and_rejected_bundle(
     va = register(bundles["a"], uri, name)
     vf = register(bundles["fragile"], uri, name)
     vx = register(bundles["broken"], uri, name)
-    set_alias(name, "champion", va, tracking_uri=uri)
+    point(warehouse, name, "champion", va, uri)
     service = make_service(tmp_path, name, warehouse)
     server = LiveServer(create_app(service, deploy_token=TOKEN))
     live.append(server)
     client = httpx.Client(base_url=server.url, timeout=10)
     wait_for(lambda: client.get("/health").status_code == 200, 90, "champion loaded")
 
-    set_alias(name, "champion", vf, tracking_uri=uri)  # passes verification: NaN only on huge amounts
+    point(warehouse, name, "champion", vf, uri)  # passes verification: NaN only on huge amounts
     wait_for(lambda: (_version(client)["champion"] or {}).get("version") == vf, 90, "swap to fragile")
     ok = client.post("/score", json=tx(1, amount=120.0)).json()
     assert ok["model_version"] == vf and ok["fallback"] is False
@@ -132,7 +135,7 @@ def test_fallback_on_a_broken_champion_and_rejected_bundle(
     metrics = client.get("/metrics").text
     assert f'fraudops_fallbacks_total{{model_version="{vf}",reason="nan"}} 1.0' in metrics
 
-    set_alias(name, "champion", vx, tracking_uri=uri)  # NaN everywhere: verification must refuse it
+    point(warehouse, name, "champion", vx, uri)  # NaN everywhere: verification must refuse it
     wait_for(lambda: f"champion@{vx}" in _version(client)["rejected"], 90, "broken bundle rejected")
     assert _version(client)["champion"]["version"] == vf
     assert client.post("/score", json=tx(3)).json()["model_version"] == vf
@@ -154,9 +157,9 @@ def test_crashing_and_hanging_shadow_workers_leave_production_alone(
     uri = load_settings().mlflow.tracking_uri
     name = "serve-shadow"
     va, vb = register(bundles["a"], uri, name), register(bundles["b"], uri, name)
-    set_alias(name, "champion", va, tracking_uri=uri)
+    point(warehouse, name, "champion", va, uri)
     for alias in ("challenger-ok", "challenger-crash", "challenger-hang"):
-        set_alias(name, alias, vb, tracking_uri=uri)
+        point(warehouse, name, alias, vb, uri)
     service = make_service(
         tmp_path, name, warehouse, shadow=True, shadow_sample_rate=1.0, shadow_hang_timeout_s=1.5
     )
@@ -221,7 +224,6 @@ def test_bigquery_outage_spools_and_replays_exactly(
     uri = load_settings().mlflow.tracking_uri
     name = "serve-outage"
     va = register(bundles["a"], uri, name)
-    set_alias(name, "champion", va, tracking_uri=uri)
     port, grpc = process.free_port(), process.free_port()
     spec = bqemulator_spec(tmp_path / "bq", tmp_path / "logs", tmp_path / "run", "outage-test", port, grpc)
     process.start(spec)
@@ -232,6 +234,7 @@ def test_bigquery_outage_spools_and_replays_exactly(
             )
         )
         wh.ensure_schema()
+        point(wh, name, "champion", va, uri)
         service = make_service(tmp_path, name, wh, log_retry_interval_s=0.5)
         server = LiveServer(create_app(service, deploy_token=TOKEN))
         live.append(server)
@@ -265,3 +268,51 @@ def test_bigquery_outage_spools_and_replays_exactly(
         assert rows == [{"n": 320, "k": 320}]
     finally:
         process.stop(spec)
+
+
+@pytest.mark.reliability
+def test_an_alias_moved_outside_the_platform_is_not_served(
+    fraudops_env: Path, warehouse: Any, bundles: dict[str, Path], live: list[LiveServer], tmp_path: Path
+) -> None:
+    """Issue #18, finding 10: whoever reaches MLflow and moves ``champion`` without the platform's
+    audit row (here: the registry API directly) does not get their version served; the service
+    keeps the audited champion, counts and reports the refusal, and serves the version once a
+    platform move records it. Moving the alias back to an older, once-audited version is refused
+    too: only the newest row of the alias counts."""
+    from serving_helpers import metric
+
+    from fraudops.registry import set_alias
+
+    uri = load_settings().mlflow.tracking_uri
+    name = "serve-audit"
+    va, vb = register(bundles["a"], uri, name), register(bundles["b"], uri, name)
+    point(warehouse, name, "champion", va, uri)
+    service = make_service(tmp_path, name, warehouse)
+    server = LiveServer(create_app(service, deploy_token=TOKEN))
+    live.append(server)
+    client = httpx.Client(base_url=server.url, timeout=10)
+    wait_for(lambda: client.get("/health").status_code == 200, 90, "champion loaded")
+
+    def waiting() -> dict[str, Any]:
+        return dict(client.get("/health").json()["registry"]["waiting"])
+
+    set_alias(name, "champion", vb, tracking_uri=uri)  # no intent, no row
+    wait_for(lambda: f"champion@{vb}" in waiting(), 30, "the unaudited version refused")
+    health = client.get("/health").json()
+    assert health["status"] == "ready" and health["champion"] == va, health
+    assert health["registry"]["state"] == "ok", health  # not the registry's fault
+    refused = waiting()[f"champion@{vb}"]
+    assert refused["reason"] == "unaudited alias move" and f"newest audit row names v{va}" in refused["error"]
+    time.sleep(3 * 0.3)  # several alias polls: still the audited champion, counted once
+    assert _version(client)["champion"]["version"] == va
+    assert client.post("/score", json=tx(1)).json()["model_version"] == va
+    assert metric(client, 'fraudops_unaudited_alias_moves_total{alias="champion"}') == 1
+
+    point(warehouse, name, "champion", vb, uri)  # the platform adopts the move: a row names vb
+    wait_for(lambda: _version(client)["champion"]["version"] == vb, 60, "audited version served")
+    assert f"champion@{vb}" not in waiting()
+
+    set_alias(name, "champion", va, tracking_uri=uri)  # back to an older, once-audited version
+    wait_for(lambda: f"champion@{va}" in waiting(), 30, "the move back refused")
+    assert _version(client)["champion"]["version"] == vb
+    assert client.post("/score", json=tx(2)).json()["model_version"] == vb

@@ -12,6 +12,7 @@ from training_data import Trained
 
 from fraudops.exceptions import PermanentError
 from fraudops.registry import (
+    audited_version,
     delete_alias,
     download_artifact_dir,
     get_alias_version,
@@ -138,3 +139,23 @@ def test_move_alias_audits_once_and_is_idempotent(
     assert promote.moved and promote.previous_version == "1"
     assert get_alias_version(name, "champion", tracking_uri=mlflow_server) == "2"
     assert warehouse.count("deployments") == 2  # type: ignore[attr-defined]
+    assert audited_version(warehouse, name, "champion") == (True, "2")  # type: ignore[arg-type]
+
+    # Moved behind the platform's back (MLflow API, no intent): the audit trail does not follow,
+    # so the scoring service keeps refusing it...
+    set_alias(name, "champion", v1.version, tracking_uri=mlflow_server)
+    assert audited_version(warehouse, name, "champion") == (True, "2")  # type: ignore[arg-type]
+    assert audited_version(warehouse, name, "challenger-x") == (False, None)  # type: ignore[arg-type]
+    # ... until a platform move to that version adopts it with a row of its own.
+    adopt = move_alias(
+        warehouse,  # type: ignore[arg-type]
+        model_name=name,
+        alias="champion",
+        version=v1.version,
+        action="rollback",
+        actor="pytest",
+        reason="operator",
+        tracking_uri=mlflow_server,
+    )
+    assert not adopt.moved and adopt.deployment_id
+    assert audited_version(warehouse, name, "champion") == (True, "1")  # type: ignore[arg-type]

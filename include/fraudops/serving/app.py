@@ -95,6 +95,7 @@ class ScoringRoutes:
                 Route("/version", self.version, methods=["GET"]),
                 Route("/metrics", self.prometheus, methods=["GET"]),
                 Route("/deploy", self.deploy_route, methods=["POST"]),
+                Route("/openapi.json", self.openapi, methods=["GET"]),
             ],
             lifespan=self.lifespan,
         )
@@ -184,6 +185,11 @@ class ScoringRoutes:
 
     async def version(self, request: Request) -> Response:
         return _json(await run_in_threadpool(self.service.describe))
+
+    async def openapi(self, request: Request) -> Response:
+        from fraudops.serving.openapi import openapi_document
+
+        return _json(openapi_document())
 
     async def prometheus(self, request: Request) -> Response:
         body, content_type = await run_in_threadpool(self.metrics.render)

@@ -57,15 +57,23 @@ def local_mlflow_credentials_file(state_dir: Path) -> Path:
     return state_dir / "mlflow" / "auth" / "credentials.json"
 
 
-def _use_local_mlflow_credentials(state_dir: Path, tracking_uri: str) -> None:
-    """Put the local MLflow's credentials where MLflow's client looks for them (the environment
-    only), unless credentials are set already or the tracking server is not on this machine."""
-    import json
+def wants_local_mlflow_credentials(tracking_uri: str) -> bool:
+    """True when MLflow clients should use the local stack's credentials: none are set in the
+    environment (where MLflow's client reads them) and the tracking server is on this machine
+    (local credentials are never sent elsewhere)."""
     from urllib.parse import urlsplit
 
     if os.environ.get("MLFLOW_TRACKING_USERNAME") or os.environ.get("MLFLOW_TRACKING_TOKEN"):
-        return
-    if urlsplit(tracking_uri).hostname not in ("127.0.0.1", "localhost", "::1"):
+        return False
+    return urlsplit(tracking_uri).hostname in ("127.0.0.1", "localhost", "::1")
+
+
+def _use_local_mlflow_credentials(state_dir: Path, tracking_uri: str) -> None:
+    """Put the local MLflow's credentials where MLflow's client looks for them (the environment
+    only), when :func:`wants_local_mlflow_credentials`."""
+    import json
+
+    if not wants_local_mlflow_credentials(tracking_uri):
         return
     path = local_mlflow_credentials_file(state_dir)
     try:

@@ -277,7 +277,7 @@ class ScoringService:
         # An alias that moved on takes its wait with it.
         for key in [k for k in self.waiting if k not in wanted_keys]:
             self.waiting.pop(key, None)
-        self.metrics.registry_waiting.set(sum(w.reason not in _NOT_REGISTRY for w in self.waiting.values()))
+        self.metrics.registry_waiting.set(self._registry_waits())
 
     def _swap_to(self, slot: ModelSlot) -> None:
         """Make ``slot`` the champion (caller holds ``_swap_lock``)."""
@@ -293,11 +293,9 @@ class ScoringService:
         key = f"{alias}@{version}"
         if key in self.rejected:
             return None
+        if not self._may_try(key, alias, version):
+            return None
         waiting = self.waiting.get(key)
-        if waiting is not None and time.monotonic() < waiting.next_try:
-            return None
-        if not self._audited(key, alias, version, waiting):
-            return None
         try:
             slot = self._build_slot(alias, version, scorer)
         except Exception as err:
@@ -321,14 +319,19 @@ class ScoringService:
             log.info("%s v%s for %s loaded after waiting", self.model_name, version, alias)
         return slot
 
-    def _may_serve(self, alias: str, version: str) -> bool:
-        """An already loaded ``version`` (the previous champion) may serve as ``alias`` again: its
-        alias move is audited (and no backoff for it is running)."""
-        key = f"{alias}@{version}"
+    def _may_try(self, key: str, alias: str, version: str) -> bool:
+        """``alias@version`` may be loaded (or served again) now: no backoff for it is running and
+        its alias move is audited. A refusal leaves it in ``waiting``; a pass leaves ``waiting``
+        as it was (a latency re-measurement keeps its attempt count)."""
         waiting = self.waiting.get(key)
         if waiting is not None and time.monotonic() < waiting.next_try:
             return False
-        if not self._audited(key, alias, version, waiting):
+        return self._audited(key, alias, version, waiting)
+
+    def _may_serve(self, alias: str, version: str) -> bool:
+        """An already loaded ``version`` (the previous champion) may serve as ``alias`` again."""
+        key = f"{alias}@{version}"
+        if not self._may_try(key, alias, version):
             return False
         self.waiting.pop(key, None)
         return True
@@ -404,7 +407,7 @@ class ScoringService:
         attempts = 1 if before is None else before.attempts + 1
         entry = self._wait(key, alias, version, why, err, attempts, self.backoff)
         self.metrics.registry_unavailable.labels("load", why).inc()
-        self.metrics.registry_waiting.set(sum(w.reason not in _NOT_REGISTRY for w in self.waiting.values()))
+        self.metrics.registry_waiting.set(self._registry_waits())
         log.warning(
             "%s v%s for %s: registry unreachable (%s, attempt %d); trying again in %.1f s",
             self.model_name,
@@ -414,6 +417,10 @@ class ScoringService:
             attempts,
             entry.next_try - time.monotonic(),
         )
+
+    def _registry_waits(self) -> int:
+        """How many wanted versions wait for the registry (not for latency or an audit row)."""
+        return sum(w.reason not in _NOT_REGISTRY for w in list(self.waiting.values()))
 
     def _retry_due_in(self) -> float | None:
         """Seconds until the earliest waiting load may be tried again (None: nothing waits)."""
@@ -575,7 +582,7 @@ class ScoringService:
             }
             for key, w in list(self.waiting.items())
         }
-        registry_waits = any(w.reason not in _NOT_REGISTRY for w in list(self.waiting.values()))
+        registry_waits = self._registry_waits() > 0
         waits = bool(registry_waits or self.pending_rollbacks or self.watcher.failing)
         polling = "failing" if self.watcher.failing else "ok"
         status: dict[str, Any] = {

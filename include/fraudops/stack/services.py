@@ -15,7 +15,13 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from fraudops.config import REPO_ROOT, Settings, load_settings, local_mlflow_credentials_file
+from fraudops.config import (
+    REPO_ROOT,
+    Settings,
+    load_settings,
+    local_mlflow_credentials_file,
+    wants_local_mlflow_credentials,
+)
 from fraudops.exceptions import ServiceError
 from fraudops.stack import process
 from fraudops.stack.process import ServiceSpec, ServiceState, http_ok
@@ -286,9 +292,9 @@ def redis_spec(data_dir: Path, log_dir: Path, run_dir: Path, port: int) -> Servi
 
 
 def _mlflow_client_env(settings: Settings) -> dict[str, str]:
-    """MLflow credentials for a service's clients: those of the environment when set (a managed
-    MLflow), else the local server's."""
-    if os.environ.get("MLFLOW_TRACKING_USERNAME") or os.environ.get("MLFLOW_TRACKING_TOKEN"):
+    """MLflow credentials for a service's clients: the local server's when
+    ``wants_local_mlflow_credentials`` (else those of the environment, which services inherit)."""
+    if not wants_local_mlflow_credentials(settings.mlflow.tracking_uri):
         return {}
     return local_mlflow_auth(settings).client_env()
 

@@ -23,6 +23,16 @@ pytestmark = pytest.mark.integration
 TOKEN = "test-token-123"
 
 
+def _serve(service: Any, live: list[LiveServer]) -> httpx.Client:
+    """``service`` behind a live server with the control API (closed when the test ends) and a
+    client, once a champion is loaded."""
+    server = LiveServer(create_app(service, deploy_token=TOKEN))
+    live.append(server)
+    client = httpx.Client(base_url=server.url, timeout=10)
+    wait_for(lambda: client.get("/health").status_code == 200, 90, "champion loaded")
+    return client
+
+
 def _version(client: httpx.Client) -> dict[str, Any]:
     doc: dict[str, Any] = client.get("/version").json()
     return doc
@@ -36,17 +46,14 @@ def test_hot_swap_under_load_and_deploy_api(
     va, vb = register(bundles["a"], uri, name), register(bundles["b"], uri, name)
     point(warehouse, name, "champion", va, uri)
     service = make_service(tmp_path, name, warehouse)
-    server = LiveServer(create_app(service, deploy_token=TOKEN))
-    live.append(server)
-    client = httpx.Client(base_url=server.url, timeout=10)
-    wait_for(lambda: client.get("/health").status_code == 200, 90, "champion loaded")
+    client = _serve(service, live)
 
     results: list[tuple[int, str | None]] = []
     per_thread: dict[int, list[str | None]] = {0: [], 1: []}
     stop = threading.Event()
 
     def fire(k: int) -> None:
-        with httpx.Client(base_url=server.url, timeout=10) as c:
+        with httpx.Client(base_url=client.base_url, timeout=10) as c:
             i = 0
             while not stop.is_set():
                 i += 1
@@ -119,10 +126,7 @@ def test_fallback_on_a_broken_champion_and_rejected_bundle(
     vx = register(bundles["broken"], uri, name)
     point(warehouse, name, "champion", va, uri)
     service = make_service(tmp_path, name, warehouse)
-    server = LiveServer(create_app(service, deploy_token=TOKEN))
-    live.append(server)
-    client = httpx.Client(base_url=server.url, timeout=10)
-    wait_for(lambda: client.get("/health").status_code == 200, 90, "champion loaded")
+    client = _serve(service, live)
 
     point(warehouse, name, "champion", vf, uri)  # passes verification: NaN only on huge amounts
     wait_for(lambda: (_version(client)["champion"] or {}).get("version") == vf, 90, "swap to fragile")
@@ -165,10 +169,7 @@ def test_crashing_and_hanging_shadow_workers_leave_production_alone(
     )
     assert service.shadow is not None
     service.shadow.faults.update({"challenger-crash": "crash", "challenger-hang": "hang"})
-    server = LiveServer(create_app(service, deploy_token=TOKEN))
-    live.append(server)
-    client = httpx.Client(base_url=server.url, timeout=10)
-    wait_for(lambda: client.get("/health").status_code == 200, 90, "champion loaded")
+    client = _serve(service, live)
     wait_for(lambda: len(_version(client)["challengers"]) == 3, 90, "three workers")
     wait_for(
         lambda: _version(client)["challengers"]["challenger-ok"]["state"] == "running", 120, "ok worker up"
@@ -236,10 +237,7 @@ def test_bigquery_outage_spools_and_replays_exactly(
         wh.ensure_schema()
         point(wh, name, "champion", va, uri)
         service = make_service(tmp_path, name, wh, log_retry_interval_s=0.5)
-        server = LiveServer(create_app(service, deploy_token=TOKEN))
-        live.append(server)
-        client = httpx.Client(base_url=server.url, timeout=10)
-        wait_for(lambda: client.get("/health").status_code == 200, 90, "champion loaded")
+        client = _serve(service, live)
         for i in range(100):
             assert client.post("/score", json=tx(i)).status_code == 200
         service.writer.flush()
@@ -288,10 +286,7 @@ def test_an_alias_moved_outside_the_platform_is_not_served(
     va, vb = register(bundles["a"], uri, name), register(bundles["b"], uri, name)
     point(warehouse, name, "champion", va, uri)
     service = make_service(tmp_path, name, warehouse)
-    server = LiveServer(create_app(service, deploy_token=TOKEN))
-    live.append(server)
-    client = httpx.Client(base_url=server.url, timeout=10)
-    wait_for(lambda: client.get("/health").status_code == 200, 90, "champion loaded")
+    client = _serve(service, live)
 
     def waiting() -> dict[str, Any]:
         return dict(client.get("/health").json()["registry"]["waiting"])

@@ -120,6 +120,21 @@ def test_up_status_down_leaves_nothing_running(tmp_path: Path) -> None:
         code, states = _status(env)
         assert code == 0 and all(s["healthy"] for s in states.values())
         pids = [int(str(s["pid"])) for s in states.values()]
+        # Airflow's components run as services of their own, without `standalone` or log servers;
+        # MLflow is one process (uvicorn exec'd in place of the `mlflow server` CLI).
+        assert {"airflow", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"} <= set(states)
+        roots = [
+            psutil.Process(int(str(states[n]["pid"]))) for n in ("airflow-scheduler", "airflow-triggerer")
+        ]
+        listening = {
+            c.laddr.port
+            for p in [*roots, *(c for r in roots for c in r.children(recursive=True))]
+            for c in p.net_connections(kind="inet")
+            if c.status == psutil.CONN_LISTEN
+        }
+        assert not listening & {8793, 8794}, listening  # Airflow's log server ports
+        mlflow = psutil.Process(int(str(states["mlflow"]["pid"])))
+        assert "uvicorn" in mlflow.cmdline() and mlflow.children() == []
         # The applied airflow_settings.yaml is visible through Airflow's own CLI.
         airflow_env = {**env, "AIRFLOW_HOME": str(tmp_path / "airflow")}
         pools = subprocess.run(

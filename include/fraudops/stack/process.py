@@ -61,6 +61,9 @@ class ServiceSpec:
     cwd: Path | None = None
     ready_timeout_s: float = 60.0
     port: int | None = None
+    #: Run before the process is started (not when it is already running), e.g. a schema migration;
+    #: raises ``ServiceError`` to refuse the start.
+    prepare: Callable[[], None] | None = None
 
 
 @dataclass
@@ -118,6 +121,8 @@ def start(spec: ServiceSpec) -> int:
         )
     spec.log_file.parent.mkdir(parents=True, exist_ok=True)
     spec.pid_file.parent.mkdir(parents=True, exist_ok=True)
+    if spec.prepare is not None:
+        spec.prepare()
     env = {**os.environ, **spec.env}
     with open(spec.log_file, "ab") as log:
         log.write(f"\n--- starting {spec.name}: {' '.join(spec.command)}\n".encode())

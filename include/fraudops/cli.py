@@ -26,6 +26,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "serve": "fraudops.serving.commands:serve",
     "deploy": "fraudops.serving.commands:deploy",
     "release": "fraudops.pipeline.release_cli:release",
+    "models": "fraudops.intake.commands:models",
 }
 
 

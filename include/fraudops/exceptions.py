@@ -68,3 +68,12 @@ class LatencyBudgetError(ArtifactError):
         super().__init__(
             f"single-row p99 latency {p99_ms:.4f} ms exceeds the budget of {budget_ms:g} ms{within}"
         )
+
+
+class IntakeError(PermanentError):
+    """An uploaded model was refused by model intake; ``check`` names the check that refused it."""
+
+    def __init__(self, check: str, message: str) -> None:
+        self.check = check
+        self.reason = message
+        super().__init__(f"{check}: {message}")

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from fraudops.features.spec import FeatureSpec
-from fraudops.serving.verifier import VerifyLimits
+from fraudops.training.verifier import VerifyLimits
 from fraudops.vocabulary import Alias
 
 log = logging.getLogger(__name__)
@@ -148,7 +148,7 @@ class BundleCache:
         return bundle
 
     def _verify(self, name: str, version: str, path: Path, n_latency_calls: int) -> None:
-        from fraudops.serving.verifier import verify_isolated
+        from fraudops.training.verifier import verify_isolated
 
         got = verify_isolated(path, n_latency_calls=n_latency_calls, limits=self.limits)
         self._digests[(name, str(version))] = got.digests

@@ -66,7 +66,7 @@ class ArtifactInfo:
     family: str
     n_features: int
     feature_spec_id: str
-    parity_max_abs_diff: float
+    parity_max_abs_diff: float | None
     onnx_opsets: dict[str, int]
     files: dict[str, str] = field(default_factory=dict)  # name → sha256
 
@@ -251,7 +251,52 @@ def build_artifact(
         raise ArtifactError(
             f"ONNX and native {family} probabilities differ by {parity:.3g} (> {max_parity_diff:g})"
         )
+    return write_bundle(
+        onx,
+        family=family,
+        out_dir=out_dir,
+        feature_spec=feature_spec,
+        X_reference=X_reference,
+        parity=parity,
+        metrics=metrics,
+        validation_result=validation_result,
+        decision_threshold=decision_threshold,
+        latency_budget_ms=latency_budget_ms,
+        reference_rows=reference_rows,
+        data_window=data_window,
+        extra_manifest=extra_manifest,
+        seed=seed,
+    )
 
+
+def write_bundle(
+    onx: onnx.ModelProto,
+    *,
+    family: str,
+    out_dir: str | Path,
+    feature_spec: Mapping[str, Any],
+    X_reference: pd.DataFrame | np.ndarray,
+    parity: float | None,
+    metrics: Mapping[str, float] | None = None,
+    validation_result: ValidationResult | Mapping[str, Any] | None = None,
+    decision_threshold: float = 0.5,
+    latency_budget_ms: float = 5.0,
+    reference_rows: int = 20_000,
+    data_window: tuple[str, str] | None = None,
+    extra_manifest: Mapping[str, Any] | None = None,
+    seed: int = 0,
+) -> ArtifactInfo:
+    """Write the bundle of an ONNX model (input ``features``, output ``probabilities`` [N, 2]) to
+    ``out_dir``: the model, its feature spec and input schema, the drift reference (a sample of
+    ``X_reference`` with the model's scores), validation result, metrics and, last, the manifest.
+    ``parity`` is the max |ONNX − native| difference measured by whoever converted the model
+    (None: the model arrived as ONNX, there is no native model to compare with)."""
+    import numpy as np
+    import pandas as pd
+
+    names = feature_names_from_spec(feature_spec)
+    spec_id = _spec_id(feature_spec)
+    n = len(names)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / MANIFEST_FILE).unlink(missing_ok=True)

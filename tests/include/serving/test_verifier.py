@@ -22,7 +22,7 @@ import pytest
 from serving_helpers import LiveServer, register, sigmoid_model, swap_model, tx, wait_for
 
 from fraudops.exceptions import ArtifactError
-from fraudops.serving.verifier import VerifyLimits, verify_isolated
+from fraudops.training.verifier import VerifyLimits, verify_isolated
 
 pytestmark = [pytest.mark.reliability]
 
@@ -240,7 +240,7 @@ def test_production_keeps_serving_while_a_hanging_champion_is_verified_then_refu
         )
         assert "did not finish within 10 s" in reason, reason
         assert answered > 20 and slowest < 1.0
-        assert not [p for p in _children() if "fraudops.serving.verifier" in p], _children()
+        assert not [p for p in _children() if "fraudops.training.verifier" in p], _children()
         set_alias(name, "champion", vb, tracking_uri=mlflow_server)  # the watcher still works
         wait_for(
             lambda: (client.get("/version").json()["champion"] or {}).get("version") == vb,

@@ -4,7 +4,7 @@ Why: a challenger's artifact is untrusted input. Checked inside the scoring serv
 that crashes ONNX Runtime kills production, one that loops for ever stops the alias watcher, one
 that allocates gigabytes takes the service's memory. Here ``verify_isolated`` runs
 ``verify_artifact`` (hashes, spec, NaN/range on the reference rows, single-row latency) and a
-warm-up over the batch shapes the service sends in ``python -m fraudops.serving.verifier``, a child
+warm-up over the batch shapes the service sends in ``python -m fraudops.training.verifier``, a child
 that caps its own address space (``RLIMIT_AS``) and CPU time (``RLIMIT_CPU``) before it opens the
 bundle, under a wall-clock timeout after which its process group is killed. Whatever happens to
 the child, the parent gets an ``ArtifactError`` with the reason (or a ``LatencyBudgetError``, which
@@ -78,7 +78,7 @@ def verify_isolated(
     command = [
         sys.executable,
         "-m",
-        "fraudops.serving.verifier",
+        "fraudops.training.verifier",
         json.dumps(
             {
                 "path": str(root),

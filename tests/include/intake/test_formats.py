@@ -94,7 +94,7 @@ def test_a_skops_file_with_types_outside_sklearn_is_never_loaded(tmp_path: Path)
     from sklearn.linear_model import LogisticRegression
 
     model = LogisticRegression().fit(np.random.default_rng(0).normal(size=(50, 3)), [0, 1] * 25)
-    model.evil = _Evil()  # type: ignore[attr-defined]
+    model.evil = _Evil()
     f = tmp_path / "model.skops"
     sio.dump(model, f)
     assert formats.detect(f, 64 * MB).format == formats.SKOPS
@@ -104,7 +104,7 @@ def test_a_skops_file_with_types_outside_sklearn_is_never_loaded(tmp_path: Path)
 
 
 def _graph(
-    nodes: list[onnx.NodeProto], inits: list[onnx.TensorProto], out_shape: list[object]
+    nodes: list[onnx.NodeProto], inits: list[onnx.TensorProto], out_shape: list[int | None]
 ) -> onnx.ModelProto:
     g = helper.make_graph(
         nodes,

@@ -299,7 +299,12 @@ def _threshold_evidence(scores: np.ndarray, y: np.ndarray, budget: float) -> tup
     import numpy as np
     from sklearn.metrics import average_precision_score, roc_auc_score
 
-    threshold = float(np.quantile(scores, 1.0 - budget))
+    # The lowest score whose "score >= threshold" flags at most the budget (tied scores move it up).
+    ordered = np.sort(scores)
+    values = np.unique(ordered)
+    share = (len(ordered) - np.searchsorted(ordered, values, side="left")) / len(ordered)
+    within = values[share <= budget]
+    threshold = float(within[0]) if len(within) else float(np.nextafter(values[-1], np.inf))
     flagged = scores >= threshold
     evidence: dict[str, Any] = {
         "alert_budget": budget,
@@ -336,19 +341,19 @@ def _registered(uri: str, model_name: str, sha: str, spec_id: str) -> str | None
 def emit_candidate(airflow: AirflowClient, model_name: str, version: str, extra: dict[str, Any]) -> str:
     """Post a ``fraudops_candidate`` Asset event for ``model_name`` v``version`` unless one is there
     already (a retry after a lost answer must not start a second release). Returns its id."""
-    assets = airflow.request("GET", "/api/v2/assets", params={"name_pattern": CANDIDATE_ASSET, "limit": 100})
+    assets = airflow.request("GET", "/assets", params={"name_pattern": CANDIDATE_ASSET, "limit": 100})
     ids = [a["id"] for a in assets.get("assets", []) if a.get("name") == CANDIDATE_ASSET]
     if not ids:
         raise IntakeError("emit", f"Airflow has no {CANDIDATE_ASSET} Asset (is fraud_release's DAG parsed?)")
     events = airflow.request(
-        "GET", "/api/v2/assets/events", params={"asset_id": ids[0], "order_by": "-timestamp", "limit": 100}
+        "GET", "/assets/events", params={"asset_id": ids[0], "order_by": "-timestamp", "limit": 100}
     )
     for ev in events.get("asset_events", []):
         e = ev.get("extra") or {}
         if str(e.get("model_name")) == model_name and str(e.get("version")) == version:
             return str(ev["id"])
     body = {"asset_id": ids[0], "extra": {"model_name": model_name, "version": version, **extra}}
-    created = airflow.request("POST", "/api/v2/assets/events", json=body)
+    created = airflow.request("POST", "/assets/events", json=body)
     return str(created["id"])
 
 

@@ -171,6 +171,7 @@ def test_a_model_of_each_framework_goes_through_intake(
     manifest = read_manifest(bundle)
     assert manifest["upload_format"] == report.format and manifest["author"] == "dana.scientist"
     assert manifest["threshold_evidence"]["events"] > 1000
+    assert manifest["threshold_evidence"]["flagged_share"] <= req.alert_budget  # ties move it up
     assert verify_artifact(bundle).n_features == len(FEATURES)
     spec = json.loads((bundle / "feature_spec.json").read_text())
     assert [f["name"] for f in spec["features"]] == list(FEATURES)
@@ -263,3 +264,80 @@ def test_bad_uploads_are_refused_by_the_check_that_owns_them_and_register_nothin
         assert words in failed.detail, failed.detail
         assert report.version is None
     assert _versions(name) == []
+
+
+@pytest.mark.slow
+def test_an_upload_from_the_cli_starts_fraud_release_once(
+    fraudops_env: Path, world: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``fraudops models upload`` against a real Airflow (API server, scheduler, DAG processor on a
+    free port): the candidate Asset event starts a ``fraud_release`` run; the same upload again
+    reuses the version and the event, so no second release starts."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from fraudops.clients.airflow import AirflowClient
+    from fraudops.config import load_settings
+    from fraudops.stack import process
+    from fraudops.stack.process import free_port
+    from fraudops.stack.services import airflow_password, airflow_specs
+
+    for key in [k for k in os.environ if k.startswith("AIRFLOW")]:
+        monkeypatch.delenv(key)  # the tests' private Airflow settings are not the stack's
+    monkeypatch.setenv("FRAUDOPS_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("FRAUDOPS_AIRFLOW_PORT", str(free_port()))
+    monkeypatch.setenv("FRAUDOPS_BQ_DATASET", world["wh"].cfg.dataset)
+    monkeypatch.setenv("FRAUDOPS_MODEL_NAME", "intake-cli")
+    settings = load_settings()
+    specs = [s for s in airflow_specs(settings) if s.name != "airflow-triggerer"]
+    path = _lightgbm(world["X"], world["y"], tmp_path)
+    upload = [
+        str(Path(sys.executable).parent / "fraudops"),
+        "models",
+        "upload",
+        str(path),
+        "--features",
+        ",".join(FEATURES),
+        "--author",
+        "dana.scientist",
+    ]
+    try:
+        for spec in specs:
+            process.start(spec)
+        password = airflow_password(settings)
+        assert password
+        client = AirflowClient(settings.airflow.url, "admin", password)
+
+        def candidate_asset() -> list[Any]:
+            doc = client.request("GET", "/assets", params={"name_pattern": "fraudops_candidate"})
+            return [a for a in doc.get("assets", []) if a["name"] == "fraudops_candidate"]
+
+        deadline = time.monotonic() + 180
+        while not candidate_asset() and time.monotonic() < deadline:
+            time.sleep(2)
+        (asset,) = candidate_asset()
+        client.unpause("fraud_release")
+
+        first = subprocess.run(upload, capture_output=True, text=True, timeout=300, check=False)
+        print(first.stdout + first.stderr[-2000:])
+        assert first.returncode == 0 and "✔ emit" in first.stdout
+
+        runs: list[dict[str, Any]] = []
+        deadline = time.monotonic() + 120
+        while not runs and time.monotonic() < deadline:
+            runs = [r for r in client.runs("fraud_release") if r.get("run_type") == "asset_triggered"]
+            time.sleep(2)
+        assert len(runs) == 1, runs
+
+        again = subprocess.run(upload, capture_output=True, text=True, timeout=300, check=False)
+        assert again.returncode == 0 and "registered before" in again.stdout, again.stdout + again.stderr
+        events = client.request("GET", "/assets/events", params={"asset_id": asset["id"]})["asset_events"]
+        ours = [e for e in events if (e.get("extra") or {}).get("model_name") == "intake-cli"]
+        assert len(ours) == 1 and ours[0]["extra"]["author"] == "dana.scientist", ours
+        time.sleep(5)
+        assert len([r for r in client.runs("fraud_release") if r.get("run_type") == "asset_triggered"]) == 1
+    finally:
+        for spec in reversed(specs):
+            process.stop(spec)

@@ -24,14 +24,16 @@ $(NATIVE): $(STAMP) $(wildcard include/fraudops/features/*.py) include/fraudops/
 	$(BIN)/python -m fraudops.native build
 
 ## system-deps: Debian packages the stack and tests use (redis-server for the shared online store,
-## chromium for the release page's headless screenshot test, wrk for make bench's closed-loop throughput,
-## gcc and the Python headers for the compiled feature store).
+## chromium for the release page's headless screenshot test, chromium-driver for the console's
+## browser tests (Selenium), wrk for make bench's closed-loop throughput, gcc and the Python headers
+## for the compiled feature store).
 system-deps:
 	@missing=""; \
 	command -v gcc >/dev/null 2>&1 || missing="$$missing gcc"; \
 	test -f "$$($(PYTHON) -c 'import sysconfig; print(sysconfig.get_paths()["include"])')/Python.h" || missing="$$missing python3-dev"; \
 	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v chromedriver >/dev/null 2>&1 || missing="$$missing chromium-driver"; \
 	command -v wrk >/dev/null 2>&1 || missing="$$missing wrk"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \

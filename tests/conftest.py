@@ -192,3 +192,30 @@ def small_bootstrap_plan() -> object:
     return BootstrapPlan(
         days=14, window_days=7, label_maturity_days=3, history_days=4, n_estimators=40, n_cards=4000
     )
+
+
+@pytest.fixture(scope="session")
+def intake_world(bq_emulator: Any) -> Iterator[dict[str, Any]]:
+    """For model intake (``byom``/``browser`` tests): eight simulated days in a dataset of the
+    session's emulator (what intake samples), and training data from the same world (point-in-time
+    features of ``intake_models.INTAKE_FEATURES`` with their labels) to train uploaded models on."""
+    import numpy as np
+    from intake_models import INTAKE_FEATURES
+
+    from fraudops.features import FeatureSpec, build_offline
+    from fraudops.simulate import SimulationConfig, backfill, generate
+    from fraudops.warehouse import Warehouse
+
+    cfg = SimulationConfig(n_cards=1500, n_customers=1300, n_merchants=100, n_terminals=300)
+    wh = Warehouse(replace(bq_emulator, dataset="intake_world"))
+    wh.ensure_schema()
+    backfill(wh, "2026-05-01", 8, 5, cfg)
+    sim = generate("2026-05-01", 6, 5, cfg)
+    spec = FeatureSpec.from_names(INTAKE_FEATURES)
+    X = build_offline(sim.transactions, sim.labels, spec).loc[sim.transactions.transaction_id.to_numpy()]
+    fraud = set(sim.labels.loc[sim.labels.is_fraud.astype(bool), "transaction_id"])
+    y = sim.transactions.transaction_id.isin(fraud).astype(int).to_numpy()
+    try:
+        yield {"wh": wh, "X": X.to_numpy(dtype=np.float32), "y": y}
+    finally:
+        wh.drop_dataset()

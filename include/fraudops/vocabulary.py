@@ -63,3 +63,17 @@ class DeploymentState(StrEnum):
 
     PENDING = "pending"
     APPLIED = "applied"
+
+
+class ConsoleRole(StrEnum):
+    """Who may do what in the model console and its API (each role may do what the ones before it
+    may): read; upload, book and schedule one's own releases; approve, abort, roll back and change
+    others' bookings."""
+
+    VIEWER = "viewer"
+    DATA_SCIENTIST = "data_scientist"
+    RELEASE_MANAGER = "release_manager"
+
+    def may(self, needed: ConsoleRole) -> bool:
+        order = list(ConsoleRole)
+        return order.index(self) >= order.index(needed)

@@ -17,7 +17,10 @@ from airflow.plugins_manager import AirflowPlugin
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse, JSONResponse
 
+from fraudops_airflow.console import router as console_router
+
 app = FastAPI(title="fraudops releases", docs_url=None, redoc_url=None)
+app.include_router(console_router)
 
 
 def _overview() -> Any:
@@ -69,5 +72,12 @@ class FraudopsReleasesPlugin(AirflowPlugin):
             "url_route": "fraudops-releases",
             "destination": "nav",
             "category": "browse",
-        }
+        },
+        {
+            "name": "Model console",
+            "href": "fraudops/console",
+            "url_route": "fraudops-console",
+            "destination": "nav",
+            "category": "browse",
+        },
     ]

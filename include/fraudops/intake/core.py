@@ -285,7 +285,7 @@ def _sample(wh: Warehouse, spec: FeatureSpec, days: float, rows: int) -> _Sample
     start = end - dt.timedelta(days=days)
     tx, labels = load_window(wh, start, end, HORIZON_DAYS)
     feats = build_offline(tx, labels, spec)
-    recent = tx.loc[tx["event_time"] >= start, "transaction_id"].to_numpy()
+    recent = tx.loc[tx["event_time"] >= start].sort_values("event_time")["transaction_id"].to_numpy()
     if len(recent) == 0:
         raise IntakeError("sample", f"no events in the {days:g} days before {newest.isoformat()}")
     recent = recent[-rows:]

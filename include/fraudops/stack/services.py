@@ -317,7 +317,9 @@ def airflow_env(settings: Settings) -> dict[str, str]:
         "AIRFLOW__API__PORT": str(settings.airflow.port),
         "AIRFLOW__API__BASE_URL": settings.airflow.url,
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{settings.airflow.url}/execution/",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+        # Airflow's users and roles (viewer, user, op, admin); the model console derives its roles
+        # from them (viewer; user = data scientist; op/admin = release manager).
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": os.environ.get("FRAUDOPS_AIRFLOW_USERS", "admin:admin"),
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
         # A 2-core machine: the LocalExecutor keeps one worker process per parallel slot (~135 MB
         # each, forked at start; 32 slots by default: measured 6.5 GB for Airflow alone during the

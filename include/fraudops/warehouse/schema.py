@@ -232,6 +232,28 @@ FEATURE_REGISTRY = TableSpec(
     ),
 )
 
+CONSOLE_ACTIONS = TableSpec(
+    name="console_actions",
+    description="Audit of every action in the model console or its API: who, what, on what, how it ended.",
+    key=("action_id",),
+    partition_field="acted_at",
+    columns=(
+        C("action_id", "STRING", "REQUIRED"),
+        C("actor", "STRING", "REQUIRED", "The authenticated user."),
+        C(
+            "role",
+            "STRING",
+            "NULLABLE",
+            "viewer, data_scientist or release_manager (from Airflow's auth manager).",
+        ),
+        C("action", "STRING", "REQUIRED", "upload, book, cancel_booking, approve, abort, rollback, ..."),
+        C("target", "STRING", "NULLABLE", "What it acted on (file, model version, booking, run)."),
+        C("outcome", "STRING", "REQUIRED", "ok, refused (with the reason in detail), forbidden or error."),
+        C("detail", "STRING", "NULLABLE", "JSON: the request's parameters and the result or reason."),
+        C("acted_at", "TIMESTAMP", "REQUIRED"),
+    ),
+)
+
 TABLES: tuple[TableSpec, ...] = (
     TRANSACTIONS,
     LABELS,
@@ -241,6 +263,7 @@ TABLES: tuple[TableSpec, ...] = (
     GATE_DECISIONS,
     DRIFT_METRICS,
     FEATURE_REGISTRY,
+    CONSOLE_ACTIONS,
 )
 
 TABLES_BY_NAME: dict[str, TableSpec] = {t.name: t for t in TABLES}

@@ -5,123 +5,23 @@ uploads, each refused by the check that owns it, registering nothing."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from intake_models import BUILDERS, INTAKE_FEATURES, lightgbm_model
 
 from fraudops.intake import IntakeRequest, run_intake
 
 pytestmark = [pytest.mark.byom, pytest.mark.integration]
 
-FEATURES = (
-    "tx_amount",
-    "tx_hour_utc",
-    "card_tx_count_1h",
-    "card_tx_count_1d",
-    "card_amount_sum_1d",
-    "card_amount_ratio_30d",
-    "card_seconds_since_last",
-    "terminal_fraud_rate_30d",
-)
+FEATURES = INTAKE_FEATURES
 
 
-@pytest.fixture(scope="module")
-def world(bq_emulator: Any) -> Iterator[dict[str, Any]]:
-    """Eight simulated days in a dataset of the session's emulator, and training data (features of
-    the same world, point in time, with their labels)."""
-    from fraudops.features import FeatureSpec, build_offline
-    from fraudops.simulate import SimulationConfig, backfill, generate
-    from fraudops.warehouse import Warehouse
-
-    cfg = SimulationConfig(n_cards=1500, n_customers=1300, n_merchants=100, n_terminals=300)
-    wh = Warehouse(replace(bq_emulator, dataset="intake_world"))
-    wh.ensure_schema()
-    backfill(wh, "2026-05-01", 8, 5, cfg)
-    sim = generate("2026-05-01", 6, 5, cfg)
-    spec = FeatureSpec.from_names(FEATURES)
-    X = build_offline(sim.transactions, sim.labels, spec).loc[sim.transactions.transaction_id.to_numpy()]
-    fraud = set(sim.labels.loc[sim.labels.is_fraud.astype(bool), "transaction_id"])
-    y = sim.transactions.transaction_id.isin(fraud).astype(int).to_numpy()
-    X32 = X.to_numpy(dtype=np.float32)
-    try:
-        yield {"wh": wh, "X": X32, "y": y}
-    finally:
-        wh.drop_dataset()
-
-
-def _lightgbm(X: np.ndarray, y: np.ndarray, out: Path, objective: str = "binary") -> Path:
-    import lightgbm as lgb
-
-    booster = lgb.train(
-        {"objective": objective, "num_leaves": 8, "verbose": -1, "seed": 1},
-        lgb.Dataset(X, y),
-        num_boost_round=30,
-    )
-    path = out / "model.txt"
-    booster.save_model(str(path))
-    return path
-
-
-def _xgboost(X: np.ndarray, y: np.ndarray, out: Path, suffix: str) -> Path:
-    import xgboost as xgb
-
-    booster = xgb.train({"objective": "binary:logistic", "max_depth": 3, "seed": 1}, xgb.DMatrix(X, y), 30)
-    path = out / f"model.{suffix}"
-    booster.save_model(str(path))
-    return path
-
-
-def _skops_pipeline(X: np.ndarray, y: np.ndarray, out: Path) -> Path:
-    import skops.io as sio
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(X, y)
-    path = out / "model.skops"
-    sio.dump(model, path)
-    return path
-
-
-def _skops_trees(X: np.ndarray, y: np.ndarray, out: Path) -> Path:
-    import skops.io as sio
-    from sklearn.ensemble import RandomForestClassifier
-
-    model = RandomForestClassifier(n_estimators=20, max_depth=5, random_state=1).fit(X, y)
-    path = out / "forest.skops"
-    sio.dump(model, path)
-    return path
-
-
-def _onnx_from_sklearn(X: np.ndarray, y: np.ndarray, out: Path) -> Path:
-    """An ONNX file as a user exports one: their own input name, a ZipMap-free probability output."""
-    from skl2onnx import convert_sklearn
-    from skl2onnx.common.data_types import FloatTensorType
-    from sklearn.ensemble import GradientBoostingClassifier
-
-    model = GradientBoostingClassifier(n_estimators=20, max_depth=3, random_state=1).fit(X, y)
-    onx = convert_sklearn(
-        model,
-        initial_types=[("input", FloatTensorType([None, X.shape[1]]))],
-        options={id(model): {"zipmap": False}},
-    )
-    path = out / "gbm.onnx"
-    path.write_bytes(onx.SerializeToString())
-    return path
-
-
-BUILDERS = {
-    "lightgbm": lambda X, y, out: _lightgbm(X, y, out),
-    "xgboost-json": lambda X, y, out: _xgboost(X, y, out, "json"),
-    "xgboost-ubj": lambda X, y, out: _xgboost(X, y, out, "ubj"),
-    "sklearn-pipeline-skops": _skops_pipeline,
-    "sklearn-forest-skops": _skops_trees,
-    "onnx": _onnx_from_sklearn,
-}
+@pytest.fixture()
+def world(intake_world: dict[str, Any]) -> dict[str, Any]:
+    return intake_world
 
 
 def _versions(name: str) -> list[Any]:
@@ -180,7 +80,7 @@ def test_a_model_of_each_framework_goes_through_intake(
 def test_the_same_upload_twice_registers_one_version(
     fraudops_env: Path, world: dict[str, Any], tmp_path: Path
 ) -> None:
-    path = _lightgbm(world["X"], world["y"], tmp_path)
+    path = lightgbm_model(world["X"], world["y"], tmp_path)
     req = IntakeRequest(path=path, features=FEATURES, author="dana", model_name="intake-twice", emit=False)
     first = run_intake(req, warehouse=world["wh"])
     again = run_intake(req, warehouse=world["wh"])  # e.g. a retry after a lost answer
@@ -222,19 +122,19 @@ def test_bad_uploads_are_refused_by_the_check_that_owns_them_and_register_nothin
     cases: list[tuple[IntakeRequest, str, str]] = [
         (IntakeRequest(pickled, FEATURES, "dana", name, emit=False), "pickle", "skops.io.dump"),
         (
-            IntakeRequest(_lightgbm(X, y, tmp_path), FEATURES[:-1], "dana", name, emit=False),
+            IntakeRequest(lightgbm_model(X, y, tmp_path), FEATURES[:-1], "dana", name, emit=False),
             "features",
             "reads 8 features, the upload names 7",
         ),
         (
             IntakeRequest(
-                _lightgbm(X, y, tmp_path), (*FEATURES[:-1], "card_shoe_size"), "dana", name, emit=False
+                lightgbm_model(X, y, tmp_path), (*FEATURES[:-1], "card_shoe_size"), "dana", name, emit=False
             ),
             "features",
             "card_shoe_size: unknown",
         ),
         (
-            IntakeRequest(_lightgbm(X, y, regression, "regression"), FEATURES, "dana", name, emit=False),
+            IntakeRequest(lightgbm_model(X, y, regression, "regression"), FEATURES, "dana", name, emit=False),
             "objective",
             "binary fraud classifiers",
         ),
@@ -245,13 +145,13 @@ def test_bad_uploads_are_refused_by_the_check_that_owns_them_and_register_nothin
         ),
         (
             IntakeRequest(
-                _lightgbm(X, y, tmp_path), FEATURES, "dana", name, latency_budget_ms=1e-6, emit=False
+                lightgbm_model(X, y, tmp_path), FEATURES, "dana", name, latency_budget_ms=1e-6, emit=False
             ),
             "verify",
             "p99",
         ),
         (
-            IntakeRequest(_lightgbm(X, y, tmp_path), FEATURES, "dana; rm -rf /", name, emit=False),
+            IntakeRequest(lightgbm_model(X, y, tmp_path), FEATURES, "dana; rm -rf /", name, emit=False),
             "author",
             "not a user",
         ),
@@ -292,7 +192,7 @@ def test_an_upload_from_the_cli_starts_fraud_release_once(
     monkeypatch.setenv("FRAUDOPS_MODEL_NAME", "intake-cli")
     settings = load_settings()
     specs = [s for s in airflow_specs(settings) if s.name != "airflow-triggerer"]
-    path = _lightgbm(world["X"], world["y"], tmp_path)
+    path = lightgbm_model(world["X"], world["y"], tmp_path)
     upload = [
         str(Path(sys.executable).parent / "fraudops"),
         "models",

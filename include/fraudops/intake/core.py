@@ -433,7 +433,7 @@ def run_intake(
         threshold, evidence = _threshold_evidence(scores, sample.y, req.alert_budget)
         report.passed(
             "threshold",
-            f"{threshold:.4g} flags {evidence['flagged_share']:.2%} of recent events "
+            f"{threshold:.6g} flags {evidence['flagged_share']:.2%} of recent events "
             f"(budget {req.alert_budget:.2%}); "
             + (
                 f"AP {evidence['average_precision']:.3f} on {evidence['frauds_known']} frauds known so far"

@@ -151,7 +151,8 @@ async def upload_model(
     description: Annotated[str, Form()] = "",
 ) -> JSONResponse:
     """Model intake for the uploaded file, the user as author; 200 with the report when it is
-    registered, 422 with the report (the failed check and its reason) when intake refused it."""
+    registered, 422 with the report (the failed check and its reason) when intake refused it, 503
+    when a service it needs failed (try again)."""
     from fraudops.config import load_settings
     from fraudops.intake import IntakeRequest, run_intake
     from fraudops.release.policy import DEFAULT_POLICY
@@ -177,7 +178,7 @@ async def upload_model(
         settings = load_settings()
         report = await asyncio.to_thread(run_intake, req, settings, warehouse=_warehouse(), airflow=airflow)
     doc = report.to_dict()
-    outcome = "ok" if report.ok else "refused"
+    outcome = "ok" if report.ok else "error" if report.retryable else "refused"
     await asyncio.to_thread(
         _audit,
         user,
@@ -187,7 +188,7 @@ async def upload_model(
         outcome,
         {"features": list(names), "checks": doc["checks"], "error": report.error},
     )
-    return JSONResponse(doc, status_code=200 if report.ok else 422)
+    return JSONResponse(doc, status_code=200 if report.ok else 503 if report.retryable else 422)
 
 
 @router.get("/api/actions")

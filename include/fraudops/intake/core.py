@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fraudops.config import Settings, load_settings
-from fraudops.exceptions import ArtifactError, FeatureSpecError, IntakeError
+from fraudops.exceptions import ArtifactError, FeatureSpecError, FraudopsError, IntakeError, PermanentError
 from fraudops.intake import formats
 from fraudops.intake.onnx_graph import conform, screen
 
@@ -55,6 +55,20 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CANDIDATE_ASSET = "fraudops_candidate"
+#: The checks in the order ``run_intake`` passes them.
+STAGES = (
+    "format",
+    "features",
+    "conversion",
+    "screen",
+    "parity",
+    "threshold",
+    "package",
+    "verify",
+    "register",
+    "emit",
+)
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 _FEATURE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)(?:@v?(\d+))?$")
 _AUTHOR = re.compile(r"^[A-Za-z0-9_.@+-]{1,128}$")
 
@@ -103,6 +117,8 @@ class IntakeReport:
     version: str | None = None
     asset_event: str | None = None
     error: str | None = None
+    #: The failure was a service's (warehouse, MLflow, Airflow), not the upload's: try again later.
+    retryable: bool = False
 
     @property
     def ok(self) -> bool:
@@ -374,6 +390,8 @@ def run_intake(
     try:
         if not _AUTHOR.match(req.author):
             raise IntakeError("author", f"author {req.author!r} is not a user name")
+        if req.model_name is not None and not _MODEL_NAME.match(req.model_name):
+            raise IntakeError("model_name", f"{req.model_name!r} is not a registered-model name")
         detected = formats.detect(Path(req.path), req.max_bytes)
         report.format, report.sha256 = detected.format, sha256_file(Path(req.path))
         report.passed("format", f"{detected.detail}, {Path(req.path).stat().st_size:,} bytes")
@@ -529,4 +547,12 @@ def run_intake(
         report.checks.append(IntakeCheck(err.check, False, err.reason))
         report.error = str(err)
         log.warning("intake of %s refused: %s", req.path, err)
+    except FraudopsError as err:
+        # A service the step needs failed (warehouse, MLflow, Airflow): not the upload's fault, and
+        # worth trying again (what was registered is found again; the event is not posted twice).
+        stage = STAGES[min(len(report.checks), len(STAGES) - 1)]
+        report.checks.append(IntakeCheck(stage, False, str(err)))
+        report.error = f"{stage}: {err}"
+        report.retryable = not isinstance(err, PermanentError)
+        log.warning("intake of %s failed at %s: %s", req.path, stage, err)
     return report

@@ -188,3 +188,37 @@ def test_features_are_resolved_against_the_registry() -> None:
         parse_features(["tx_amount", "tx_amount"])
     with pytest.raises(IntakeError, match="name the registered features"):
         parse_features([])
+
+
+def test_a_warehouse_outage_is_a_retryable_failure_not_a_refusal(tmp_path: Path) -> None:
+    """The upload is fine, the warehouse is not there: the report says which step failed and that
+    it is worth trying again (the console answers 503), and nothing was registered."""
+    import lightgbm as lgb
+
+    from fraudops.config import WarehouseConfig
+    from fraudops.intake import IntakeRequest, run_intake
+    from fraudops.stack.process import free_port
+    from fraudops.warehouse import Warehouse
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 2))
+    booster = lgb.train({"objective": "binary", "verbose": -1}, lgb.Dataset(X, (X[:, 0] > 1).astype(int)), 5)
+    path = tmp_path / "model.txt"
+    booster.save_model(str(path))
+    down = Warehouse(
+        WarehouseConfig(project="p", dataset="d", endpoint=f"http://127.0.0.1:{free_port()}", timeout_s=2.0)
+    )
+    req = IntakeRequest(path, ("tx_amount", "tx_hour_utc"), "dana", "intake-outage", emit=False)
+    report = run_intake(req, warehouse=down)
+    assert not report.ok and report.retryable and report.version is None
+    assert [c.name for c in report.checks if c.passed] == ["format", "features", "conversion", "screen"]
+    assert report.checks[-1].name == "parity" and "unreachable" in report.checks[-1].detail
+
+
+def test_model_names_are_checked_before_they_reach_a_registry_filter(tmp_path: Path) -> None:
+    from fraudops.intake import IntakeRequest, run_intake
+
+    f = tmp_path / "m.onnx"
+    f.write_bytes(b"x")
+    report = run_intake(IntakeRequest(f, ("tx_amount",), "dana", "x' or name != '", emit=False))
+    assert report.checks[-1].name == "model_name" and not report.ok

@@ -232,10 +232,8 @@ def build_artifact(
     directory without one is an incomplete bundle that ``verify_artifact`` rejects.
     """
     import numpy as np
-    import pandas as pd
 
     names = feature_names_from_spec(feature_spec)
-    spec_id = _spec_id(feature_spec)
     n = len(names)
     for label, frame in (("X_reference", X_reference), ("X_holdout", X_holdout)):
         cols = list(getattr(frame, "columns", []))

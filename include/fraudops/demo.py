@@ -315,6 +315,13 @@ def _runs_since(af: Any, dag_id: str, since: str, run_type: str | None = None) -
     ]
 
 
+def _first_run(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The earliest of ``runs``: the drift release the demo follows. A second drift signal (the
+    hourly schedule may fire while the new champion is in probation: the cooldown is per champion
+    version) starts another retrain and release, which must not be taken for the first one."""
+    return min(runs, key=lambda r: str(r.get("run_after") or r.get("logical_date") or ""), default=None)
+
+
 def _report_runs(af: Any, since: str, seen: dict[str, str]) -> None:
     for dag_id in DAGS:
         for run in reversed(_runs_since(af, dag_id, since)[:3]):
@@ -341,9 +348,9 @@ def _until_first_release(af: Any, wh: Any, cfg: DemoConfig, t0: float, name: str
             )
             last_monitor = now
         _report_runs(af, since, seen)
-        releases = _runs_since(af, "fraud_release", since, "asset_triggered")
-        if drift_retrains and releases and releases[0]["state"] in ("success", "failed"):
-            return _release_outcome(af, releases[0])
+        first = _first_run(_runs_since(af, "fraud_release", since, "asset_triggered"))
+        if drift_retrains and first is not None and first["state"] in ("success", "failed"):
+            return _release_outcome(af, first)
         time.sleep(5)
     raise click.ClickException(f"no drift-started release finished within {cfg.timeout_s:.0f}s")
 

@@ -82,3 +82,17 @@ def test_memory_watch_sums_each_service_tree_and_keeps_the_peak_per_service() ->
             proc.kill()
         big.kill()
         small.kill()
+
+
+def test_the_demo_follows_the_first_drift_release_when_a_second_one_starts() -> None:
+    """CI, 2026-12-06: the hourly monitor fired during probation and started a second drift
+    release; the demo took that newer one (rejected on its operating point) for the first."""
+    from fraudops.demo import _first_run
+
+    newest_first = [
+        {"dag_run_id": "second", "run_after": "2026-12-06T18:01:01+00:00", "state": "running"},
+        {"dag_run_id": "first", "run_after": "2026-12-06T17:53:56+00:00", "state": "success"},
+    ]
+    first = _first_run(newest_first)
+    assert first is not None and first["dag_run_id"] == "first"
+    assert _first_run([]) is None

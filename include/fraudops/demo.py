@@ -176,16 +176,6 @@ def _say(msg: str) -> None:
     click.echo(f"[{dt.datetime.now().strftime('%H:%M:%S')}] {msg}")
 
 
-def _airflow(settings: Settings) -> Any:
-    from fraudops.clients.airflow import AirflowClient
-    from fraudops.stack.services import airflow_password
-
-    password = airflow_password(settings)
-    if not password:
-        raise click.ClickException("Airflow password not found: is the stack up? (`fraudops up`)")
-    return AirflowClient(settings.airflow.url, "admin", password)
-
-
 def _stack_services(settings: Settings) -> dict[str, int]:
     from fraudops.stack import process
     from fraudops.stack.services import Stack
@@ -202,12 +192,13 @@ def run_demo(cfg: DemoConfig | None = None, settings: Settings | None = None) ->
     from fraudops.registry import get_alias_version
     from fraudops.simulate.stream import stream
     from fraudops.stack.bootstrap import BootstrapPlan
+    from fraudops.stack.services import platform_airflow_client
     from fraudops.warehouse import Warehouse
 
     cfg = cfg or DemoConfig()
     s = settings or load_settings()
     wh = Warehouse(s.warehouse)
-    af = _airflow(s)
+    af = platform_airflow_client(s)
     name, uri = s.mlflow.model_name, s.mlflow.tracking_uri
     memory = MemoryWatch(_stack_services(s), include_self=cfg.count_demo_process).start()
     t0 = time.monotonic()

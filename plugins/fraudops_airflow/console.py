@@ -92,15 +92,14 @@ async def _allow(user: BaseUser, needed: ConsoleRole, action: str, target: str |
 
 def _platform_airflow() -> Any:
     """Airflow's REST client with the platform's account (``fraudops models upload`` uses the same)."""
-    import click
-
     from fraudops.config import load_settings
-    from fraudops.intake.commands import airflow_client
+    from fraudops.exceptions import ServiceError
+    from fraudops.stack.services import platform_airflow_client
 
     try:
-        return airflow_client(load_settings())
-    except click.ClickException as err:
-        raise HTTPException(status_code=503, detail=f"cannot start releases: {err.message}") from err
+        return platform_airflow_client(load_settings())
+    except ServiceError as err:
+        raise HTTPException(status_code=503, detail=f"cannot start releases: {err}") from err
 
 
 @router.get("/api/me")

@@ -6,26 +6,8 @@ import getpass
 import json
 import os
 from pathlib import Path
-from typing import Any
 
 import click
-
-
-def airflow_client(settings: Any) -> Any:
-    """Airflow's REST client: ``FRAUDOPS_AIRFLOW_USERNAME``/``_PASSWORD``, else the local stack's
-    admin account (``fraudops up``)."""
-    from fraudops.clients.airflow import AirflowClient
-    from fraudops.stack.services import airflow_password
-
-    user = os.environ.get("FRAUDOPS_AIRFLOW_USERNAME")
-    password = os.environ.get("FRAUDOPS_AIRFLOW_PASSWORD")
-    if not (user and password):
-        user, password = "admin", airflow_password(settings)
-    if not password:
-        raise click.ClickException(
-            "no Airflow account: set FRAUDOPS_AIRFLOW_USERNAME/PASSWORD or start the stack (`fraudops up`)"
-        )
-    return AirflowClient(settings.airflow.url, user, password)
 
 
 @click.group("models")
@@ -92,7 +74,9 @@ def upload(
         alert_budget=alert_budget if alert_budget is not None else DEFAULT_POLICY.alert_budget,
         emit=not no_emit,
     )
-    report = run_intake(req, settings, airflow=None if no_emit else airflow_client(settings))
+    from fraudops.stack.services import platform_airflow_client
+
+    report = run_intake(req, settings, airflow=None if no_emit else platform_airflow_client(settings))
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2, default=str))
     else:

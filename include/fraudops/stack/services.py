@@ -15,6 +15,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fraudops.config import (
     REPO_ROOT,
@@ -26,6 +27,9 @@ from fraudops.config import (
 from fraudops.exceptions import ServiceError
 from fraudops.stack import process
 from fraudops.stack.process import ServiceSpec, ServiceState, http_ok
+
+if TYPE_CHECKING:
+    from fraudops.clients.airflow import AirflowClient
 
 BIN = Path(sys.executable).parent
 DUCKDB_VERSION = "v1.5.5"
@@ -398,20 +402,30 @@ def scoring_spec(settings: Settings) -> ServiceSpec:
     )
 
 
-def migrate_airflow_db(settings: Settings) -> None:
-    """``airflow db migrate`` with the stack's Airflow environment: creates or upgrades the
-    metadata database before the API server starts (what ``airflow standalone`` did first)."""
+def _run_with_airflow_env(
+    settings: Settings, command: list[str], what: str, timeout_s: float, cwd: Path | None = None
+) -> str:
+    """Run ``command`` in a child with the stack's Airflow environment; its stdout, or
+    ``ServiceError`` naming ``what`` with the end of its stderr."""
     result = subprocess.run(
-        [venv_bin("airflow"), "db", "migrate"],
+        command,
         env={**os.environ, **airflow_env(settings)},
-        cwd=settings.airflow_home,
+        cwd=cwd,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=timeout_s,
         check=False,
     )
     if result.returncode != 0:
-        raise ServiceError("airflow", f"airflow db migrate failed:\n{result.stderr[-2000:]}")
+        raise ServiceError("airflow", f"{what} failed:\n{result.stderr[-2000:]}")
+    return result.stdout.strip()
+
+
+def migrate_airflow_db(settings: Settings) -> None:
+    """``airflow db migrate`` with the stack's Airflow environment: creates or upgrades the
+    metadata database before the API server starts (what ``airflow standalone`` did first)."""
+    command = [venv_bin("airflow"), "db", "migrate"]
+    _run_with_airflow_env(settings, command, "airflow db migrate", 600, cwd=settings.airflow_home)
 
 
 def airflow_specs(settings: Settings) -> list[ServiceSpec]:
@@ -470,17 +484,25 @@ def airflow_password(settings: Settings) -> str | None:
 def apply_airflow_settings(settings: Settings, settings_file: Path | None = None) -> str:
     """Apply airflow_settings.yaml (connections, variables, pools) in a child with Airflow's env."""
     settings_file = settings_file or REPO_ROOT / "airflow_settings.yaml"
-    result = subprocess.run(
-        [sys.executable, "-m", "fraudops.stack.airflow_settings", str(settings_file)],
-        env={**os.environ, **airflow_env(settings)},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise ServiceError("airflow", f"applying {settings_file.name} failed:\n{result.stderr[-2000:]}")
-    return result.stdout.strip()
+    command = [sys.executable, "-m", "fraudops.stack.airflow_settings", str(settings_file)]
+    return _run_with_airflow_env(settings, command, f"applying {settings_file.name}", 300)
+
+
+def platform_airflow_client(settings: Settings) -> AirflowClient:
+    """Airflow's REST client with the platform's account: ``FRAUDOPS_AIRFLOW_USERNAME``/``_PASSWORD``,
+    else the local stack's admin (its generated password); ``ServiceError`` when there is neither."""
+    from fraudops.clients.airflow import AirflowClient
+
+    user = os.environ.get("FRAUDOPS_AIRFLOW_USERNAME")
+    password = os.environ.get("FRAUDOPS_AIRFLOW_PASSWORD")
+    if not (user and password):
+        user, password = "admin", airflow_password(settings)
+    if not password:
+        raise ServiceError(
+            "airflow",
+            "no Airflow account: set FRAUDOPS_AIRFLOW_USERNAME/PASSWORD or start the stack (`fraudops up`)",
+        )
+    return AirflowClient(settings.airflow.url, user, password)
 
 
 @dataclass

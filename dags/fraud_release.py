@@ -13,15 +13,20 @@ instead of overloading the scoring service's shadow pool.
 3. **wait_for_shadow_metrics**: deferrable sensor (triggerer, no worker slot) until the challenger
    has scored the gate's floor of events and matured labeled frauds (label maturity from the
    warehouse's label-delay curve); its log and result read "matured labeled frauds 41 of 120
-   needed; scored 3,100 of 5,000; ETA ~2.3 h event time"; on timeout → reject with the shortfall.
+   needed; scored 3,100 of 5,000; ETA ~2.3 h event time"; on timeout → reject with the shortfall;
+   it ends early once the champion the release compares with no longer serves.
 4. **check_drift**: Evidently — challenger vs champion scores on the same events, live features vs
    the challenger's training reference; values to `drift_metrics`, HTML reports to MLflow.
 5. **decide_promotion**: the versioned policy (latency, errors, constant scores, feature parity,
    drift, both models at the same alert budget, ΔAP and harm guards on confidence sequences over
    matured labels) → `gate_decisions`; branch. It looks at every `poll_interval_s` until the gate
    decides (looking again does not inflate its error), then a *wait* at the deadline is a reject.
+   A champion that moved since `resolve` (another release, a rollback) is a reject at once:
+   evidence against a model that no longer serves cannot promote.
 6. **promote**: tag the challenger with its `served_threshold` (matched to the alert budget on the
-   window's traffic), `champion` → challenger, the old champion keeps scoring in shadow; **reject**:
+   window's traffic), `champion` → challenger, the old champion keeps scoring in shadow (if the
+   champion moved after the gate passed: a reject is recorded, the challenger retired, the task
+   fails with the reason); **reject**:
    retire the challenger alias, keep the evidence.
 7. **probation**: the new champion (served at the threshold matched to the budget) in production
    vs the old one in reverse shadow, checked every `probation_poll_s` until the gate can judge it on

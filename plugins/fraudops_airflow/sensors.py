@@ -12,6 +12,9 @@ holds no worker slot while waiting.
 Its XCom is a ``ShadowWait`` (``fraudops.pipeline.release_types``) the release DAG branches on:
 
 * ``{"ready": True, "progress": {...}, "reason": "...", "eta_hours": 0.0}`` when the target is met;
+* ``{"ready": False, "progress": {...}, "reason": "champion moved from v1 to v0 during the shadow
+  test"}`` as soon as ``champion`` (the candidate's) no longer serves: the release's evidence can no
+  longer lead to a promotion, so the run goes on to the gate, which rejects it at once;
 * ``{"ready": False, "progress": {...}, "reason": "timeout: matured labeled frauds 41 of 120
   needed; scored 3,100 of 5,000; ETA ~2.3 h event time", "eta_hours": 2.3}`` when
   ``timeout`` passes and ``soft_timeout=True`` (the default): the run goes on to *reject* with the
@@ -72,6 +75,8 @@ class ShadowMetricsSensor(BaseSensorOperator):
     :param timeout_minutes: templated override of ``timeout``, in minutes.
     :param poll_seconds: templated override of ``poll_interval``.
     :param min_matured_frauds: minimum matured labeled frauds (needs ``maturity_hours``). (templated)
+    :param champion: end the wait early once the audited champion is no longer this version
+        (the candidate's champion in the release DAG). (templated)
     """
 
     template_fields: Sequence[str] = (
@@ -88,6 +93,7 @@ class ShadowMetricsSensor(BaseSensorOperator):
         "maturity_hours",
         "timeout_minutes",
         "poll_seconds",
+        "champion",
     )
     ui_color = "#f0e4ec"
 
@@ -115,6 +121,7 @@ class ShadowMetricsSensor(BaseSensorOperator):
         min_matured: int | str = 0,
         maturity_hours: float | str | None = None,
         settle_s: float = 0.0,
+        champion: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(poke_interval=poll_interval, timeout=timeout, **kwargs)
@@ -122,6 +129,7 @@ class ShadowMetricsSensor(BaseSensorOperator):
         self.deployment = deployment
         self.min_matured_frauds = min_matured_frauds
         self.settle_s = settle_s
+        self.champion = champion
         self.min_matured = min_matured
         self.maturity_hours = maturity_hours
         #: Templated overrides of ``timeout`` (minutes) and ``poll_interval`` (seconds), e.g. from
@@ -165,6 +173,7 @@ class ShadowMetricsSensor(BaseSensorOperator):
         self.min_scored = cand.min_scored_events
         self.min_matured_frauds = cand.min_labeled_frauds
         self.maturity_hours = cand.label_maturity_hours
+        self.champion = cand.champion
         self.timeout_minutes = params.shadow_timeout_minutes
         self.poll_seconds = params.poll_interval_s
 
@@ -218,7 +227,7 @@ class ShadowMetricsSensor(BaseSensorOperator):
     def poke(self, context: Context) -> PokeReturnValue:
         from fraudops.exceptions import WarehouseUnavailable
         from fraudops.pipeline.release_types import ShadowWait
-        from fraudops.release.progress import eta, is_satisfied, status_line
+        from fraudops.release.progress import champion_moved, eta, is_satisfied, status_line
         from fraudops_airflow.hooks import WarehouseHook
 
         target = self._target()
@@ -240,6 +249,15 @@ class ShadowMetricsSensor(BaseSensorOperator):
         )
         reason = status_line(progress, target, eta_hours)
         self._last_progress, self._last_reason, self._last_eta = progress, reason, eta_hours
+        moved = None
+        if self.champion not in (None, ""):
+            moved = champion_moved(hook.get_warehouse(), query.model_name, str(self.champion))
+        if moved is not None:
+            self.log.warning("%s v%s: %s", self.model_name, self.version, moved[1])
+            stop = ShadowWait(
+                ready=False, progress=progress.to_dict(), reason=moved[1], incumbent_changed=True
+            )
+            return PokeReturnValue(is_done=True, xcom_value=stop.to_xcom())
         self.log.info("%s v%s %s: %s", self.model_name, self.version, "ready" if ready else "waiting", reason)
         if not ready:
             return PokeReturnValue(is_done=False)
@@ -279,6 +297,7 @@ class ShadowMetricsSensor(BaseSensorOperator):
                 warehouse_conn_id=self.warehouse_conn_id,
                 poll_interval=self.poll_interval,
                 max_failed_polls=self.max_failed_polls,
+                champion=None if self.champion in (None, "") else str(self.champion),
             ),
             method_name="execute_complete",
             timeout=dt.timedelta(seconds=self.timeout + max(_DEFER_GRACE_S, 2 * self.poll_interval)),
@@ -295,6 +314,12 @@ class ShadowMetricsSensor(BaseSensorOperator):
             self.log.info("%s v%s ready: %s", self.model_name, self.version, event.get("reason"))
             return ShadowWait(
                 ready=True, progress=event.get("progress"), reason=event.get("reason", ""), eta_hours=0.0
+            ).to_xcom()
+        if status == "incumbent_changed":
+            reason = str(event.get("reason") or "champion moved")
+            self.log.warning("%s v%s: %s", self.model_name, self.version, reason)
+            return ShadowWait(
+                ready=False, progress=event.get("progress"), reason=reason, incumbent_changed=True
             ).to_xcom()
         if status == "timeout":
             reason = str(event.get("reason") or "target not met")

@@ -12,6 +12,10 @@ Events (exactly one per run):
 * ``{"status": "timeout", "progress": {...} | None, "reason": "matured labeled frauds 41 of 120
   needed; scored 3,100 of 5,000; ETA ~2.3 h event time", "eta_hours": 2.3, ...}`` —
   ``timeout_at`` passed first. The trigger does not decide what a timeout means; the sensor does.
+* ``{"status": "incumbent_changed", "champion": "1", "progress": {...} | None, "reason": "..."}`` —
+  ``champion`` was given and the audit trail (``deployments``, what the scoring service serves) names
+  another champion: the evidence being gathered compares the challenger with a model that no
+  longer serves, so waiting longer cannot lead to a promotion.
 * ``{"status": "error", "message": "..."}`` — the wait cannot go on.
 
 Failure policy: a warehouse *outage* (``WarehouseUnavailable``: connection refused, timeouts, 5xx)
@@ -47,6 +51,7 @@ class ShadowMetricsTrigger(BaseTrigger):
     :param warehouse_conn_id: Airflow connection (see ``WarehouseHook``); missing → env settings.
     :param poll_interval: seconds between polls.
     :param max_failed_polls: consecutive polls that may fail with a warehouse outage before giving up.
+    :param champion: the champion version the release compares with (None: not watched).
     """
 
     def __init__(
@@ -58,6 +63,7 @@ class ShadowMetricsTrigger(BaseTrigger):
         warehouse_conn_id: str = "fraudops_warehouse",
         poll_interval: float = 60.0,
         max_failed_polls: int = 3,
+        champion: str | None = None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]  # BaseTrigger.__init__ has no annotations
         self.query = dict(query)
@@ -66,6 +72,7 @@ class ShadowMetricsTrigger(BaseTrigger):
         self.warehouse_conn_id = warehouse_conn_id
         self.poll_interval = float(poll_interval)
         self.max_failed_polls = int(max_failed_polls)
+        self.champion = None if champion is None else str(champion)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -77,6 +84,7 @@ class ShadowMetricsTrigger(BaseTrigger):
                 "warehouse_conn_id": self.warehouse_conn_id,
                 "poll_interval": self.poll_interval,
                 "max_failed_polls": self.max_failed_polls,
+                "champion": self.champion,
             },
         )
 
@@ -107,6 +115,7 @@ class ShadowMetricsTrigger(BaseTrigger):
             ShadowProgress,
             ShadowQuery,
             as_utc,
+            champion_moved,
             eta,
             is_satisfied,
             status_line,
@@ -131,6 +140,17 @@ class ShadowMetricsTrigger(BaseTrigger):
         while True:
             try:
                 progress = await asyncio.to_thread(query.progress, warehouse)
+                moved = None
+                if self.champion is not None:
+                    moved = await asyncio.to_thread(
+                        champion_moved, warehouse, query.model_name, self.champion
+                    )
+                if moved is not None:
+                    serving, why = moved
+                    self.log.warning("%s: %s", who, why)
+                    event = {"status": "incumbent_changed", "champion": serving, "reason": why}
+                    yield TriggerEvent({**event, "progress": progress.to_dict()})
+                    return
             except WarehouseUnavailable as err:
                 failed_polls += 1
                 if failed_polls >= self.max_failed_polls:

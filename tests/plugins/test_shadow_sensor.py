@@ -185,6 +185,69 @@ def test_trigger_error_when_warehouse_unreachable(monkeypatch: pytest.MonkeyPatc
     assert "unavailable for 2 polls" in event.payload["message"]
 
 
+def _champion_row(warehouse: Any, version: str, action: str = "rollback") -> None:
+    """An audited champion move, as ``move_alias`` (another release's rollback, an operator) records it."""
+    from fraudops.registry import record_deployment
+
+    record_deployment(
+        warehouse,
+        model_name=MODEL,
+        alias="champion",
+        version=version,
+        previous_version=None,
+        action=action,
+        actor="test",
+        reason="test",
+    )
+
+
+@pytest.mark.integration
+def test_trigger_ends_the_wait_when_the_champion_moves(
+    warehouse: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A release compares its challenger with the champion fixed when it started; once another
+    champion serves (a rollback of an earlier release), more evidence cannot lead to a promotion,
+    so the wait ends with ``incumbent_changed`` instead of holding the shadow slot until the target
+    or the timeout."""
+    _connection_env(monkeypatch, "wh_moved", warehouse.cfg)
+    _champion_row(warehouse, "6", action="promote")
+    _insert(warehouse, "predictions", [_pred("m0", _now() - dt.timedelta(minutes=1))])
+
+    async def scenario() -> Any:
+        trigger = _trigger(
+            "wh_moved", champion="6", timeout_at=(_now() + dt.timedelta(minutes=2)).isoformat()
+        )
+        pending = asyncio.ensure_future(anext(trigger.run()))
+        await asyncio.sleep(2.0)  # several polls with champion v6 still serving: not done
+        assert not pending.done()
+        await asyncio.to_thread(_champion_row, warehouse, "5")
+        return await asyncio.wait_for(pending, timeout=30)
+
+    event = asyncio.run(scenario())
+    assert event.payload["status"] == "incumbent_changed", event.payload
+    assert event.payload["champion"] == "5"
+    assert event.payload["reason"] == "champion moved from v6 to v5 during the shadow test"
+    assert event.payload["progress"]["scored"] == 1
+
+
+@pytest.mark.integration
+def test_trigger_without_audit_rows_or_champion_does_not_watch(
+    warehouse: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No audited champion (a model set up outside the platform) or no ``champion`` given: the
+    wait is about the evidence only and succeeds as before."""
+    _connection_env(monkeypatch, "wh_unwatched", warehouse.cfg)
+    _seed_ready(warehouse)
+
+    async def first(**kwargs: Any) -> Any:
+        return await asyncio.wait_for(anext(_trigger("wh_unwatched", **kwargs).run()), timeout=30)
+
+    assert asyncio.run(first(champion="6")).payload["status"] == "success"
+    _champion_row(warehouse, "5")
+    assert asyncio.run(first()).payload["status"] == "success"
+    assert asyncio.run(first(champion="6")).payload["status"] == "incumbent_changed"
+
+
 # -- the sensor, deferred, in a DAG run by dag.test() ----------------------------------------------
 
 
@@ -303,6 +366,17 @@ def test_execute_complete_contract() -> None:
         "progress": None,
         "reason": "timeout: only 1 of 3 scored",
         "eta_hours": None,
+        "incumbent_changed": False,
+    }
+    moved = sensor.execute_complete(
+        {}, {"status": "incumbent_changed", "champion": "5", "progress": None, "reason": "champion moved"}
+    )
+    assert moved == {
+        "ready": False,
+        "progress": None,
+        "reason": "champion moved",
+        "eta_hours": None,
+        "incumbent_changed": True,
     }
     with pytest.raises(AirflowSensorTimeout, match="only 1 of 3 scored"):
         _sensor(soft_timeout=False).execute_complete(
@@ -319,6 +393,18 @@ def test_poke_non_deferrable(env_warehouse: Any) -> None:
     done = sensor.poke({})
     assert done.is_done and done.xcom_value["ready"] is True
     assert done.xcom_value["progress"]["labeled_frauds"] == 1
+
+
+@pytest.mark.integration
+def test_poke_stops_when_the_champion_moves(env_warehouse: Any) -> None:
+    sensor = _sensor(deferrable=False, champion="6")
+    _champion_row(env_warehouse, "6", action="promote")
+    assert not sensor.poke({})
+    _champion_row(env_warehouse, "5")
+    done = sensor.poke({})
+    assert done.is_done and done.xcom_value["ready"] is False
+    assert done.xcom_value["reason"] == "champion moved from v6 to v5 during the shadow test"
+    assert done.xcom_value["incumbent_changed"] is True
 
 
 def test_sensor_derives_the_wait_from_the_release_candidate() -> None:
@@ -356,3 +442,4 @@ def test_sensor_derives_the_wait_from_the_release_candidate() -> None:
     assert (target.min_scored, target.min_matured_frauds, target.min_labeled) == (5000, 120, 0)
     assert query.maturity_hours == 36.5
     assert sensor.timeout == 90 * 60.0 and sensor.poke_interval == 7.0
+    assert sensor.champion == "6"  # the wait ends early once v6 no longer serves

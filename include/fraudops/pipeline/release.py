@@ -29,7 +29,7 @@ import logging
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
 from fraudops.clients.scoring import (
     challenger_gone,
@@ -530,6 +530,32 @@ def _forced_reject(reason: str, check: str, cand: Candidate, evidence: dict[str,
     )
 
 
+#: The check a release fails when the champion it is compared with no longer serves.
+INCUMBENT_CHANGED = "incumbent_changed"
+
+
+def _incumbent_changed(ctx: ReleaseContext, cand: Candidate, evidence: dict[str, Any]) -> GateDecision | None:
+    """A reject when ``champion`` no longer names the version this release is compared with.
+
+    The evidence compares the challenger with ``cand.champion`` on the same events; once another
+    actor moves the champion (a rollback of an earlier release, an operator's rollback or promotion)
+    that comparison says nothing about the model the challenger would replace, so the release must
+    not promote on it. None while the champion is still the one fixed by ``resolve``.
+    """
+    from fraudops.registry import get_alias_version
+
+    current = get_alias_version(cand.model_name, CHAMPION, tracking_uri=ctx.tracking_uri)
+    if current == cand.champion:
+        return None
+    now = f"v{current}" if current is not None else "no version"
+    reason = (
+        f"champion moved from v{cand.champion} to {now} during this release: the evidence compares "
+        f"v{cand.version} with v{cand.champion}, which no longer serves; start a new release of "
+        f"v{cand.version} against the current champion"
+    )
+    return _forced_reject(reason, INCUMBENT_CHANGED, cand, {**evidence, "current_champion": current})
+
+
 def _served_threshold(decision: GateDecision) -> float | None:
     """The threshold matched to the alert budget on the decision's traffic (None: not reported,
     then the bundle's own ``decision_threshold`` is served)."""
@@ -571,6 +597,10 @@ def decide(
         window = drift.window
         while True:
             final = timed_out or _now() >= deadline
+            moved = _incumbent_changed(ctx, cand, {})
+            if moved is not None:
+                decision = moved
+                break
             evidence = _evidence(ctx, cand, deploy, window)
             decision = decide_promotion(
                 evidence,
@@ -579,12 +609,17 @@ def decide(
                 expected_fraud_rate=params.expected_fraud_rate,
                 final=final,
             )
+            if decision.status == Decision.PROMOTE:
+                # The champion may have moved while the evidence was read.
+                decision = _incumbent_changed(ctx, cand, decision.evidence or {}) or decision
             if decision.status != Decision.WAIT or final:
                 break
             log.info("gate for %s v%s: wait (%s)", cand.model_name, cand.version, decision.reason)
             time.sleep(params.poll_interval_s)
             window = evidence_window(ctx)
-        if decision.status == Decision.REJECT and decision.deciding_check not in OPERATIONAL_CHECKS:
+        if decision.status == Decision.REJECT and decision.deciding_check not in (
+            OPERATIONAL_CHECKS | {INCUMBENT_CHANGED}
+        ):
             # Inconclusive at the deadline: an operational failure already visible in the partial
             # sample (e.g. a slow challenger, throttled by the shadow pool, that could not score
             # enough events) is the root cause to report; the gate reports the missing volume.
@@ -662,7 +697,7 @@ def promote(
     run's champion move replaced (its audit row), else the champion now: after the move, the
     alias names the new version, which must not be taken for the old one.
     """
-    from fraudops.registry import deployment_id_for, find_deployment, get_alias_version
+    from fraudops.registry import deployment_id_for, find_deployment
 
     name, version = cand.model_name, cand.version
     done = find_deployment(
@@ -671,10 +706,15 @@ def promote(
     if done is not None and done.get("previous_version"):
         old = str(done["previous_version"])
     else:
-        current = get_alias_version(name, CHAMPION, tracking_uri=ctx.tracking_uri)
-        old = current if current is not None and current != version else cand.champion
-    if old != cand.champion:
-        log.warning("champion moved from v%s to v%s during the shadow phase", cand.champion, old)
+        # Not moved by this run yet: the gate compared the challenger with ``cand.champion``, which
+        # must still be the champion it replaces (another release's rollback or an operator may
+        # have moved it since the gate decided).
+        stale = _incumbent_changed(
+            ctx, cand, {"overruled": {"status": decision.status, "reason": decision.reason}}
+        )
+        if stale is not None:
+            _withdraw(ctx, params, cand, decision, stale)
+        old = cand.champion
     url = ctx.scoring_url(params)
     old_alias = challenger_alias(old)
     if find_deployment(ctx.wh(), deployment_id_for(_key(ctx, REFUSED_STEP, CHAMPION, Action.ROLLBACK, old))):
@@ -734,6 +774,44 @@ def promote(
         seconds_to_serving=round(waited, 3),
         served_threshold=decision.served_threshold,
     )
+
+
+def _withdraw(
+    ctx: ReleaseContext,
+    params: ReleaseParams,
+    cand: Candidate,
+    decision: DecisionSummary,
+    stale: GateDecision,
+) -> NoReturn:
+    """The gate passed but its champion no longer serves: record the reject next to the gate's
+    promotion (same DAG run, a newer row: the gate's evidence stays visible), retire the challenger
+    like ``reject`` does, and fail the step with the reason. Idempotent: a retry records and
+    retires the same way, once."""
+    from fraudops.release.recording import record_decision, withdrawal_id
+
+    wh = ctx.wh()
+    gate_row = wh.query(
+        f"SELECT dag_run_id FROM `{wh.table_id('gate_decisions')}` WHERE decision_id = @id",
+        {"id": decision.decision_id},
+    )
+    withdrawn = withdrawal_id(decision.decision_id)
+    record_decision(
+        wh,
+        stale,
+        model_name=cand.model_name,
+        challenger_version=cand.version,
+        champion_version=cand.champion,
+        dag_run_id=gate_row[0]["dag_run_id"] if gate_row else None,
+        decision_id=withdrawn,
+    )
+    _tag_version(ctx, cand, {"gate_status": stale.status, "gate_reason": stale.reason[:250]})
+    crash_point("promote:after_withdrawn_decision")
+    summary = DecisionSummary(
+        status=Decision.REJECT, reason=stale.reason, deciding_check=INCUMBENT_CHANGED, decision_id=withdrawn
+    )
+    reject(ctx, params, cand, summary)
+    log.error("%s v%s not promoted: %s", cand.model_name, cand.version, stale.reason)
+    raise PermanentError(f"not promoted: {stale.reason}")
 
 
 #: The step key of the moves that undo a promotion the scoring service refused.
@@ -925,8 +1003,9 @@ def shadow_target(cand: Candidate) -> Any:
 
 def shadow_look(ctx: ReleaseContext, cand: Candidate, deploy: ShadowDeployment) -> ShadowWait:
     """One look at the challenger's shadow progress (``ready`` once :func:`shadow_target` is met),
-    with the shortfall and the ETA as the reason, like the DAG's sensor."""
-    from fraudops.release.progress import eta, is_satisfied, shadow_progress, status_line
+    with the shortfall and the ETA as the reason, like the DAG's sensor; ``incumbent_changed`` once
+    the champion the release compares with no longer serves."""
+    from fraudops.release.progress import champion_moved, eta, is_satisfied, shadow_progress, status_line
 
     target = shadow_target(cand)
     progress = shadow_progress(
@@ -937,6 +1016,9 @@ def shadow_look(ctx: ReleaseContext, cand: Candidate, deploy: ShadowDeployment) 
         maturity_hours=cand.label_maturity_hours,
         settle_s=SETTLE_S,
     )
+    moved = champion_moved(ctx.wh(), cand.model_name, cand.champion)
+    if moved is not None:
+        return ShadowWait(ready=False, reason=moved[1], progress=progress.to_dict(), incumbent_changed=True)
     ready, _ = is_satisfied(progress, target)
     hours = eta(
         progress,

@@ -51,7 +51,7 @@ def run_release(
         while True:
             look = release.shadow_look(ctx, cand, deploy)
             echo(f"shadow: {'ready' if look.ready else 'waiting'}: {look.reason}")
-            if look.ready:
+            if look.ready or look.incumbent_changed:
                 waited = look
                 break
             if clock() >= deadline:

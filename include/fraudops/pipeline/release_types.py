@@ -139,13 +139,16 @@ class DriftReport(_XCom):
 
 
 class ShadowWait(_XCom):
-    """The shadow sensor's result: the evidence target met (``ready``) or the deadline passed."""
+    """The shadow sensor's result: the evidence target met (``ready``), the deadline passed, or the
+    champion the release compares with stopped serving (``incumbent_changed``)."""
 
     ready: bool
     reason: str = ""
     progress: dict[str, Any] | None = None
     #: Hours of event time until the target is expected to be met (None: unknown / met).
     eta_hours: float | None = None
+    #: The wait ended early: another champion serves now (the gate then rejects at once).
+    incumbent_changed: bool = False
 
 
 class DecisionSummary(_XCom):

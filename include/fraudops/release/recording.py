@@ -13,6 +13,12 @@ if TYPE_CHECKING:
     from fraudops.warehouse import Warehouse
 
 
+def withdrawal_id(decision_id: str) -> str:
+    """The id of the reject that overrules decision ``decision_id`` after it was recorded (its
+    champion stopped serving before the promotion): deterministic, so a retry records it once."""
+    return hashlib.sha256(f"withdrawn|{decision_id}".encode()).hexdigest()[:32]
+
+
 def decision_row(
     decision: GateDecision,
     *,
@@ -20,13 +26,15 @@ def decision_row(
     challenger_version: str | None,
     champion_version: str | None,
     dag_run_id: str | None = None,
+    decision_id: str | None = None,
 ) -> dict[str, Any]:
     """A ``gate_decisions`` row. The id is derived from the run when given, so a retried task
-    records the same decision once (upsert by key); the evidence column is the JSON decision."""
-    if dag_run_id:
+    records the same decision once (upsert by key); the evidence column is the JSON decision.
+    ``decision_id`` sets the id instead (e.g. :func:`withdrawal_id`)."""
+    if not decision_id and dag_run_id:
         basis = f"{decision.stage}|{model_name}|{challenger_version}|{champion_version}|{dag_run_id}"
         decision_id = hashlib.sha256(basis.encode()).hexdigest()[:32]
-    else:
+    elif not decision_id:
         decision_id = uuid.uuid4().hex
     doc = decision.to_dict()
     evidence = {
@@ -58,14 +66,16 @@ def record_decision(
     challenger_version: str | None,
     champion_version: str | None,
     dag_run_id: str | None = None,
+    decision_id: str | None = None,
 ) -> dict[str, Any]:
-    """Store the decision (idempotent per run); returns the row written."""
+    """Store the decision (idempotent per run, or per ``decision_id``); returns the row written."""
     row = decision_row(
         decision,
         model_name=model_name,
         challenger_version=challenger_version,
         champion_version=champion_version,
         dag_run_id=dag_run_id,
+        decision_id=decision_id,
     )
     warehouse.upsert("gate_decisions", [row])
     return row

@@ -141,7 +141,9 @@ def service_view(mlflow_server: str) -> Iterator[str]:
 
 
 # -- world ----------------------------------------------------------------------------------------
-def _model(registered_run: dict[str, str], uri: str, wh: Any, step: str, prefix: str = "retry") -> str:
+def _model(
+    registered_run: dict[str, str], uri: str, wh: Any, step: str, prefix: str = "retry", versions: int = 2
+) -> str:
     """A fresh model with v1 champion and v2 challenger, in the state the step starts from."""
     from mlflow.tracking import MlflowClient
 
@@ -150,7 +152,7 @@ def _model(registered_run: dict[str, str], uri: str, wh: Any, step: str, prefix:
     name = f"{prefix}-{step}-{uuid.uuid4().hex[:8]}"
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     client.create_registered_model(name)
-    for _ in range(2):
+    for _ in range(versions):
         client.create_model_version(
             name,
             registered_run["source"],
@@ -202,11 +204,14 @@ def _inputs(name: str, step: str, url: str) -> dict[str, Any]:
     out: dict[str, Any] = {"candidate": cand.to_xcom()}
     if step == "promote":
         out["decision"] = DecisionSummary(
-            status=Decision.PROMOTE, reason="all checks passed", decision_id="d1", served_threshold=0.3712
+            status=Decision.PROMOTE,
+            reason="all checks passed",
+            decision_id=f"d1-{name}",
+            served_threshold=0.3712,
         ).to_xcom()
     if step == "reject":
         out["decision"] = DecisionSummary(
-            status=Decision.REJECT, reason="ΔAP shown worse", decision_id="d2"
+            status=Decision.REJECT, reason="ΔAP shown worse", decision_id=f"d2-{name}"
         ).to_xcom()
     if step in ("confirm", "rollback"):
         promoted = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
@@ -237,12 +242,12 @@ def _state(name: str, uri: str, wh: Any) -> dict[str, Any]:
 
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     tags = {
-        v: {
+        str(mv.version): {
             k: t
-            for k, t in (client.get_model_version(name, v).tags or {}).items()
-            if k in {"release_status", "served_threshold"}
+            for k, t in (mv.tags or {}).items()
+            if k in {"release_status", "served_threshold", "gate_status"}
         }
-        for v in ("1", "2")
+        for mv in client.search_model_versions(f"name = '{name}'")
     }
     deployments = wh.query(
         f"SELECT alias, model_version, previous_version, action, state FROM `{wh.table_id('deployments')}` "
@@ -355,3 +360,152 @@ def test_promote_refused_by_the_service_puts_the_registry_back_and_fails_fast(
     moves = {(alias, version, action) for (alias, version, _prev, action, _st) in state["deployments"]}
     assert ("champion", "2", "promote") in moves and ("champion", "1", "rollback") in moves, moves
     assert all(st == "applied" for (*_, st) in state["deployments"])
+
+
+@pytest.mark.parametrize("crash_at", [None, "promote:after_withdrawn_decision", "reject:after_retire"])
+def test_promote_against_a_champion_that_no_longer_serves_is_withdrawn(
+    crash_at: str | None, fraudops_env: Path, registered_run: dict[str, str], service_view: str
+) -> None:
+    """The gate compared v2 with champion v1 and said promote; before ``promote`` ran, another
+    release's rollback (or an operator) made v3 the champion. Promoting on that evidence would
+    replace v3 with a model never compared with it: the step records a reject in place of the
+    promotion (same decision id), retires challenger-2, leaves the champion alone and fails with
+    the reason. Killed after any of those and retried, it ends the same, with one row each."""
+    from mlflow.tracking import MlflowClient
+    from retry_driver import run_step
+
+    from fraudops.config import load_settings
+    from fraudops.exceptions import PermanentError
+    from fraudops.registry import move_alias
+    from fraudops.release.gates import GateDecision
+    from fraudops.release.policy import DEFAULT_POLICY
+    from fraudops.release.recording import record_decision
+    from fraudops.vocabulary import Decision, Stage
+    from fraudops.warehouse import Warehouse
+
+    settings = load_settings()
+    uri = settings.mlflow.tracking_uri
+    wh = Warehouse(settings.warehouse)
+    name = _model(registered_run, uri, wh, "promote", prefix="retry-stale", versions=3)
+    inputs = _inputs(name, "promote", service_view)
+    passed = GateDecision(
+        status=Decision.PROMOTE,
+        stage=Stage.PROMOTION,
+        checks=(),
+        reason="all checks passed",
+        policy_version=DEFAULT_POLICY.version,
+        policy_fingerprint=DEFAULT_POLICY.fingerprint,
+        evidence={"n_events": 900},
+    )
+    record_decision(
+        wh,
+        passed,
+        model_name=name,
+        challenger_version="2",
+        champion_version="1",
+        dag_run_id="stale",
+        decision_id=f"d1-{name}",
+    )
+    move_alias(
+        wh, model_name=name, alias="champion", version="3", action="rollback", actor="test", tracking_uri=uri
+    )
+    run_key = f"fraud_release__stale-{name}"
+    if crash_at is not None:
+        job = json.dumps({"step": "promote", "run_key": run_key, "run_id": "stale", "inputs": inputs})
+        child = subprocess.run(
+            [sys.executable, str(DRIVER), job],
+            env={**os.environ, "FRAUDOPS_CRASH_AT": crash_at, "PYTHONPATH": str(DRIVER.parent)},
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        assert child.returncode == -9, (
+            f"not killed at {crash_at}: rc {child.returncode}\n{child.stderr[-3000:]}"
+        )
+    states = []
+    for _ in range(RETRIES if crash_at else 2):
+        with pytest.raises(
+            PermanentError, match=r"not promoted: champion moved from v1 to v3 during this release"
+        ):
+            run_step("promote", run_key, "stale", inputs, wh)
+        states.append(_state(name, uri, wh))
+    state = states[0]
+    assert all(s == state for s in states)
+    assert state["aliases"] == {"champion": "3"}, state["aliases"]
+    assert state["tags"]["2"] == {"release_status": "rejected", "gate_status": "reject"}, state["tags"]
+    # The gate's promotion stays on record; the reject that overruled it is a newer row of the run.
+    assert all(n == 1 for n in state["gate_decisions"].values()), state["gate_decisions"]
+    rows = {
+        status: (stage, reason, ch, champ) for stage, status, reason, ch, champ in state["gate_decisions"]
+    }
+    assert set(rows) == {"promote", "reject"}, rows
+    stage, reason, challenger, champion = rows["reject"]
+    assert (stage, challenger, champion) == ("promotion", "2", "1")
+    assert reason.startswith("champion moved from v1 to v3 during this release"), reason
+    runs = wh.query(
+        f"SELECT status, dag_run_id FROM `{wh.table_id('gate_decisions')}` WHERE model_name = @n "
+        "ORDER BY decided_at",
+        {"n": name},
+    )
+    assert [(r["status"], r["dag_run_id"]) for r in runs] == [("promote", "stale"), ("reject", "stale")]
+    moves = {(a, v, act) for (a, v, _p, act, _st) in state["deployments"]}
+    assert ("challenger-2", None, "retire") in moves and ("champion", "2", "promote") not in moves, moves
+    assert all(n == 1 for key, n in state["deployments"].items() if key[3] != "bootstrap")
+    assert all(st == "applied" for (*_, st) in state["deployments"])
+    assert MlflowClient(tracking_uri=uri).get_model_version(name, "3").tags.get("release_status") is None
+
+
+def test_gate_rejects_a_release_whose_champion_stopped_serving(
+    fraudops_env: Path, registered_run: dict[str, str], service_view: str
+) -> None:
+    """The sensor ended the wait because the champion moved (v1 → v3): ``decide`` rejects at its
+    first look, before reading any evidence (a comparison with v1 says nothing about replacing v3),
+    records the reject under the run and tags the version; the DAG then takes the reject branch."""
+    import datetime as dt
+
+    from retry_driver import run_step
+
+    from fraudops.config import load_settings
+    from fraudops.pipeline import release
+    from fraudops.pipeline.release_types import (
+        Candidate,
+        DriftReport,
+        EvidenceWindow,
+        ShadowDeployment,
+        ShadowWait,
+    )
+    from fraudops.registry import move_alias
+    from fraudops.warehouse import Warehouse
+
+    settings = load_settings()
+    uri = settings.mlflow.tracking_uri
+    wh = Warehouse(settings.warehouse)
+    name = _model(registered_run, uri, wh, "promote", prefix="retry-gate-moved", versions=3)
+    move_alias(
+        wh, model_name=name, alias="champion", version="3", action="rollback", actor="test", tracking_uri=uri
+    )
+    inputs = _inputs(name, "promote", service_view)
+    cand = Candidate.from_xcom(inputs["candidate"])
+    now = dt.datetime.now(dt.UTC)
+    ctx = release.ReleaseContext(f"fraud_release__gate-{name}", warehouse=wh)
+    decision = release.decide(
+        ctx,
+        release.params_of(cand),
+        cand,
+        ShadowDeployment(ok=True, deployed_at=now - dt.timedelta(minutes=10), alias="challenger-2"),
+        ShadowWait(ready=False, reason="champion moved from v1 to v3 during the shadow test"),
+        DriftReport(window=EvidenceWindow(served_until=now, label_as_of=now)),
+        "gate-run",
+    )
+    assert decision.status == "reject" and decision.deciding_check == "incumbent_changed", decision
+    assert decision.reason.startswith("champion moved from v1 to v3 during this release"), decision.reason
+    assert decision.n_events is None  # no evidence was read
+    state = _state(name, uri, wh)
+    assert [(s, st, ch, champ) for s, st, _r, ch, champ in state["gate_decisions"]] == [
+        ("promotion", "reject", "2", "1")
+    ]
+    assert state["tags"]["2"]["gate_status"] == "reject"
+    # The reject branch then retires challenger-2 and leaves v3 serving.
+    summary = {**inputs, "decision": decision.to_xcom()}
+    run_step("reject", f"fraud_release__gate-{name}", "gate-run", summary, wh)
+    assert _state(name, uri, wh)["aliases"] == {"champion": "3"}

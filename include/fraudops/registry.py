@@ -586,6 +586,18 @@ def audited_version(warehouse: Warehouse, model_name: str, alias: str) -> tuple[
     return True, None if version is None else str(version)
 
 
+def champion_moved(warehouse: Warehouse, model_name: str, champion: str) -> tuple[str | None, str] | None:
+    """(the champion now, the reason) once the audit trail (``deployments``: what the scoring
+    service serves) names another champion than ``champion``, the one a release compares with;
+    None while it still serves, or when the model has no audited champion at all. A shadow wait
+    ends then: more evidence against a champion that no longer serves cannot lead to a promotion."""
+    audited, serving = audited_version(warehouse, model_name, "champion")
+    if not audited or serving == champion:
+        return None
+    now = f"v{serving}" if serving is not None else "no version"
+    return serving, f"champion moved from v{champion} to {now} during the shadow test"
+
+
 def set_version_tag(
     model_name: str, version: str | int, key: str, value: str, *, tracking_uri: str | None = None
 ) -> None:

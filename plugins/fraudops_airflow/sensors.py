@@ -227,7 +227,8 @@ class ShadowMetricsSensor(BaseSensorOperator):
     def poke(self, context: Context) -> PokeReturnValue:
         from fraudops.exceptions import WarehouseUnavailable
         from fraudops.pipeline.release_types import ShadowWait
-        from fraudops.release.progress import champion_moved, eta, is_satisfied, status_line
+        from fraudops.registry import champion_moved
+        from fraudops.release.progress import eta, is_satisfied, status_line
         from fraudops_airflow.hooks import WarehouseHook
 
         target = self._target()

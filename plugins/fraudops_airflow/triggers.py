@@ -110,12 +110,12 @@ class ShadowMetricsTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from fraudops.exceptions import WarehouseUnavailable
+        from fraudops.registry import champion_moved
         from fraudops.release.progress import (
             ProgressTarget,
             ShadowProgress,
             ShadowQuery,
             as_utc,
-            champion_moved,
             eta,
             is_satisfied,
             status_line,

@@ -1005,7 +1005,8 @@ def shadow_look(ctx: ReleaseContext, cand: Candidate, deploy: ShadowDeployment) 
     """One look at the challenger's shadow progress (``ready`` once :func:`shadow_target` is met),
     with the shortfall and the ETA as the reason, like the DAG's sensor; ``incumbent_changed`` once
     the champion the release compares with no longer serves."""
-    from fraudops.release.progress import champion_moved, eta, is_satisfied, shadow_progress, status_line
+    from fraudops.registry import champion_moved
+    from fraudops.release.progress import eta, is_satisfied, shadow_progress, status_line
 
     target = shadow_target(cand)
     progress = shadow_progress(

@@ -201,20 +201,6 @@ class ShadowQuery:
         )
 
 
-def champion_moved(warehouse: Warehouse, model_name: str, champion: str) -> tuple[str | None, str] | None:
-    """(the champion now, the reason) once the audit trail (``deployments``: what the scoring
-    service serves) names another champion than ``champion``, the one a release compares with;
-    None while it still serves, or when the model has no audited champion at all. A shadow wait
-    ends then: more evidence against a champion that no longer serves cannot lead to a promotion."""
-    from fraudops.registry import audited_version
-
-    audited, serving = audited_version(warehouse, model_name, "champion")
-    if not audited or serving == champion:
-        return None
-    now = f"v{serving}" if serving is not None else "no version"
-    return serving, f"champion moved from v{champion} to {now} during the shadow test"
-
-
 def _checks(progress: ShadowProgress, target: ProgressTarget) -> list[tuple[str, int, int]]:
     """(what, have, need) of every non-zero requirement, the gate's binding one first."""
     checks = (

@@ -23,12 +23,16 @@ instead of overloading the scoring service's shadow pool.
    decides (looking again does not inflate its error), then a *wait* at the deadline is a reject.
    A champion that moved since `resolve` (another release, a rollback) is a reject at once:
    evidence against a model that no longer serves cannot promote.
-6. **promote**: tag the challenger with its `served_threshold` (matched to the alert budget on the
+6. **approve_release**: the gate's branch; when the release sets `requires_approval` and the gate
+   passed, Airflow's human-in-the-loop request to the release managers first (Required Actions in
+   the UI, the HITL REST API, the fraudops console): *Approve* → promote, *Abort* or no answer within
+   `approval_timeout_minutes` → reject, recorded with who decided.
+7. **promote**: tag the challenger with its `served_threshold` (matched to the alert budget on the
    window's traffic), `champion` → challenger, the old champion keeps scoring in shadow (if the
    champion moved after the gate passed: a reject is recorded, the challenger retired, the task
    fails with the reason); **reject**:
    retire the challenger alias, keep the evidence.
-7. **probation**: the new champion (served at the threshold matched to the budget) in production
+8. **probation**: the new champion (served at the threshold matched to the budget) in production
    vs the old one in reverse shadow, checked every `probation_poll_s` until the gate can judge it on
    matured labels; **rollback** restores the old champion (and waits until production serves it),
    **confirm** retires it.
@@ -45,6 +49,7 @@ import datetime as dt
 from typing import Any
 
 from airflow.sdk import Param, dag, task
+from fraudops_airflow.approval import ReleaseApprovalOperator
 from fraudops_airflow.assets import CANDIDATE
 from fraudops_airflow.params import airflow_params
 from fraudops_airflow.sensors import ProbationSensor, ShadowMetricsSensor
@@ -141,13 +146,12 @@ def fraud_release() -> None:
             release.check_drift, _ctx(run_id), release.params_of(c), c, d, run_id or "manual"
         ).to_xcom()
 
-    @task.branch(trigger_rule=NONE_FAILED)
+    @task(trigger_rule=NONE_FAILED)
     def decide_promotion(
         cand: dict[str, Any], deploy: dict[str, Any], run_id: str | None = None, ti: Any = None
     ) -> str:
         from fraudops.pipeline import release
         from fraudops.pipeline.release_types import DriftReport, ShadowDeployment, ShadowWait
-        from fraudops.vocabulary import Decision
 
         c = _cand(cand)
         waited = ti.xcom_pull(task_ids="wait_for_shadow_metrics")
@@ -163,8 +167,7 @@ def fraud_release() -> None:
             run_id or "manual",
         )
         ti.xcom_push(key="decision", value=decision.to_xcom())
-        # The branch's task ids are named after the decision they carry out.
-        return "promote" if decision.status == Decision.PROMOTE else "reject"
+        return str(decision.status)
 
     @task
     def promote(cand: dict[str, Any], run_id: str | None = None, ti: Any = None) -> dict[str, Any]:
@@ -183,6 +186,12 @@ def fraud_release() -> None:
         c = _cand(cand)
         raw = ti.xcom_pull(task_ids="decide_promotion", key="decision")
         decision = DecisionSummary.from_xcom(raw) if raw else None
+        approval = ti.xcom_pull(task_ids="approve_release", key="approval") or {}
+        if decision is not None and approval.get("asked"):
+            # The gate passed, a release manager said Abort (or nobody answered in time).
+            return run_step(
+                release.abort, _ctx(run_id), release.params_of(c), c, decision, approval
+            ).to_xcom()
         return run_step(release.reject, _ctx(run_id), release.params_of(c), c, decision).to_xcom()
 
     @task.branch
@@ -241,9 +250,12 @@ def fraud_release() -> None:
     decided = decide_promotion(cand, deployed)
     started >> [waited, decided]
     waited >> drift >> decided
+    # The go/no-go: the gate's branch, or (requires_approval) Airflow's human-in-the-loop request
+    # to the release managers first.
+    approval = ReleaseApprovalOperator(task_id="approve_release", candidate=cand)
     promo: Any = promote(cand)
     rejected = reject(cand)
-    decided >> [promo, rejected]
+    decided >> approval >> [promo, rejected]
     watch = ProbationSensor(task_id="probation", candidate=cand, promotion=promo)
     watched: Any = watch.output
     outcome = probation_outcome(watched)

@@ -199,6 +199,160 @@ async def actions(user: User) -> JSONResponse:
     return JSONResponse(json.loads(json.dumps(rows, default=str)))
 
 
+# -- approvals and rollback (release managers) ---------------------------------------------------
+#: The task of ``fraud_release`` that asks for approval (``fraudops_airflow.approval``).
+APPROVAL_TASK = "approve_release"
+
+
+def _airflow_as_user(request: Request) -> tuple[str, dict[str, str]]:
+    """This API server's base URL and the caller's own Airflow token: calls made with it are
+    Airflow's own decisions about this user (its permissions, HITL assignees, ``responded_by``)."""
+    header = request.headers.get("authorization") or ""
+    token = header[7:].strip() if header.lower().startswith("bearer ") else request.cookies.get("_token", "")
+    if not token:
+        raise HTTPException(status_code=401, detail="no Airflow token")
+    return f"{request.url.scheme}://{request.url.netloc}", {"Authorization": f"Bearer {token}"}
+
+
+def _approval_row(doc: dict[str, Any]) -> dict[str, Any]:
+    ti = doc.get("task_instance") or {}
+    by = doc.get("responded_by_user") or {}
+    return {
+        "dag_id": ti.get("dag_id"),
+        "run_id": ti.get("dag_run_id"),
+        "state": ti.get("state"),
+        "subject": doc.get("subject"),
+        "body": doc.get("body"),
+        "assigned": [u.get("name") or u.get("id") for u in doc.get("assigned_users") or []],
+        "created_at": doc.get("created_at"),
+        "answered": bool(doc.get("response_received")),
+        "choice": (doc.get("chosen_options") or [None])[0],
+        "by": by.get("name") or by.get("id"),
+        "responded_at": doc.get("responded_at"),
+    }
+
+
+@router.get("/api/approvals")
+async def approvals(request: Request, user: User) -> JSONResponse:
+    """Releases waiting for (or recently given) a release manager's answer, newest first, as
+    Airflow lets this user see them."""
+    import httpx
+
+    await _allow(user, ConsoleRole.VIEWER, "list_approvals", None)
+    base, headers = _airflow_as_user(request)
+    async with httpx.AsyncClient(timeout=30) as client:
+        r = await client.get(
+            f"{base}/api/v2/dags/~/dagRuns/~/hitlDetails",
+            params={"task_id": APPROVAL_TASK, "order_by": "-created_at", "limit": 50},
+            headers=headers,
+        )
+    if r.status_code >= 400:
+        raise HTTPException(status_code=r.status_code, detail=r.text[:500])
+    return JSONResponse([_approval_row(d) for d in r.json().get("hitl_details", [])])
+
+
+@router.post("/api/approvals/{dag_id}/{run_id}")
+async def answer_approval(request: Request, user: User, dag_id: str, run_id: str) -> JSONResponse:
+    """Approve or abort a release waiting for approval: ``{"choice": "Approve" | "Abort"}``.
+
+    Release managers only (403 here otherwise); the answer goes to Airflow's HITL API with the
+    user's own token, so Airflow checks the request's assignees too and records who answered."""
+    import httpx
+
+    from fraudops_airflow.approval import ABORT, APPROVE
+
+    target = f"{dag_id}/{run_id}"
+    role = await _allow(user, ConsoleRole.RELEASE_MANAGER, "approve", target)
+    try:
+        body = await request.json()
+    except ValueError:
+        body = None
+    choice = body.get("choice") if isinstance(body, dict) else None
+    if choice not in (APPROVE, ABORT):
+        raise HTTPException(status_code=422, detail=f"choice must be {APPROVE!r} or {ABORT!r}")
+    base, headers = _airflow_as_user(request)
+    async with httpx.AsyncClient(timeout=30) as client:
+        r = await client.patch(
+            f"{base}/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{APPROVAL_TASK}/-1/hitlDetails",
+            json={"chosen_options": [choice], "params_input": {}},
+            headers=headers,
+        )
+    outcome = "ok" if r.status_code < 300 else "forbidden" if r.status_code == 403 else "refused"
+    try:
+        detail: Any = r.json()
+    except ValueError:
+        detail = {"detail": r.text[:500]}
+    await asyncio.to_thread(
+        _audit,
+        user,
+        role,
+        "approve" if choice == APPROVE else "abort",
+        target,
+        outcome,
+        {"airflow": r.status_code},
+    )
+    if r.status_code >= 300:
+        raise HTTPException(status_code=r.status_code, detail=detail.get("detail", detail))
+    by = detail.get("responded_by") or {}
+    return JSONResponse(
+        {
+            "dag_id": dag_id,
+            "run_id": run_id,
+            "choice": (detail.get("chosen_options") or [None])[0],
+            "by": by.get("name") or by.get("id"),
+            "responded_at": detail.get("responded_at"),
+        }
+    )
+
+
+@router.post("/api/rollback")
+async def rollback(request: Request, user: User) -> JSONResponse:
+    """Put the previous champion back now (``{"version": optional, "reason": ...}``): the scoring
+    service's control API (``POST /deploy``, rollback mode; works with the registry down), audited
+    with the user as the actor. Release managers only."""
+    import httpx
+
+    from fraudops.config import load_settings
+    from fraudops.serving.options import deploy_token
+
+    role = await _allow(user, ConsoleRole.RELEASE_MANAGER, "rollback", None)
+    try:
+        body = await request.json()
+    except ValueError:
+        body = {}
+    body = body if isinstance(body, dict) else {}
+    version = str(body.get("version") or "").strip() or None
+    reason = str(body.get("reason") or "").strip()[:400] or "rollback from the console"
+    settings = load_settings()
+    req = {
+        "modelId": settings.mlflow.model_name,
+        "deploymentMode": "rollback",
+        "version": version,
+        "reason": reason,
+        "actor": f"console:{user.get_name()}",
+    }
+    async with httpx.AsyncClient(timeout=60) as client:
+        try:
+            r = await client.post(
+                f"{settings.scoring.url.rstrip('/')}/deploy",
+                json={k: v for k, v in req.items() if v is not None},
+                headers={"Authorization": f"Bearer {deploy_token(settings)}"},
+            )
+        except httpx.HTTPError as err:
+            await asyncio.to_thread(_audit, user, role, "rollback", version, "error", {"error": str(err)})
+            raise HTTPException(status_code=503, detail=f"scoring service unreachable: {err}") from err
+    try:
+        doc: Any = r.json()
+    except ValueError:
+        doc = {"detail": r.text[:500]}
+    target = f"v{doc.get('version')}" if isinstance(doc, dict) and doc.get("version") else version
+    outcome = "ok" if r.status_code < 300 else "refused"
+    await asyncio.to_thread(
+        _audit, user, role, "rollback", target, outcome, {"reason": reason, "service": doc}
+    )
+    return JSONResponse(doc, status_code=r.status_code)
+
+
 @router.get("/console", response_class=HTMLResponse)
 async def console(request: Request) -> HTMLResponse:
     try:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+from airflow_ui import airflow_token, bearer, sign_in
 from intake_models import INTAKE_FEATURES, skops_pipeline
 
 pytestmark = [pytest.mark.browser, pytest.mark.byom, pytest.mark.integration, pytest.mark.slow]
@@ -53,64 +53,18 @@ def console_stack(
         url = settings.airflow.url
         deadline = time.monotonic() + 180  # the DAG processor has parsed fraud_release
         while time.monotonic() < deadline:
-            token = _token(url, "admin", passwords["admin"])
+            token = airflow_token(url, "admin", passwords["admin"])
             assets = httpx.get(
-                f"{url}/api/v2/assets", params={"name_pattern": "fraudops_candidate"}, headers=_bearer(token)
+                f"{url}/api/v2/assets", params={"name_pattern": "fraudops_candidate"}, headers=bearer(token)
             ).json()
             if assets.get("assets"):
                 break
             time.sleep(2)
-        httpx.patch(f"{url}/api/v2/dags/fraud_release", json={"is_paused": False}, headers=_bearer(token))
+        httpx.patch(f"{url}/api/v2/dags/fraud_release", json={"is_paused": False}, headers=bearer(token))
         yield {"url": url, "passwords": passwords, **intake_world}
     finally:
         for spec in reversed(specs):
             process.stop(spec)
-
-
-def _token(url: str, user: str, password: str) -> str:
-    r = httpx.post(f"{url}/auth/token", json={"username": user, "password": password}, timeout=30)
-    assert r.status_code < 300, r.text
-    return str(r.json()["access_token"])
-
-
-def _bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-@pytest.fixture()
-def browser(tmp_path: Path) -> Iterator[Any]:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    chromium, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
-    assert chromium and driver_path, "chromium and chromium-driver are installed by `make setup` (Debian)"
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = chromium
-    for arg in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--no-first-run",
-        f"--user-data-dir={tmp_path / 'chromium'}",
-        "--window-size=1280,1400",
-    ):
-        opts.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=opts)
-    try:
-        yield driver
-    finally:
-        driver.quit()
-
-
-def _sign_in(driver: Any, url: str, user: str, password: str) -> None:
-    """Airflow's session: the JWT the UI keeps in its ``_token`` cookie, for ``user``."""
-    driver.delete_all_cookies()
-    driver.get(f"{url}/fraudops/console")  # unauthenticated: a page asking to log in
-    assert "Sign in to Airflow first" in driver.page_source
-    driver.add_cookie({"name": "_token", "value": _token(url, user, password), "path": "/"})
-    driver.get(f"{url}/fraudops/console")
 
 
 def _outcome(driver: Any, timeout_s: float = 180) -> str:
@@ -142,7 +96,7 @@ def test_a_data_scientist_uploads_a_skops_model_in_the_console_and_its_release_s
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     model = skops_pipeline(console_stack["X"], console_stack["y"], tmp_path)
 
-    _sign_in(browser, url, "dana", pw["dana"])
+    sign_in(browser, url, "dana", pw["dana"])
     assert browser.find_element(By.ID, "user").text == "dana"
     assert browser.find_element(By.ID, "role").text == "data_scientist"
     outcome = _upload(browser, model, ", ".join(INTAKE_FEATURES), "scaler + logistic regression")
@@ -167,7 +121,7 @@ def test_a_data_scientist_uploads_a_skops_model_in_the_console_and_its_release_s
     assert rows and "dana" in rows[0].text and "sklearn-skops" in rows[0].text
 
     # The candidate Asset started fraud_release.
-    admin = _bearer(_token(url, "admin", pw["admin"]))
+    admin = bearer(airflow_token(url, "admin", pw["admin"]))
     deadline, runs = time.monotonic() + 120, list[dict[str, Any]]()
     while not runs and time.monotonic() < deadline:
         doc = httpx.get(f"{url}/api/v2/dags/fraud_release/dagRuns", headers=admin, timeout=30).json()
@@ -184,7 +138,7 @@ def test_a_data_scientist_uploads_a_skops_model_in_the_console_and_its_release_s
     assert outcome.startswith("Refused (422): pickle:"), outcome
 
     # A viewer cannot upload: 403 in the console and in the API.
-    _sign_in(browser, url, "vic", pw["vic"])
+    sign_in(browser, url, "vic", pw["vic"])
     assert browser.find_element(By.ID, "role").text == "viewer"
     outcome = _upload(browser, model, ", ".join(INTAKE_FEATURES), "not allowed")
     browser.save_screenshot(str(ARTIFACTS / "03-viewer-forbidden.png"))
@@ -192,7 +146,7 @@ def test_a_data_scientist_uploads_a_skops_model_in_the_console_and_its_release_s
     with model.open("rb") as f:
         api = httpx.post(
             f"{url}/fraudops/api/models",
-            headers=_bearer(_token(url, "vic", pw["vic"])),
+            headers=bearer(airflow_token(url, "vic", pw["vic"])),
             files={"file": ("model.skops", f)},
             data={"features": ",".join(INTAKE_FEATURES)},
             timeout=60,
@@ -220,11 +174,13 @@ def test_the_upload_api_refuses_the_anonymous_and_the_oversized(
     assert anonymous.status_code == 401
     big = httpx.post(
         f"{url}/fraudops/api/models",
-        headers=_bearer(_token(url, "dana", pw["dana"])),
+        headers=bearer(airflow_token(url, "dana", pw["dana"])),
         files={"file": ("big.onnx", b"\0" * (2 * 2**20))},
         data={"features": "tx_amount"},
         timeout=60,
     )
     assert big.status_code == 413 and "larger than" in big.json()["detail"]
-    me = httpx.get(f"{url}/fraudops/api/me", headers=_bearer(_token(url, "rita", pw["rita"])), timeout=30)
+    me = httpx.get(
+        f"{url}/fraudops/api/me", headers=bearer(airflow_token(url, "rita", pw["rita"])), timeout=30
+    )
     assert me.json() == {"user": "rita", "role": "release_manager"}

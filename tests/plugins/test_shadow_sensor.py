@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from airflow_dags import serialize_to_db
 from fraudops_airflow.triggers import ShadowMetricsTrigger
 
 MODEL = "fraud-detector"
@@ -251,18 +252,6 @@ def test_trigger_without_audit_rows_or_champion_does_not_watch(
 # -- the sensor, deferred, in a DAG run by dag.test() ----------------------------------------------
 
 
-def _serialize_to_db(dag: Any, empty_dir: Path) -> None:
-    """dag.test() needs the DAG serialized in the metadata DB, and it only re-parses bundles (dags/):
-    a DAG defined in a test is written there explicitly, under the dags-folder bundle."""
-    from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
-
-    DagBundlesManager().sync_bundles_to_db()  # the bundle row must exist before its DAGs
-    bag = DagBag(dag_folder=str(empty_dir))
-    bag.bag_dag(dag)
-    sync_bag_to_db(bag, "dags-folder", None)
-
-
 def _run_sensor_dag(dag_id: str, tmp_path: Path, **sensor_kwargs: Any) -> tuple[Any, dict[str, Any]]:
     from airflow.sdk import DAG, task
     from fraudops_airflow.sensors import ShadowMetricsSensor
@@ -288,7 +277,7 @@ def _run_sensor_dag(dag_id: str, tmp_path: Path, **sensor_kwargs: Any) -> tuple[
         waited: Any = wait.output  # an XComArg, the sensor's dict when decide runs
         wait >> decide(waited)
 
-    _serialize_to_db(dag, tmp_path)
+    serialize_to_db(dag, tmp_path)
     run = dag.test(
         run_conf={
             "version": "7",

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-_JSON_TYPE = {int: "integer", float: "number", str: "string"}
+_JSON_TYPE = {bool: "boolean", int: "integer", float: "number", str: "string"}
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class Knob:
 
     def __post_init__(self) -> None:
         if self.kind not in _JSON_TYPE:
-            raise TypeError(f"knob {self.name}: kind must be int, float or str, got {self.kind!r}")
+            raise TypeError(f"knob {self.name}: kind must be bool, int, float or str, got {self.kind!r}")
 
     @property
     def flag(self) -> str:
@@ -128,6 +128,17 @@ RELEASE: tuple[Knob, ...] = (
     Knob("probation_minutes", float, "Probation length (then the final look).", minimum=0),
     Knob("probation_poll_s", float, "Seconds between probation looks.", exclusive_minimum=0),
     Knob("scoring_url", str, "Scoring service base URL; empty = settings."),
+    Knob(
+        "requires_approval",
+        bool,
+        "A passed gate waits for a release manager's Approve (Airflow human-in-the-loop) before promoting.",
+    ),
+    Knob(
+        "approval_timeout_minutes",
+        float,
+        "Minutes a release manager has to answer (then reject).",
+        exclusive_minimum=0,
+    ),
 )
 
 

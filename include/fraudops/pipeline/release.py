@@ -87,6 +87,18 @@ OPERATIONAL_CHECKS = frozenset(
 )
 
 
+def _flag(name: str, value: Any) -> bool:
+    """A yes/no param from a form, a CLI or JSON: a bool, or true/false/1/0/yes/no as text."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes"):
+        return True
+    if text in ("false", "0", "no", ""):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {value!r}")
+
+
 @dataclass(frozen=True)
 class ReleaseParams:
     """What one release run does (the DAG's trigger form; every field has a safe default)."""
@@ -116,11 +128,22 @@ class ReleaseParams:
     probation_poll_s: float = 60.0
     #: Scoring service base URL; empty → settings (FRAUDOPS_SCORING_HOST/PORT).
     scoring_url: str = ""
+    #: A passed gate waits for a release manager's *Approve* before the promotion (Airflow's
+    #: human-in-the-loop request, answered in Airflow or the console); *Abort* rejects.
+    requires_approval: bool = False
+    #: Minutes the release managers have to answer; no answer → reject.
+    approval_timeout_minutes: float = 3 * 24 * 60.0
 
     def __post_init__(self) -> None:
         if not 0.0 < self.expected_fraud_rate < 1.0:
             raise ConfigError(f"expected_fraud_rate must be in (0, 1), got {self.expected_fraud_rate}")
-        for name in ("shadow_timeout_minutes", "poll_interval_s", "deploy_timeout_s", "probation_poll_s"):
+        for name in (
+            "shadow_timeout_minutes",
+            "poll_interval_s",
+            "deploy_timeout_s",
+            "probation_poll_s",
+            "approval_timeout_minutes",
+        ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be > 0")
         if self.probation_minutes < 0:
@@ -141,6 +164,8 @@ class ReleaseParams:
                 values[key] = json.loads(value) if isinstance(value, str) and value.strip() else (value or {})
             elif key in ("model_name", "version", "scoring_url"):
                 values[key] = str(value)
+            elif key == "requires_approval":
+                values[key] = _flag(key, value)
             else:
                 values[key] = float(value)
         return cls(**values)
@@ -776,6 +801,40 @@ def promote(
     )
 
 
+def _overrule(
+    ctx: ReleaseContext, cand: Candidate, decision: DecisionSummary, by: GateDecision
+) -> DecisionSummary:
+    """Record ``by`` (a reject) next to the gate's recorded decision: the same DAG run, a newer
+    row, so the gate's evidence stays visible; tag the version. Idempotent (a retry records once)."""
+    from fraudops.release.recording import record_decision, withdrawal_id
+
+    wh = ctx.wh()
+    gate_row = wh.query(
+        f"SELECT dag_run_id FROM `{wh.table_id('gate_decisions')}` WHERE decision_id = @id",
+        {"id": decision.decision_id},
+    )
+    overruled = withdrawal_id(decision.decision_id)
+    record_decision(
+        wh,
+        by,
+        model_name=cand.model_name,
+        challenger_version=cand.version,
+        champion_version=cand.champion,
+        dag_run_id=gate_row[0]["dag_run_id"] if gate_row else None,
+        decision_id=overruled,
+    )
+    _tag_version(ctx, cand, {"gate_status": by.status, "gate_reason": by.reason[:250]})
+    return DecisionSummary(
+        status=Decision.REJECT,
+        reason=by.reason,
+        deciding_check=by.deciding_check,
+        decision_id=overruled,
+        n_events=decision.n_events,
+        n_evaluable_frauds=decision.n_evaluable_frauds,
+        quality=decision.quality,
+    )
+
+
 def _withdraw(
     ctx: ReleaseContext,
     params: ReleaseParams,
@@ -784,34 +843,38 @@ def _withdraw(
     stale: GateDecision,
 ) -> NoReturn:
     """The gate passed but its champion no longer serves: record the reject next to the gate's
-    promotion (same DAG run, a newer row: the gate's evidence stays visible), retire the challenger
-    like ``reject`` does, and fail the step with the reason. Idempotent: a retry records and
-    retires the same way, once."""
-    from fraudops.release.recording import record_decision, withdrawal_id
-
-    wh = ctx.wh()
-    gate_row = wh.query(
-        f"SELECT dag_run_id FROM `{wh.table_id('gate_decisions')}` WHERE decision_id = @id",
-        {"id": decision.decision_id},
-    )
-    withdrawn = withdrawal_id(decision.decision_id)
-    record_decision(
-        wh,
-        stale,
-        model_name=cand.model_name,
-        challenger_version=cand.version,
-        champion_version=cand.champion,
-        dag_run_id=gate_row[0]["dag_run_id"] if gate_row else None,
-        decision_id=withdrawn,
-    )
-    _tag_version(ctx, cand, {"gate_status": stale.status, "gate_reason": stale.reason[:250]})
+    promotion, retire the challenger like ``reject`` does, and fail the step with the reason.
+    Idempotent: a retry records and retires the same way, once."""
+    summary = _overrule(ctx, cand, decision, stale)
     crash_point("promote:after_withdrawn_decision")
-    summary = DecisionSummary(
-        status=Decision.REJECT, reason=stale.reason, deciding_check=INCUMBENT_CHANGED, decision_id=withdrawn
-    )
     reject(ctx, params, cand, summary)
     log.error("%s v%s not promoted: %s", cand.model_name, cand.version, stale.reason)
     raise PermanentError(f"not promoted: {stale.reason}")
+
+
+#: The check an approval request answered with *Abort* (or not answered in time) is recorded under.
+ABORTED = "release_manager"
+
+
+def abort(
+    ctx: ReleaseContext,
+    params: ReleaseParams,
+    cand: Candidate,
+    decision: DecisionSummary,
+    approval: dict[str, Any],
+) -> ReleaseOutcome:
+    """The gate passed, the release asked for approval and got *Abort* (or no answer in time):
+    record the reject with who decided next to the gate's promotion, then ``reject``."""
+    who = approval.get("by")
+    reason = (
+        f"aborted by release manager {who}" + (f" at {approval['at']}" if approval.get("at") else "")
+        if who
+        else str(approval.get("why") or "not approved")
+    )
+    reason += f" (the gate had passed: {decision.reason})"
+    summary = _overrule(ctx, cand, decision, _forced_reject(reason, ABORTED, cand, {"approval": approval}))
+    crash_point("abort:after_recorded")
+    return reject(ctx, params, cand, summary)
 
 
 #: The step key of the moves that undo a promotion the scoring service refused.

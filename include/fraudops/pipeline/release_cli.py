@@ -99,6 +99,12 @@ def run(version: str, run_key: str | None, as_json: bool, **options: Any) -> Non
 
     raw = {k: v for k, v in options.items() if v not in (None, "")}
     params = ReleaseParams.from_dict({**raw, "version": version})
+    if params.requires_approval:
+        # An approval is someone else's go, recorded in Airflow: the command line has no approver.
+        raise click.UsageError(
+            "--requires-approval runs in Airflow's fraud_release (a release manager answers the "
+            "request there or in the console); trigger the DAG with requires_approval instead"
+        )
     key = run_key or "cli-" + dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
     outcome = run_release(ReleaseContext(f"fraud_release__{key}"), params, echo=click.echo)
     if as_json:

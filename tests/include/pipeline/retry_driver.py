@@ -29,6 +29,9 @@ def run_step(step: str, run_key: str, run_id: str, inputs: dict[str, Any], wareh
         return release.deploy_shadow(ctx, params, cand)
     if step == "promote":
         return release.promote(ctx, params, cand, DecisionSummary.from_xcom(inputs["decision"]))
+    if step == "abort":
+        decision = DecisionSummary.from_xcom(inputs["decision"])
+        return release.abort(ctx, params, cand, decision, inputs["approval"])
     if step == "reject":
         return release.reject(ctx, params, cand, DecisionSummary.from_xcom(inputs["decision"]))
     if step in ("confirm", "rollback"):

@@ -60,3 +60,13 @@ def test_cli_takes_the_same_types_and_bounds() -> None:
     assert bad.exit_code == 2 and "0<x<1" in bad.output
     helptext = runner.invoke(main, ["train", "--help"]).output
     assert "--label-maturity-days FLOAT RANGE" in helptext
+
+
+def test_the_cli_refuses_a_release_that_needs_an_approver() -> None:
+    """An approval is a release manager's answer in Airflow; the command line has none to ask."""
+    from fraudops.cli import main
+
+    bad = CliRunner().invoke(main, ["release", "run", "3", "--requires-approval", "true"])
+    assert bad.exit_code == 2 and "runs in Airflow's fraud_release" in bad.output, bad.output
+    bad = CliRunner().invoke(main, ["release", "run", "3", "--requires-approval", "perhaps"])
+    assert bad.exit_code == 2 and "is not a valid boolean" in bad.output, bad.output

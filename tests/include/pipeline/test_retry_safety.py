@@ -166,7 +166,7 @@ def _model(
         )
 
     move("champion", "1", "bootstrap")
-    if step in ("promote", "reject"):
+    if step in ("promote", "reject", "abort"):
         move("challenger-2", "2", "shadow")
     if step in ("confirm", "rollback"):
         move("challenger-1", "1", "shadow")
@@ -202,6 +202,11 @@ def _inputs(name: str, step: str, url: str) -> dict[str, Any]:
         label_maturity_hours=DEFAULT_POLICY.label_maturity_hours,
     )
     out: dict[str, Any] = {"candidate": cand.to_xcom()}
+    if step == "abort":  # the gate passed; a release manager said Abort
+        out["decision"] = DecisionSummary(
+            status=Decision.PROMOTE, reason="all checks passed", decision_id=f"d3-{name}"
+        ).to_xcom()
+        out["approval"] = {"asked": True, "choice": "Abort", "by": "rita", "at": "2026-12-06T21:00:00+00:00"}
     if step == "promote":
         out["decision"] = DecisionSummary(
             status=Decision.PROMOTE,
@@ -278,6 +283,8 @@ CASES = [
     ("promote", "promote:champion:after_intent"),  # intent recorded, alias not moved
     ("promote", "promote:after_champion_move"),
     ("reject", "reject:after_retire"),
+    ("abort", "abort:after_recorded"),  # the abort recorded, the challenger still in shadow
+    ("abort", "reject:after_retire"),
     ("confirm", "confirm:after_retire"),
     ("rollback", "rollback:after_champion_move"),
 ]
@@ -322,6 +329,10 @@ def test_killed_step_retried_three_times_ends_like_one_clean_run(
 
     assert _state(name, uri, wh) == expected
     assert all(_stable(r) == _stable(clean) for r in results), (clean, results)
+    if step == "abort":
+        (_stage, status, reason, *_), *_ = expected["gate_decisions"]
+        assert status == "reject" and reason.startswith("aborted by release manager rita at "), reason
+        assert expected["aliases"] == {"champion": "1"}, expected["aliases"]
     # Nothing is left pending, and each change has exactly one row.
     assert all(state == "applied" for (*_, state) in expected["deployments"])
     assert all(n == 1 for key, n in expected["deployments"].items() if key[3] != "bootstrap")

@@ -56,9 +56,10 @@ def _candidate(requires_approval: bool = True) -> Any:
 
 def _gate(status: str = "promote") -> Any:
     from fraudops.pipeline.release_types import DecisionSummary
+    from fraudops.vocabulary import Decision
 
     return DecisionSummary(
-        status=status,
+        status=Decision(status),
         reason="all checks passed: ΔAP lower bound -0.05 > non-inferiority margin -0.1",
         decision_id="gate-1",
         n_events=9000,
@@ -378,8 +379,9 @@ def test_no_answer_by_the_deadline_is_an_abort_by_nobody() -> None:
 
     op.do_branch = lambda context, branches_to_execute: branched.append(branches_to_execute)  # type: ignore[method-assign]
     now = dt.datetime.now(dt.UTC)
+    context: Any = {"ti": TI()}
     op.execute_complete(
-        {"ti": TI()},  # type: ignore[arg-type]
+        context,
         {"chosen_options": [ABORT], "params_input": {}, "responded_at": now, "responded_by_user": None},
     )
     assert branched == [["reject"]]  # the mapped option, as HITLBranchOperator branches

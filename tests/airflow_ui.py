@@ -6,6 +6,10 @@ from typing import Any
 
 import httpx
 
+#: The simple auth manager's users of the plugin tests' api-server: a release manager (op), a data
+#: scientist (user), a viewer.
+USERS = "rita:op,dana:user,vic:viewer"
+
 
 def airflow_token(url: str, user: str, password: str) -> str:
     """A JWT for ``user`` from the simple auth manager (``POST /auth/token``)."""

@@ -353,6 +353,161 @@ async def rollback(request: Request, user: User) -> JSONResponse:
     return JSONResponse(doc, status_code=r.status_code)
 
 
+# -- shadow-slot bookings (data scientists) --------------------------------------------------------
+def _sample_rate(settings: Any) -> float:
+    """The share of live traffic the scoring service mirrors to each challenger now (its
+    ``/version``), else the configured one."""
+    from fraudops.clients.scoring import service_state
+    from fraudops.exceptions import ServiceError
+
+    try:
+        rate = service_state(settings.scoring.url, timeout_s=3.0).get("shadow_sample_rate")
+    except ServiceError:
+        rate = None
+    return float(rate) if isinstance(rate, int | float) else float(settings.scoring.shadow_sample_rate)
+
+
+@router.get("/api/bookings")
+async def bookings(user: User, days: float = 7.0) -> JSONResponse:
+    """The shadow pool's budget, its bookings and the calendar of its load from now on."""
+    import datetime as dt
+
+    from fraudops.config import load_settings
+    from fraudops.pipeline.booking import PoolBudget, calendar, load_bookings
+
+    await _allow(user, ConsoleRole.VIEWER, "list_bookings", None)
+    settings = load_settings()
+    rows = await asyncio.to_thread(load_bookings, _warehouse(), settings.mlflow.model_name)
+    budget = PoolBudget.from_env()
+    now = dt.datetime.now(dt.UTC)
+    days = min(max(days, 0.1), 60.0)
+    return JSONResponse(
+        {
+            "budget": {"cpu_cores": budget.cpu_cores, "memory_mb": budget.memory_mb},
+            "bookings": [b.to_json() for b in rows if b.end_at > now - dt.timedelta(days=1)],
+            "calendar": calendar(rows, budget, now, now + dt.timedelta(days=days)),
+        }
+    )
+
+
+@router.post("/api/bookings")
+async def book(request: Request, user: User) -> JSONResponse:
+    """Book a shadow slot for a challenger and schedule its release:
+    ``{"version": "7", "start_at": ISO 8601 (empty: now), "duration_minutes": 60,
+    "requires_approval": false}``.
+
+    The version's cost is measured (its bundle verified on this machine: single-row latency) at the
+    scoring service's sample rate and the traffic of the last hour; the booking is placed within the
+    shadow pool's budget (at its start, or queued to the first instant with room; refused (422) if
+    it can never fit). Then ``fraud_release`` is triggered with the user's own Airflow token, run id
+    ``booking__<id>`` and ``run_after`` = the placed start: Airflow starts it then."""
+    import datetime as dt
+
+    import httpx
+
+    from fraudops.config import load_settings
+    from fraudops.exceptions import FraudopsError, ServiceError, WarehouseUnavailable
+    from fraudops.pipeline.booking import (
+        BookingRefused,
+        PoolBudget,
+        load_bookings,
+        measure_cost,
+        new_booking,
+        place,
+        save_booking,
+        traffic_rate,
+    )
+    from fraudops.release.progress import as_utc
+
+    role = await _allow(user, ConsoleRole.DATA_SCIENTIST, "book", None)
+    try:
+        body = await request.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise HTTPException(status_code=422, detail="a JSON object is required")
+    version = str(body.get("version") or "").strip()
+    if not version.isdigit():
+        raise HTTPException(status_code=422, detail="version must be a registry version number")
+    try:
+        start = as_utc(body["start_at"]) if body.get("start_at") else dt.datetime.now(dt.UTC)
+        minutes = float(body.get("duration_minutes") or 60.0)
+    except (TypeError, ValueError) as err:
+        raise HTTPException(status_code=422, detail=f"bad start_at or duration_minutes: {err}") from err
+    now = dt.datetime.now(dt.UTC)
+    if start < now - dt.timedelta(minutes=5):
+        raise HTTPException(status_code=422, detail="start_at is in the past")
+    if not 1.0 <= minutes <= 60 * 24 * 60.0:
+        raise HTTPException(status_code=422, detail="duration_minutes must be between 1 and 86400")
+    approval = body.get("requires_approval", False)
+    if not isinstance(approval, bool):
+        raise HTTPException(status_code=422, detail="requires_approval must be true or false")
+    settings = load_settings()
+    name, target = settings.mlflow.model_name, f"{settings.mlflow.model_name} v{version}"
+    wh = _warehouse()
+    try:
+        cost = await asyncio.to_thread(measure_cost, name, version, tracking_uri=settings.mlflow.tracking_uri)
+        rate = await asyncio.to_thread(_sample_rate, settings)
+        events_per_s = await asyncio.to_thread(traffic_rate, wh, name)
+        cpu = cost.cpu_cores(events_per_s, rate)
+        existing = await asyncio.to_thread(load_bookings, wh)
+        placement = place(
+            PoolBudget.from_env(),
+            existing,
+            start_at=start,
+            duration=dt.timedelta(minutes=minutes),
+            cpu_cores=cpu,
+            memory_mb=cost.memory_mb,
+        )
+    except BookingRefused as err:
+        await asyncio.to_thread(_audit, user, role, "book", target, "refused", {"reason": str(err)})
+        raise HTTPException(status_code=422, detail=str(err)) from err
+    except (ServiceError, WarehouseUnavailable) as err:  # MLflow or the warehouse down: try again
+        await asyncio.to_thread(_audit, user, role, "book", target, "error", {"reason": str(err)})
+        raise HTTPException(status_code=503, detail=f"{target}: {err}") from err
+    except FraudopsError as err:  # no such version, a bundle that fails verification
+        await asyncio.to_thread(_audit, user, role, "book", target, "refused", {"reason": str(err)})
+        raise HTTPException(status_code=422, detail=f"{target}: {err}") from err
+    booking = new_booking(
+        model_name=name,
+        version=version,
+        booked_by=user.get_name(),
+        requested_start_at=start,
+        placement=placement,
+        sample_rate=rate,
+        cpu_cores=cpu,
+        memory_mb=cost.memory_mb,
+    )
+    base, headers = _airflow_as_user(request)
+    run = {
+        "dag_run_id": booking.dag_run_id,
+        "logical_date": None,
+        "run_after": booking.start_at.isoformat(),
+        "conf": {"model_name": name, "version": version, "requires_approval": approval},
+        "note": f"booked by {user.get_name()} (booking {booking.booking_id}): {placement.reason}",
+    }
+    async with httpx.AsyncClient(timeout=30) as client:
+        r = await client.post(f"{base}/api/v2/dags/{RELEASE_DAG}/dagRuns", json=run, headers=headers)
+    if r.status_code >= 300:
+        await asyncio.to_thread(
+            _audit, user, role, "book", target, "error", {"airflow": r.status_code, "detail": r.text[:500]}
+        )
+        raise HTTPException(
+            status_code=r.status_code, detail=f"Airflow refused the release run: {r.text[:500]}"
+        )
+    await asyncio.to_thread(save_booking, wh, booking)
+    detail = {
+        **booking.to_json(),
+        "events_per_s": round(events_per_s, 3),
+        "latency_ms": cost.latency_ms,
+        "peak_cpu_cores": round(placement.peak_cpu_cores, 4),
+        "peak_memory_mb": round(placement.peak_memory_mb, 1),
+        "reason": placement.reason,
+    }
+    await asyncio.to_thread(_audit, user, role, "book", f"{target} → {booking.dag_run_id}", "ok", detail)
+    return JSONResponse(detail, status_code=201)
+
+
 @router.get("/console", response_class=HTMLResponse)
 async def console(request: Request) -> HTMLResponse:
     try:

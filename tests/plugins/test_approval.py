@@ -13,24 +13,18 @@ records who aborted. Screenshots go to ``test-artifacts/console/``.
 from __future__ import annotations
 
 import datetime as dt
-import json
-import os
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from airflow_dags import serialize_to_db
-from airflow_ui import sign_in
+from airflow_ui import USERS, sign_in
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
-USERS = "rita:op,dana:user,vic:viewer"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "console"
 
 
@@ -96,70 +90,6 @@ def _dag(dag_id: str, cand: Any, gate: Any, folder: Path) -> Any:
         decide_promotion() >> approval >> [promote(), reject()]
     serialize_to_db(dag, folder)
     return dag
-
-
-@pytest.fixture(scope="module")
-def api_server(
-    airflow_db: Path,
-    bq_emulator: Any,
-    mlflow_server: str,
-    session_tmp: Path,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[dict[str, Any]]:
-    """``airflow api-server`` with the fraudops plugin on the tests' metadata DB, its fraudops
-    settings (the console's audit rows) pointing at the session's emulator and MLflow."""
-    from fraudops.stack.process import free_port
-
-    tmp = tmp_path_factory.mktemp("approval-api")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    passwords = tmp / "passwords.json"
-    env = {
-        **os.environ,
-        "AIRFLOW__CORE__AUTH_MANAGER": (
-            "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
-        ),
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": USERS,
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
-        "AIRFLOW__API__PORT": str(port),
-        "AIRFLOW__API__BASE_URL": url,
-        "AIRFLOW__API__WORKERS": "1",
-        "FRAUDOPS_STATE_DIR": str(session_tmp / "state"),
-        # No scoring service listens here: the console's rollback reports it unreachable.
-        "FRAUDOPS_SCORING_PORT": str(free_port()),
-        "FRAUDOPS_BQ_PROJECT": bq_emulator.project,
-        "FRAUDOPS_BQ_DATASET": bq_emulator.dataset,
-        "FRAUDOPS_BQ_ENDPOINT": bq_emulator.endpoint,
-        "FRAUDOPS_MLFLOW_TRACKING_URI": mlflow_server,
-        "MLFLOW_TRACKING_URI": mlflow_server,
-    }
-    log = (tmp / "api-server.log").open("wb")
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "airflow"), "api-server", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert proc.poll() is None, (tmp / "api-server.log").read_text()[-3000:]
-            try:
-                if (
-                    httpx.get(f"{url}/api/v2/monitor/health", timeout=5).status_code == 200
-                    and passwords.exists()
-                ):
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, (tmp / "api-server.log").read_text()[-3000:]
-            time.sleep(1)
-        yield {"url": url, "passwords": json.loads(passwords.read_text()), "log": tmp / "api-server.log"}
-    finally:
-        os.killpg(proc.pid, 15)
-        proc.wait(timeout=60)
-        log.close()
 
 
 def _token(server: dict[str, Any], user: str) -> dict[str, str]:

@@ -254,6 +254,29 @@ CONSOLE_ACTIONS = TableSpec(
     ),
 )
 
+SHADOW_BOOKINGS = TableSpec(
+    name="shadow_bookings",
+    description="Shadow-slot bookings of the model console: who booked which challenger for when, at "
+    "which sample rate and cost, placed within the shadow pool's budget (fraudops.pipeline.booking).",
+    key=("booking_id",),
+    partition_field="created_at",
+    columns=(
+        C("booking_id", "STRING", "REQUIRED"),
+        C("model_name", "STRING", "REQUIRED"),
+        C("version", "STRING", "REQUIRED", "The challenger version."),
+        C("booked_by", "STRING", "REQUIRED", "The console user."),
+        C("start_at", "TIMESTAMP", "REQUIRED", "When the release starts (the placed start)."),
+        C("end_at", "TIMESTAMP", "REQUIRED", "End of the booked shadow window."),
+        C("sample_rate", "FLOAT64", "REQUIRED", "Share of live traffic the booking was costed at."),
+        C("cpu_cores", "FLOAT64", "REQUIRED", "Estimated CPU while shadowing (rate × sample × latency)."),
+        C("memory_mb", "FLOAT64", "REQUIRED", "Estimated memory of its shadow worker."),
+        C("state", "STRING", "REQUIRED", "booked (at the requested start) or queued (later: pool full)."),
+        C("requested_start_at", "TIMESTAMP", "REQUIRED"),
+        C("dag_run_id", "STRING", "REQUIRED", "The fraud_release run it starts: booking__<id>."),
+        C("created_at", "TIMESTAMP", "REQUIRED"),
+    ),
+)
+
 TABLES: tuple[TableSpec, ...] = (
     TRANSACTIONS,
     LABELS,
@@ -264,6 +287,7 @@ TABLES: tuple[TableSpec, ...] = (
     DRIFT_METRICS,
     FEATURE_REGISTRY,
     CONSOLE_ACTIONS,
+    SHADOW_BOOKINGS,
 )
 
 TABLES_BY_NAME: dict[str, TableSpec] = {t.name: t for t in TABLES}

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from bundles import tiny_bundle
 
 pytestmark = [pytest.mark.integration, pytest.mark.retry_safety]
 
@@ -40,38 +41,6 @@ REFUSAL = "LatencyBudgetError: single-row p99 latency 3.0756 ms exceeds the budg
 
 
 # -- fixtures -------------------------------------------------------------------------------------
-def _tiny_bundle(out: Path) -> Path:
-    from fraudops.features import FeatureSpec, build_offline
-    from fraudops.simulate import SimulationConfig, generate
-    from fraudops.training import LightGBMParams, build_artifact, train_model
-
-    cfg = SimulationConfig(n_cards=800, n_customers=700, n_merchants=60, n_terminals=150)
-    sim = generate("2026-05-01", 4, 11, cfg)
-    tx, labels = sim.transactions, sim.labels
-    spec = FeatureSpec.default()
-    X = build_offline(tx, labels, spec).loc[tx.transaction_id.to_numpy()].reset_index(drop=True)
-    fraud = set(labels.loc[labels.is_fraud.astype(bool), "transaction_id"])
-    y = tx.transaction_id.isin(fraud).astype(int).to_numpy()
-    res = train_model(
-        X,
-        y,
-        tx.event_time.reset_index(drop=True),
-        family="lightgbm",
-        lightgbm_params=LightGBMParams(n_estimators=8, num_threads=1, seed=11),
-    )
-    build_artifact(
-        res.model,
-        family="lightgbm",
-        out_dir=out,
-        feature_spec=spec.to_dict(),
-        X_reference=X.iloc[:800],
-        X_holdout=X.iloc[-300:],
-        decision_threshold=0.5,
-        latency_budget_ms=50.0,
-    )
-    return out
-
-
 @pytest.fixture(scope="module")
 def registered_run(mlflow_server: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """One real bundle registered once; every test model's versions point at its run."""
@@ -79,7 +48,7 @@ def registered_run(mlflow_server: str, tmp_path_factory: pytest.TempPathFactory)
 
     from fraudops.registry import register_artifact
 
-    bundle = _tiny_bundle(tmp_path_factory.mktemp("retry-bundle") / "bundle")
+    bundle = tiny_bundle(tmp_path_factory.mktemp("retry-bundle") / "bundle")
     reg = register_artifact(bundle, tracking_uri=mlflow_server, model_name="retry-base", experiment="retry")
     mv = MlflowClient(tracking_uri=mlflow_server).get_model_version("retry-base", reg.version)
     source = str(mv.source)

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from bundles import tiny_bundle
 from serving_helpers import NAN_ABOVE, LiveServer, sigmoid_model, swap_model
 
 
@@ -21,35 +22,16 @@ def live() -> Iterator[list[LiveServer]]:
 
 
 def _tiny_bundle(out: Path, n_estimators: int, seed: int) -> Path:
-    from fraudops.features import FeatureSpec, build_offline
-    from fraudops.simulate import SimulationConfig, generate
-    from fraudops.training import LightGBMParams, build_artifact, train_model
-
-    cfg = SimulationConfig(n_cards=1500, n_customers=1300, n_merchants=100, n_terminals=300)
-    sim = generate("2026-05-01", 6, seed, cfg)
-    tx, labels = sim.transactions, sim.labels
-    spec = FeatureSpec.default()
-    X = build_offline(tx, labels, spec).loc[tx.transaction_id.to_numpy()].reset_index(drop=True)
-    fraud = set(labels.loc[labels.is_fraud.astype(bool), "transaction_id"])
-    y = tx.transaction_id.isin(fraud).astype(int).to_numpy()
-    res = train_model(
-        X,
-        y,
-        tx.event_time.reset_index(drop=True),
-        family="lightgbm",
-        lightgbm_params=LightGBMParams(n_estimators=n_estimators, num_threads=1, seed=seed),
+    bundle: Path = tiny_bundle(
+        out,
+        n_estimators=n_estimators,
+        seed=seed,
+        world=(1500, 1300, 100, 300),
+        days=6,
+        n_reference=1500,
+        n_holdout=400,
     )
-    build_artifact(
-        res.model,
-        family="lightgbm",
-        out_dir=out,
-        feature_spec=spec.to_dict(),
-        X_reference=X.iloc[:1500],
-        X_holdout=X.iloc[-400:],
-        decision_threshold=0.5,
-        latency_budget_ms=50.0,  # generous: the test machine is shared and busy
-    )
-    return out
+    return bundle
 
 
 def _nan_graph(n: int, always: bool) -> bytes:

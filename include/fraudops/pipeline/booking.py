@@ -1,0 +1,280 @@
+"""Shadow-slot bookings: when a challenger may take the shadow pool, and whether it fits.
+
+The shadow pool has a budget (``FRAUDOPS_SHADOW_CPU_CORES``, ``FRAUDOPS_SHADOW_MEMORY_MB``). A
+challenger costs, while it shadows:
+
+* CPU: mirrored events per second × its sample rate × its single-row latency (the p50 measured by
+  verifying its bundle on this machine when it is booked, as the scoring service verifies it), in
+  cores;
+* memory: a shadow worker's measured base (``SHADOW_WORKER_BASE_MB``: a worker process with ONNX
+  Runtime and no model, measured by ``make bench``) plus its model's ONNX Runtime session
+  (``MODEL_MEMORY_FACTOR`` × the model file).
+
+A booking asks for [start, start + duration) at a sample rate. :func:`place` fits it into the
+calendar of the bookings already made: at its start if every instant of its window stays within the
+budget, else at the first later instant (an end of another booking) where it does, *queued* with
+that expected start; a booking that alone exceeds the budget is refused with the numbers. The
+console writes the placement to ``shadow_bookings`` and triggers ``fraud_release`` with the run id
+``booking__<id>`` and ``run_after`` = the placed start, so Airflow's scheduler starts the release
+then (queued runs wait for their ``run_after``).
+
+Pure functions except :func:`traffic_rate`, :func:`model_cost` and the table helpers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import os
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fraudops.warehouse import Warehouse
+
+#: RSS of a shadow worker process before its model is loaded (MB), measured by ``make bench``.
+SHADOW_WORKER_BASE_MB = 110.0
+#: ONNX Runtime session memory per MB of model file (weights, arena), a conservative multiple.
+MODEL_MEMORY_FACTOR = 3.0
+#: Mirrored events per second assumed when the warehouse has no recent production traffic.
+DEFAULT_EVENTS_PER_S = 100.0
+
+
+class BookingRefused(ValueError):
+    """The booking can never fit the pool (or asks for something impossible)."""
+
+
+@dataclass(frozen=True)
+class PoolBudget:
+    cpu_cores: float = 1.0
+    memory_mb: float = 1024.0
+
+    @classmethod
+    def from_env(cls) -> PoolBudget:
+        return cls(
+            cpu_cores=float(os.environ.get("FRAUDOPS_SHADOW_CPU_CORES", "1.0")),
+            memory_mb=float(os.environ.get("FRAUDOPS_SHADOW_MEMORY_MB", "1024")),
+        )
+
+
+@dataclass(frozen=True)
+class ModelCost:
+    """What one challenger costs the pool per mirrored event and while loaded."""
+
+    latency_ms: float
+    memory_mb: float
+
+    def cpu_cores(self, events_per_s: float, sample_rate: float) -> float:
+        return events_per_s * sample_rate * self.latency_ms / 1000.0
+
+
+@dataclass(frozen=True)
+class Booking:
+    booking_id: str
+    model_name: str
+    version: str
+    booked_by: str
+    start_at: dt.datetime
+    end_at: dt.datetime
+    sample_rate: float
+    cpu_cores: float
+    memory_mb: float
+    #: ``booked`` (starts when asked) or ``queued`` (moved to the first instant the pool has room).
+    state: str
+    requested_start_at: dt.datetime
+    dag_run_id: str
+    created_at: dt.datetime
+
+    def overlaps(self, start: dt.datetime, end: dt.datetime) -> bool:
+        return self.start_at < end and start < self.end_at
+
+    def to_row(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Booking:
+        from fraudops.release.progress import as_utc
+
+        doc = {k: row[k] for k in cls.__dataclass_fields__}
+        for key in ("start_at", "end_at", "requested_start_at", "created_at"):
+            doc[key] = as_utc(doc[key])
+        return cls(**doc)
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: v.isoformat() if isinstance(v, dt.datetime) else v for k, v in asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class Placement:
+    start_at: dt.datetime
+    end_at: dt.datetime
+    queued: bool
+    #: The most of the budget in use during the placed window, this booking included.
+    peak_cpu_cores: float
+    peak_memory_mb: float
+    reason: str
+
+
+def _usage(bookings: list[Booking], at: dt.datetime) -> tuple[float, float]:
+    live = [b for b in bookings if b.start_at <= at < b.end_at]
+    return sum(b.cpu_cores for b in live), sum(b.memory_mb for b in live)
+
+
+def _peak(bookings: list[Booking], start: dt.datetime, end: dt.datetime) -> tuple[float, float]:
+    """The highest CPU and memory in use at any instant of [start, end) (usage only changes at a
+    booking's start, so the window's start and the starts inside it are enough)."""
+    instants = [start, *(b.start_at for b in bookings if start < b.start_at < end)]
+    cpu = max(_usage(bookings, t)[0] for t in instants)
+    mem = max(_usage(bookings, t)[1] for t in instants)
+    return cpu, mem
+
+
+def place(
+    budget: PoolBudget,
+    existing: list[Booking],
+    *,
+    start_at: dt.datetime,
+    duration: dt.timedelta,
+    cpu_cores: float,
+    memory_mb: float,
+) -> Placement:
+    """Where a booking of ``duration`` costing ``cpu_cores``/``memory_mb`` goes (see the module doc)."""
+    if duration <= dt.timedelta(0):
+        raise BookingRefused("the duration must be positive")
+    if cpu_cores > budget.cpu_cores or memory_mb > budget.memory_mb:
+        raise BookingRefused(
+            f"this booking alone needs {cpu_cores:.2f} CPU cores and {memory_mb:.0f} MB; the shadow "
+            f"pool has {budget.cpu_cores:.2f} cores and {budget.memory_mb:.0f} MB (lower the sample rate)"
+        )
+    live = [b for b in existing if b.state in ("booked", "queued")]
+    candidates = [start_at, *sorted({b.end_at for b in live if b.end_at > start_at})]
+    for begin in candidates:
+        end = begin + duration
+        cpu, mem = _peak(live, begin, end)
+        if cpu + cpu_cores <= budget.cpu_cores + 1e-9 and mem + memory_mb <= budget.memory_mb + 1e-9:
+            queued = begin > start_at
+            reason = (
+                f"the pool is full until {begin.isoformat()}: queued to start then"
+                if queued
+                else "fits the pool at the requested start"
+            )
+            return Placement(begin, end, queued, cpu + cpu_cores, mem + memory_mb, reason)
+    raise AssertionError("unreachable: after the last booking ends the pool is empty")  # pragma: no cover
+
+
+def calendar(
+    bookings: list[Booking], budget: PoolBudget, since: dt.datetime, until: dt.datetime
+) -> list[dict[str, Any]]:
+    """The pool's load between ``since`` and ``until``: one segment per stretch of constant
+    bookings, with the CPU and memory in use and their share of the budget (for the console)."""
+    live = [b for b in bookings if b.state in ("booked", "queued") and b.overlaps(since, until)]
+    edges = sorted({since, until, *(t for b in live for t in (b.start_at, b.end_at) if since < t < until)})
+    out = []
+    for lo, hi in itertools.pairwise(edges):
+        cpu, mem = _usage(live, lo)
+        ids = [b.booking_id for b in live if b.start_at <= lo < b.end_at]
+        out.append(
+            {
+                "start": lo.isoformat(),
+                "end": hi.isoformat(),
+                "cpu_cores": round(cpu, 4),
+                "memory_mb": round(mem, 1),
+                "cpu_share": round(cpu / budget.cpu_cores, 4) if budget.cpu_cores else None,
+                "memory_share": round(mem / budget.memory_mb, 4) if budget.memory_mb else None,
+                "bookings": ids,
+            }
+        )
+    return out
+
+
+# -- measured inputs ------------------------------------------------------------------------------
+def model_cost(bundle_dir: Path, latency_p50_ms: float) -> ModelCost:
+    """A version's cost from its bundle: the measured single-row p50 latency and its model's size."""
+    if latency_p50_ms <= 0:
+        raise BookingRefused("the model's latency was not measured")
+    size_mb = sum(p.stat().st_size for p in bundle_dir.rglob("*.onnx")) / 2**20
+    return ModelCost(
+        latency_ms=float(latency_p50_ms), memory_mb=SHADOW_WORKER_BASE_MB + MODEL_MEMORY_FACTOR * size_mb
+    )
+
+
+def measure_cost(model_name: str, version: str, *, tracking_uri: str | None = None) -> ModelCost:
+    """Download the version's bundle and verify it as the scoring service would (which measures
+    its single-row latency on this machine); its cost from that measurement."""
+    import tempfile
+
+    from fraudops.exceptions import FraudopsError, PermanentError
+    from fraudops.registry import download_artifact_dir
+    from fraudops.training.package import verify_artifact
+
+    with tempfile.TemporaryDirectory(prefix="fraudops-booking-") as tmp:
+        try:
+            bundle = download_artifact_dir(model_name, version, tmp, tracking_uri=tracking_uri, verify=False)
+        except FraudopsError:
+            raise
+        except Exception as err:  # MLflow's "no such version" and the like
+            raise PermanentError(f"cannot fetch {model_name} v{version}: {err}") from err
+        report = verify_artifact(bundle)
+        return model_cost(bundle, report.latency_p50_ms)
+
+
+def traffic_rate(warehouse: Warehouse, model_name: str, *, hours: float = 1.0) -> float:
+    """Production events per second over the newest ``hours`` of served predictions (wall clock),
+    else ``DEFAULT_EVENTS_PER_S``."""
+    rows = warehouse.query(
+        f"SELECT COUNT(DISTINCT transaction_id) AS n, MIN(served_at) AS lo, MAX(served_at) AS hi "
+        f"FROM `{warehouse.table_id('predictions')}` WHERE model_name = @m AND mode = 'production' "
+        "AND served_at >= TIMESTAMP_SUB(CURRENT_TIMESTAMP(), INTERVAL @s SECOND)",
+        {"m": model_name, "s": int(hours * 3600)},
+    )
+    if not rows or not rows[0].get("n") or rows[0].get("lo") is None:
+        return DEFAULT_EVENTS_PER_S
+    from fraudops.release.progress import as_utc
+
+    span = (as_utc(rows[0]["hi"]) - as_utc(rows[0]["lo"])).total_seconds()
+    return float(rows[0]["n"]) / span if span >= 60 else DEFAULT_EVENTS_PER_S
+
+
+def new_booking(
+    *,
+    model_name: str,
+    version: str,
+    booked_by: str,
+    requested_start_at: dt.datetime,
+    placement: Placement,
+    sample_rate: float,
+    cpu_cores: float,
+    memory_mb: float,
+    now: dt.datetime | None = None,
+) -> Booking:
+    booking_id = uuid.uuid4().hex[:12]
+    return Booking(
+        booking_id=booking_id,
+        model_name=model_name,
+        version=str(version),
+        booked_by=booked_by,
+        start_at=placement.start_at,
+        end_at=placement.end_at,
+        sample_rate=float(sample_rate),
+        cpu_cores=float(cpu_cores),
+        memory_mb=float(memory_mb),
+        state="queued" if placement.queued else "booked",
+        requested_start_at=requested_start_at,
+        dag_run_id=f"booking__{booking_id}",
+        created_at=now or dt.datetime.now(dt.UTC),
+    )
+
+
+def load_bookings(warehouse: Warehouse, model_name: str | None = None) -> list[Booking]:
+    where = "WHERE model_name = @m" if model_name else ""
+    rows = warehouse.query(
+        f"SELECT * FROM `{warehouse.table_id('shadow_bookings')}` {where} ORDER BY start_at",
+        {"m": model_name} if model_name else None,
+    )
+    return [Booking.from_row(r) for r in rows]
+
+
+def save_booking(warehouse: Warehouse, booking: Booking) -> None:
+    warehouse.upsert("shadow_bookings", [booking.to_row()])

@@ -1,0 +1,90 @@
+"""Shadow-slot booking in the console (issue #19): a data scientist books a registered challenger;
+the console measures its cost (its bundle verified on this machine), places it within the shadow
+pool's budget and schedules ``fraud_release`` in Airflow with ``run_after`` = the placed start; a
+second booking at the same time does not fit and is queued to the end of the first; a viewer may
+look but not book. A real ``airflow api-server`` with the plugin (``api_server``), MLflow and the
+emulator; the scheduler is not needed: the runs wait, queued, for their start."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from airflow_dags import serialize_to_db
+from airflow_ui import airflow_token, bearer
+from bundles import tiny_bundle
+
+pytestmark = [pytest.mark.integration, pytest.mark.byom]
+
+
+def test_book_schedule_queue_and_refuse(
+    fraudops_env: Path, api_server: dict[str, Any], tmp_path: Path
+) -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    from fraudops.config import load_settings
+    from fraudops.intake.audit import recent_actions
+    from fraudops.registry import register_artifact
+    from fraudops.warehouse import Warehouse
+
+    settings = load_settings()
+    name = settings.mlflow.model_name
+    reg = register_artifact(
+        tiny_bundle(tmp_path / "bundle"), tracking_uri=settings.mlflow.tracking_uri, model_name=name
+    )
+    bag = DagBag(dag_folder=str(Path(__file__).resolve().parents[2] / "dags"))
+    serialize_to_db(bag.dags["fraud_release"], tmp_path / "empty")
+    url, pw = api_server["url"], api_server["passwords"]
+    dana, vic = (bearer(airflow_token(url, u, pw[u])) for u in ("dana", "vic"))
+    start = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=2)).replace(microsecond=0)
+    ask = {"version": reg.version, "start_at": start.isoformat(), "duration_minutes": 90}
+
+    r = httpx.post(f"{url}/fraudops/api/bookings", json=ask, headers=dana, timeout=120)
+    assert r.status_code == 201, r.text
+    first = r.json()
+    assert first["state"] == "booked" and first["start_at"] == start.isoformat(), first
+    assert first["booked_by"] == "dana" and first["dag_run_id"].startswith("booking__"), first
+    assert first["latency_ms"] > 0 and 110 < first["memory_mb"] < 200, first  # measured, not assumed
+
+    r = httpx.post(f"{url}/fraudops/api/bookings", json=ask, headers=dana, timeout=120)
+    assert r.status_code == 201, r.text
+    second = r.json()
+    assert second["state"] == "queued" and second["start_at"] == first["end_at"], (first, second)
+    assert "queued to start then" in second["reason"], second
+
+    # Airflow holds both release runs, queued until their start, with the booking's conf.
+    for booking in (first, second):
+        r = httpx.get(
+            f"{url}/api/v2/dags/fraud_release/dagRuns/{booking['dag_run_id']}",
+            headers=bearer(airflow_token(url, "rita", pw["rita"])),
+            timeout=30,
+        )
+        assert r.status_code == 200, r.text
+        run = r.json()
+        assert run["state"] == "queued" and run["conf"]["version"] == reg.version, run
+        assert dt.datetime.fromisoformat(
+            run["run_after"].replace("Z", "+00:00")
+        ) == dt.datetime.fromisoformat(booking["start_at"]), run
+
+    # The calendar: one booking, then the other, never both.
+    cal = httpx.get(f"{url}/fraudops/api/bookings", headers=vic, timeout=30).json()
+    assert cal["budget"]["memory_mb"] == 200
+    loads = [len(seg["bookings"]) for seg in cal["calendar"]]
+    assert max(loads) == 1 and loads.count(1) >= 2, cal["calendar"]
+
+    # A viewer cannot book; nonsense is refused with the reason; an unknown version is named.
+    assert httpx.post(f"{url}/fraudops/api/bookings", json=ask, headers=vic, timeout=30).status_code == 403
+    for bad, why in (
+        ({**ask, "version": "x"}, "version must be"),
+        ({**ask, "start_at": "2020-01-01T00:00:00+00:00"}, "in the past"),
+        ({**ask, "duration_minutes": 0.5}, "between 1 and"),
+        ({**ask, "requires_approval": "yes"}, "true or false"),
+        ({**ask, "version": "999"}, "cannot fetch"),
+    ):
+        r = httpx.post(f"{url}/fraudops/api/bookings", json=bad, headers=dana, timeout=120)
+        assert r.status_code == 422 and why in r.text, (bad, r.text)
+    acts = [(a["actor"], a["action"], a["outcome"]) for a in recent_actions(Warehouse(settings.warehouse))]
+    assert acts.count(("dana", "book", "ok")) == 2 and ("vic", "book", "forbidden") in acts, acts

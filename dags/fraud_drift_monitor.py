@@ -7,7 +7,8 @@ Values go to `drift_metrics`, HTML reports to MLflow (experiment `fraudops-monit
 passes the policy, `emit_drift` publishes the `fraudops_drift` Asset, which starts `fraud_retrain`
 (and, through its candidate Asset, the release): no human in the loop. One signal per champion
 version and `cooldown_hours`: the same drift seen again while its retrain and release run is
-recorded, not signalled again.
+recorded, not signalled again; nor is any drift signalled while a release of the model is in flight
+(a `challenger-*` alias exists), so two releases never race for the champion.
 
 The work is `fraudops.pipeline.monitor.check_live_drift`.
 """

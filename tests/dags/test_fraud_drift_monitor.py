@@ -23,7 +23,7 @@ def monitor_dag(airflow_db: Path) -> Any:
 
 
 def _live_rows(
-    reference: Any, names: list[str], version: str, end: dt.datetime, shift: bool
+    reference: Any, names: list[str], version: str, end: dt.datetime, shift: bool, tag: str = ""
 ) -> list[dict[str, Any]]:
     """Production prediction rows replaying reference vectors (optionally from a shifted world)."""
     import numpy as np
@@ -37,7 +37,7 @@ def _live_rows(
         sample["score"] = np.clip(sample["score"] * 8 + 0.2, 0, 1)
     return [
         {
-            "transaction_id": f"live-{'s' if shift else 'n'}-{i}",
+            "transaction_id": f"live-{'s' if shift else 'n'}{tag}-{i}",
             "model_name": "monitor-test",
             "model_version": version,
             "mode": "production",
@@ -103,12 +103,42 @@ def test_drift_fires_the_asset_and_no_drift_does_not(
     assert result["status"] == "drift_already_signalled"
     assert dt.datetime.fromisoformat(result["signalled_before"]) == shifted_end
 
+    # Past the cooldown, with a release in flight (a challenger in shadow): recorded, not signalled,
+    # so no second retrain races that release for the champion. Once it ends, the next look signals.
+    from fraudops.registry import move_alias, retire_alias
+
+    uri = settings.mlflow.tracking_uri
+    move_alias(
+        warehouse,
+        model_name="monitor-test",
+        alias=f"challenger-{version}",
+        version=version,
+        action="shadow",
+        actor="test",
+        tracking_uri=uri,
+    )
+    past = shifted_end + dt.timedelta(hours=30)
+    warehouse.upsert("predictions", _live_rows(reference, names, version, past, shift=True, tag="later"))
+    held = monitor_dag.test(run_conf={**conf, "end": past.isoformat()})
+    states = {ti.task_id: str(ti.state) for ti in held.get_task_instances()}
+    assert str(held.state) == "success" and states["emit_drift"] == "skipped", states
+    result = held.get_task_instance("check_live_drift").xcom_pull(task_ids="check_live_drift")
+    assert result["drifted"] is True and result["signal"] is False, result
+    assert result["status"] == "drift_release_in_flight"
+    assert result["release_in_flight"] == [f"challenger-{version}=v{version}"]
+    retire_alias(
+        warehouse, model_name="monitor-test", alias=f"challenger-{version}", actor="test", tracking_uri=uri
+    )
+    freed = monitor_dag.test(run_conf={**conf, "end": (past + dt.timedelta(minutes=5)).isoformat()})
+    states = {ti.task_id: str(ti.state) for ti in freed.get_task_instances()}
+    assert str(freed.state) == "success" and states["emit_drift"] == "success", states
+
     rows = warehouse.query(
         "SELECT `check`, COUNT(*) AS n FROM drift_metrics WHERE column_name = '__dataset__' GROUP BY `check` "
         "ORDER BY `check`"
     )
     assert rows == [
-        {"check": "live_drift_signal", "n": 1},
-        {"check": "live_feature_drift", "n": 3},
-        {"check": "live_score_drift", "n": 3},
+        {"check": "live_drift_signal", "n": 2},
+        {"check": "live_feature_drift", "n": 5},
+        {"check": "live_score_drift", "n": 5},
     ]

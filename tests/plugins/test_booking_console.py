@@ -17,7 +17,7 @@ from airflow_dags import serialize_to_db
 from airflow_ui import airflow_token, bearer
 from bundles import tiny_bundle
 
-pytestmark = [pytest.mark.integration, pytest.mark.byom]
+pytestmark = [pytest.mark.integration]
 
 
 def test_book_schedule_queue_and_refuse(

@@ -7,8 +7,8 @@ Values go to `drift_metrics`, HTML reports to MLflow (experiment `fraudops-monit
 passes the policy, `emit_drift` publishes the `fraudops_drift` Asset, which starts `fraud_retrain`
 (and, through its candidate Asset, the release): no human in the loop. One signal per champion
 version and `cooldown_hours`: the same drift seen again while its retrain and release run is
-recorded, not signalled again; nor is any drift signalled while a release of the model is in flight
-(a `challenger-*` alias exists), so two releases never race for the champion.
+recorded, not signalled again; nor is any drift signalled while a `fraud_release` run is running
+(a shadow test or a probation), so two releases never race for the champion.
 
 The work is `fraudops.pipeline.monitor.check_live_drift`.
 """
@@ -23,6 +23,7 @@ from fraudops_airflow.assets import DRIFT
 from fraudops_airflow.tasks import run_key, run_step
 
 DAG_ID = "fraud_drift_monitor"
+RELEASE_DAG_ID = "fraud_release"
 
 
 @dag(
@@ -48,13 +49,18 @@ DAG_ID = "fraud_drift_monitor"
 )
 def fraud_drift_monitor() -> None:
     @task
-    def check_live_drift(params: dict[str, Any] | None = None, run_id: str | None = None) -> dict[str, Any]:
+    def check_live_drift(
+        params: dict[str, Any] | None = None, run_id: str | None = None, ti: Any = None
+    ) -> dict[str, Any]:
         from fraudops.pipeline import monitor
 
+        # Release runs under way (shadow test or probation): drift seen meanwhile is held back.
+        running = ti.get_dr_count(dag_id=RELEASE_DAG_ID, states=["running"]) if ti is not None else 0
         return run_step(
             monitor.check_live_drift,
             monitor.MonitorParams.from_dict(dict(params or {})),
             run_key(run_id, DAG_ID),
+            releases_in_flight=[f"{RELEASE_DAG_ID}: {running} running"] if running else [],
         )
 
     @task.short_circuit

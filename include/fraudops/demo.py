@@ -309,8 +309,8 @@ def _runs_since(af: Any, dag_id: str, since: str, run_type: str | None = None) -
 def _first_run(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The earliest of ``runs``: the drift release the demo follows. A second drift signal (the
     hourly schedule firing once the first release has ended, or before the monitor held signals
-    while a release is in flight) starts another retrain and release, which must not be taken for
-    the first one."""
+    while a ``fraud_release`` run is running) starts another retrain and release, which must not be
+    taken for the first one."""
     return min(runs, key=lambda r: str(r.get("run_after") or r.get("logical_date") or ""), default=None)
 
 

@@ -103,32 +103,38 @@ def test_drift_fires_the_asset_and_no_drift_does_not(
     assert result["status"] == "drift_already_signalled"
     assert dt.datetime.fromisoformat(result["signalled_before"]) == shifted_end
 
-    # Past the cooldown, with a release in flight (a challenger in shadow): recorded, not signalled,
-    # so no second retrain races that release for the champion. Once it ends, the next look signals.
-    from fraudops.registry import move_alias, retire_alias
+    # Past the cooldown, with a fraud_release run running (a shadow test or a probation): recorded,
+    # not signalled, so no second retrain races that release for the champion. Once the run has
+    # ended (here: failed), the next look signals.
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from airflow.utils.state import DagRunState
 
-    uri = settings.mlflow.tracking_uri
-    move_alias(
-        warehouse,
-        model_name="monitor-test",
-        alias=f"challenger-{version}",
-        version=version,
-        action="shadow",
-        actor="test",
-        tracking_uri=uri,
-    )
+    run_id = f"manual__in_flight_{warehouse.cfg.dataset}"
+    with create_session() as session:
+        session.add(
+            DagRun(
+                dag_id="fraud_release",
+                run_id=run_id,
+                run_type="manual",
+                state=DagRunState.RUNNING,
+                run_after=dt.datetime.now(dt.UTC),
+            )
+        )
     past = shifted_end + dt.timedelta(hours=30)
     warehouse.upsert("predictions", _live_rows(reference, names, version, past, shift=True, tag="later"))
-    held = monitor_dag.test(run_conf={**conf, "end": past.isoformat()})
+    try:
+        held = monitor_dag.test(run_conf={**conf, "end": past.isoformat()})
+    finally:
+        with create_session() as session:
+            for run in session.query(DagRun).filter(DagRun.run_id == run_id):
+                run.state = DagRunState.FAILED
     states = {ti.task_id: str(ti.state) for ti in held.get_task_instances()}
     assert str(held.state) == "success" and states["emit_drift"] == "skipped", states
     result = held.get_task_instance("check_live_drift").xcom_pull(task_ids="check_live_drift")
     assert result["drifted"] is True and result["signal"] is False, result
     assert result["status"] == "drift_release_in_flight"
-    assert result["release_in_flight"] == [f"challenger-{version}=v{version}"]
-    retire_alias(
-        warehouse, model_name="monitor-test", alias=f"challenger-{version}", actor="test", tracking_uri=uri
-    )
+    assert result["release_in_flight"] == ["fraud_release: 1 running"]
     freed = monitor_dag.test(run_conf={**conf, "end": (past + dt.timedelta(minutes=5)).isoformat()})
     states = {ti.task_id: str(ti.state) for ti in freed.get_task_instances()}
     assert str(freed.state) == "success" and states["emit_drift"] == "success", states

@@ -10,10 +10,10 @@ One signal per champion version and cooldown: an hourly monitor keeps seeing the
 the retrain it started and that retrain's release are still running, and every further signal would
 queue another retrain of the same data. A signal is a ``drift_metrics`` row (check
 ``live_drift_signal``); drift of the same version within ``cooldown_hours`` of it is recorded but
-not signalled. A new champion is judged afresh, but not while a release of the model is in flight
-(any ``challenger-*`` alias: a challenger in shadow, or the old champion in a probation's reverse
-shadow): that drift is recorded (``drift_release_in_flight``) and signalled by the first look after
-the release ends, so two releases never race for the champion.
+not signalled. A new champion is judged afresh, but not while a release is in flight (a running
+``fraud_release`` run: its shadow test or its probation): that drift is recorded
+(``drift_release_in_flight``) and signalled by the first look after the release ends, so two
+releases never race for the champion. A failed or finished run does not hold signals back.
 """
 
 from __future__ import annotations
@@ -60,8 +60,16 @@ class MonitorParams:
         return cls(**{k: type(getattr(cls, k))(v) for k, v in fields.items()})
 
 
-def check_live_drift(params: MonitorParams, run_id: str, settings: Settings | None = None) -> dict[str, Any]:
-    """Drift of the champion's live inputs and scores vs its training reference; a small dict."""
+def check_live_drift(
+    params: MonitorParams,
+    run_id: str,
+    settings: Settings | None = None,
+    releases_in_flight: list[str] | None = None,
+) -> dict[str, Any]:
+    """Drift of the champion's live inputs and scores vs its training reference; a small dict.
+
+    ``releases_in_flight``: release runs going on now (the DAG passes the running ``fraud_release``
+    runs); drift seen meanwhile is recorded, not signalled."""
     import pandas as pd
 
     from fraudops.pipeline.retrain import parse_time
@@ -125,10 +133,10 @@ def check_live_drift(params: MonitorParams, run_id: str, settings: Settings | No
     _log_to_mlflow(s, name, str(version), run_id, fd, sd, reports)
     drifted = bool(fd.dataset_drift or sd.dataset_drift)
     earlier = _last_signal(wh, name, str(version), end, params.cooldown_hours, run_id) if drifted else None
-    # A release in flight (a challenger in shadow, or an old champion in probation's reverse shadow)
-    # is the answer to drift already on its way: a retrain started now would race it for the
-    # champion, and whichever decided second would have compared with a champion no longer serving.
-    in_flight = _challengers(name, uri) if drifted and earlier is None else []
+    # A release in flight (its shadow test or its probation) is the answer to drift already on its
+    # way: a retrain started now would race it for the champion, and whichever decided second would
+    # have compared with a champion no longer serving.
+    in_flight = sorted(releases_in_flight or [])
     signal = drifted and earlier is None and not in_flight
     if signal:  # keyed by run: a retried run is not held back by its own row and rewrites it
         record_drift(wh, [_signal_row(run_id, name, str(version), fd.drift_share, start, end)])
@@ -140,7 +148,7 @@ def check_live_drift(params: MonitorParams, run_id: str, settings: Settings | No
         sd.dataset_drift,
         "DRIFT"
         + (f" (already signalled for window end {earlier})" if earlier else "")
-        + (f" (not signalled: a release is in flight, {', '.join(in_flight)})" if in_flight else "")
+        + (f" (not signalled: release in flight: {', '.join(in_flight)})" if in_flight else "")
         if drifted
         else "ok",
     )
@@ -164,16 +172,6 @@ def check_live_drift(params: MonitorParams, run_id: str, settings: Settings | No
 
 
 SIGNAL_CHECK = "live_drift_signal"
-
-
-def _challengers(name: str, tracking_uri: str) -> list[str]:
-    """The model's challenger aliases (``challenger-<v>``: in shadow for a release or a probation)."""
-    from mlflow.tracking import MlflowClient
-
-    from fraudops.vocabulary import is_challenger_alias
-
-    aliases = MlflowClient(tracking_uri=tracking_uri).get_registered_model(name).aliases or {}
-    return sorted(f"{a}=v{v}" for a, v in aliases.items() if is_challenger_alias(a))
 
 
 def _last_signal(

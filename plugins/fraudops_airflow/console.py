@@ -207,11 +207,16 @@ APPROVAL_TASK = "approve_release"
 def _airflow_as_user(request: Request) -> tuple[str, dict[str, str]]:
     """This API server's base URL and the caller's own Airflow token: calls made with it are
     Airflow's own decisions about this user (its permissions, HITL assignees, ``responded_by``)."""
+    from airflow.configuration import conf
+
     header = request.headers.get("authorization") or ""
     token = header[7:].strip() if header.lower().startswith("bearer ") else request.cookies.get("_token", "")
     if not token:
         raise HTTPException(status_code=401, detail="no Airflow token")
-    return f"{request.url.scheme}://{request.url.netloc}", {"Authorization": f"Bearer {token}"}
+    # The API server's own address ([api] base_url; behind a proxy the request's host may not be
+    # reachable from here), else the host the request came to.
+    base = (conf.get("api", "base_url", fallback="") or "").rstrip("/")
+    return base or f"{request.url.scheme}://{request.url.netloc}", {"Authorization": f"Bearer {token}"}
 
 
 def _approval_row(doc: dict[str, Any]) -> dict[str, Any]:

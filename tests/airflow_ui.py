@@ -6,9 +6,9 @@ from typing import Any
 
 import httpx
 
-#: The simple auth manager's users of the plugin tests' api-server: a release manager (op), a data
-#: scientist (user), a viewer.
-USERS = "rita:op,dana:user,vic:viewer"
+#: The simple auth manager's users of the plugin tests' api-server: a release manager (op), two data
+#: scientists (user), a viewer.
+USERS = "rita:op,dana:user,eli:user,vic:viewer"
 
 
 def airflow_token(url: str, user: str, password: str) -> str:

@@ -513,6 +513,61 @@ async def book(request: Request, user: User) -> JSONResponse:
     return JSONResponse(detail, status_code=201)
 
 
+@router.post("/api/bookings/{booking_id}/cancel")
+async def cancel(request: Request, user: User, booking_id: str) -> JSONResponse:
+    """Cancel a booking whose release has not started: its own booker (a data scientist) or a
+    release manager (anyone's). The queued ``fraud_release`` run is deleted in Airflow with the
+    user's own token, then the booking is marked cancelled; a release already running is refused
+    (409: abort it at its approval, or let the gate decide)."""
+    import httpx
+
+    from fraudops.pipeline.booking import cancel_booking, load_bookings
+
+    role = await _allow(user, ConsoleRole.DATA_SCIENTIST, "cancel_booking", booking_id)
+    found = [b for b in await asyncio.to_thread(load_bookings, _warehouse()) if b.booking_id == booking_id]
+    if not found:
+        raise HTTPException(status_code=404, detail=f"no booking {booking_id}")
+    booking = found[0]
+    if booking.booked_by != user.get_name() and not role.may(ConsoleRole.RELEASE_MANAGER):
+        reason = (
+            f"{user.get_name()} is {role}; cancelling {booking.booked_by}'s booking needs release_manager"
+        )
+        await asyncio.to_thread(
+            _audit, user, role, "cancel_booking", booking_id, "forbidden", {"reason": reason}
+        )
+        raise HTTPException(status_code=403, detail=reason)
+    if booking.state == "cancelled":
+        return JSONResponse(booking.to_json())
+    base, headers = _airflow_as_user(request)
+    run_url = f"{base}/api/v2/dags/{RELEASE_DAG}/dagRuns/{booking.dag_run_id}"
+    async with httpx.AsyncClient(timeout=30) as client:
+        r = await client.get(run_url, headers=headers)
+        if r.status_code == 200 and r.json().get("state") != "queued":
+            state = r.json().get("state")
+            await asyncio.to_thread(
+                _audit, user, role, "cancel_booking", booking_id, "refused", {"run_state": state}
+            )
+            raise HTTPException(
+                status_code=409,
+                detail=f"its release {booking.dag_run_id} is {state}: abort it at its approval "
+                "or let the gate decide",
+            )
+        if r.status_code == 200:
+            d = await client.delete(run_url, headers=headers)
+            if d.status_code >= 300 and d.status_code != 404:
+                await asyncio.to_thread(
+                    _audit, user, role, "cancel_booking", booking_id, "error", {"airflow": d.status_code}
+                )
+                raise HTTPException(status_code=d.status_code, detail=f"Airflow: {d.text[:300]}")
+        elif r.status_code != 404:
+            raise HTTPException(status_code=r.status_code, detail=f"Airflow: {r.text[:300]}")
+    await asyncio.to_thread(cancel_booking, _warehouse(), booking_id)
+    await asyncio.to_thread(
+        _audit, user, role, "cancel_booking", booking_id, "ok", {"booked_by": booking.booked_by}
+    )
+    return JSONResponse({**booking.to_json(), "state": "cancelled"})
+
+
 @router.get("/console", response_class=HTMLResponse)
 async def console(request: Request) -> HTMLResponse:
     try:

@@ -2,8 +2,9 @@
 the console measures its cost (its bundle verified on this machine), places it within the shadow
 pool's budget and schedules ``fraud_release`` in Airflow with ``run_after`` = the placed start; a
 second booking at the same time does not fit and is queued to the end of the first; a viewer may
-look but not book. A real ``airflow api-server`` with the plugin (``api_server``), MLflow and the
-emulator; the scheduler is not needed: the runs wait, queued, for their start."""
+look but not book; a booking is cancelled by its booker or a release manager (not by another data
+scientist), with its queued run. A real ``airflow api-server`` with the plugin (``api_server``),
+MLflow and the emulator; the scheduler is not needed: the runs wait, queued, for their start."""
 
 from __future__ import annotations
 
@@ -86,5 +87,29 @@ def test_book_schedule_queue_and_refuse(
     ):
         r = httpx.post(f"{url}/fraudops/api/bookings", json=bad, headers=dana, timeout=120)
         assert r.status_code == 422 and why in r.text, (bad, r.text)
+    # Cancelling: not a viewer, not another data scientist; the booker, or a release manager. The
+    # queued release run goes with it, and the capacity is free again.
+    eli, rita = (bearer(airflow_token(url, u, pw[u])) for u in ("eli", "rita"))
+
+    def cancel(booking: dict[str, Any], who: dict[str, str]) -> httpx.Response:
+        return httpx.post(
+            f"{url}/fraudops/api/bookings/{booking['booking_id']}/cancel", headers=who, timeout=60
+        )
+
+    assert cancel(second, vic).status_code == 403
+    r = cancel(second, eli)
+    assert r.status_code == 403 and "needs release_manager" in r.text, r.text
+    r = cancel(second, dana)
+    assert r.status_code == 200 and r.json()["state"] == "cancelled", r.text
+    assert cancel(second, dana).status_code == 200  # again: already cancelled
+    r = httpx.get(f"{url}/api/v2/dags/fraud_release/dagRuns/{second['dag_run_id']}", headers=rita, timeout=30)
+    assert r.status_code == 404, r.text
+    r = cancel(first, rita)  # a release manager may cancel anyone's
+    assert r.status_code == 200, r.text
+    assert httpx.post(f"{url}/fraudops/api/bookings/nope/cancel", headers=dana, timeout=30).status_code == 404
+    r = httpx.post(f"{url}/fraudops/api/bookings", json=ask, headers=dana, timeout=120)
+    assert r.status_code == 201 and r.json()["state"] == "booked", r.text  # the slot is free again
+
     acts = [(a["actor"], a["action"], a["outcome"]) for a in recent_actions(Warehouse(settings.warehouse))]
-    assert acts.count(("dana", "book", "ok")) == 2 and ("vic", "book", "forbidden") in acts, acts
+    assert acts.count(("dana", "book", "ok")) == 3 and ("vic", "book", "forbidden") in acts, acts
+    assert ("eli", "cancel_booking", "forbidden") in acts and ("rita", "cancel_booking", "ok") in acts, acts

@@ -278,3 +278,13 @@ def load_bookings(warehouse: Warehouse, model_name: str | None = None) -> list[B
 
 def save_booking(warehouse: Warehouse, booking: Booking) -> None:
     warehouse.upsert("shadow_bookings", [booking.to_row()])
+
+
+def cancel_booking(warehouse: Warehouse, booking_id: str) -> int:
+    """Mark a booking ``cancelled`` (it frees its capacity); returns the rows changed (0: unknown
+    or already cancelled)."""
+    return warehouse.execute(
+        f"UPDATE `{warehouse.table_id('shadow_bookings')}` SET state = 'cancelled' "
+        "WHERE booking_id = @id AND state != 'cancelled'",
+        {"id": booking_id},
+    )

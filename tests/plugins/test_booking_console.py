@@ -3,8 +3,9 @@ the console measures its cost (its bundle verified on this machine), places it w
 pool's budget and schedules ``fraud_release`` in Airflow with ``run_after`` = the placed start; a
 second booking at the same time does not fit and is queued to the end of the first; a viewer may
 look but not book; a booking is cancelled by its booker or a release manager (not by another data
-scientist), with its queued run. A real ``airflow api-server`` with the plugin (``api_server``),
-MLflow and the emulator; the scheduler is not needed: the runs wait, queued, for their start."""
+scientist), with its queued run; the booking form works in headless Chromium. A real ``airflow
+api-server`` with the plugin (``api_server``), MLflow and the emulator; the scheduler is not
+needed: the runs wait, queued, for their start."""
 
 from __future__ import annotations
 
@@ -15,14 +16,15 @@ from typing import Any
 import httpx
 import pytest
 from airflow_dags import serialize_to_db
-from airflow_ui import airflow_token, bearer
+from airflow_ui import airflow_token, bearer, sign_in
 from bundles import tiny_bundle
 
-pytestmark = [pytest.mark.integration]
+pytestmark = [pytest.mark.integration, pytest.mark.browser]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "console"
 
 
 def test_book_schedule_queue_and_refuse(
-    fraudops_env: Path, api_server: dict[str, Any], tmp_path: Path
+    fraudops_env: Path, api_server: dict[str, Any], browser: Any, tmp_path: Path
 ) -> None:
     from airflow.dag_processing.dagbag import DagBag
 
@@ -110,6 +112,28 @@ def test_book_schedule_queue_and_refuse(
     r = httpx.post(f"{url}/fraudops/api/bookings", json=ask, headers=dana, timeout=120)
     assert r.status_code == 201 and r.json()["state"] == "booked", r.text  # the slot is free again
 
+    # The console's form, in headless Chromium: a 30-minute slot starting now (before the one above).
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    sign_in(browser, url, "dana", pw["dana"])
+    browser.find_element(By.ID, "book-version").send_keys(reg.version)
+    duration = browser.find_element(By.ID, "book-duration")
+    duration.clear()
+    duration.send_keys("30")
+    browser.find_element(By.ID, "book").click()
+    WebDriverWait(browser, 120).until(
+        lambda d: d.find_element(By.ID, "booking-outcome").get_attribute("data-status") not in (None, "")
+    )
+    said = browser.find_element(By.ID, "booking-outcome").text
+    assert browser.find_element(By.ID, "booking-outcome").get_attribute("data-status") == "201", said
+    assert said.startswith(f"Booked v{reg.version} from ") and "(booked: fits the pool" in said, said
+    WebDriverWait(browser, 30).until(
+        lambda d: len(d.find_elements(By.CSS_SELECTOR, "#bookings tbody tr")) >= 4
+    )
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(ARTIFACTS / "06-booking.png"))
+
     acts = [(a["actor"], a["action"], a["outcome"]) for a in recent_actions(Warehouse(settings.warehouse))]
-    assert acts.count(("dana", "book", "ok")) == 3 and ("vic", "book", "forbidden") in acts, acts
+    assert acts.count(("dana", "book", "ok")) == 4 and ("vic", "book", "forbidden") in acts, acts
     assert ("eli", "cancel_booking", "forbidden") in acts and ("rita", "cancel_booking", "ok") in acts, acts

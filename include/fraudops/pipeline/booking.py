@@ -6,8 +6,8 @@ challenger costs, while it shadows:
 * CPU: mirrored events per second × its sample rate × its single-row latency (the p50 measured by
   verifying its bundle on this machine when it is booked, as the scoring service verifies it), in
   cores;
-* memory: a shadow worker's measured base (``SHADOW_WORKER_BASE_MB``: a worker process with ONNX
-  Runtime and no model, measured by ``make bench``) plus its model's ONNX Runtime session
+* memory: a shadow worker's base (``SHADOW_WORKER_BASE_MB``, a conservative 110 MB: ``make bench``
+  measured 69 MB per worker with the demo's model loaded) plus its model's ONNX Runtime session
   (``MODEL_MEMORY_FACTOR`` × the model file).
 
 A booking asks for [start, start + duration) at a sample rate. :func:`place` fits it into the
@@ -34,7 +34,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from fraudops.warehouse import Warehouse
 
-#: RSS of a shadow worker process before its model is loaded (MB), measured by ``make bench``.
+#: RSS of a shadow worker process apart from its model (MB): conservative (``make bench`` measured
+#: 69 MB per worker with the demo's model loaded).
 SHADOW_WORKER_BASE_MB = 110.0
 #: ONNX Runtime session memory per MB of model file (weights, arena), a conservative multiple.
 MODEL_MEMORY_FACTOR = 3.0

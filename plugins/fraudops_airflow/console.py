@@ -204,6 +204,15 @@ async def actions(user: User) -> JSONResponse:
 APPROVAL_TASK = "approve_release"
 
 
+async def _json_object(request: Request) -> dict[str, Any] | None:
+    """The request's body when it is a JSON object, else None (not JSON, or another JSON value)."""
+    try:
+        body = await request.json()
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
 def _airflow_as_user(request: Request) -> tuple[str, dict[str, str]]:
     """This API server's base URL and the caller's own Airflow token: calls made with it are
     Airflow's own decisions about this user (its permissions, HITL assignees, ``responded_by``)."""
@@ -268,11 +277,8 @@ async def answer_approval(request: Request, user: User, dag_id: str, run_id: str
 
     target = f"{dag_id}/{run_id}"
     role = await _allow(user, ConsoleRole.RELEASE_MANAGER, "approve", target)
-    try:
-        body = await request.json()
-    except ValueError:
-        body = None
-    choice = body.get("choice") if isinstance(body, dict) else None
+    body = await _json_object(request)
+    choice = body.get("choice") if body is not None else None
     if choice not in (APPROVE, ABORT):
         raise HTTPException(status_code=422, detail=f"choice must be {APPROVE!r} or {ABORT!r}")
     base, headers = _airflow_as_user(request)
@@ -321,11 +327,7 @@ async def rollback(request: Request, user: User) -> JSONResponse:
     from fraudops.serving.options import deploy_token
 
     role = await _allow(user, ConsoleRole.RELEASE_MANAGER, "rollback", None)
-    try:
-        body = await request.json()
-    except ValueError:
-        body = {}
-    body = body if isinstance(body, dict) else {}
+    body = await _json_object(request) or {}
     version = str(body.get("version") or "").strip() or None
     reason = str(body.get("reason") or "").strip()[:400] or "rollback from the console"
     settings = load_settings()
@@ -425,11 +427,8 @@ async def book(request: Request, user: User) -> JSONResponse:
     from fraudops.release.progress import as_utc
 
     role = await _allow(user, ConsoleRole.DATA_SCIENTIST, "book", None)
-    try:
-        body = await request.json()
-    except ValueError:
-        body = None
-    if not isinstance(body, dict):
+    body = await _json_object(request)
+    if body is None:
         raise HTTPException(status_code=422, detail="a JSON object is required")
     version = str(body.get("version") or "").strip()
     if not version.isdigit():
@@ -521,13 +520,12 @@ async def cancel(request: Request, user: User, booking_id: str) -> JSONResponse:
     (409: abort it at its approval, or let the gate decide)."""
     import httpx
 
-    from fraudops.pipeline.booking import cancel_booking, load_bookings
+    from fraudops.pipeline.booking import cancel_booking, find_booking
 
     role = await _allow(user, ConsoleRole.DATA_SCIENTIST, "cancel_booking", booking_id)
-    found = [b for b in await asyncio.to_thread(load_bookings, _warehouse()) if b.booking_id == booking_id]
-    if not found:
+    booking = await asyncio.to_thread(find_booking, _warehouse(), booking_id)
+    if booking is None:
         raise HTTPException(status_code=404, detail=f"no booking {booking_id}")
-    booking = found[0]
     if booking.booked_by != user.get_name() and not role.may(ConsoleRole.RELEASE_MANAGER):
         reason = (
             f"{user.get_name()} is {role}; cancelling {booking.booked_by}'s booking needs release_manager"

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 from airflow_dags import serialize_to_db
-from airflow_ui import USERS, sign_in
+from airflow_ui import USERS, airflow_token, bearer, sign_in
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -93,13 +93,8 @@ def _dag(dag_id: str, cand: Any, gate: Any, folder: Path) -> Any:
 
 
 def _token(server: dict[str, Any], user: str) -> dict[str, str]:
-    r = httpx.post(
-        f"{server['url']}/auth/token",
-        json={"username": user, "password": server["passwords"][user]},
-        timeout=30,
-    )
-    assert r.status_code < 300, r.text
-    return {"Authorization": f"Bearer {r.json()['access_token']}"}
+    headers: dict[str, str] = bearer(airflow_token(server["url"], user, server["passwords"][user]))
+    return headers
 
 
 def _answer_in_background(

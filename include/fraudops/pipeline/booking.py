@@ -18,7 +18,7 @@ console writes the placement to ``shadow_bookings`` and triggers ``fraud_release
 ``booking__<id>`` and ``run_after`` = the placed start, so Airflow's scheduler starts the release
 then (queued runs wait for their ``run_after``).
 
-Pure functions except :func:`traffic_rate`, :func:`model_cost` and the table helpers.
+Pure functions except :func:`measure_cost`, :func:`traffic_rate` and the table helpers.
 """
 
 from __future__ import annotations
@@ -126,10 +126,10 @@ def _usage(bookings: list[Booking], at: dt.datetime) -> tuple[float, float]:
 def _peak(bookings: list[Booking], start: dt.datetime, end: dt.datetime) -> tuple[float, float]:
     """The highest CPU and memory in use at any instant of [start, end) (usage only changes at a
     booking's start, so the window's start and the starts inside it are enough)."""
-    instants = [start, *(b.start_at for b in bookings if start < b.start_at < end)]
-    cpu = max(_usage(bookings, t)[0] for t in instants)
-    mem = max(_usage(bookings, t)[1] for t in instants)
-    return cpu, mem
+    usage = [
+        _usage(bookings, t) for t in (start, *(b.start_at for b in bookings if start < b.start_at < end))
+    ]
+    return max(cpu for cpu, _ in usage), max(mem for _, mem in usage)
 
 
 def place(
@@ -275,6 +275,14 @@ def load_bookings(warehouse: Warehouse, model_name: str | None = None) -> list[B
         {"m": model_name} if model_name else None,
     )
     return [Booking.from_row(r) for r in rows]
+
+
+def find_booking(warehouse: Warehouse, booking_id: str) -> Booking | None:
+    rows = warehouse.query(
+        f"SELECT * FROM `{warehouse.table_id('shadow_bookings')}` WHERE booking_id = @id",
+        {"id": booking_id},
+    )
+    return Booking.from_row(rows[0]) if rows else None
 
 
 def save_booking(warehouse: Warehouse, booking: Booking) -> None:

@@ -246,6 +246,19 @@ def _stable(result: Any) -> dict[str, Any]:
     return {k: v for k, v in result.to_xcom().items() if k not in volatile}
 
 
+def _kill_at(crash_at: str, step: str, run_key: str, run_id: str, inputs: dict[str, Any]) -> None:
+    """Run ``step`` in a child that SIGKILLs itself at ``crash_at``, right after a side effect."""
+    job = json.dumps({"step": step, "run_key": run_key, "run_id": run_id, "inputs": inputs})
+    child = subprocess.run(
+        [sys.executable, str(DRIVER), job],
+        env={**os.environ, "FRAUDOPS_CRASH_AT": crash_at, "PYTHONPATH": str(DRIVER.parent)},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert child.returncode == -9, f"not killed at {crash_at}: rc {child.returncode}\n{child.stderr[-3000:]}"
+
+
 CASES = [
     ("deploy_shadow", "deploy_shadow:after_shadow_move"),
     ("promote", "shadow:challenger-1:after_move"),  # old champion in shadow, champion not moved yet
@@ -285,15 +298,7 @@ def test_killed_step_retried_three_times_ends_like_one_clean_run(
     name = _model(registered_run, uri, wh, step)
     run_key, run_id = f"fraud_release__crash-{name}", "crash"
     inputs = _inputs(name, step, service_view)
-    job = json.dumps({"step": step, "run_key": run_key, "run_id": run_id, "inputs": inputs})
-    child = subprocess.run(
-        [sys.executable, str(DRIVER), job],
-        env={**os.environ, "FRAUDOPS_CRASH_AT": crash_at, "PYTHONPATH": str(DRIVER.parent)},
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert child.returncode == -9, f"not killed at {crash_at}: rc {child.returncode}\n{child.stderr[-3000:]}"
+    _kill_at(crash_at, step, run_key, run_id, inputs)
     results = [run_step(step, run_key, run_id, inputs, wh) for _ in range(RETRIES)]
 
     assert _state(name, uri, wh) == expected
@@ -391,17 +396,7 @@ def test_promote_against_a_champion_that_no_longer_serves_is_withdrawn(
     )
     run_key = f"fraud_release__stale-{name}"
     if crash_at is not None:
-        job = json.dumps({"step": "promote", "run_key": run_key, "run_id": "stale", "inputs": inputs})
-        child = subprocess.run(
-            [sys.executable, str(DRIVER), job],
-            env={**os.environ, "FRAUDOPS_CRASH_AT": crash_at, "PYTHONPATH": str(DRIVER.parent)},
-            capture_output=True,
-            text=True,
-            timeout=180,
-        )
-        assert child.returncode == -9, (
-            f"not killed at {crash_at}: rc {child.returncode}\n{child.stderr[-3000:]}"
-        )
+        _kill_at(crash_at, "promote", run_key, "stale", inputs)
     states = []
     for _ in range(RETRIES if crash_at else 2):
         with pytest.raises(

@@ -202,6 +202,9 @@ def test_a_release_manager_approves_in_the_console_and_a_data_scientist_is_refus
         out["dana_airflow"] = httpx.patch(hitl, json=body, headers=dana, timeout=30)
         # A bad answer from a release manager is refused before it reaches Airflow.
         out["rita_bad"] = httpx.post(path, json={"choice": "Maybe"}, headers=rita, timeout=30)
+        out["rita_garbage"] = httpx.post(
+            path, content=b"\x00{", headers={**rita, "Content-Type": "application/json"}, timeout=30
+        )
         out["rita_click"] = _click_answer(browser, url, "rita", pw["rita"], run_id, "Approve")
         out["rita_says"] = browser.find_element(By.ID, "approval-outcome").text
         browser.save_screenshot(str(ARTIFACTS / "05-release-manager-approved.png"))
@@ -222,6 +225,8 @@ def test_a_release_manager_approves_in_the_console_and_a_data_scientist_is_refus
     r = out["dana_airflow"]
     assert r.status_code == 403 and "not a respondent" in r.text, r.text
     assert out["rita_bad"].status_code == 422, out["rita_bad"].text
+    r = out["rita_garbage"]
+    assert r.status_code == 422 and "choice must be" in r.text, r.text
     assert out["rita_click"] == "200" and "Approve recorded" in out["rita_says"], out
     assert "(by rita)" in out["rita_says"], out["rita_says"]
     assert out["rita_again"].status_code == 409, out["rita_again"].text

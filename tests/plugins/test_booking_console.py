@@ -86,9 +86,19 @@ def test_book_schedule_queue_and_refuse(
         ({**ask, "duration_minutes": 0.5}, "between 1 and"),
         ({**ask, "requires_approval": "yes"}, "true or false"),
         ({**ask, "version": "999"}, "cannot fetch"),
+        ({**ask, "start_at": "tomorrow-ish"}, "bad start_at or duration_minutes"),
+        ({**ask, "duration_minutes": "an hour"}, "bad start_at or duration_minutes"),
+        ([ask], "a JSON object is required"),
     ):
         r = httpx.post(f"{url}/fraudops/api/bookings", json=bad, headers=dana, timeout=120)
         assert r.status_code == 422 and why in r.text, (bad, r.text)
+    r = httpx.post(
+        f"{url}/fraudops/api/bookings",
+        content=b"{not json",
+        headers={**dana, "Content-Type": "application/json"},
+        timeout=30,
+    )
+    assert r.status_code == 422 and "a JSON object is required" in r.text, r.text
     # Cancelling: not a viewer, not another data scientist; the booker, or a release manager. The
     # queued release run goes with it, and the capacity is free again.
     eli, rita = (bearer(airflow_token(url, u, pw[u])) for u in ("eli", "rita"))

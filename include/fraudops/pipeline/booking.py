@@ -7,8 +7,8 @@ challenger costs, while it shadows:
   verifying its bundle on this machine when it is booked, as the scoring service verifies it), in
   cores;
 * memory: a shadow worker's base (``SHADOW_WORKER_BASE_MB``, a conservative 110 MB: ``make bench``
-  measured 69 MB per worker with the demo's model loaded) plus its model's ONNX Runtime session
-  (``MODEL_MEMORY_FACTOR`` × the model file).
+  measured 69 MB per worker with the demo's model loaded, README benchmark table) plus its model's
+  ONNX Runtime session (``MODEL_MEMORY_FACTOR`` × the model file).
 
 A booking asks for [start, start + duration) at a sample rate. :func:`place` fits it into the
 calendar of the bookings already made: at its start if every instant of its window stays within the

@@ -14,7 +14,9 @@ instead of overloading the scoring service's shadow pool.
    has scored the gate's floor of events and matured labeled frauds (label maturity from the
    warehouse's label-delay curve); its log and result read "matured labeled frauds 41 of 120
    needed; scored 3,100 of 5,000; ETA ~2.3 h event time"; on timeout → reject with the shortfall;
-   it ends early once the champion the release compares with no longer serves.
+   it ends early once the champion the release compares with no longer serves, or when its one
+   early look (at the gate's floor of events, before labels mature) finds a label-free check
+   failing (slow, erroring, constant scores, unattainable alert budget): the gate rejects on it.
 4. **check_drift**: Evidently — challenger vs champion scores on the same events, live features vs
    the challenger's training reference; values to `drift_metrics`, HTML reports to MLflow.
 5. **decide_promotion**: the versioned policy (latency, errors, constant scores, feature parity,

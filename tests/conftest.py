@@ -52,6 +52,14 @@ SERVICE_FIXTURES = frozenset(
 )
 
 
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The private AIRFLOW_HOME (its SQLite metadata DB, logs, the api-server's generated
+    passwords) goes with the session, so a test run leaves nothing behind in /tmp."""
+    import shutil
+
+    shutil.rmtree(_AIRFLOW_HOME, ignore_errors=True)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if SERVICE_FIXTURES.intersection(getattr(item, "fixturenames", ())):

@@ -99,6 +99,9 @@ class DemoConfig:
     attack_after_days: float = 0.5
     attack_days: float = 40.0
     attack_intensity: float = 20.0
+    #: Simulated days each region's leg takes to reach its peak (the simulator's default, a
+    #: quarter of the duration, would be ten: the monitor then waited ~7 minutes for the drift).
+    attack_ramp_days: float = 1.0
     monitor_every_s: float = 45.0
     #: The monitor's window (wall-clock minutes of served traffic).
     monitor_window_minutes: float = 1.5
@@ -291,6 +294,7 @@ def demo_wave(plan: Any, cfg: DemoConfig) -> Any:
         spread_regions=3,
         spread_lag_days=1.0,
         wave_id="demo-" + scenario,
+        ramp_days=cfg.attack_ramp_days,
         # The scenario has no base rate in a world where it is novel: scale the simulator's default.
         base_per_day=ScenarioRates().base_rate(scenario) if plan.novel_scenario else None,
     )

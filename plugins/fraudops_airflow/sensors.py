@@ -15,6 +15,10 @@ Its XCom is a ``ShadowWait`` (``fraudops.pipeline.release_types``) the release D
 * ``{"ready": False, "progress": {...}, "reason": "champion moved from v1 to v0 during the shadow
   test"}`` as soon as ``champion`` (the candidate's) no longer serves: the release's evidence can no
   longer lead to a promotion, so the run goes on to the gate, which rejects it at once;
+* ``{"ready": False, "progress": {...}, "reason": "challenger p99 latency 212 ms > 50 ms",
+  "early_reject": "p99_latency_ms"}`` when the early look (release mode: one look at the gate's floor
+  of events sent, before labels mature, ``fraudops.pipeline.release.early_look``) finds a label-free
+  check failing: the gate rejects on it without holding the shadow slot for days;
 * ``{"ready": False, "progress": {...}, "reason": "timeout: matured labeled frauds 41 of 120
   needed; scored 3,100 of 5,000; ETA ~2.3 h event time", "eta_hours": 2.3}`` when
   ``timeout`` passes and ``soft_timeout=True`` (the default): the run goes on to *reject* with the
@@ -29,7 +33,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout
@@ -39,6 +43,7 @@ from fraudops_airflow.triggers import ShadowMetricsTrigger
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from fraudops.pipeline.release_types import Candidate, ShadowDeployment
     from fraudops.release.progress import ProgressTarget, ShadowProgress, ShadowQuery
 
 #: Extra time the triggerer allows beyond ``timeout`` so the trigger's own (soft) timeout event
@@ -77,6 +82,9 @@ class ShadowMetricsSensor(BaseSensorOperator):
     :param min_matured_frauds: minimum matured labeled frauds (needs ``maturity_hours``). (templated)
     :param champion: end the wait early once the audited champion is no longer this version
         (the candidate's champion in the release DAG). (templated)
+    :param early_look: with a candidate, take the gate's one label-free look when the gate's floor
+        of events has been sent to the challenger (``fraudops.pipeline.release.early_look``), and end
+        the wait at once if the challenger is already broken (``early_reject``).
     """
 
     template_fields: Sequence[str] = (
@@ -122,6 +130,7 @@ class ShadowMetricsSensor(BaseSensorOperator):
         maturity_hours: float | str | None = None,
         settle_s: float = 0.0,
         champion: str | None = None,
+        early_look: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(poke_interval=poll_interval, timeout=timeout, **kwargs)
@@ -148,9 +157,13 @@ class ShadowMetricsSensor(BaseSensorOperator):
         self.soft_timeout = soft_timeout
         self.prediction_mode = prediction_mode
         self.max_failed_polls = max_failed_polls
+        self.early_look = early_look
         self._last_progress: ShadowProgress | None = None
         self._last_reason = "no successful poll yet"
         self._last_eta: float | None = None
+        self._cand: Candidate | None = None
+        self._deploy: ShadowDeployment | None = None
+        self._early_done = False
 
     # -- helpers ----------------------------------------------------------------------------------
     def _from_release(self) -> None:
@@ -169,6 +182,7 @@ class ShadowMetricsSensor(BaseSensorOperator):
         except (ValidationError, TypeError, ValueError) as err:
             raise AirflowFailException(f"invalid release candidate/deployment: {err}") from err
         params = params_of(cand)
+        self._cand, self._deploy = cand, deploy
         self.model_name, self.version, self.since = cand.model_name, cand.version, since
         self.min_scored = cand.min_scored_events
         self.min_matured_frauds = cand.min_labeled_frauds
@@ -260,10 +274,49 @@ class ShadowMetricsSensor(BaseSensorOperator):
             )
             return PokeReturnValue(is_done=True, xcom_value=stop.to_xcom())
         self.log.info("%s v%s %s: %s", self.model_name, self.version, "ready" if ready else "waiting", reason)
+        if not ready and self._early_due(progress.scored + progress.errors):
+            self._early_done = True
+            early = self._early_result(context, progress.to_dict())
+            if early is not None:
+                return PokeReturnValue(is_done=True, xcom_value=early)
         if not ready:
             return PokeReturnValue(is_done=False)
         result = ShadowWait(ready=True, progress=progress.to_dict(), reason=reason, eta_hours=0.0)
         return PokeReturnValue(is_done=True, xcom_value=result.to_xcom())
+
+    # -- the early look (release mode) -------------------------------------------------------------
+    def _early_floor(self) -> int:
+        from fraudops.pipeline.release import early_floor
+
+        return early_floor(self._cand) if self._cand is not None and self.early_look else 0
+
+    def _early_due(self, sent: int) -> bool:
+        floor = self._early_floor()
+        return floor > 0 and not self._early_done and sent >= floor
+
+    def _early_result(self, context: Context, progress: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The early look (``fraudops.pipeline.release.early_look``): the ``ShadowWait`` that ends the
+        wait when a label-free check already rejects the challenger, else None. A warehouse outage
+        skips the look (the wait goes on; the gate still judges everything at its first look)."""
+        from fraudops.exceptions import WarehouseUnavailable
+        from fraudops.pipeline.release import ReleaseContext, early_look
+        from fraudops.pipeline.release_types import ShadowWait
+        from fraudops_airflow.tasks import run_key
+
+        assert self._cand is not None and self._deploy is not None
+        ctx = ReleaseContext(run_key(context["run_id"], self.dag_id))
+        try:
+            failed = early_look(ctx, self._cand, self._deploy)
+        except WarehouseUnavailable as err:
+            self.log.warning("early look skipped, warehouse unavailable: %s", err)
+            return None
+        if failed is None:
+            self.log.info(
+                "%s v%s: early look passed; waiting for matured labels", self.model_name, self.version
+            )
+            return None
+        self.log.warning("%s v%s rejected early on %s: %s", self.model_name, self.version, *failed)
+        return ShadowWait(ready=False, progress=progress, reason=failed[1], early_reject=failed[0]).to_xcom()
 
     # -- both modes -------------------------------------------------------------------------------
     def _apply_overrides(self) -> None:
@@ -289,7 +342,19 @@ class ShadowMetricsSensor(BaseSensorOperator):
                 last = self._last_progress.to_dict() if self._last_progress else None
                 return self._timeout_result(last, self._last_reason, self._last_eta)
 
+        from fraudops.release.progress import ProgressTarget
+
         timeout_at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=self.timeout)
+        floor = self._early_floor()
+        if floor > 0:
+            # Two deferrals: to the early look's floor of sent events, then to the full target.
+            self._defer(query, ProgressTarget(min_seen=floor), timeout_at, "early_look_complete")
+        self._defer(query, target, timeout_at, "execute_complete")
+
+    def _defer(
+        self, query: ShadowQuery, target: ProgressTarget, timeout_at: dt.datetime, method: str
+    ) -> NoReturn:
+        left = max(0.0, (timeout_at - dt.datetime.now(dt.UTC)).total_seconds())
         self.defer(
             trigger=ShadowMetricsTrigger(
                 query=query.to_dict(),
@@ -300,11 +365,34 @@ class ShadowMetricsSensor(BaseSensorOperator):
                 max_failed_polls=self.max_failed_polls,
                 champion=None if self.champion in (None, "") else str(self.champion),
             ),
-            method_name="execute_complete",
-            timeout=dt.timedelta(seconds=self.timeout + max(_DEFER_GRACE_S, 2 * self.poll_interval)),
+            method_name=method,
+            kwargs={"timeout_at": timeout_at.isoformat()},
+            timeout=dt.timedelta(seconds=left + max(_DEFER_GRACE_S, 2 * self.poll_interval)),
         )
 
-    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
+    def early_look_complete(
+        self, context: Context, event: dict[str, Any] | None = None, timeout_at: str | None = None
+    ) -> dict[str, Any]:
+        """Resume at the early look's floor: a broken challenger ends the wait (``early_reject``);
+        otherwise defer again to the full target, with the same deadline."""
+        if not event or event.get("status") != "success":
+            return self.execute_complete(context, event)
+        from fraudops.release.progress import as_utc
+
+        self._from_release()
+        self._apply_overrides()
+        stop = self._early_result(context, event.get("progress"))
+        if stop is not None:
+            return stop
+        target = self._target()
+        deadline = (
+            as_utc(timeout_at) if timeout_at else dt.datetime.now(dt.UTC) + dt.timedelta(seconds=self.timeout)
+        )
+        self._defer(self._query(target), target, deadline, "execute_complete")
+
+    def execute_complete(
+        self, context: Context, event: dict[str, Any] | None = None, timeout_at: str | None = None
+    ) -> dict[str, Any]:
         """Resume after the trigger: an error event raises, a timeout is soft (or raises), success returns."""
         if not event:
             raise AirflowException("ShadowMetricsSensor resumed without a trigger event")

@@ -137,6 +137,13 @@ def test_bad_challengers_are_rejected_with_the_right_reason(
     decision = _decision(run)
     assert decision["status"] == "reject", decision
     assert decision["deciding_check"] in checks, decision
+    # A broken challenger is caught by the wait's early look at the gate's floor of events (label-
+    # free checks), not after its labels mature; a worse one can only be judged on matured labels.
+    wait = run.get_task_instance("wait_for_shadow_metrics").xcom_pull(task_ids="wait_for_shadow_metrics")
+    if bundle in ("constant", "crashing"):
+        assert wait["early_reject"] == decision["deciding_check"], wait
+    elif bundle == "worse":
+        assert wait["early_reject"] is None and wait["ready"] is True, wait
     # Production never moved; the challenger was retired from the shadow pool; evidence is kept.
     served = _served(scoring)
     assert served["champion"]["version"] == champion_before

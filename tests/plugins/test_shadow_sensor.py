@@ -356,6 +356,7 @@ def test_execute_complete_contract() -> None:
         "reason": "timeout: only 1 of 3 scored",
         "eta_hours": None,
         "incumbent_changed": False,
+        "early_reject": None,
     }
     moved = sensor.execute_complete(
         {}, {"status": "incumbent_changed", "champion": "5", "progress": None, "reason": "champion moved"}
@@ -366,6 +367,7 @@ def test_execute_complete_contract() -> None:
         "reason": "champion moved",
         "eta_hours": None,
         "incumbent_changed": True,
+        "early_reject": None,
     }
     with pytest.raises(AirflowSensorTimeout, match="only 1 of 3 scored"):
         _sensor(soft_timeout=False).execute_complete(
@@ -432,3 +434,86 @@ def test_sensor_derives_the_wait_from_the_release_candidate() -> None:
     assert query.maturity_hours == 36.5
     assert sensor.timeout == 90 * 60.0 and sensor.poke_interval == 7.0
     assert sensor.champion == "6"  # the wait ends early once v6 no longer serves
+
+
+def _release_sensor(**kwargs: Any) -> Any:
+    from fraudops_airflow.sensors import ShadowMetricsSensor
+
+    from fraudops.pipeline.release import ReleaseParams
+    from fraudops.pipeline.release_types import Candidate, ShadowDeployment
+
+    cand = Candidate(
+        model_name=MODEL,
+        version="7",
+        champion="6",
+        alias="challenger-7",
+        params=ReleaseParams(shadow_timeout_minutes=90, poll_interval_s=7).to_dict(),
+        policy={"min_scored_events_floor": 2000},
+        policy_fingerprint="f",
+        min_scored_events=5000,
+        min_labeled_frauds=120,
+        label_maturity_hours=36.5,
+    )
+    deploy = ShadowDeployment(ok=True, deployed_at=_now() - dt.timedelta(hours=2), alias="challenger-7")
+    return ShadowMetricsSensor(
+        task_id="wait_for_shadow_metrics", candidate=cand.to_xcom(), deployment=deploy.to_xcom(), **kwargs
+    )
+
+
+def test_the_release_sensor_looks_once_at_the_gates_floor_then_waits_for_labels(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Two deferrals: to the gate's floor of events sent (``min_seen``), where the early look runs in
+    the worker, then to the full target with the same deadline. A broken challenger ends the wait
+    there (``early_reject``); a healthy one waits for matured labels; a timeout at the floor is the
+    usual soft timeout. Each resume is a fresh operator, as Airflow builds it."""
+    from airflow.sdk.exceptions import TaskDeferred
+
+    from fraudops.pipeline import release
+    from fraudops.release.progress import ProgressTarget
+
+    monkeypatch.setenv("FRAUDOPS_STATE_DIR", str(tmp_path))
+    looks: list[str] = []
+    verdict: dict[str, tuple[str, str] | None] = {"v": None}
+
+    def early_look(ctx: Any, cand: Any, deploy: Any) -> tuple[str, str] | None:
+        looks.append(f"{ctx.run_key} v{cand.version} since {deploy.since().isoformat()}")
+        return verdict["v"]
+
+    monkeypatch.setattr(release, "early_look", early_look)
+    context: Any = {"run_id": "manual__x"}
+    with pytest.raises(TaskDeferred) as first:
+        _release_sensor().execute(context)
+    assert first.value.method_name == "early_look_complete"
+    trigger = first.value.trigger
+    assert ProgressTarget.from_dict(trigger.target) == ProgressTarget(min_seen=2000)
+    assert trigger.champion == "6" and trigger.poll_interval == 7.0
+    assert first.value.kwargs is not None
+    deadline = first.value.kwargs["timeout_at"]
+    assert trigger.timeout_at == deadline
+    assert dt.timedelta(minutes=89) < dt.datetime.fromisoformat(deadline) - _now() <= dt.timedelta(minutes=90)
+    assert not looks  # nothing looked at before the floor
+
+    at_floor = {"status": "success", "progress": {"scored": 1990, "errors": 10}, "reason": "sent 2,000"}
+    with pytest.raises(TaskDeferred) as second:
+        _release_sensor().early_look_complete(context, at_floor, timeout_at=deadline)
+    assert len(looks) == 1 and looks[0].startswith("adhoc_airflow__manual__x v7 since ")  # no DAG here
+    assert second.value.method_name == "execute_complete"
+    full = ProgressTarget.from_dict(second.value.trigger.target)
+    assert (full.min_scored, full.min_matured_frauds, full.min_seen) == (5000, 120, 0)
+    assert second.value.trigger.timeout_at == deadline  # the same deadline, not a fresh one
+
+    verdict["v"] = ("constant_scores", "constant scores (1 distinct values < 10)")
+    out = _release_sensor().early_look_complete(context, at_floor, timeout_at=deadline)
+    assert out["ready"] is False and out["early_reject"] == "constant_scores"
+    assert out["reason"] == "constant scores (1 distinct values < 10)"
+    assert out["progress"] == at_floor["progress"] and len(looks) == 2
+
+    timed_out = {"status": "timeout", "progress": None, "reason": "sent 40 of 2,000 needed"}
+    out = _release_sensor().early_look_complete(context, timed_out, timeout_at=deadline)
+    assert out["ready"] is False and out["reason"] == "timeout: sent 40 of 2,000 needed"
+    assert out["early_reject"] is None and len(looks) == 2
+    # without a candidate (other callers) or with early_look=False: one deferral, as before
+    with pytest.raises(TaskDeferred) as only:
+        _release_sensor(early_look=False).execute(context)
+    assert only.value.method_name == "execute_complete"

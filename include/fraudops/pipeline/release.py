@@ -1064,10 +1064,41 @@ def shadow_target(cand: Candidate) -> Any:
     return ProgressTarget(min_scored=cand.min_scored_events, min_matured_frauds=cand.min_labeled_frauds)
 
 
-def shadow_look(ctx: ReleaseContext, cand: Candidate, deploy: ShadowDeployment) -> ShadowWait:
+def early_floor(cand: Candidate) -> int:
+    """Scored events at which the shadow wait takes its one early look (:func:`early_look`): the
+    gate's own volume floor (never beyond the candidate's planned sample)."""
+    return min(cand.gate_policy().min_scored_events_floor, cand.min_scored_events)
+
+
+def early_look(ctx: ReleaseContext, cand: Candidate, deploy: ShadowDeployment) -> tuple[str, str] | None:
+    """The gate on the shadow evidence so far, before any label has matured: ``(check, reason)`` of
+    the label-free check that already rejects the challenger (slow, erroring, constant scores,
+    feature parity, an unattainable operating point, a copy of the champion), or None.
+
+    The shadow wait takes this look once, at :func:`early_floor` scored events: a broken challenger
+    is then rejected in minutes instead of holding its shadow slot until labels mature (days in
+    production). It is the promotion gate itself (``decide_promotion``, without drift, which
+    ``check_drift`` measures after the wait), so nothing is judged here that the gate would not
+    judge at its first look; quality is never judged early (no matured labels).
+    """
+    from fraudops.release.gates import decide_promotion
+
+    evidence = _evidence(ctx, cand, deploy, evidence_window(ctx))
+    decision = decide_promotion(evidence, cand.gate_policy())
+    if decision.status == Decision.REJECT and decision.deciding_check in OPERATIONAL_CHECKS:
+        log.info("early look at %s v%s: %s", cand.model_name, cand.version, decision.reason)
+        return str(decision.deciding_check), decision.reason
+    return None
+
+
+def shadow_look(
+    ctx: ReleaseContext, cand: Candidate, deploy: ShadowDeployment, *, early: bool = False
+) -> ShadowWait:
     """One look at the challenger's shadow progress (``ready`` once :func:`shadow_target` is met),
     with the shortfall and the ETA as the reason, like the DAG's sensor; ``incumbent_changed`` once
-    the champion the release compares with no longer serves."""
+    the champion the release compares with no longer serves. With ``early``, a look that finds the
+    :func:`early_floor` reached also takes the :func:`early_look` (``early_reject`` when it fails).
+    """
     from fraudops.registry import champion_moved
     from fraudops.release.progress import eta, is_satisfied, shadow_progress, status_line
 
@@ -1084,6 +1115,12 @@ def shadow_look(ctx: ReleaseContext, cand: Candidate, deploy: ShadowDeployment) 
     if moved is not None:
         return ShadowWait(ready=False, reason=moved[1], progress=progress.to_dict(), incumbent_changed=True)
     ready, _ = is_satisfied(progress, target)
+    if early and not ready and progress.scored + progress.errors >= early_floor(cand):
+        failed = early_look(ctx, cand, deploy)
+        if failed is not None:
+            return ShadowWait(
+                ready=False, reason=failed[1], progress=progress.to_dict(), early_reject=failed[0]
+            )
     hours = eta(
         progress,
         target,

@@ -48,10 +48,14 @@ def run_release(
     if deploy.ok:
         echo(f"shadow: {cand.alias} running after {deploy.seconds_to_running}s")
         deadline = clock() + params.shadow_timeout_minutes * 60.0
+        early = True  # one early look, at the gate's floor of events sent (as the DAG's sensor)
         while True:
-            look = release.shadow_look(ctx, cand, deploy)
-            echo(f"shadow: {'ready' if look.ready else 'waiting'}: {look.reason}")
-            if look.ready or look.incumbent_changed:
+            look = release.shadow_look(ctx, cand, deploy, early=early)
+            sent = (look.progress or {}).get("scored", 0) + (look.progress or {}).get("errors", 0)
+            early = early and sent < release.early_floor(cand)
+            state = "rejected early" if look.early_reject else "ready" if look.ready else "waiting"
+            echo(f"shadow: {state}: {look.reason}")
+            if look.ready or look.incumbent_changed or look.early_reject:
                 waited = look
                 break
             if clock() >= deadline:

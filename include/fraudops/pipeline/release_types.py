@@ -139,8 +139,9 @@ class DriftReport(_XCom):
 
 
 class ShadowWait(_XCom):
-    """The shadow sensor's result: the evidence target met (``ready``), the deadline passed, or the
-    champion the release compares with stopped serving (``incumbent_changed``)."""
+    """The shadow sensor's result: the evidence target met (``ready``), the deadline passed, the
+    champion the release compares with stopped serving (``incumbent_changed``), or the early look
+    found the challenger broken (``early_reject``)."""
 
     ready: bool
     reason: str = ""
@@ -149,6 +150,10 @@ class ShadowWait(_XCom):
     eta_hours: float | None = None
     #: The wait ended early: another champion serves now (the gate then rejects at once).
     incumbent_changed: bool = False
+    #: The wait ended early: at the gate's floor of scored events, a label-free check (latency,
+    #: errors, constant scores, feature parity, operating point, identical ranking) already fails;
+    #: the check's name. The gate then decides on that evidence instead of waiting for labels.
+    early_reject: str | None = None
 
 
 class DecisionSummary(_XCom):

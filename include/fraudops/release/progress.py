@@ -127,9 +127,21 @@ class ProgressTarget:
     #: Minimum matured labeled frauds (scored events past the maturity, labelled fraud): what the
     #: gate's quality checks need.
     min_matured_frauds: int = 0
+    #: Minimum distinct events the challenger was sent, scored or failed on (the gate's volume:
+    #: what the early look of a release waits for, so a challenger failing on most events is
+    #: looked at as soon as one scoring them all).
+    min_seen: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("min_scored", "min_labeled", "min_labeled_frauds", "min_matured", "min_matured_frauds"):
+        names = (
+            "min_scored",
+            "min_labeled",
+            "min_labeled_frauds",
+            "min_matured",
+            "min_matured_frauds",
+            "min_seen",
+        )
+        for name in names:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"ProgressTarget.{name} must be a non-negative integer, got {value!r}")
@@ -209,6 +221,7 @@ def _checks(progress: ShadowProgress, target: ProgressTarget) -> list[tuple[str,
         ("labeled", progress.scored_with_label, target.min_labeled),
         ("labeled frauds", progress.labeled_frauds, target.min_labeled_frauds),
         ("matured", progress.matured, target.min_matured),
+        ("sent", progress.scored + progress.errors, target.min_seen),
     )
     return [c for c in checks if c[2] > 0]
 
@@ -269,6 +282,8 @@ def eta(
             continue
         if what == "scored":
             t = until(need, 0.0)
+        elif what == "sent":
+            t = max(0.0, need * span / have - span)
         elif what == "matured":
             t = until(need, maturity)
         elif what == "labeled":

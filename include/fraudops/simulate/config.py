@@ -92,6 +92,10 @@ class Wave:
     spread_decay: float = 0.8
     wave_id: str | None = None
     base_per_day: float | None = None
+    #: Days each leg takes to reach its peak (and to ebb at its end); None = a quarter of
+    #: ``duration_days``. A campaign that outlasts the demo reaches its peak in a day instead of
+    #: after ten.
+    ramp_days: float | None = None
 
     def __post_init__(self) -> None:
         if self.scenario not in SCENARIOS:
@@ -102,6 +106,8 @@ class Wave:
             raise ConfigError("wave duration must be > 0 and intensity >= 0")
         if self.base_per_day is not None and self.base_per_day <= 0:
             raise ConfigError("a wave's base_per_day must be > 0 (or None: the scenario's base rate)")
+        if self.ramp_days is not None and not 0 < self.ramp_days <= self.duration_days / 2:
+            raise ConfigError("a wave's ramp_days must be > 0 and at most half its duration_days")
         if not 0 <= self.spread_regions <= len(REGIONS) - 1:
             raise ConfigError(f"spread_regions must be within [0, {len(REGIONS) - 1}]")
 

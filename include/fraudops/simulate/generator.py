@@ -270,12 +270,13 @@ class _WaveLeg:
     intensity: float
     #: Events a day (all regions) the intensity multiplies; None = the scenario's base rate.
     base_per_day: float | None = None
+    #: Days to the peak (and from it to the end); None = a quarter of the leg.
+    ramp_days: float | None = None
 
     def multiplier(self, day: float) -> float:
         if not self.start <= day < self.end:
             return 0.0
-        length = self.end - self.start
-        ramp = max(length * 0.25, 1e-9)
+        ramp = max(self.ramp_days if self.ramp_days is not None else (self.end - self.start) * 0.25, 1e-9)
         return self.intensity * min(1.0, (day - self.start + 0.5) / ramp, (self.end - day) / ramp)
 
 
@@ -293,6 +294,7 @@ def _wave_legs(wave: Wave, start_day: float, wave_id: str) -> list[_WaveLeg]:
                 end=s + wave.duration_days,
                 intensity=wave.intensity * wave.spread_decay**hop,
                 base_per_day=wave.base_per_day,
+                ramp_days=wave.ramp_days,
             )
         )
     return legs

@@ -4,6 +4,7 @@ real end-to-end run is the DAG's e2e test)."""
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from typing import Any
 
 import pytest
@@ -120,3 +121,36 @@ def test_cli_help_lists_release_run() -> None:
     result = CliRunner().invoke(main, ["release", "run", "--help"])
     assert result.exit_code == 0, result.output
     assert "VERSION" in result.output and "--policy" in result.output and "--model-name" in result.output
+
+
+def test_an_early_reject_ends_the_wait_and_the_early_look_is_taken_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The CLI asks for the early look until the gate's floor of events was sent (as the DAG's
+    sensor does), and an ``early_reject`` ends the wait: the gate decides without waiting for labels."""
+    calls = _stub(monkeypatch, "reject")
+    asked: list[bool] = []
+    sent = itertools.chain([3, 9, 12], itertools.repeat(15))
+
+    def look(*_: Any, early: bool = False) -> ShadowWait:
+        asked.append(early)
+        n = next(sent)
+        return ShadowWait(ready=False, reason="waiting", progress={"scored": n - 1, "errors": 1})
+
+    monkeypatch.setattr(release, "shadow_look", look)
+    monkeypatch.setattr(release, "early_floor", lambda cand: 10)
+    ticks = iter(range(0, 10_000, 1))
+    params = release.ReleaseParams(version="2", shadow_timeout_minutes=1, poll_interval_s=1)
+    run_release(_Ctx(), params, echo=lambda s: None, sleep=lambda s: None, clock=lambda: next(ticks))
+    assert asked[:4] == [True, True, True, False]  # 3 and 9 sent: not yet; 12 >= 10: the one look
+
+    calls.clear()
+    broken = ShadowWait(
+        ready=False, reason="constant scores (1 distinct value < 10)", early_reject="constant_scores"
+    )
+    monkeypatch.setattr(release, "shadow_look", lambda *_, **__: broken)
+    lines: list[str] = []
+    out = run_release(_Ctx(), params, echo=lines.append, sleep=lambda s: None)
+    assert calls == ["resolve", "deploy_shadow", "check_drift", "decide", "reject"]
+    assert out.status == "rejected"
+    assert any("rejected early: constant scores" in line for line in lines)

@@ -184,6 +184,43 @@ def test_a_wave_can_bring_a_scenario_the_world_never_had() -> None:
         ScenarioRates().without("bank_robbery")
 
 
+def test_a_wave_with_a_short_ramp_is_at_its_peak_on_its_second_day() -> None:
+    """``ramp_days`` sets how fast a leg reaches its peak; by default a long campaign ramps over a
+    quarter of its duration (ten days for forty), so its first days carry a fraction of the peak."""
+    import dataclasses
+
+    from fraudops.exceptions import ConfigError
+    from fraudops.simulate.config import ScenarioRates
+
+    wave = Wave(
+        scenario="account_takeover",
+        region="eu-west",
+        start_day=1,
+        duration_days=40,
+        intensity=20.0,
+        spread_regions=0,
+        wave_id="fast",
+        base_per_day=22.0,
+        ramp_days=1.0,
+    )
+    world = dataclasses.replace(SMALL, rates=ScenarioRates().without("account_takeover"))
+
+    def day_two_events(w: Wave) -> int:
+        gt = generate(
+            "2026-05-01", 3, seed=5, config=dataclasses.replace(world, extra_waves=(w,))
+        ).ground_truth
+        on_day_two = gt.event_time >= pd.Timestamp("2026-05-03", tz="UTC")
+        return int(((gt.wave_id == w.wave_id) & on_day_two).sum())
+
+    fast, slow = day_two_events(wave), day_two_events(dataclasses.replace(wave, ramp_days=None))
+    # at its peak on day two (22/day x 0.37 x 20 events), against 1.5/10 of it with the default ramp
+    assert fast > 3 * slow and fast > 50, (fast, slow)
+    with pytest.raises(ConfigError, match="ramp_days"):
+        dataclasses.replace(wave, ramp_days=0.0)
+    with pytest.raises(ConfigError, match="ramp_days"):
+        dataclasses.replace(wave, ramp_days=25.0)
+
+
 def test_auto_waves_move_across_regions_over_time(result: object) -> None:
     gt = result.ground_truth  # type: ignore[attr-defined]
     waves = gt.dropna(subset=["wave_id"])

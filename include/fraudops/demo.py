@@ -99,9 +99,12 @@ class DemoConfig:
     attack_after_days: float = 0.5
     attack_days: float = 40.0
     attack_intensity: float = 20.0
-    #: Simulated days each region's leg takes to reach its peak (the simulator's default, a
-    #: quarter of the duration, would be ten: the monitor then waited ~7 minutes for the drift).
-    attack_ramp_days: float = 1.0
+    #: Simulated days each region's leg takes to reach its peak; None = the simulator's default, a
+    #: quarter of the duration (ten days). A one-day ramp was tried (2026-12-07): the monitor fired
+    #: after 5 minutes instead of 7.5, but the attack made 12 % of traffic two simulated days in, the
+    #: drift retrain scored it in tie blocks (16 % of events near 0.42) and the gate rightly found
+    #: that it could not be served at the 3 % alert budget; the story needs a gradual campaign.
+    attack_ramp_days: float | None = None
     monitor_every_s: float = 45.0
     #: The monitor's window (wall-clock minutes of served traffic).
     monitor_window_minutes: float = 1.5

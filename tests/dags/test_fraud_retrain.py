@@ -41,6 +41,10 @@ def _task_states(run: object) -> dict[str, str]:
 def test_retrain_registers_a_servable_onnx_version(
     retrain_dag: object, fraudops_env: Path, small_world: object, warehouse: object
 ) -> None:
+    """Also: a feed whose device field carries one value for everything (a broken join upstream)
+    trains without the features read from it, and says so by name in the run and in the bundle."""
+    import json
+
     import mlflow
 
     from fraudops.registry import download_artifact_dir
@@ -50,9 +54,18 @@ def test_retrain_registers_a_servable_onnx_version(
     os.environ["FRAUDOPS_MODEL_NAME"] = "retrain-dag-test"
     try:
         _backfill(small_world)
+        warehouse.execute("UPDATE transactions SET device_id = 'unknown' WHERE TRUE")  # type: ignore[attr-defined]
         run = retrain_dag.test(run_conf=RUN_CONF)  # type: ignore[attr-defined]
         states = _task_states(run)
         assert str(run.state) == "success", states
+        feats = run.get_task_instance("build_features").xcom_pull(task_ids="build_features")
+        device_features = ["card_new_device_30d", "device_tx_count_1h", "device_tx_count_1d"]
+        assert feats["dropped_features"] == device_features, feats
+        assert (
+            "3 dropped, source column missing or single-valued: card_new_device_30d"
+            in feats["feature_health"]
+        )
+        assert feats["n_features"] == 31
         ti = run.get_task_instance("register")
         reg = ti.xcom_pull(task_ids="register")
         # A retry of `register` after the version exists hands back that version, registers nothing.
@@ -83,6 +96,13 @@ def test_retrain_registers_a_servable_onnx_version(
         "retrain-dag-test", "1", fraudops_env / "dl", tracking_uri=os.environ["MLFLOW_TRACKING_URI"]
     )
     report = verify_artifact(bundle)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["feature_health"]["dropped"] == device_features
+    assert (
+        manifest["feature_health"]["leakage_rows_checked"] > 0 and manifest["feature_health"]["leaks"] == []
+    )
+    spec = json.loads((bundle / "feature_spec.json").read_text())
+    assert not {f["name"] for f in spec["features"]} & set(device_features) and report.n_features == 31
     scorer = load_scorer(bundle)
     score = scorer.score_one([0.0] * report.n_features)
     assert 0.0 <= score <= 1.0

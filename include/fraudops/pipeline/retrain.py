@@ -18,7 +18,7 @@ import datetime as dt
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -177,6 +177,80 @@ def extract(ctx: RunContext, params: RetrainParams) -> dict[str, Any]:
     return meta
 
 
+def extract_file(
+    ctx: RunContext,
+    params: RetrainParams,
+    path: str | Path,
+    mapping: dict[str, str],
+    *,
+    label_time_col: str | None = None,
+    label_delay_days: float = 7.0,
+) -> dict[str, Any]:
+    """``extract`` from a user's CSV/Parquet instead of the warehouse (``fraudops train --data``).
+
+    The file is checked row by row as ``fraudops import`` checks it (every problem reported, nothing
+    used when one row is bad). Files usually say only whether a transaction was fraud, not when
+    that became known: without ``label_time_col`` each label is taken as known
+    ``label_delay_days`` after its transaction (the file's own label delay, e.g. 7 days for the
+    public simulated data set), so the window, its label maturity and every label-based feature
+    see labels as they would have arrived. Then the same window as from the warehouse: ``as_of`` =
+    the newest transaction (or the param), the window ends ``label_maturity_days`` before it.
+    """
+    import pandas as pd
+
+    from fraudops.simulate.importer import read_table
+    from fraudops.simulate.importer import validate as check_rows
+    from fraudops.warehouse.schema import TRANSACTION_FIELDS
+
+    if label_delay_days < 0:
+        raise ConfigError(f"label_delay_days must be >= 0, got {label_delay_days}")
+    if label_time_col is None and params.label_maturity_days < label_delay_days:
+        raise ConfigError(
+            f"label_maturity_days {params.label_maturity_days:g} is shorter than the file's label delay "
+            f"{label_delay_days:g} days: the window's last days would have no fraud labels (and train as "
+            f"genuine); set -p label_maturity_days={label_delay_days:g} or more"
+        )
+    t0 = time.perf_counter()
+    tx, labels, errors = check_rows(read_table(path), mapping, label_time_col=label_time_col, source="file")
+    if errors:
+        shown = "; ".join(str(e) for e in errors[:10])
+        raise DataValidationError(f"{path}: {len({e.row for e in errors})} invalid rows: {shown}")
+    if labels.empty:
+        raise DataValidationError(f"{path}: no labels; map the fraud flag with --map is_fraud=COLUMN")
+    if label_time_col is None:
+        labels["label_time"] = labels["event_time"] + pd.Timedelta(days=label_delay_days)
+    for col in TRANSACTION_FIELDS:
+        if col not in tx.columns:
+            tx[col] = None
+    tx["event_time"] = pd.to_datetime(tx["event_time"], utc=True)
+    as_of = parse_time(params.as_of) if params.as_of else tx["event_time"].max().to_pydatetime()
+    window_end = as_of - dt.timedelta(days=params.label_maturity_days)
+    window_start = window_end - dt.timedelta(days=params.window_days)
+    history_start = window_start - dt.timedelta(days=params.history_days)
+    tx = tx.loc[(tx["event_time"] >= history_start) & (tx["event_time"] < window_end)]
+    tx = tx[list(TRANSACTION_FIELDS)].sort_values("event_time", kind="stable").reset_index(drop=True)
+    known = (labels["label_time"] <= as_of) & labels["transaction_id"].isin(set(tx["transaction_id"]))
+    labels = labels.loc[known].reset_index(drop=True)
+    out = ctx.run_dir / "extract"
+    out.mkdir(exist_ok=True)
+    tx.to_parquet(out / "transactions.parquet", index=False)
+    labels.to_parquet(out / "labels.parquet", index=False)
+    meta = {
+        "extract_dir": str(out),
+        "source": str(path),
+        "as_of": as_of.isoformat(),
+        "history_start": history_start.isoformat(),
+        "window_start": window_start.isoformat(),
+        "window_end": window_end.isoformat(),
+        "transactions": len(tx),
+        "labels": len(labels),
+        "label_delay_days": None if label_time_col else label_delay_days,
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
+    _write_json(out / "meta.json", meta)
+    return meta
+
+
 def _load_extract(extract_dir: str | Path) -> tuple[Any, Any, dict[str, Any]]:
     import pandas as pd
 
@@ -224,18 +298,37 @@ def validate(ctx: RunContext, params: RetrainParams, extract_meta: dict[str, Any
 
 # -- 3. features --------------------------------------------------------------------------------
 def build_features(ctx: RunContext, params: RetrainParams, extract_meta: dict[str, Any]) -> dict[str, Any]:
-    """Point-in-time features for the window from the feature store's offline builder."""
+    """Point-in-time features for the window from the feature store's offline builder, with their
+    health (``features.health``): features whose source column is missing or single-valued, and
+    constant ones, are dropped with a warning naming them; a feature that is not point-in-time
+    (its values change when what happened after a cut is removed) fails the run."""
     from fraudops.features import FeatureSpec, build_offline
+    from fraudops.features.health import feature_health, point_in_time_leaks
 
     tx, labels, meta = _load_extract(extract_meta["extract_dir"])
     spec = FeatureSpec.default()
     t0 = time.perf_counter()
     feats = build_offline(tx, labels, spec)
     seconds = time.perf_counter() - t0
+    leaks, compared = point_in_time_leaks(tx, labels, spec, full=feats)
+    if leaks:
+        raise DataValidationError(
+            f"features not point-in-time (they change when later transactions and labels are removed, "
+            f"{compared:,} events compared): {', '.join(leaks)}"
+        )
     frame = _training_frame(tx, labels, meta).drop_duplicates("transaction_id")
     feats = feats.loc[frame["transaction_id"].to_numpy()]
+    health = feature_health(feats, tx, spec.names)
+    health = replace(health, leakage_rows_checked=compared)
+    if not health.kept:
+        raise DataValidationError(f"no informative feature left: {health.summary()}")
+    if health.dropped:
+        log.warning("feature health: %s", health.summary())
+        spec = FeatureSpec(tuple(f for f in spec.features if f[0] in set(health.kept)))
+        feats = feats[spec.names]
     out = ctx.run_dir / "features"
     out.mkdir(exist_ok=True)
+    _write_json(out / "health.json", health.to_dict())
     table = feats.reset_index(drop=True)
     table["__y"] = frame["is_fraud"].astype("int8").to_numpy()
     table["__event_time"] = frame["event_time"].to_numpy()
@@ -251,6 +344,9 @@ def build_features(ctx: RunContext, params: RetrainParams, extract_meta: dict[st
         "rows": len(table),
         "n_features": len(spec.names),
         "rows_per_s": round(len(tx) / seconds) if seconds > 0 else None,
+        "health_path": str(out / "health.json"),
+        "feature_health": health.summary(),
+        "dropped_features": health.dropped,
     }
 
 
@@ -272,6 +368,11 @@ def _load_features(features_meta: dict[str, Any]) -> tuple[Any, Any, Any, Any, A
         table["__card_id"].to_numpy(),
         spec,
     )
+
+
+def _feature_health(features_meta: dict[str, Any]) -> dict[str, Any] | None:
+    path = features_meta.get("health_path")
+    return json.loads(Path(path).read_text()) if path and Path(path).exists() else None
 
 
 # -- 4. train -----------------------------------------------------------------------------------
@@ -399,7 +500,11 @@ def package(
         decision_threshold=candidate["threshold"],
         latency_budget_ms=params.latency_budget_ms,
         data_window=(extract_meta["window_start"], extract_meta["window_end"]),
-        extra_manifest={"as_of": extract_meta["as_of"], "retrain_params": params.to_dict()},
+        extra_manifest={
+            "as_of": extract_meta["as_of"],
+            "retrain_params": params.to_dict(),
+            "feature_health": _feature_health(features_meta),
+        },
         seed=params.seed,
     )
     report = verify_artifact(out_dir)
@@ -488,10 +593,18 @@ def _version_of_run(ctx: RunContext, model_name: str) -> dict[str, Any] | None:
     return None
 
 
-def run_all(ctx: RunContext, params: RetrainParams) -> dict[str, Any]:
-    """All steps in one process (``fraudops train``); returns every step's output."""
+def run_all(
+    ctx: RunContext,
+    params: RetrainParams,
+    *,
+    extract_meta: dict[str, Any] | None = None,
+    register_model: bool = True,
+) -> dict[str, Any]:
+    """All steps in one process (``fraudops train``); returns every step's output. With
+    ``extract_meta`` (``extract_file``) the warehouse is not touched; ``register_model=False`` stops
+    at the verified bundle (no MLflow needed)."""
     steps: dict[str, Any] = {}
-    steps["extract"] = extract(ctx, params)
+    steps["extract"] = extract_meta if extract_meta is not None else extract(ctx, params)
     steps["validate"] = validate(ctx, params, steps["extract"])
     steps["features"] = build_features(ctx, params, steps["extract"])
     steps["train"] = train(ctx, params, steps["features"])
@@ -499,7 +612,8 @@ def run_all(ctx: RunContext, params: RetrainParams) -> dict[str, Any]:
     steps["package"] = package(
         ctx, params, steps["features"], steps["train"], steps["evaluate"], steps["validate"], steps["extract"]
     )
-    steps["register"] = register(
-        ctx, params, steps["package"], steps["evaluate"], steps["extract"], steps["train"]
-    )
+    if register_model:
+        steps["register"] = register(
+            ctx, params, steps["package"], steps["evaluate"], steps["extract"], steps["train"]
+        )
     return steps

@@ -60,10 +60,36 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     shutil.rmtree(_AIRFLOW_HOME, ignore_errors=True)
 
 
+#: Test files that drive real-time traffic through real processes and judge what happens in
+#: wall-clock time (the lifecycle's whole stack, the release DAG deciding on live shadow traffic,
+#: latency under load, outages under load). `make test` runs two xdist workers (``--dist
+#: loadgroup``): these files form one group, run one after another on one worker, first and in
+#: this order, so two of them never compete for the 2 cores; every other file is a group of its
+#: own (its module fixtures are built once) that the workers share.
+REALTIME = (
+    "tests/e2e/test_lifecycle.py",
+    "tests/e2e/test_release.py",
+    "tests/include/serving/test_reliability_load.py",
+    "tests/include/serving/test_openapi_fuzz.py",
+    "tests/include/serving/test_load_latency.py",
+)
+
+
+def _relpath(item: pytest.Item) -> str:
+    return Path(str(item.path)).resolve().relative_to(REPO).as_posix()
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if SERVICE_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.integration)
+        path = _relpath(item)
+        item.add_marker(pytest.mark.xdist_group("realtime" if path in REALTIME else path))
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # Under xdist (``--no-loadscope-reorder``: groups are handed out in collection order) the
+        # real-time group first, the longest lane, in REALTIME's order; the rest as collected.
+        rank = {path: i for i, path in enumerate(REALTIME)}
+        items.sort(key=lambda item: rank.get(_relpath(item), len(REALTIME)))
 
 
 @pytest.fixture(scope="session")

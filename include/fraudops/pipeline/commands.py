@@ -58,7 +58,7 @@ def train(
     folder (printed) and registered only with --register.
     """
     from fraudops.pipeline.retrain import RetrainParams, RunContext, extract_file, run_all
-    from fraudops.simulate.importer import parse_mapping
+    from fraudops.warehouse.importer import parse_mapping
 
     raw = {k: v for k, v in options.items() if v not in (None, "")}
     for p in param:

@@ -198,8 +198,8 @@ def extract_file(
     """
     import pandas as pd
 
-    from fraudops.simulate.importer import read_table
-    from fraudops.simulate.importer import validate as check_rows
+    from fraudops.warehouse.importer import read_table
+    from fraudops.warehouse.importer import validate as check_rows
     from fraudops.warehouse.schema import TRANSACTION_FIELDS
 
     if label_delay_days < 0:

@@ -121,7 +121,7 @@ def import_cmd(
     dry_run: bool,
 ) -> None:
     """Load historical transactions (CSV/Parquet) into the warehouse; all rows valid or nothing written."""
-    from fraudops.simulate.importer import import_file, parse_mapping
+    from fraudops.warehouse.importer import import_file, parse_mapping
 
     result = import_file(
         path,

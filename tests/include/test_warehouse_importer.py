@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from fraudops.simulate.importer import import_file, parse_mapping
+from fraudops.warehouse.importer import import_file, parse_mapping
 
 MAP = parse_mapping(["event_time=ts", "card_id=card", "terminal_id=term", "amount=amt", "is_fraud=label"])
 

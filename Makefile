@@ -58,16 +58,19 @@ down:
 status:
 	$(BIN)/fraudops status
 
-## test: the whole suite (unit, integration against real services, DAG tests, end-to-end), serial:
-## two xdist workers on 2 cores were no faster (58 min) and flaky (see README, Tests).
+## test: the whole suite (unit, integration against real services, DAG tests, end-to-end) on two
+## xdist workers: the real-time files (lifecycle, release e2e, load and outage tests) run one after
+## another on one worker, every other file goes to whichever worker is free (tests/conftest.py,
+## REALTIME). Each worker starts its own services on free ports.
+PYTEST_WORKERS ?= 2
 test: setup typecheck
 	$(BIN)/ruff check .
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 
 ## test-fast: the inner loop: unit tests, no services (a test using a service fixture is marked
 ## integration automatically, tests/conftest.py).
 test-fast: setup
-	$(BIN)/pytest -q -m "not slow and not integration"
+	$(BIN)/pytest -q -m "not slow and not integration" -n $(PYTEST_WORKERS) --dist loadgroup
 
 lint: setup
 	$(BIN)/ruff check .

@@ -65,12 +65,12 @@ status:
 PYTEST_WORKERS ?= 2
 test: setup typecheck
 	$(BIN)/ruff check .
-	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 ## test-fast: the inner loop: unit tests, no services (a test using a service fixture is marked
 ## integration automatically, tests/conftest.py).
 test-fast: setup
-	$(BIN)/pytest -q -m "not slow and not integration" -n $(PYTEST_WORKERS) --dist loadgroup
+	$(BIN)/pytest -q -m "not slow and not integration" -n $(PYTEST_WORKERS) --dist loadfile
 
 lint: setup
 	$(BIN)/ruff check .

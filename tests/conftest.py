@@ -62,10 +62,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 #: Test files that drive real-time traffic through real processes and judge what happens in
 #: wall-clock time (the lifecycle's whole stack, the release DAG deciding on live shadow traffic,
-#: latency under load, outages under load). `make test` runs two xdist workers (``--dist
-#: loadgroup``): these files form one group, run one after another on one worker, first and in
-#: this order, so two of them never compete for the 2 cores; every other file is a group of its
-#: own (its module fixtures are built once) that the workers share.
+#: latency under load, outages under load). `make test` runs two xdist workers: these files form
+#: one work unit, run one after another on one worker, first and in this order, so two of them
+#: never compete for the 2 cores; every other file is a unit of its own (its module fixtures are
+#: built once) that the workers share (``pytest_xdist_make_scheduler`` below).
 REALTIME = (
     "tests/e2e/test_lifecycle.py",
     "tests/e2e/test_release.py",
@@ -83,13 +83,27 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if SERVICE_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.integration)
-        path = _relpath(item)
-        item.add_marker(pytest.mark.xdist_group("realtime" if path in REALTIME else path))
     if os.environ.get("PYTEST_XDIST_WORKER"):
-        # Under xdist (``--no-loadscope-reorder``: groups are handed out in collection order) the
-        # real-time group first, the longest lane, in REALTIME's order; the rest as collected.
+        # Under xdist (``--no-loadscope-reorder``: units are handed out in collection order) the
+        # real-time unit first, the longest lane, in REALTIME's order; the rest as collected.
         rank = {path: i for i, path in enumerate(REALTIME)}
         items.sort(key=lambda item: rank.get(_relpath(item), len(REALTIME)))
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadfile`` with one change: the REALTIME files are one unit. (xdist's own
+    ``loadgroup`` marks do nothing under pytest 9, whose node ids no longer read the ``_nodeid``
+    that xdist 3.8 rewrites, so the grouping is done here, on the scheduler's side.)"""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class Lanes(LoadScopeScheduling):  # type: ignore[misc]  # xdist ships no type information
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return "realtime" if path in REALTIME else path
+
+    return Lanes(config, log)
 
 
 @pytest.fixture(scope="session")

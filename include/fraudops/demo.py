@@ -43,6 +43,8 @@ RETRAIN_PROFILE: dict[str, Any] = {
     "history_days": 30,
     "n_estimators": 300,
     "min_rows": 1000,
+    # Holdout capture, precision, money and card precision at the release's alert budget (below).
+    "alert_budget": 0.03,
 }
 RELEASE_PROFILE: dict[str, Any] = {
     "policy": {

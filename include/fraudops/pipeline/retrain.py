@@ -59,6 +59,9 @@ class RetrainParams:
     holdout_frac: float = 0.2
     #: Decision threshold = the score at this false-positive rate on the validation set.
     target_fpr: float = 0.005
+    #: Share of events the fraud team can flag: holdout capture, precision, money and card
+    #: precision are also reported at this operating point (the gate's, ``GatePolicy.alert_budget``).
+    alert_budget: float = 0.01
     #: Single-row p99 budget (ms) an artifact must meet in a fresh ONNX Runtime session.
     latency_budget_ms: float = 2.0
     #: Extract contract (Great Expectations).
@@ -72,6 +75,8 @@ class RetrainParams:
             raise ConfigError(f"model_family must be one of {MODEL_FAMILIES}, got {self.model_family!r}")
         if self.window_days < 1 or self.label_maturity_days < 0:
             raise ConfigError("window_days must be >= 1 and label_maturity_days >= 0")
+        if not 0.0 < self.alert_budget < 1.0:
+            raise ConfigError(f"alert_budget must be in (0, 1), got {self.alert_budget}")
         if self.as_of:
             parse_time(self.as_of)
 
@@ -427,6 +432,7 @@ def evaluate(
 
     from fraudops.training import SplitConfig, threshold_at_fpr, time_split
     from fraudops.training import evaluate as evaluate_scores
+    from fraudops.training.evaluate import feature_importance
     from fraudops.training.persist import load_native
 
     X, y, event_time, amount, card_id, _ = _load_features(features_meta)
@@ -448,14 +454,19 @@ def evaluate(
             card_id=card_id[hold],
             event_time=event_time.iloc[hold],
             threshold=threshold,
+            alert_budget=params.alert_budget,
             plots_dir=ctx.run_dir / "plots" / role,
             title=f"{role} ({family})",
         )
+        importance = feature_importance(model, list(X.columns))
+        importance_path = ctx.run_dir / "plots" / role / f"feature_importance_{role}.json"
+        _write_json(importance_path, importance)
         out[role] = {
             "family": family,
             "threshold": threshold,
             "metrics": {k: float(v) for k, v in res.metrics.items()},
-            "plots": [str(p) for p in res.plots.values()],
+            "plots": [str(p) for p in res.plots.values()] + [str(importance_path)],
+            "top_features": dict(list(importance.items())[:10]),
         }
     cand, base = out["candidate"]["metrics"], out["baseline"]["metrics"]
     out["ap_lift_vs_baseline"] = cand["average_precision"] - base["average_precision"]

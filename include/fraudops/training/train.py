@@ -234,24 +234,21 @@ def train_model(
     return _train_logreg(X_tr, y_tr, logreg_params or LogRegParams(), names, ts, common)
 
 
-def _train_lightgbm(
-    X_tr: np.ndarray,
-    y_tr: np.ndarray,
-    X_va: np.ndarray,
-    y_va: np.ndarray,
-    p: LightGBMParams,
-    names: tuple[str, ...],
-    ts: TimeSplit,
-    common: dict[str, Any],
-) -> TrainResult:
-    import lightgbm as lgb
-
-    imbalance: dict[str, Any] = {}
+def _imbalance(p: LightGBMParams, y_tr: np.ndarray) -> dict[str, Any]:
     if p.imbalance == "scale_pos_weight":
         spw = p.scale_pos_weight or float((y_tr == 0).sum()) / max(float(y_tr.sum()), 1.0)
-        imbalance["scale_pos_weight"] = spw
-    elif p.imbalance == "is_unbalance":
-        imbalance["is_unbalance"] = True
+        return {"scale_pos_weight": spw}
+    if p.imbalance == "is_unbalance":
+        return {"is_unbalance": True}
+    return {}
+
+
+def fit_lightgbm(
+    X_tr: np.ndarray, y_tr: np.ndarray, X_va: np.ndarray, y_va: np.ndarray, p: LightGBMParams
+) -> Any:
+    """A fitted ``LGBMClassifier`` (early stopping on the validation rows' average precision)."""
+    import lightgbm as lgb
+
     model = lgb.LGBMClassifier(
         objective="binary",
         # Early stopping watches validation AP, the metric that matters at ~1% positives.
@@ -272,18 +269,27 @@ def _train_lightgbm(
         deterministic=True,
         force_col_wise=True,
         verbose=-1,
-        **imbalance,
+        **_imbalance(p, y_tr),
     )
     callbacks: list[Callable[..., Any]] = []
     if p.early_stopping_rounds > 0:
         callbacks.append(lgb.early_stopping(p.early_stopping_rounds, first_metric_only=True, verbose=False))
-    model.fit(
-        X_tr,
-        y_tr,
-        eval_X=(X_va,),
-        eval_y=(y_va,),
-        callbacks=callbacks,
-    )
+    model.fit(X_tr, y_tr, eval_X=(X_va,), eval_y=(y_va,), callbacks=callbacks)
+    return model
+
+
+def _train_lightgbm(
+    X_tr: np.ndarray,
+    y_tr: np.ndarray,
+    X_va: np.ndarray,
+    y_va: np.ndarray,
+    p: LightGBMParams,
+    names: tuple[str, ...],
+    ts: TimeSplit,
+    common: dict[str, Any],
+) -> TrainResult:
+    model = fit_lightgbm(X_tr, y_tr, X_va, y_va, p)
+    imbalance = _imbalance(p, y_tr)
     best = int(model.best_iteration_) if model.best_iteration_ else p.n_estimators
     params = {**common, **{f"lgbm_{k}": v for k, v in asdict(p).items()}, **imbalance, "best_iteration": best}
     log.info("lightgbm trained: best_iteration=%s of %s", best, p.n_estimators)

@@ -97,6 +97,13 @@ def train(
             f"{role:9s} {ev[role]['family']:8s} AUC {m['roc_auc']:.4f}  AP {m['average_precision']:.4f}"
         )
     click.echo(f"features: {steps['features']['feature_health']}")
+    search = steps["train"].get("search")
+    if search:
+        click.echo(
+            f"search: {search['n_trials']} trials in {search['seconds']:.0f} s on {len(search['folds'])} "
+            f"forward folds (gap {search['gap_days']:g} d): fold AP {search['best_score']:.4f} "
+            f"(configured {search['default_score']:.4f}) with {search['chosen']}"
+        )
     click.echo(f"ONNX parity {pk['parity_max_abs_diff']:.2e}, single-row p99 {pk['latency_p99_ms']:.3f} ms")
     if reg is None:
         click.echo(f"bundle (not registered): {pk['artifact_dir']}")

@@ -101,6 +101,14 @@ RETRAIN: tuple[Knob, ...] = (
     Knob("num_leaves", int, "Leaves per tree.", minimum=2, maximum=1024),
     Knob("min_child_samples", int, "Minimum rows per leaf.", minimum=1),
     Knob("min_rows", int, "Validation: minimum rows in the window.", minimum=1),
+    Knob(
+        "search_minutes",
+        float,
+        "Hyper-parameter search budget (Optuna on forward-chaining folds, a label-maturity gap "
+        "between each fold's training rows and its validation block); 0 = train the parameters above.",
+        minimum=0,
+        maximum=240,
+    ),
 )
 
 RELEASE: tuple[Knob, ...] = (

@@ -109,8 +109,21 @@ def test_a_file_without_merchants_trains_a_verified_bundle_without_any_service(
     ap = steps["evaluate"]["candidate"]["metrics"]["average_precision"]
     assert ap > 5 * steps["validate"]["fraud_rate"], (ap, steps["validate"]["fraud_rate"])
 
-    human = _train("--data", str(history_file), *(a for m in MAPS for a in ("--map", m)), *PARAMS)
+    # With a search budget (the fraud_retrain Param search_minutes): Optuna on forward folds first.
+    human = _train(
+        "--data",
+        str(history_file),
+        *(a for m in MAPS for a in ("--map", m)),
+        *PARAMS,
+        "-p",
+        "search_minutes=0.1",
+    )
     assert human.exit_code == 0, human.output
+    assert "search: " in human.output and "forward folds (gap 1.5 d)" in human.output, human.output
+    train = json.loads(
+        Path(steps["train"]["models"]["candidate"]["path"]).parent.parent.joinpath("train.json").read_text()
+    )
+    assert "search" not in train  # the first run had no budget
     assert f"features: {34 - len(dropped)} of 34 features kept" in human.output
     assert "bundle (not registered): " in human.output
 

@@ -142,6 +142,8 @@ class ScoringConfig:
     #: Bearer token for the control API (POST /deploy). Locally generated into the state folder
     #: when unset; in production it comes from a secret store.
     deploy_token: str = ""
+    #: Scoped control-API tokens (JSON, ``fraudops.serving.deploy.parse_grants``).
+    deploy_tokens: str = ""
     shadow_sample_rate: float = 0.1
 
     @property
@@ -225,6 +227,7 @@ def load_settings() -> Settings:
             host=_env("FRAUDOPS_SCORING_HOST", "127.0.0.1"),
             port=_env_int("FRAUDOPS_SCORING_PORT", 8000),
             deploy_token=_env("FRAUDOPS_DEPLOY_TOKEN", ""),
+            deploy_tokens=_env("FRAUDOPS_DEPLOY_TOKENS", ""),
             shadow_sample_rate=_env_float("FRAUDOPS_SHADOW_SAMPLE_RATE", 0.1),
         ),
         redis_url=_env("FRAUDOPS_REDIS_URL", ""),

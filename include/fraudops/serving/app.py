@@ -29,7 +29,14 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fraudops.exceptions import FraudopsError, PermanentError
-from fraudops.serving.deploy import AuthError, check_bearer, deploy, parse_deploy_request
+from fraudops.serving.deploy import (
+    AuthError,
+    authenticate,
+    authorize,
+    deploy,
+    parse_deploy_request,
+    parse_grants,
+)
 from fraudops.serving.registry_faults import RegistryUnavailable
 from fraudops.serving.schema import RequestError, parse_score_request
 from fraudops.serving.service import WAITING_FOR_REGISTRY, ModelFailure, NotReady, ScoringService
@@ -82,11 +89,16 @@ class ScoringRoutes:
     """
 
     def __init__(
-        self, service: ScoringService, *, deploy_token: str | None = None, manage_lifecycle: bool = True
+        self,
+        service: ScoringService,
+        *,
+        deploy_token: str | None = None,
+        deploy_tokens: str = "",
+        manage_lifecycle: bool = True,
     ) -> None:
         self.service = service
         self.metrics = service.metrics
-        self.deploy_token = deploy_token
+        self.grants = parse_grants(deploy_token, deploy_tokens)
         self.manage_lifecycle = manage_lifecycle
         self.routed = Starlette(
             routes=[
@@ -196,12 +208,13 @@ class ScoringRoutes:
         return Response(body, media_type=content_type)
 
     async def deploy_route(self, request: Request) -> Response:
-        if self.deploy_token is None:
+        if not self.grants:
             return _json({"error": "control API disabled (no token configured)"}, 403)
         try:
-            check_bearer(request.headers.get("authorization"), self.deploy_token)
+            grant = authenticate(request.headers.get("authorization"), self.grants)
             req = parse_deploy_request(await request.body())
-            result = await run_in_threadpool(deploy, self.service, req)
+            authorize(grant, req.deployment_mode)
+            result = await run_in_threadpool(deploy, self.service, req, actor=grant.who(req.actor))
         except AuthError as err:
             headers = {"WWW-Authenticate": "Bearer"} if err.status == 401 else None
             return _json({"error": str(err)}, err.status, headers)
@@ -264,7 +277,11 @@ class ScoringRoutes:
 
 
 def create_app(
-    service: ScoringService, *, deploy_token: str | None = None, manage_lifecycle: bool = True
+    service: ScoringService,
+    *,
+    deploy_token: str | None = None,
+    deploy_tokens: str = "",
+    manage_lifecycle: bool = True,
 ) -> ScoringApp:
     """The ASGI app; starts/stops ``service`` with the server when ``manage_lifecycle``.
 
@@ -272,7 +289,9 @@ def create_app(
     plain ``POST /score`` skips the ASGI machinery (same handler, same answers) and requests that
     arrive together are scored together.
     """
-    routes = ScoringRoutes(service, deploy_token=deploy_token, manage_lifecycle=manage_lifecycle)
+    routes = ScoringRoutes(
+        service, deploy_token=deploy_token, deploy_tokens=deploy_tokens, manage_lifecycle=manage_lifecycle
+    )
     return ScoringApp(
         RequestBodyLimitMiddleware(routes, max_body_size=MAX_BODY), routes.score_batch, routes.observe
     )

@@ -43,7 +43,9 @@ def serve(host: str | None, port: int | None, ensure_champion: bool, log_level: 
     # back to the event loop quickly: the default 5 ms switch interval shows up in the p99.
     sys.setswitchinterval(0.0005)
     service = ScoringService(ServingOptions.from_env(settings), warehouse=Warehouse(settings.warehouse))
-    app = create_app(service, deploy_token=deploy_token(settings))
+    app = create_app(
+        service, deploy_token=deploy_token(settings), deploy_tokens=settings.scoring.deploy_tokens
+    )
     uvicorn.run(
         app,
         **server_options(

@@ -9,6 +9,14 @@ Modes: ``production`` → ``champion`` (action ``promote``); ``shadow`` → ``ch
 unless an ``alias`` starting with ``challenger-`` is given (action ``shadow``); ``rollback`` →
 ``champion`` back to ``version``, or to the previous champion when no version is given.
 
+Who may do what: bearer tokens with scopes. ``FRAUDOPS_DEPLOY_TOKEN`` (or the one generated
+locally) is the operator's token: every mode, and it may name the actor it acts for (the console
+passes ``console:<user>`` after checking that user's role itself). ``FRAUDOPS_DEPLOY_TOKENS`` adds
+scoped tokens, a JSON object ``{"<actor>": {"token": "...", "scopes": ["shadow", ...]}}`` with
+scopes ``shadow``, ``production``, ``rollback``: a data scientist's or a CI job's token that may put
+challengers in shadow and nothing else gets 403 on a promotion, and its audit rows name its actor
+(``token:<actor>``), whatever the body says.
+
 Why a rollback does not need MLflow: it is the emergency action, and the registry may be what is
 down. The service already holds the previous champion (loaded) and older ones (bundle cache), so it
 swaps locally, records the intent, and the alias catches up when the registry is back.
@@ -17,11 +25,13 @@ swaps locally, records the intent, and the alias catches up when the registry is
 from __future__ import annotations
 
 import hmac
+import json
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from fraudops.exceptions import PermanentError
+from fraudops.exceptions import ConfigError, PermanentError
 from fraudops.serving.models import CHAMPION
 from fraudops.serving.registry_faults import RegistryUnavailable, unavailable_reason
 from fraudops.serving.schema import RequestError
@@ -48,12 +58,79 @@ class AuthError(Exception):
         super().__init__(message)
 
 
-def check_bearer(header: str | None, token: str) -> None:
-    """401 without a bearer token, 403 with a wrong one (constant-time comparison)."""
-    if not header or not header.startswith("Bearer ") or not header[7:].strip():
+#: What a token may do: the ``deploymentMode`` values it may send.
+SCOPES: tuple[str, ...] = ("shadow", "production", "rollback")
+
+
+@dataclass(frozen=True)
+class Grant:
+    """One bearer token and what it may do. ``operator``: every scope, and it may name the actor
+    it acts for in the request body (the console, ``fraudops deploy``)."""
+
+    actor: str
+    scopes: frozenset[str]
+    token: str = field(repr=False)
+    operator: bool = False
+
+    def who(self, requested: str | None) -> str:
+        """The actor the audit row names."""
+        if self.operator:
+            return requested or "control-api"
+        return f"token:{self.actor}"
+
+
+def parse_grants(operator_token: str | None, scoped: str = "") -> tuple[Grant, ...]:
+    """The operator's token (all scopes) and the scoped tokens of ``FRAUDOPS_DEPLOY_TOKENS``;
+    a malformed setting raises ``ConfigError`` naming the problem (the service then refuses to
+    start instead of running with a control API nobody meant)."""
+    grants = [Grant("operator", frozenset(SCOPES), operator_token, operator=True)] if operator_token else []
+    if scoped.strip():
+        try:
+            doc = json.loads(scoped)
+        except ValueError as err:
+            raise ConfigError(f"FRAUDOPS_DEPLOY_TOKENS is not JSON: {err}") from err
+        if not isinstance(doc, dict):
+            raise ConfigError('FRAUDOPS_DEPLOY_TOKENS must be {"<actor>": {"token": ..., "scopes": [...]}}')
+        for actor, spec in doc.items():
+            token = spec.get("token") if isinstance(spec, dict) else None
+            scopes = spec.get("scopes") if isinstance(spec, dict) else None
+            if not isinstance(token, str) or len(token) < 16:
+                raise ConfigError(f"FRAUDOPS_DEPLOY_TOKENS: {actor!r} needs a token of 16 characters or more")
+            if not isinstance(scopes, list) or not scopes or not set(scopes) <= set(SCOPES):
+                raise ConfigError(
+                    f"FRAUDOPS_DEPLOY_TOKENS: {actor!r} needs scopes, a non-empty list of {', '.join(SCOPES)}"
+                )
+            grants.append(Grant(str(actor), frozenset(scopes), token))
+    tokens = [g.token for g in grants]
+    if len(set(tokens)) != len(tokens):
+        raise ConfigError(
+            "FRAUDOPS_DEPLOY_TOKENS: two actors share a token (the audit could not tell them apart)"
+        )
+    return tuple(grants)
+
+
+def authenticate(header: str | None, grants: tuple[Grant, ...]) -> Grant:
+    """The grant whose token the header carries: 401 without a bearer token, 403 with an unknown
+    one. Every token is compared in constant time (no early exit that times which one matched)."""
+    # The scheme is case-insensitive (RFC 9110 §11.1).
+    if not header or header[:7].lower() != "bearer " or not header[7:].strip():
         raise AuthError(401, "missing bearer token")
-    if not hmac.compare_digest(header[7:].strip().encode(), token.encode()):
+    given = header[7:].strip().encode()
+    found = None
+    for grant in grants:
+        if hmac.compare_digest(given, grant.token.encode()):
+            found = grant
+    if found is None:
         raise AuthError(403, "invalid token")
+    return found
+
+
+def authorize(grant: Grant, mode: str) -> None:
+    if mode not in grant.scopes:
+        allowed = ", ".join(sorted(grant.scopes))
+        raise AuthError(
+            403, f"the token of {grant.actor!r} may not deploy in {mode} mode (scopes: {allowed})"
+        )
 
 
 def parse_deploy_request(body: bytes | dict[str, Any]) -> DeployRequest:
@@ -69,7 +146,7 @@ def parse_deploy_request(body: bytes | dict[str, Any]) -> DeployRequest:
         raise RequestError(422, errors) from err
 
 
-def deploy(service: ScoringService, req: DeployRequest, *, actor: str = "control-api") -> dict[str, Any]:
+def deploy(service: ScoringService, req: DeployRequest, *, actor: str) -> dict[str, Any]:
     """Move the alias for ``req`` (audited) and wake the service's alias watcher.
 
     With the registry unreachable (connection, timeout, 5xx): a rollback to a version the service
@@ -103,7 +180,9 @@ def deploy(service: ScoringService, req: DeployRequest, *, actor: str = "control
                 )
             version = previous.version
     assert version is not None  # every mode has one by now
-    who, why = req.actor or actor, req.reason or f"{mode} via control API"
+    # ``actor`` is what the caller's token may claim (``Grant.who``): the body's actor only from
+    # the operator's token, never from a scoped one.
+    who, why = actor, req.reason or f"{mode} via control API"
     try:
         if service.pending_rollbacks:  # a rollback made while MLflow was down is written first
             service.reconcile_pending()

@@ -7,6 +7,7 @@ workers with production unaffected, and a BigQuery outage with spool + replay co
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -21,12 +22,15 @@ from fraudops.serving.app import create_app
 
 pytestmark = pytest.mark.integration
 TOKEN = "test-token-123"
+#: A CI job's token that may put challengers in shadow and nothing else.
+SHADOW_ONLY = "shadow-only-token-456"
+SCOPED = json.dumps({"ci-bot": {"token": SHADOW_ONLY, "scopes": ["shadow"]}})
 
 
 def _serve(service: Any, live: list[LiveServer]) -> httpx.Client:
     """``service`` behind a live server with the control API (closed when the test ends) and a
     client, once a champion is loaded."""
-    server = LiveServer(create_app(service, deploy_token=TOKEN))
+    server = LiveServer(create_app(service, deploy_token=TOKEN, deploy_tokens=SCOPED))
     live.append(server)
     client = httpx.Client(base_url=server.url, timeout=10)
     wait_for(lambda: client.get("/health").status_code == 200, 90, "champion loaded")
@@ -97,6 +101,21 @@ def test_hot_swap_under_load_and_deploy_api(
         {"alias": "champion", "model_version": va, "previous_version": None, "action": "promote"},
         {"alias": "champion", "model_version": vb, "previous_version": va, "action": "promote"},
     ]
+    # A scoped token: may shadow, may not promote or roll back; its rows name it, not the body's actor.
+    scoped = {"Authorization": f"Bearer {SHADOW_ONLY}"}
+    refused = client.post("/deploy", json={**body, "version": va}, headers=scoped)
+    assert refused.status_code == 403, refused.text
+    assert "the token of 'ci-bot' may not deploy in production mode (scopes: shadow)" in refused.text
+    back = {"modelId": name, "deploymentMode": "rollback"}
+    assert client.post("/deploy", json=back, headers=scoped).status_code == 403
+    shadow = {"modelId": name, "version": va, "deploymentMode": "shadow", "actor": "rita"}
+    r = client.post("/deploy", json=shadow, headers=scoped)
+    assert r.status_code == 200, r.text
+    moved = warehouse.query(
+        "SELECT alias, action, actor FROM deployments WHERE model_name = @n ORDER BY deployed_at", {"n": name}
+    )
+    assert moved[2:] == [{"alias": f"challenger-{va}", "action": "shadow", "actor": "token:ci-bot"}]
+    assert len(moved) == 3  # the refused promotion and rollback moved nothing
     # Bad deploy bodies name their fields; unknown versions are 404.
     bad = client.post(
         "/deploy",

@@ -146,30 +146,32 @@ def _write_json(path: Path, doc: Any) -> None:
 
 
 # -- 1. extract ---------------------------------------------------------------------------------
-def extract(ctx: RunContext, params: RetrainParams) -> dict[str, Any]:
-    """Pull the window (plus feature history) and the labels known by ``as_of`` from the warehouse."""
-    from fraudops.features.offline import load_window
-
-    wh = ctx.wh()
-    if params.as_of:
-        as_of = parse_time(params.as_of)
-    else:
-        newest = wh.newest_event_time()
-        if newest is None:
-            raise DataValidationError("the warehouse holds no transactions to train on")
-        as_of = newest
+def _window(params: RetrainParams, as_of: dt.datetime) -> tuple[dt.datetime, dt.datetime, dt.datetime]:
+    """(history_start, window_start, window_end): the window ends ``label_maturity_days`` before
+    ``as_of``, and features look back ``history_days`` before it."""
     window_end = as_of - dt.timedelta(days=params.label_maturity_days)
     window_start = window_end - dt.timedelta(days=params.window_days)
-    history_start = window_start - dt.timedelta(days=params.history_days)
-    t0 = time.perf_counter()
-    # Labels known by as_of (not just by window_end): that is the maturity the window waited for.
-    tx, labels = load_window(wh, window_start, window_end, params.history_days, labels_known_by=as_of)
+    return window_start - dt.timedelta(days=params.history_days), window_start, window_end
+
+
+def _write_extract(
+    ctx: RunContext,
+    tx: Any,
+    labels: Any,
+    as_of: dt.datetime,
+    bounds: tuple[dt.datetime, dt.datetime, dt.datetime],
+    t0: float,
+    **extra: Any,
+) -> dict[str, Any]:
+    """The extract folder every later step reads (transactions, labels, meta.json); its meta."""
+    history_start, window_start, window_end = bounds
     out = ctx.run_dir / "extract"
     out.mkdir(exist_ok=True)
     tx.to_parquet(out / "transactions.parquet", index=False)
     labels.to_parquet(out / "labels.parquet", index=False)
     meta = {
         "extract_dir": str(out),
+        **extra,
         "as_of": as_of.isoformat(),
         "history_start": history_start.isoformat(),
         "window_start": window_start.isoformat(),
@@ -187,6 +189,25 @@ def extract(ctx: RunContext, params: RetrainParams) -> dict[str, Any]:
         window_end,
     )
     return meta
+
+
+def extract(ctx: RunContext, params: RetrainParams) -> dict[str, Any]:
+    """Pull the window (plus feature history) and the labels known by ``as_of`` from the warehouse."""
+    from fraudops.features.offline import load_window
+
+    wh = ctx.wh()
+    if params.as_of:
+        as_of = parse_time(params.as_of)
+    else:
+        newest = wh.newest_event_time()
+        if newest is None:
+            raise DataValidationError("the warehouse holds no transactions to train on")
+        as_of = newest
+    bounds = _window(params, as_of)
+    t0 = time.perf_counter()
+    # Labels known by as_of (not just by window_end): that is the maturity the window waited for.
+    tx, labels = load_window(wh, bounds[1], bounds[2], params.history_days, labels_known_by=as_of)
+    return _write_extract(ctx, tx, labels, as_of, bounds, t0)
 
 
 def extract_file(
@@ -236,31 +257,22 @@ def extract_file(
             tx[col] = None
     tx["event_time"] = pd.to_datetime(tx["event_time"], utc=True)
     as_of = parse_time(params.as_of) if params.as_of else tx["event_time"].max().to_pydatetime()
-    window_end = as_of - dt.timedelta(days=params.label_maturity_days)
-    window_start = window_end - dt.timedelta(days=params.window_days)
-    history_start = window_start - dt.timedelta(days=params.history_days)
+    bounds = _window(params, as_of)
+    history_start, _, window_end = bounds
     tx = tx.loc[(tx["event_time"] >= history_start) & (tx["event_time"] < window_end)]
     tx = tx[list(TRANSACTION_FIELDS)].sort_values("event_time", kind="stable").reset_index(drop=True)
     known = (labels["label_time"] <= as_of) & labels["transaction_id"].isin(set(tx["transaction_id"]))
     labels = labels.loc[known].reset_index(drop=True)
-    out = ctx.run_dir / "extract"
-    out.mkdir(exist_ok=True)
-    tx.to_parquet(out / "transactions.parquet", index=False)
-    labels.to_parquet(out / "labels.parquet", index=False)
-    meta = {
-        "extract_dir": str(out),
-        "source": str(path),
-        "as_of": as_of.isoformat(),
-        "history_start": history_start.isoformat(),
-        "window_start": window_start.isoformat(),
-        "window_end": window_end.isoformat(),
-        "transactions": len(tx),
-        "labels": len(labels),
-        "label_delay_days": None if label_time_col else label_delay_days,
-        "seconds": round(time.perf_counter() - t0, 2),
-    }
-    _write_json(out / "meta.json", meta)
-    return meta
+    return _write_extract(
+        ctx,
+        tx,
+        labels,
+        as_of,
+        bounds,
+        t0,
+        source=str(path),
+        label_delay_days=None if label_time_col else label_delay_days,
+    )
 
 
 def _load_extract(extract_dir: str | Path) -> tuple[Any, Any, dict[str, Any]]:

@@ -27,14 +27,46 @@ if TYPE_CHECKING:
     from fraudops.warehouse import Warehouse
 
 ENTITIES = ("transaction", "card", "customer", "terminal", "merchant", "device", "region")
-FAMILIES = ("tx", "card", "terminal", "merchant", "region", "device")
 
 HOUR_US = 3_600_000_000
 DAY_US = 24 * HOUR_US
 WINDOWS_US: dict[str, int] = {"1h": HOUR_US, "1d": DAY_US, "7d": 7 * DAY_US, "30d": 30 * DAY_US}
-#: The longest look-back of any feature: no feature depends on anything older than this.
+#: The longest window of any feature: a window ends at the event, or (label-delayed risk) that
+#: window's ``delay`` before it.
 HORIZON_US = WINDOWS_US["30d"]
 HORIZON_DAYS = 30
+
+#: Label delays the delayed risk features are registered for (issue #23). A fraud label arrives days
+#: after its transaction, so "frauds among the terminal's transactions of the last 7 days" is mostly
+#: 0 at scoring time: the labels of those days are not in yet. The delayed window is shifted back by
+#: the delay, ``(t - delay - w, t - delay]``, where most labels are known. Each retrain picks one
+#: delay from the warehouse's label-delay curve (``features.delay``); a grid of whole days keeps
+#: the registry finite and lets models trained with different delays share one online store.
+RISK_DELAYS: tuple[str, ...] = ("1d", "3d", "7d", "14d")
+DELAYS_US: dict[str, int] = {d: int(d[:-1]) * DAY_US for d in RISK_DELAYS}
+#: Windows of the delayed risk features (before the shift).
+RISK_WINDOWS: tuple[str, ...] = ("1d", "7d", "30d")
+#: Smoothed rate = (frauds + PRIOR_WEIGHT * PRIOR_RATE) / (transactions + PRIOR_WEIGHT): an entity
+#: with few transactions sits near the prior instead of at 0 or 1. The prior is the platform's
+#: expected fraud rate (about 1 % of card transactions), a registered constant so the offline
+#: builder and every online replica compute the same value; each retrain reports the global rate of
+#: its own window next to it (``features.delay.RiskDelay.global_fraud_rate``).
+PRIOR_RATE = 0.01
+PRIOR_WEIGHT = 20.0
+#: Families with their own state first; each delayed family reads its entity's state.
+LAG_FAMILIES: dict[str, tuple[str, str]] = {
+    f"{ent}_lag{d}": (ent, d) for ent in ("terminal", "merchant") for d in RISK_DELAYS
+}
+FAMILIES = ("tx", "card", "terminal", "merchant", "region", "device", *LAG_FAMILIES)
+#: The longest look-back of any feature (30-day windows shifted by the longest delay): history
+#: loads that must make every feature exact read this much.
+LOOKBACK_DAYS = HORIZON_DAYS + max(int(d[:-1]) for d in RISK_DELAYS)
+
+
+def lookback_days(families: Iterable[str]) -> int:
+    """Days of history that make ``families``' features exact (30, plus the largest delay)."""
+    lags = [int(LAG_FAMILIES[f][1][:-1]) for f in families if f in LAG_FAMILIES]
+    return HORIZON_DAYS + max(lags, default=0)
 
 
 @dataclass(frozen=True)
@@ -53,6 +85,8 @@ class FeatureDefinition:
     tags: tuple[str, ...] = ()
     dtype: str = "float64"
     active: bool = True
+    #: Label delay the window is shifted back by (a ``RISK_DELAYS`` value), or None.
+    delay: str | None = None
 
     def __post_init__(self) -> None:
         if self.entity not in ENTITIES:
@@ -63,6 +97,8 @@ class FeatureDefinition:
             raise ValueError(f"feature {self.name}: unknown window {self.window!r}")
         if self.version < 1:
             raise ValueError(f"feature {self.name}: version must be >= 1")
+        if self.delay is not None and self.delay not in DELAYS_US:
+            raise ValueError(f"feature {self.name}: unknown label delay {self.delay!r}")
 
     @property
     def key(self) -> str:
@@ -79,6 +115,8 @@ class FeatureDefinition:
             "family": self.family,
             "dtype": self.dtype,
         }
+        if self.delay is not None:  # features without a delay keep their hash
+            payload["delay"] = self.delay
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
     def to_row(self, registered_at: dt.datetime | None = None) -> dict[str, Any]:
@@ -93,6 +131,7 @@ class FeatureDefinition:
             "owner": self.owner,
             "tags": json.dumps(list(self.tags)),
             "definition_hash": self.definition_hash,
+            "label_delay": self.delay,
             "created_at": self.created_at,
             "registered_at": registered_at or dt.datetime.now(dt.UTC),
         }
@@ -157,6 +196,7 @@ def _f(
     description: str,
     family: str,
     tags: Sequence[str] = (),
+    delay: str | None = None,
 ) -> FeatureDefinition:
     return FeatureDefinition(
         name=name,
@@ -167,6 +207,10 @@ def _f(
         description=description,
         family=family,
         tags=tuple(tags),
+        delay=delay,
+        created_at=dt.datetime(2026, 12, 7, tzinfo=dt.UTC)
+        if delay
+        else dt.datetime(2026, 11, 29, tzinfo=dt.UTC),
     )
 
 
@@ -374,6 +418,52 @@ def _definitions() -> list[FeatureDefinition]:
             ["velocity", "device"],
         ),
     ]
+    for fam, (ent, d) in LAG_FAMILIES.items():
+        span = f"({d} + {{w}} before the event, {d} before it]"
+        for w in RISK_WINDOWS:
+            out.append(
+                _f(
+                    f"{fam}_tx_count_{w}",
+                    ent,
+                    w,
+                    "delayed_count",
+                    f"The {ent}'s transactions in the {w} ending {d} before this one: "
+                    + span.format(w=w)
+                    + ".",
+                    fam,
+                    ["risk", "delayed"],
+                    d,
+                )
+            )
+        for w in RISK_WINDOWS:
+            out.append(
+                _f(
+                    f"{fam}_fraud_count_{w}",
+                    ent,
+                    w,
+                    "delayed_known_fraud_count",
+                    f"Of those, the ones already known to be fraud at scoring time (label_time before "
+                    f"event_time); the {d} shift leaves time for their labels to arrive.",
+                    fam,
+                    ["risk", "labels", "delayed"],
+                    d,
+                )
+            )
+        for w in RISK_WINDOWS:
+            out.append(
+                _f(
+                    f"{fam}_fraud_rate_{w}",
+                    ent,
+                    w,
+                    "delayed_smoothed_fraud_rate",
+                    f"({fam}_fraud_count_{w} + {PRIOR_WEIGHT:g} x {PRIOR_RATE:g}) / "
+                    f"({fam}_tx_count_{w} + {PRIOR_WEIGHT:g}): the fraud rate, smoothed towards the "
+                    "prior so a little-used entity is not 0 or 1.",
+                    fam,
+                    ["risk", "labels", "delayed"],
+                    d,
+                )
+            )
     return out
 
 
@@ -387,8 +477,12 @@ FAMILY_FEATURES: dict[str, tuple[str, ...]] = {
 
 
 def families_for(names: Iterable[str]) -> list[str]:
+    """The families computing ``names``, in FAMILIES order; a delayed family brings its entity's
+    family (which keeps the state it reads)."""
     wanted = set(names)
-    return [fam for fam in FAMILIES if wanted & set(FAMILY_FEATURES[fam])]
+    fams = {fam for fam in FAMILIES if wanted & set(FAMILY_FEATURES[fam])}
+    fams |= {LAG_FAMILIES[f][0] for f in fams if f in LAG_FAMILIES}
+    return [fam for fam in FAMILIES if fam in fams]
 
 
 def sync_registry(warehouse: Warehouse, registry: FeatureRegistry | None = None) -> int:

@@ -20,12 +20,17 @@ from typing import TYPE_CHECKING, Any
 
 from fraudops.exceptions import DataValidationError, FeatureSpecError
 from fraudops.features.definitions import (
+    DELAYS_US,
     FAMILY_FEATURES,
     HORIZON_DAYS,
     HORIZON_US,
+    LAG_FAMILIES,
+    PRIOR_RATE,
+    PRIOR_WEIGHT,
     WINDOWS_US,
     FeatureRegistry,
     families_for,
+    lookback_days,
 )
 from fraudops.features.semantics import HORIZON_S, MIN_VAR_CENTS2, to_us
 from fraudops.features.spec import FeatureSpec, resolve
@@ -305,10 +310,11 @@ def build_offline(
     if "card" in fams:
         values.update(_card_family(t, cents, codes, arr, late))
     lab = _prepare_labels(labels, txid, codes) if {"terminal", "merchant"} & set(fams) else None
+    groups: dict[str, _Groups] = {}
     for fam in ("terminal", "merchant", "region", "device"):
         if fam not in fams:
             continue
-        grp = _Groups(codes[fam], t)
+        grp = groups[fam] = _Groups(codes[fam], t)
         windows = COUNT_WINDOWS[fam]
         counts = [grp.j - grp.window_start(w) for w in windows]
         if len(late):
@@ -332,11 +338,40 @@ def build_offline(
             r7 = np.divide(fr[0], full[1], out=np.zeros(n), where=full[1] > 0)
             r30 = np.divide(fr[1], full[2], out=np.zeros(n), where=full[2] > 0)
             values.update(zip(names, (full[0], full[1], fr[0], fr[1], r7, r30), strict=True))
+    for fam in fams:
+        if fam in LAG_FAMILIES:
+            assert lab is not None
+            values.update(_delayed_family(fam, groups[LAG_FAMILIES[fam][0]], lab, n))
 
     result = np.empty((n, len(spec)), dtype=np.float64)
     for ci, name in enumerate(spec.names):
         result[order, ci] = values[name]
     return pd.DataFrame(result, index=index, columns=spec.names)
+
+
+def _delayed_family(fam: str, grp: _Groups, lab: dict[str, Any], n: int) -> dict[str, np.ndarray]:
+    """A delayed risk family: events of the entity in ``(t - d - w, t - d]`` and the fraud labels
+    among them known before ``t``, as differences of the unshifted counts at ``d`` and ``d + w``."""
+    import numpy as np
+
+    ent, delay = LAG_FAMILIES[fam]
+    d = DELAYS_US[delay]
+    spans = (D1, D7, D30)
+    upto_d = grp.window_start(d)  # first event with t_j > t - d
+    counts = [upto_d - grp.window_start(d + w) for w in spans]
+    keep = lab[ent] >= 0
+    known = _frauds(grp, lab[ent][keep], lab["e"][keep], lab["l"][keep], (d, *(d + w for w in spans)))
+    frauds = [k - known[0] for k in known[1:]]
+    out: dict[str, np.ndarray] = {}
+    prior = PRIOR_WEIGHT * PRIOR_RATE
+    cols = [x.astype(np.float64) for x in (*counts, *frauds)]
+    cols += [(f + prior) / (c + PRIOR_WEIGHT) for c, f in zip(cols[:3], cols[3:], strict=True)]
+    for name, col in zip(FAMILY_FEATURES[fam], cols, strict=True):
+        empty = (0.0 + prior) / (0.0 + PRIOR_WEIGHT) if "fraud_rate" in name else 0.0  # as lag_values
+        full = np.full(n, empty, dtype=np.float64)
+        full[grp.pos] = col
+        out[name] = full
+    return out
 
 
 def _subtract_late(
@@ -463,7 +498,7 @@ def load_window(
     warehouse: Warehouse,
     start: dt.datetime,
     end: dt.datetime,
-    history_days: int = HORIZON_DAYS,
+    history_days: float = HORIZON_DAYS,
     labels_known_by: dt.datetime | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Transactions in [start - history, end) and the fraud labels for them known before
@@ -489,15 +524,18 @@ def build_offline_from_warehouse(
     start: dt.datetime,
     end: dt.datetime,
     spec: FeatureSpec | None = None,
-    history_days: int = HORIZON_DAYS,
+    history_days: int | None = None,
 ) -> pd.DataFrame:
     """Features for transactions with event_time in [start, end), from the warehouse.
 
-    History (``history_days`` before ``start``) is read so windows are complete; labels are those
-    known before ``end`` (each event still only sees labels known before its own time).
+    History (``history_days`` before ``start``, default: the spec's look-back, 30 days plus its
+    largest label delay) is read so windows are complete; labels are those known before ``end``
+    (each event still only sees labels known before its own time).
     """
-    if history_days < HORIZON_DAYS:
-        raise FeatureSpecError(f"history_days must be >= {HORIZON_DAYS} (the longest feature window)")
+    need = lookback_days(families_for((spec or FeatureSpec.default()).names))
+    history_days = need if history_days is None else history_days
+    if history_days < need:
+        raise FeatureSpecError(f"history_days must be >= {need} (the spec's longest look-back)")
     tx, labels = load_window(warehouse, start, end, history_days)
     feats = build_offline(tx, labels, spec)
     if len(tx) == 0:

@@ -44,16 +44,19 @@ from typing import TYPE_CHECKING, Any
 
 from fraudops.exceptions import DataValidationError, FeatureSpecError
 from fraudops.features.definitions import (
+    DELAYS_US,
     FAMILY_FEATURES,
-    HORIZON_DAYS,
     HORIZON_US,
+    LAG_FAMILIES,
     WINDOWS_US,
     FeatureRegistry,
     families_for,
+    lookback_days,
 )
 from fraudops.features.semantics import (
     LATENESS_ALLOWANCE_US,
     card_values,
+    lag_values,
     region_values,
     risk_values,
     to_us,
@@ -78,10 +81,12 @@ COUNT_WINDOWS: dict[str, tuple[int, ...]] = {
     "region": (H1, D1),
     "device": (H1, D1),
 }
+#: Terminal / merchant state also serves their delayed families: 30 d shifted by the longest delay.
+_LAG_MAX = max(DELAYS_US.values())
 RETENTION_US: dict[str, int] = {
     "card": HORIZON_US + LATENESS_ALLOWANCE_US,
-    "terminal": D30 + LATENESS_ALLOWANCE_US,
-    "merchant": D30 + LATENESS_ALLOWANCE_US,
+    "terminal": D30 + _LAG_MAX + LATENESS_ALLOWANCE_US,
+    "merchant": D30 + _LAG_MAX + LATENESS_ALLOWANCE_US,
     "region": D1 + LATENESS_ALLOWANCE_US,
     "device": D1 + LATENESS_ALLOWANCE_US,
 }
@@ -105,6 +110,7 @@ Event = tuple[int, str, int, float, Any, Any, Any, Any, Any]
 #: Embedded state keeps times and prefix sums in int64 arrays (a search touches few cache lines).
 _INT64_MAX = 2**63 - 1
 _FAMILY_SLOT = {"card": 4, "terminal": 5, "merchant": 6, "region": 7, "device": 8}
+_FAMILY_SLOT.update({fam: _FAMILY_SLOT[ent] for fam, (ent, _) in LAG_FAMILIES.items()})
 
 
 def _clean(value: Any) -> Any:
@@ -442,7 +448,8 @@ class EmbeddedBackend:
         #: family -> entity -> {txid: (label_us, event_us)} (fraud labels only)
         self._labels: dict[str, dict[Any, dict[str, tuple[int, int]]]] = {"terminal": {}, "merchant": {}}
         self._steps: dict[str, Step] = {
-            f: self._step_for(f) for f in ("tx", "card", "terminal", "merchant", "region", "device")
+            f: self._step_for(f)
+            for f in ("tx", "card", "terminal", "merchant", "region", "device", *LAG_FAMILIES)
         }
         self._plans: dict[tuple[str, ...], tuple[Step, ...]] = {}
 
@@ -453,13 +460,15 @@ class EmbeddedBackend:
             return self._card
         if fam in ("terminal", "merchant"):
             return self._risk_step(fam)
+        if fam in LAG_FAMILIES:
+            return self._lag_step(fam)
         return self._activity_step(fam, region_values if fam == "region" else _device_values)
 
     def adopt(self, other: EmbeddedBackend, families: Sequence[str]) -> None:
         """Take over ``families``' state from ``other`` (built off the hot path): O(families), so
         the caller can do it under the lock the hot path takes without stalling it."""
         for fam in families:
-            if fam == "tx":
+            if fam == "tx" or fam in LAG_FAMILIES:  # no state of their own
                 continue
             if fam == "card":
                 self._cards = other._cards
@@ -470,6 +479,9 @@ class EmbeddedBackend:
             self._steps[fam] = self._step_for(fam)
             for reason in ("ttl", "cap"):
                 self.evictions[(fam, reason)] += other.evictions[(fam, reason)]
+        for lag, (ent, _) in LAG_FAMILIES.items():  # their steps read the adopted tables
+            if ent in families:
+                self._steps[lag] = self._step_for(lag)
         self._plans.clear()
         self.families.update(families)
 
@@ -678,6 +690,45 @@ class EmbeddedBackend:
 
         return step
 
+    def _lag_step(self, fam: str) -> Step:
+        """A delayed risk family: reads its entity's event times and fraud labels (kept by the
+        entity's own family, which ``families_for`` always computes with it); records nothing."""
+        ent, delay = LAG_FAMILIES[fam]
+        table = self._times[ent]
+        labels = self._labels[ent]
+        slot = _FAMILY_SLOT[fam]
+        d = DELAYS_US[delay]
+
+        def step(ev: Event, update: bool) -> list[float]:
+            entity = ev[slot]
+            if entity is None:
+                return lag_values(0, 0, 0, 0, 0, 0)
+            t = ev[0]
+            end = t - d
+            n1 = n7 = n30 = 0
+            s = table.get(entity)
+            if s is not None:
+                ts = s.ts
+                hi = bisect_right(ts, end)
+                lo30 = bisect_right(ts, end - D30, 0, hi)
+                lo7 = bisect_right(ts, end - D7, lo30, hi)
+                n1 = hi - bisect_right(ts, end - D1, lo7, hi)
+                n7, n30 = hi - lo7, hi - lo30
+            f1 = f7 = f30 = 0
+            known = labels.get(entity)
+            if known:
+                b1, b7, b30 = end - D1, end - D7, end - D30
+                for label_us, event_us in known.values():
+                    if label_us < t and b30 < event_us <= end:
+                        f30 += 1
+                        if event_us > b7:
+                            f7 += 1
+                            if event_us > b1:
+                                f1 += 1
+            return lag_values(n1, n7, n30, f1, f7, f30)
+
+        return step
+
     def _activity_step(self, fam: str, values: Callable[[int, int], list[float]]) -> Step:
         """Region / device: counts over 1 h and 1 d."""
         table = self._times[fam]
@@ -738,7 +789,7 @@ class EmbeddedBackend:
 
     def backfill(self, events: Iterable[Event], families: Sequence[str]) -> int:
         n = 0
-        steps = [self._steps[f] for f in families if f != "tx"]
+        steps = [self._steps[f] for f in families if f != "tx" and f not in LAG_FAMILIES]
         for ev in events:
             n += 1
             for step in steps:
@@ -861,6 +912,17 @@ class RedisBackend:
             if fam == "tx":
                 continue
             entity = ev[_FAMILY_SLOT[fam]]
+            if fam in LAG_FAMILIES:  # reads its entity's keys; writes nothing
+                if entity is not None:
+                    ent, delay = LAG_FAMILIES[fam]
+                    end = t - DELAYS_US[delay]
+                    key = self._key(ent, entity)
+                    for w in (D1, D7, D30):
+                        pipe.zcount(key, f"({end - w}", end)
+                    pipe.zrangebyscore(
+                        self._key(ent + "_labels", entity), f"({end - D30}", end, withscores=True
+                    )
+                continue
             plan.append((fam, entity))
             if entity is None:
                 continue
@@ -887,7 +949,7 @@ class RedisBackend:
                 pipe.zadd(key, {member: t})
                 pipe.zremrangebyscore(key, "-inf", t - RETENTION_US[fam])
                 pipe.pexpire(key, _TTL_MS[fam])
-        results = pipe.execute() if plan else []
+        results = pipe.execute() if len(pipe) else []
         out: list[float] = []
         i = 0
         for fam in families:
@@ -895,6 +957,15 @@ class RedisBackend:
                 out += tx_values(ev[3], t)
                 continue
             entity = ev[_FAMILY_SLOT[fam]]
+            if fam in LAG_FAMILIES:
+                if entity is None:
+                    out += lag_values(0, 0, 0, 0, 0, 0)
+                    continue
+                n1, n7, n30 = (int(c) for c in results[i : i + 3])
+                end = t - DELAYS_US[LAG_FAMILIES[fam][1]]
+                out += lag_values(n1, n7, n30, *_count_delayed(results[i + 3], t, end))
+                i += 4
+                continue
             if fam == "card":
                 rows = []
                 for member, score in results[i]:
@@ -956,7 +1027,7 @@ class RedisBackend:
     def backfill(self, events: Iterable[Event], families: Sequence[str]) -> int:
         pipe = self.r.pipeline(transaction=False)
         n = 0
-        fams = [f for f in families if f != "tx"]
+        fams = [f for f in families if f != "tx" and f not in LAG_FAMILIES]
         for ev in events:
             n += 1
             t, k = ev[0], ev[1]
@@ -977,7 +1048,8 @@ class RedisBackend:
         return n
 
 
-def _count_frauds(rows: Sequence[tuple[str, float]], t: int) -> tuple[int, int]:
+def _first_labels(rows: Sequence[tuple[str, float]]) -> dict[str, tuple[int, int]]:
+    """txid -> (earliest label_us, event_us) of label members ``txid<SEP>label_us`` (score = event)."""
     first: dict[str, tuple[int, int]] = {}
     for member, score in rows:
         txid, label = member.split(_SEP)
@@ -985,6 +1057,25 @@ def _count_frauds(rows: Sequence[tuple[str, float]], t: int) -> tuple[int, int]:
         old = first.get(txid)
         if old is None or label_us < old[0]:
             first[txid] = (label_us, int(score))
+    return first
+
+
+def _count_delayed(rows: Sequence[tuple[str, float]], t: int, end: int) -> tuple[int, int, int]:
+    """Fraud labels known before ``t`` of events in ``(end - w, end]`` for w = 1 d, 7 d, 30 d."""
+    f1 = f7 = f30 = 0
+    b1, b7, b30 = end - D1, end - D7, end - D30
+    for label_us, event_us in _first_labels(rows).values():
+        if label_us < t and b30 < event_us <= end:
+            f30 += 1
+            if event_us > b7:
+                f7 += 1
+                if event_us > b1:
+                    f1 += 1
+    return f1, f7, f30
+
+
+def _count_frauds(rows: Sequence[tuple[str, float]], t: int) -> tuple[int, int]:
+    first = _first_labels(rows)
     b7 = t - D7
     f7 = f30 = 0
     for label_us, event_us in first.values():
@@ -1076,15 +1167,19 @@ class OnlineFeatureStore:
         warehouse: Warehouse,
         as_of: dt.datetime,
         families: Sequence[str] | None = None,
-        history_days: int = HORIZON_DAYS,
+        history_days: int | None = None,
     ) -> int:
-        """Backfill from the warehouse: transactions in [as_of - history, as_of), labels known by as_of."""
+        """Backfill from the warehouse: transactions in [as_of - history, as_of) (default: the
+        families' look-back, 30 days plus the largest label delay), labels known by as_of."""
         from fraudops.features.offline import load_window
 
-        if history_days < HORIZON_DAYS:
-            raise FeatureSpecError(f"history_days must be >= {HORIZON_DAYS} (the longest feature window)")
+        fams = list(families if families is not None else self.families)
+        need = lookback_days(fams)
+        history_days = need if history_days is None else history_days
+        if history_days < need:
+            raise FeatureSpecError(f"history_days must be >= {need} (the families' longest look-back)")
         tx, labels = load_window(warehouse, as_of, as_of, history_days)
-        return self.backfill(tx, labels, families)
+        return self.backfill(tx, labels, fams)
 
     def activate(
         self,

@@ -31,6 +31,14 @@ Labels (label delay)
     *event_time*. Online, ``add_label`` must be called before events later than its label_time are
     scored (labels are facts known at label_time; that is what the offline build assumes).
 
+Delayed risk windows (issue #23)
+    A delayed family ``<entity>_lag<d>`` counts the entity's events *j* with
+    ``t_e - d - w < t_j <= t_e - d`` (plain time: a window ending a day or more before the event
+    holds only events far earlier than it, so the key rule and arrival order, bounded by the
+    one-day lateness allowance, cannot change it), the fraud labels among them known before
+    ``t_e`` (the rule above), and the smoothed rate ``(frauds + PRIOR_WEIGHT * PRIOR_RATE) /
+    (count + PRIOR_WEIGHT)``.
+
 Money
     Amounts are aggregated as integer minor units (cents): ``round(amount * 100)`` with
     half-to-even rounding in both paths. Sums and sums of squares are then exact, so derived
@@ -49,7 +57,7 @@ import math
 from typing import Any
 
 from fraudops.exceptions import DataValidationError
-from fraudops.features.definitions import DAY_US, HORIZON_US
+from fraudops.features.definitions import DAY_US, HORIZON_US, PRIOR_RATE, PRIOR_WEIGHT
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _US = dt.timedelta(microseconds=1)
@@ -135,6 +143,22 @@ def risk_values(c1d: int, c7d: int, c30d: int, f7d: int, f30d: int) -> list[floa
     r7 = float(f7d) / float(c7d) if c7d > 0 else 0.0
     r30 = float(f30d) / float(c30d) if c30d > 0 else 0.0
     return [float(c1d), float(c7d), float(f7d), float(f30d), r7, r30]
+
+
+def lag_values(n1: int, n7: int, n30: int, f1: int, f7: int, f30: int) -> list[float]:
+    """A delayed family: tx_count, fraud_count and smoothed fraud_rate over 1 d, 7 d, 30 d."""
+    prior = PRIOR_WEIGHT * PRIOR_RATE
+    return [
+        float(n1),
+        float(n7),
+        float(n30),
+        float(f1),
+        float(f7),
+        float(f30),
+        (float(f1) + prior) / (float(n1) + PRIOR_WEIGHT),
+        (float(f7) + prior) / (float(n7) + PRIOR_WEIGHT),
+        (float(f30) + prior) / (float(n30) + PRIOR_WEIGHT),
+    ]
 
 
 def region_values(c1h: int, c1d: int) -> list[float]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fraudops.exceptions import FeatureSpecError
-from fraudops.features.definitions import REGISTRY, FeatureDefinition, FeatureRegistry
+from fraudops.features.definitions import DELAYS_US, REGISTRY, FeatureDefinition, FeatureRegistry
 
 SPEC_FORMAT = 1
 
@@ -45,8 +45,17 @@ class FeatureSpec:
         return cls(tuple((n, reg.get(n).version) for n in names))
 
     @classmethod
-    def default(cls, registry: FeatureRegistry | None = None) -> FeatureSpec:
-        """Every active feature of the registry, in registry order."""
+    def default(cls, registry: FeatureRegistry | None = None, *, delay: str | None = None) -> FeatureSpec:
+        """Every active feature of the registry, in registry order: those without a label delay,
+        plus the delayed risk features of ``delay`` (one of ``RISK_DELAYS``) when given."""
+        reg = registry or REGISTRY
+        if delay is not None and delay not in DELAYS_US:
+            raise FeatureSpecError(f"unknown label delay {delay!r}; registered: {', '.join(DELAYS_US)}")
+        return cls(tuple((d.name, d.version) for d in reg.active() if d.delay in (None, delay)))
+
+    @classmethod
+    def every(cls, registry: FeatureRegistry | None = None) -> FeatureSpec:
+        """Every active feature, the delayed risk features of every delay included (parity checks)."""
         reg = registry or REGISTRY
         return cls(tuple((d.name, d.version) for d in reg.active()))
 

@@ -291,7 +291,7 @@ class _Sample:
 def _sample(wh: Warehouse, spec: FeatureSpec, days: float, rows: int) -> _Sample:
     import numpy as np
 
-    from fraudops.features.definitions import HORIZON_DAYS
+    from fraudops.features.definitions import families_for, lookback_days
     from fraudops.features.offline import build_offline, load_window
 
     newest = wh.newest_event_time()
@@ -299,7 +299,7 @@ def _sample(wh: Warehouse, spec: FeatureSpec, days: float, rows: int) -> _Sample
         raise IntakeError("sample", "the warehouse holds no events to check the model on")
     end = newest + dt.timedelta(microseconds=1)
     start = end - dt.timedelta(days=days)
-    tx, labels = load_window(wh, start, end, HORIZON_DAYS)
+    tx, labels = load_window(wh, start, end, lookback_days(families_for(spec.names)))
     feats = build_offline(tx, labels, spec)
     recent = tx.loc[tx["event_time"] >= start].sort_values("event_time")["transaction_id"].to_numpy()
     if len(recent) == 0:

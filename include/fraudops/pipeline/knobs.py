@@ -109,6 +109,13 @@ RETRAIN: tuple[Knob, ...] = (
         minimum=0,
         maximum=240,
     ),
+    Knob(
+        "risk_delay",
+        str,
+        "Label delay of the delayed terminal/merchant risk features: auto = read off the label-delay "
+        "curve of the training data; none = without them.",
+        choices=("auto", "none", "1d", "3d", "7d", "14d"),
+    ),
 )
 
 RELEASE: tuple[Knob, ...] = (

@@ -9,7 +9,8 @@ Time semantics. ``as_of`` is "now" for the run (default: the newest transaction 
 since simulated traffic runs in accelerated event time). Labels take time to arrive, so the
 training window ends ``label_maturity_days`` before ``as_of``; a transaction is fraud for
 training when a fraud label for it is known by ``as_of``. Features are point-in-time: each row
-only sees earlier events and labels known by its own time, with ``HORIZON_DAYS`` of history.
+only sees earlier events and labels known by its own time, with ``history_days`` of history (plus
+the longest label delay, for the delayed risk features: ``features.delay``).
 """
 
 from __future__ import annotations
@@ -20,15 +21,21 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from fraudops.config import Settings, load_settings
 from fraudops.exceptions import ConfigError, DataValidationError
+from fraudops.features.definitions import HORIZON_DAYS, LOOKBACK_DAYS, RISK_DELAYS
+from fraudops.features.semantics import to_us
 from fraudops.warehouse import Warehouse
+
+if TYPE_CHECKING:
+    from fraudops.features.delay import RiskDelay
 
 log = logging.getLogger(__name__)
 
 MODEL_FAMILIES: tuple[Literal["lightgbm", "logreg"], ...] = ("lightgbm", "logreg")
+RISK_DELAY_CHOICES: tuple[str, ...] = ("auto", "none", *RISK_DELAYS)
 
 
 @dataclass(frozen=True)
@@ -67,6 +74,12 @@ class RetrainParams:
     #: training rows ending a gap before its validation block (``training.selection``).
     search_minutes: float = 0.0
     search_folds: int = 3
+    #: Label delay of the delayed risk features (``features.definitions.RISK_DELAYS``): "auto" reads
+    #: it off the extract's label-delay curve (the smallest registered delay by which
+    #: ``risk_delay_coverage`` of fraud labels had arrived; the label maturity when the curve is
+    #: too thin), "none" trains without delayed risk features.
+    risk_delay: str = "auto"
+    risk_delay_coverage: float = 0.8
     #: Single-row p99 budget (ms) an artifact must meet in a fresh ONNX Runtime session.
     latency_budget_ms: float = 2.0
     #: Extract contract (Great Expectations).
@@ -84,6 +97,10 @@ class RetrainParams:
             raise ConfigError(f"alert_budget must be in (0, 1), got {self.alert_budget}")
         if self.search_minutes < 0 or self.search_folds < 1:
             raise ConfigError("search_minutes must be >= 0 and search_folds >= 1")
+        if self.risk_delay not in RISK_DELAY_CHOICES:
+            raise ConfigError(f"risk_delay must be one of {RISK_DELAY_CHOICES}, got {self.risk_delay!r}")
+        if not 0.0 < self.risk_delay_coverage <= 1.0:
+            raise ConfigError(f"risk_delay_coverage must be in (0, 1], got {self.risk_delay_coverage}")
         if self.as_of:
             parse_time(self.as_of)
 
@@ -148,10 +165,12 @@ def _write_json(path: Path, doc: Any) -> None:
 # -- 1. extract ---------------------------------------------------------------------------------
 def _window(params: RetrainParams, as_of: dt.datetime) -> tuple[dt.datetime, dt.datetime, dt.datetime]:
     """(history_start, window_start, window_end): the window ends ``label_maturity_days`` before
-    ``as_of``, and features look back ``history_days`` before it."""
+    ``as_of``, and features look back ``history_days`` before it, plus the longest label delay when
+    the run may use delayed risk features (their windows end that delay before the event)."""
     window_end = as_of - dt.timedelta(days=params.label_maturity_days)
     window_start = window_end - dt.timedelta(days=params.window_days)
-    return window_start - dt.timedelta(days=params.history_days), window_start, window_end
+    lag = 0 if params.risk_delay == "none" else LOOKBACK_DAYS - HORIZON_DAYS
+    return window_start - dt.timedelta(days=params.history_days + lag), window_start, window_end
 
 
 def _write_extract(
@@ -330,7 +349,10 @@ def build_features(ctx: RunContext, params: RetrainParams, extract_meta: dict[st
     from fraudops.features.health import feature_health, point_in_time_leaks
 
     tx, labels, meta = _load_extract(extract_meta["extract_dir"])
-    spec = FeatureSpec.default()
+    delay = _risk_delay(params, tx, labels, meta)
+    spec = FeatureSpec.default(delay=None if delay is None else delay.delay)
+    if delay is not None:
+        log.info("delayed risk features: %s", delay.note)
     t0 = time.perf_counter()
     feats = build_offline(tx, labels, spec)
     seconds = time.perf_counter() - t0
@@ -371,7 +393,32 @@ def build_features(ctx: RunContext, params: RetrainParams, extract_meta: dict[st
         "health_path": str(out / "health.json"),
         "feature_health": health.summary(),
         "dropped_features": health.dropped,
+        "risk_delay": None if delay is None else delay.to_dict(),
     }
+
+
+def _risk_delay(params: RetrainParams, tx: Any, labels: Any, meta: dict[str, Any]) -> RiskDelay | None:
+    """The label delay of this run's delayed risk features (``features.delay``), or None."""
+    from fraudops.features.delay import choose_risk_delay, fixed_risk_delay
+    from fraudops.features.offline import times_us
+
+    if params.risk_delay == "none":
+        return None
+    fraud = labels.loc[labels["is_fraud"].astype(bool)] if len(labels) else labels
+    rate = len(fraud) / len(tx) if len(tx) else None
+    if params.risk_delay != "auto":
+        return fixed_risk_delay(
+            params.risk_delay, coverage=params.risk_delay_coverage, global_fraud_rate=rate
+        )
+    file_delay = meta.get("label_delay_days")
+    return choose_risk_delay(
+        times_us(tx["event_time"]) if len(tx) else [],
+        times_us(fraud["event_time"]) if len(fraud) else [],
+        times_us(fraud["label_time"]) if len(fraud) else [],
+        as_of_us=to_us(parse_time(meta["as_of"])),
+        coverage=params.risk_delay_coverage,
+        fallback_days=float(file_delay) if file_delay is not None else params.label_maturity_days,
+    )
 
 
 def _load_features(features_meta: dict[str, Any]) -> tuple[Any, Any, Any, Any, Any, dict[str, Any]]:

@@ -96,7 +96,7 @@ class FeatureRouter:
             if self.store is None:
                 # Nothing is served before the first store exists: no hot path to protect.
                 store = OnlineFeatureStore(union, self.backend)
-                tx, labels = self._history()
+                tx, labels = self._history(union)
                 n = store.backfill(tx, labels) if len(tx) else 0
                 log.info("online store warmed with %d transactions", n)
                 with self.lock:
@@ -111,7 +111,7 @@ class FeatureRouter:
                 self._recording = []
                 backlog = list(self._recent)
             try:
-                tx, labels = self._history()
+                tx, labels = self._history(union)
                 prepared = self.store.prepare(union, tx, labels)
             except BaseException:
                 with self.lock:
@@ -138,18 +138,22 @@ class FeatureRouter:
         self._slices = {}
         self._add_slices(specs)
 
-    def _history(self) -> tuple[Any, Any]:
-        """What the store is warmed with: the warehouse's last ``warm_days``, or nothing."""
+    def _history(self, spec: FeatureSpec) -> tuple[Any, Any]:
+        """What the store is warmed with: the warehouse's last ``warm_days`` (at least ``spec``'s
+        look-back: 30 days plus its largest label delay), or nothing."""
         import pandas as pd
 
         from fraudops.features.offline import LABEL_COLUMNS, TX_COLUMNS
 
         if self.warehouse is not None and self.warm_days > 0:
-            return self._window(self.last_event or dt.datetime.now(dt.UTC))
+            from fraudops.features.definitions import families_for, lookback_days
+
+            days = max(self.warm_days, lookback_days(families_for(spec.names)))
+            return self._window(self.last_event or dt.datetime.now(dt.UTC), days)
         return pd.DataFrame(columns=list(TX_COLUMNS)), pd.DataFrame(columns=list(LABEL_COLUMNS))
 
-    def _window(self, now: dt.datetime) -> tuple[Any, Any]:
-        """Transactions of the last ``warm_days`` before the newest one, and labels known by then."""
+    def _window(self, now: dt.datetime, days: float) -> tuple[Any, Any]:
+        """Transactions of the last ``days`` before the newest one, and labels known by then."""
         from fraudops.features.offline import load_window
 
         assert self.warehouse is not None
@@ -161,7 +165,7 @@ class FeatureRouter:
             self.last_event = newest
         if self.labels_since is None:  # the warm-up loads the labels known by ``now``
             self.labels_since = now
-        return load_window(self.warehouse, now, now, 0 if self.warm_days <= 0 else self.warm_days)  # type: ignore[arg-type]
+        return load_window(self.warehouse, now, now, days)
 
     # -- labels (label feed thread) ---------------------------------------------------------
     def sync_labels(self) -> int:

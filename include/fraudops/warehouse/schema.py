@@ -227,6 +227,7 @@ FEATURE_REGISTRY = TableSpec(
         C("owner", "STRING", "NULLABLE"),
         C("tags", "STRING", "NULLABLE", "JSON array of tags."),
         C("definition_hash", "STRING", "NULLABLE"),
+        C("label_delay", "STRING", "NULLABLE", "Label delay a delayed risk window is shifted back by."),
         C("created_at", "TIMESTAMP", "NULLABLE"),
         C("registered_at", "TIMESTAMP", "NULLABLE"),
     ),

@@ -26,6 +26,8 @@ from fraudops.features.parity import compare, run_parity, stream_online, synthet
 
 UTC = dt.UTC
 T0 = dt.datetime(2026, 1, 1, tzinfo=UTC)
+#: Every feature, the delayed risk families of every label delay included.
+EVERY = FeatureSpec.every()
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +75,7 @@ def test_registry_metadata_complete() -> None:
         "owner",
         "tags",
         "definition_hash",
+        "label_delay",
         "created_at",
         "registered_at",
     } == set(rows[0])
@@ -236,8 +239,9 @@ def test_parity_in_order_embedded(events: tuple[pd.DataFrame, pd.DataFrame]) -> 
 def test_parity_out_of_order_embedded(events: tuple[pd.DataFrame, pd.DataFrame], seed: int) -> None:
     tx, labels = events
     arrival = _jittered_arrival(tx, seed)
-    result = run_parity(tx, labels, arrival_order=arrival)
+    result = run_parity(tx, labels, EVERY, arrival_order=arrival)
     assert result.ok, result.describe()
+    assert result.features == len(EVERY) > 100
     # a late event really changes what earlier-arriving events see
     assert not build_offline(tx, labels).equals(build_offline(tx, labels, arrival_order=arrival))
 
@@ -245,8 +249,8 @@ def test_parity_out_of_order_embedded(events: tuple[pd.DataFrame, pd.DataFrame],
 def test_parity_beyond_the_retention_embedded() -> None:
     """45 days on few entities: every series is trimmed repeatedly while events keep arriving."""
     tx, labels = synthetic_events(4000, seed=7, days=45, n_cards=25)
-    assert run_parity(tx, labels).ok
-    result = run_parity(tx, labels, arrival_order=_jittered_arrival(tx, 3))
+    assert run_parity(tx, labels, EVERY).ok
+    result = run_parity(tx, labels, EVERY, arrival_order=_jittered_arrival(tx, 3))
     assert result.ok, result.describe()
 
 
@@ -323,11 +327,11 @@ def test_parity_redis_in_and_out_of_order(redis_url: str, events: tuple[pd.DataF
     labels = labels[labels["transaction_id"].isin(tx["transaction_id"])]
     backend = RedisBackend(redis_url, prefix="test:inorder")
     backend.clear()
-    result = run_parity(tx, labels, backend=backend)
+    result = run_parity(tx, labels, EVERY, backend=backend)
     assert result.ok, result.describe()
     backend = RedisBackend(redis_url, prefix="test:shuffled")
     backend.clear()
-    result = run_parity(tx, labels, backend=backend, arrival_order=_jittered_arrival(tx, 3))
+    result = run_parity(tx, labels, EVERY, backend=backend, arrival_order=_jittered_arrival(tx, 3))
     assert result.ok, result.describe()
     assert backend.has_families() >= {"card", "terminal"}
     backend.clear()

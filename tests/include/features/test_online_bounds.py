@@ -29,7 +29,8 @@ DAY_US = 86_400_000_000
 SWEEP_EVERY_US = 600_000_000  # the TTL sweep runs every 10 minutes of event time
 #: The contract: state is evicted once its newest event is the family's longest window plus two
 #: days (the lateness allowance, and as much again as margin) behind the store's newest event.
-TTL_DAYS = {"card": 32, "terminal": 32, "merchant": 32, "region": 3, "device": 3}
+#: Terminal and merchant state also serves their delayed risk families (30 d shifted by up to 14 d).
+TTL_DAYS = {"card": 32, "terminal": 46, "merchant": 46, "region": 3, "device": 3}
 
 #: Resident memory a capped flood may add per cap slot (every id of every event new, so each
 #: family holds ``max_entities`` entities: card, terminal, merchant, region, device). Measured
@@ -49,12 +50,12 @@ def _phase(
 
 
 def _gap_stream() -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Five busy days, 40 quiet ones for most cards (a few stay active across the gap), then five
+    """Five busy days, 55 quiet ones for most cards (a few stay active across the gap), then five
     busy days again: half the cards and terminals come back after their state has expired."""
     parts = [
         _phase(1500, 21, T0, 5, 60, "a-"),
-        _phase(300, 23, T0 + 3 * DAY, 44, 5, "b-"),  # card-0..4 bridge the gap
-        _phase(1500, 22, T0 + 45 * DAY, 5, 80, "c-"),
+        _phase(400, 23, T0 + 3 * DAY, 59, 5, "b-"),  # card-0..4 bridge the gap
+        _phase(1500, 22, T0 + 60 * DAY, 5, 80, "c-"),
     ]
     last = parts[2][0]  # cards 30..59 and terminals 12..24 of the first phase never come back
     card_no = last["card_id"].str.removeprefix("card-").astype(int)
@@ -81,7 +82,7 @@ def test_idle_entities_expire_past_the_longest_window_and_parity_holds() -> None
     builder's, in order and with late arrivals."""
     tx, labels = _gap_stream()
     backend = EmbeddedBackend()
-    result = run_parity(tx, labels, backend=backend)
+    result = run_parity(tx, labels, FeatureSpec.every(), backend=backend)
     assert result.ok, result.describe()
     now = int(_times_us(tx).max())
     held = {
@@ -115,7 +116,7 @@ def test_idle_entities_expire_past_the_longest_window_and_parity_holds() -> None
     rng = np.random.default_rng(4)
     arrival = _times_us(tx).to_numpy() + (rng.random(len(tx)) < 0.15) * rng.uniform(0, 6 * 3600e6, len(tx))
     jittered = EmbeddedBackend()
-    result = run_parity(tx, labels, backend=jittered, arrival_order=arrival)
+    result = run_parity(tx, labels, FeatureSpec.every(), backend=jittered, arrival_order=arrival)
     assert result.ok, result.describe()
     assert jittered.stats().evictions[("card", "ttl")] > 0
 

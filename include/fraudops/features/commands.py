@@ -22,15 +22,18 @@ def features() -> None:
 @click.option("--all", "show_all", is_flag=True, help="Include retired versions.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def list_cmd(show_all: bool, as_json: bool) -> None:
-    """Every registered feature: name, version, entity, window, aggregation."""
+    """Every registered feature: name, version, entity, window, label delay, aggregation."""
     defs = REGISTRY.list() if show_all else REGISTRY.active()
     if as_json:
         click.echo(json.dumps([d.to_row() for d in defs], default=str, indent=2))
         return
     from fraudops.cli import format_table
 
-    rows = [("NAME", "VERSION", "ENTITY", "WINDOW", "AGGREGATION", "OWNER")]
-    rows += [(d.name, str(d.version), d.entity, d.window or "-", d.aggregation, d.owner) for d in defs]
+    rows = [("NAME", "VERSION", "ENTITY", "WINDOW", "DELAY", "AGGREGATION", "OWNER")]
+    rows += [
+        (d.name, str(d.version), d.entity, d.window or "-", d.delay or "-", d.aggregation, d.owner)
+        for d in defs
+    ]
     click.echo(format_table(rows))
     click.echo(f"\n{len(defs)} features")
 
@@ -92,6 +95,7 @@ def parity(
 
     import numpy as np
 
+    from fraudops.features import FeatureSpec
     from fraudops.features.offline import build_offline, times_us
     from fraudops.features.online import EmbeddedBackend, RedisBackend
     from fraudops.features.parity import compare, stream_online
@@ -117,9 +121,10 @@ def parity(
     else:
         store_backend = EmbeddedBackend()
     t1 = time.perf_counter()
-    offline = build_offline(tx, labels, arrival_order=arrival)
+    spec = FeatureSpec.every()  # the delayed risk families of every label delay too
+    offline = build_offline(tx, labels, spec, arrival_order=arrival)
     t2 = time.perf_counter()
-    online = stream_online(tx, labels, backend=store_backend, arrival_order=arrival)
+    online = stream_online(tx, labels, spec, backend=store_backend, arrival_order=arrival)
     t3 = time.perf_counter()
     if backend == "redis":
         store_backend.clear()

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from fraudops.features.definitions import REGISTRY, FeatureRegistry
+from fraudops.features.definitions import LAG_FAMILIES, REGISTRY, FeatureRegistry
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -51,7 +51,8 @@ _EXTRA_SOURCES: dict[str, tuple[str, ...]] = {
 def source_columns(name: str, registry: FeatureRegistry | None = None) -> tuple[str, ...]:
     """The transaction columns feature ``name`` is computed from."""
     definition = (registry or REGISTRY).get(name)
-    return _FAMILY_SOURCES[definition.family] + _EXTRA_SOURCES.get(name, ())
+    family = LAG_FAMILIES[definition.family][0] if definition.family in LAG_FAMILIES else definition.family
+    return _FAMILY_SOURCES[family] + _EXTRA_SOURCES.get(name, ())
 
 
 @dataclass(frozen=True)

@@ -76,6 +76,7 @@ def _train(*args: str) -> Any:
 def test_a_file_without_merchants_trains_a_verified_bundle_without_any_service(
     history_file: Path, no_services: Path
 ) -> None:
+    from fraudops.features import FeatureSpec
     from fraudops.training import verify_artifact
 
     result = _train("--data", str(history_file), *(a for m in MAPS for a in ("--map", m)), *PARAMS, "--json")
@@ -96,16 +97,23 @@ def test_a_file_without_merchants_trains_a_verified_bundle_without_any_service(
         "device_tx_count_1d",
         "card_new_device_30d",
     } <= dropped
-    assert "terminal_fraud_rate_30d" not in dropped and steps["features"]["n_features"] == 34 - len(dropped)
+    # The file's labels arrive 7 days late: the run reads that off them and offers the terminal risk
+    # windows shifted back by 7 days (the merchant ones go with the missing merchant column).
+    delay = steps["features"]["risk_delay"]
+    assert delay["delay"] == "7d" and delay["source"] == "curve" and delay["coverage_by_delay"]["3d"] == 0.0
+    offered = len(FeatureSpec.default(delay="7d"))
+    assert offered == 52 and steps["features"]["n_features"] == offered - len(dropped)
+    assert {f"merchant_lag7d_fraud_rate_{w}" for w in ("1d", "7d", "30d")} <= dropped
+    assert "terminal_fraud_rate_30d" not in dropped and not any("terminal_lag7d" in f for f in dropped)
     # #23's finding, named by the run: with labels 7 days late, the 7-day terminal risk window
     # (labels known before the event, within 7 days of it) never holds a label.
     assert {"terminal_fraud_count_7d", "terminal_fraud_rate_7d"} <= dropped
-    assert (
-        "2 dropped, constant: terminal_fraud_count_7d, terminal_fraud_rate_7d"
-        in steps["features"]["feature_health"]
-    )
+    assert "constant: terminal_fraud_count_7d, terminal_fraud_rate_7d" in steps["features"]["feature_health"]
     bundle = Path(steps["package"]["artifact_dir"])
-    assert verify_artifact(bundle).n_features == 34 - len(dropped)
+    assert verify_artifact(bundle).n_features == offered - len(dropped)
+    # ... and the model leans on them: a delayed terminal risk feature is among its 10 most important.
+    top = steps["evaluate"]["candidate"]["top_features"]
+    assert any(name.startswith("terminal_lag7d_") for name in top), top
     ap = steps["evaluate"]["candidate"]["metrics"]["average_precision"]
     assert ap > 5 * steps["validate"]["fraud_rate"], (ap, steps["validate"]["fraud_rate"])
 
@@ -124,7 +132,7 @@ def test_a_file_without_merchants_trains_a_verified_bundle_without_any_service(
         Path(steps["train"]["models"]["candidate"]["path"]).parent.parent.joinpath("train.json").read_text()
     )
     assert "search" not in train  # the first run had no budget
-    assert f"features: {34 - len(dropped)} of 34 features kept" in human.output
+    assert f"features: {offered - len(dropped)} of {offered} features kept" in human.output
     assert "bundle (not registered): " in human.output
 
 

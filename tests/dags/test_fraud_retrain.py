@@ -48,7 +48,6 @@ def test_retrain_registers_a_servable_onnx_version(
     import mlflow
 
     from fraudops.features import FeatureSpec
-
     from fraudops.registry import download_artifact_dir
     from fraudops.training import load_scorer, verify_artifact
 

@@ -9,6 +9,13 @@ had arrived. Only events at least the longest registered delay old are used, so 
 could matter for the choice had time to arrive (a label later than that counts as never arriving:
 no registered delay would wait for it). With fewer than ``min_frauds`` such labels (a new
 deployment, a short history) the choice falls back to the run's label-maturity setting.
+
+The curve says which delays leave enough labels in the window; it does not say which one a model
+learns most from (a fresher window with a fifth of its labels can beat a complete but staler one:
+``make bench``'s bench_models rows). So with a curve reading, the retrain lets forward-chaining
+folds choose among no delayed features and the delays whose windows hold at least
+``MIN_WINDOW_COVERAGE`` of their labels (``training.selection.compare_feature_sets``), the curve's
+choice winning ties.
 """
 
 from __future__ import annotations
@@ -21,18 +28,21 @@ from fraudops.features.definitions import DAY_US, DELAYS_US, RISK_DELAYS
 
 #: The longest registered delay: labels later than this are beyond every delayed window.
 MAX_DELAY_US = max(DELAYS_US.values())
+#: A delay whose window would hold less than this share of its fraud labels is not a candidate.
+MIN_WINDOW_COVERAGE = 0.1
 
 
 @dataclass(frozen=True)
 class RiskDelay:
     """The delay a run's delayed risk features use, and the evidence for it."""
 
-    #: One of ``RISK_DELAYS``.
-    delay: str
+    #: One of ``RISK_DELAYS``; None when the run trains without delayed risk features (the
+    #: forward folds preferred none).
+    delay: str | None
     #: Days after which ``coverage`` of the fraud labels had arrived (or the fallback's days).
     days_needed: float
     coverage: float
-    source: Literal["curve", "fallback", "param"]
+    source: Literal["curve", "fallback", "param", "folds"]
     #: Fully observed fraud labels the curve was read from.
     n_frauds: int
     #: Share of those labels known ``d`` after their event, for each registered delay ``d``.
@@ -40,9 +50,22 @@ class RiskDelay:
     #: Fraud labels known at as_of / transactions, over the extract (next to the features' prior).
     global_fraud_rate: float | None
     note: str
+    #: The curve's (or the parameter's) delay, before the forward folds had their say.
+    curve_delay: str | None = None
+    #: Mean forward-fold average precision per candidate ("none" and delays), when the folds chose.
+    fold_ap: dict[str, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def candidates(self, min_coverage: float = MIN_WINDOW_COVERAGE) -> list[str]:
+        """What the forward folds choose among: no delayed features, and each registered delay whose
+        window holds at least ``min_coverage`` of its labels (an emptier window is nearly all
+        zeros), the curve's delay always included. Only for a curve reading (``source="curve"``)."""
+        keep = [
+            d for d in RISK_DELAYS if d == self.delay or self.coverage_by_delay.get(d, 0.0) >= min_coverage
+        ]
+        return ["none", *keep]
 
 
 def grid_delay(days: float) -> str:
@@ -87,6 +110,7 @@ def choose_risk_delay(
         delay = grid_delay(fallback_days)
         return RiskDelay(
             delay=delay,
+            curve_delay=delay,
             days_needed=float(fallback_days),
             coverage=coverage,
             source="fallback",
@@ -103,6 +127,7 @@ def choose_risk_delay(
     delay = grid_delay(days)
     return RiskDelay(
         delay=delay,
+        curve_delay=delay,
         days_needed=round(days, 3),
         coverage=coverage,
         source="curve",
@@ -122,6 +147,7 @@ def fixed_risk_delay(delay: str, *, coverage: float, global_fraud_rate: float | 
         raise ValueError(f"unknown label delay {delay!r}; registered: {', '.join(RISK_DELAYS)}")
     return RiskDelay(
         delay=delay,
+        curve_delay=delay,
         days_needed=DELAYS_US[delay] / DAY_US,
         coverage=coverage,
         source="param",

@@ -350,7 +350,18 @@ def build_features(ctx: RunContext, params: RetrainParams, extract_meta: dict[st
 
     tx, labels, meta = _load_extract(extract_meta["extract_dir"])
     delay = _risk_delay(params, tx, labels, meta)
-    spec = FeatureSpec.default(delay=None if delay is None else delay.delay)
+    # With a curve reading, the forward folds choose among these (``features.delay``); the features
+    # of every candidate are built once and the unchosen ones dropped below.
+    candidates = (
+        delay.candidates()
+        if delay is not None and params.risk_delay == "auto" and delay.source == "curve"
+        else []
+    )
+    offered = [d for d in candidates if d != "none"] or ([delay.delay] if delay and delay.delay else [])
+    spec = FeatureSpec.default()
+    for d in offered:
+        extra = FeatureSpec.default(delay=d).features
+        spec = FeatureSpec(spec.features + tuple(f for f in extra if f not in spec.features))
     if delay is not None:
         log.info("delayed risk features: %s", delay.note)
     t0 = time.perf_counter()
@@ -366,6 +377,12 @@ def build_features(ctx: RunContext, params: RetrainParams, extract_meta: dict[st
     feats = feats.loc[frame["transaction_id"].to_numpy()]
     health = feature_health(feats, tx, spec.names)
     health = replace(health, leakage_rows_checked=compared)
+    if len(candidates) > 1:
+        assert delay is not None
+        delay, chosen = _choose_delay_on_folds(params, delay, candidates, feats, frame, health.kept)
+        health = replace(health, features=tuple(f for f in health.features if f.name in chosen))
+        spec = FeatureSpec(tuple(f for f in spec.features if f[0] in chosen))
+        feats = feats[spec.names]
     if not health.kept:
         raise DataValidationError(f"no informative feature left: {health.summary()}")
     if health.dropped:
@@ -395,6 +412,70 @@ def build_features(ctx: RunContext, params: RetrainParams, extract_meta: dict[st
         "dropped_features": health.dropped,
         "risk_delay": None if delay is None else delay.to_dict(),
     }
+
+
+def _choose_delay_on_folds(
+    params: RetrainParams,
+    delay: RiskDelay,
+    candidates: list[str],
+    feats: Any,
+    frame: Any,
+    healthy: list[str],
+) -> tuple[RiskDelay, set[str]]:
+    """Let forward folds of the rows before the holdout pick among ``candidates`` ("none" and
+    delays): LightGBM with the run's parameters on the healthy base features plus each delay's.
+    Returns the updated choice and every feature name the run keeps (healthy or not)."""
+    import numpy as np
+
+    from fraudops.features.definitions import REGISTRY
+    from fraudops.training import LightGBMParams, SplitConfig, time_split
+    from fraudops.training.selection import compare_feature_sets
+
+    def of(d: str | None) -> list[str]:
+        return [n for n in feats.columns if REGISTRY.get(n).delay in (None, d)]
+
+    ok = set(healthy)
+    sets = {c: [n for n in of(None if c == "none" else c) if n in ok] for c in candidates}
+    event_time = frame["event_time"].reset_index(drop=True)
+    split = time_split(
+        event_time, SplitConfig(valid_frac=params.valid_frac, holdout_frac=params.holdout_frac)
+    )
+    rows = np.sort(np.concatenate([split.train_idx, split.valid_idx]))
+    y = frame["is_fraud"].to_numpy().astype(np.int64)
+    X = feats.reset_index(drop=True).astype(np.float32).astype(np.float64)  # as served (float32)
+    lgbm = LightGBMParams(
+        n_estimators=params.n_estimators,
+        learning_rate=params.learning_rate,
+        num_leaves=params.num_leaves,
+        min_child_samples=params.min_child_samples,
+        early_stopping_rounds=params.early_stopping_rounds,
+        num_threads=params.num_threads,
+        seed=params.seed,
+    )
+    try:
+        choice = compare_feature_sets(
+            X.iloc[rows],
+            y[rows],
+            event_time.iloc[rows],
+            sets,
+            lgbm,
+            prefer=str(delay.delay),
+            gap_days=min(params.label_maturity_days, params.window_days / 4.0),
+            n_folds=params.search_folds,
+        )
+    except ValueError as err:  # no fold with frauds on both sides: the curve's choice stands
+        log.warning("delayed risk features: forward folds unavailable (%s); keeping %s", err, delay.delay)
+        return delay, set(of(delay.delay))
+    chosen = None if choice.chosen == "none" else choice.chosen
+    scores = ", ".join(f"{k} {v:.4f}" for k, v in choice.mean_ap.items())
+    updated = replace(
+        delay,
+        delay=chosen,
+        source="folds",
+        fold_ap={k: round(v, 6) for k, v in choice.mean_ap.items()},
+        note=f"{delay.note}; forward-fold AP ({scores}) chose {choice.chosen}",
+    )
+    return updated, set(of(chosen))
 
 
 def _risk_delay(params: RetrainParams, tx: Any, labels: Any, meta: dict[str, Any]) -> RiskDelay | None:

@@ -176,10 +176,14 @@ def test_the_delay_is_the_smallest_registered_one_covering_the_labels() -> None:
     choice = choose_risk_delay(np.zeros(20_000), e, lt, as_of_us=as_of, coverage=0.8, fallback_days=7)
     assert choice.source == "curve" and choice.delay == "3d" and choice.n_frauds == 400
     assert choice.coverage_by_delay["3d"] == 1.0 and choice.coverage_by_delay["1d"] < 0.8
+    # the folds then choose among none and every delay whose window holds >= 10 % of its labels
+    assert choice.candidates() == ["none", "1d", "3d", "7d", "14d"] and choice.curve_delay == "3d"
+    assert choice.candidates(min_coverage=0.7) == ["none", "3d", "7d", "14d"]
     assert choice.global_fraud_rate == pytest.approx(400 / 20_000)
     # a fixed 7-day delay (the public data set's): exactly 7 d
     e, lt = _labels_with_delays(np.full(100, 7.0), as_of)
-    assert choose_risk_delay([], e, lt, as_of_us=as_of, coverage=0.95, fallback_days=1).delay == "7d"
+    seven = choose_risk_delay([], e, lt, as_of_us=as_of, coverage=0.95, fallback_days=1)
+    assert seven.delay == "7d" and seven.candidates() == ["none", "7d", "14d"]  # 1 d, 3 d: no labels
     # labels slower than the grid: the longest delay
     e, lt = _labels_with_delays(np.full(100, 13.5), as_of)
     assert choose_risk_delay([], e, lt, as_of_us=as_of, coverage=0.9, fallback_days=1).delay == "14d"

@@ -99,10 +99,14 @@ def test_a_file_without_merchants_trains_a_verified_bundle_without_any_service(
     } <= dropped
     # The file's labels arrive 7 days late: the run reads that off them and offers the terminal risk
     # windows shifted back by 7 days (the merchant ones go with the missing merchant column).
+    # Forward folds then chose between no delayed features and the delays whose windows hold labels.
     delay = steps["features"]["risk_delay"]
-    assert delay["delay"] == "7d" and delay["source"] == "curve" and delay["coverage_by_delay"]["3d"] == 0.0
+    assert delay["curve_delay"] == "7d" and delay["coverage_by_delay"]["3d"] == 0.0
+    assert delay["source"] == "folds" and set(delay["fold_ap"]) == {"none", "7d", "14d"}, delay
+    assert delay["delay"] == "7d" and delay["fold_ap"]["7d"] > delay["fold_ap"]["none"], delay
     offered = len(FeatureSpec.default(delay="7d"))
     assert offered == 52 and steps["features"]["n_features"] == offered - len(dropped)
+    assert not any("_lag14d_" in f for f in steps["features"]["dropped_features"])  # not offered
     assert {f"merchant_lag7d_fraud_rate_{w}" for w in ("1d", "7d", "30d")} <= dropped
     assert "terminal_fraud_rate_30d" not in dropped and not any("terminal_lag7d" in f for f in dropped)
     # #23's finding, named by the run: with labels 7 days late, the 7-day terminal risk window

@@ -401,27 +401,32 @@ async def bookings(user: User, days: float = 7.0) -> JSONResponse:
 async def book(request: Request, user: User) -> JSONResponse:
     """Book a shadow slot for a challenger and schedule its release:
     ``{"version": "7", "start_at": ISO 8601 (empty: now), "duration_minutes": 60,
-    "requires_approval": false}``.
+    "requires_approval": false, "request_id": "<unique per booking request>"}``.
 
     The version's cost is measured (its bundle verified on this machine: single-row latency) at the
     scoring service's sample rate and the traffic of the last hour; the booking is placed within the
     shadow pool's budget (at its start, or queued to the first instant with room; refused (422) if
-    it can never fit). Then ``fraud_release`` is triggered with the user's own Airflow token, run id
-    ``booking__<id>`` and ``run_after`` = the placed start: Airflow starts it then."""
+    it can never fit) and recorded under the pool's lock (``pipeline.booking.reserve``). Then
+    ``fraud_release`` is triggered with the user's own Airflow token, run id ``booking__<id>`` and
+    ``run_after`` = the placed start: Airflow starts it then. The same ``request_id`` (or
+    ``Idempotency-Key`` header) again returns the same booking (200) and makes sure its run exists:
+    a request cut off after the booking was written is safe to retry."""
     import datetime as dt
 
     import httpx
 
     from fraudops.config import load_settings
     from fraudops.exceptions import FraudopsError, ServiceError, WarehouseUnavailable
+    from fraudops.faults import crash_point
     from fraudops.pipeline.booking import (
+        Booking,
         BookingRefused,
         PoolBudget,
-        load_bookings,
+        booking_id_for,
+        cancel_booking,
+        find_booking,
         measure_cost,
-        new_booking,
-        place,
-        save_booking,
+        reserve,
         traffic_rate,
     )
     from fraudops.release.progress import as_utc
@@ -438,78 +443,94 @@ async def book(request: Request, user: User) -> JSONResponse:
         minutes = float(body.get("duration_minutes") or 60.0)
     except (TypeError, ValueError) as err:
         raise HTTPException(status_code=422, detail=f"bad start_at or duration_minutes: {err}") from err
-    now = dt.datetime.now(dt.UTC)
-    if start < now - dt.timedelta(minutes=5):
-        raise HTTPException(status_code=422, detail="start_at is in the past")
-    if not 1.0 <= minutes <= 60 * 24 * 60.0:
-        raise HTTPException(status_code=422, detail="duration_minutes must be between 1 and 86400")
+    request_id = body.get("request_id") or request.headers.get("Idempotency-Key") or None
+    if request_id is not None and (not isinstance(request_id, str) or not 1 <= len(request_id) <= 128):
+        raise HTTPException(status_code=422, detail="request_id must be a string of 1 to 128 characters")
     approval = body.get("requires_approval", False)
     if not isinstance(approval, bool):
         raise HTTPException(status_code=422, detail="requires_approval must be true or false")
     settings = load_settings()
     name, target = settings.mlflow.model_name, f"{settings.mlflow.model_name} v{version}"
     wh = _warehouse()
-    try:
-        cost = await asyncio.to_thread(measure_cost, name, version, tracking_uri=settings.mlflow.tracking_uri)
-        rate = await asyncio.to_thread(_sample_rate, settings)
-        events_per_s = await asyncio.to_thread(traffic_rate, wh, name)
-        cpu = cost.cpu_cores(events_per_s, rate)
-        existing = await asyncio.to_thread(load_bookings, wh)
-        placement = place(
-            PoolBudget.from_env(),
-            existing,
-            start_at=start,
-            duration=dt.timedelta(minutes=minutes),
-            cpu_cores=cpu,
-            memory_mb=cost.memory_mb,
-        )
-    except BookingRefused as err:
-        await asyncio.to_thread(_audit, user, role, "book", target, "refused", {"reason": str(err)})
-        raise HTTPException(status_code=422, detail=str(err)) from err
-    except (ServiceError, WarehouseUnavailable) as err:  # MLflow or the warehouse down: try again
-        await asyncio.to_thread(_audit, user, role, "book", target, "error", {"reason": str(err)})
-        raise HTTPException(status_code=503, detail=f"{target}: {err}") from err
-    except FraudopsError as err:  # no such version, a bundle that fails verification
-        await asyncio.to_thread(_audit, user, role, "book", target, "refused", {"reason": str(err)})
-        raise HTTPException(status_code=422, detail=f"{target}: {err}") from err
-    booking = new_booking(
-        model_name=name,
-        version=version,
-        booked_by=user.get_name(),
-        requested_start_at=start,
-        placement=placement,
-        sample_rate=rate,
-        cpu_cores=cpu,
-        memory_mb=cost.memory_mb,
-    )
+    booking_id = booking_id_for(user.get_name(), request_id)
+    booking: Booking | None = await asyncio.to_thread(find_booking, wh, booking_id)
+    replayed = booking is not None
+    placement = None
+    if booking is None:
+        now = dt.datetime.now(dt.UTC)
+        if start < now - dt.timedelta(minutes=5):
+            raise HTTPException(status_code=422, detail="start_at is in the past")
+        if not 1.0 <= minutes <= 60 * 24 * 60.0:
+            raise HTTPException(status_code=422, detail="duration_minutes must be between 1 and 86400")
+        try:
+            cost = await asyncio.to_thread(
+                measure_cost, name, version, tracking_uri=settings.mlflow.tracking_uri
+            )
+            rate = await asyncio.to_thread(_sample_rate, settings)
+            events_per_s = await asyncio.to_thread(traffic_rate, wh, name)
+            cpu = cost.cpu_cores(events_per_s, rate)
+            booking, placement = await asyncio.to_thread(
+                lambda: reserve(
+                    wh,
+                    PoolBudget.from_env(),
+                    booking_id=booking_id,
+                    lock_path=settings.run_dir / "shadow_pool.lock",
+                    model_name=name,
+                    version=version,
+                    booked_by=user.get_name(),
+                    start_at=start,
+                    duration=dt.timedelta(minutes=minutes),
+                    sample_rate=rate,
+                    cpu_cores=cpu,
+                    memory_mb=cost.memory_mb,
+                )
+            )
+        except BookingRefused as err:
+            await asyncio.to_thread(_audit, user, role, "book", target, "refused", {"reason": str(err)})
+            raise HTTPException(status_code=422, detail=str(err)) from err
+        except (ServiceError, WarehouseUnavailable) as err:  # MLflow, the warehouse or the lock: retry
+            await asyncio.to_thread(_audit, user, role, "book", target, "error", {"reason": str(err)})
+            raise HTTPException(status_code=503, detail=f"{target}: {err}") from err
+        except FraudopsError as err:  # no such version, a bundle that fails verification
+            await asyncio.to_thread(_audit, user, role, "book", target, "refused", {"reason": str(err)})
+            raise HTTPException(status_code=422, detail=f"{target}: {err}") from err
+    assert booking is not None
+    if booking.state == "cancelled":
+        raise HTTPException(status_code=409, detail=f"booking {booking.booking_id} was cancelled")
     base, headers = _airflow_as_user(request)
+    reason = placement.reason if placement is not None else "the same request again"
     run = {
         "dag_run_id": booking.dag_run_id,
         "logical_date": None,
         "run_after": booking.start_at.isoformat(),
-        "conf": {"model_name": name, "version": version, "requires_approval": approval},
-        "note": f"booked by {user.get_name()} (booking {booking.booking_id}): {placement.reason}",
+        "conf": {"model_name": name, "version": booking.version, "requires_approval": approval},
+        "note": f"booked by {booking.booked_by} (booking {booking.booking_id}): {reason}",
     }
     async with httpx.AsyncClient(timeout=30) as client:
         r = await client.post(f"{base}/api/v2/dags/{RELEASE_DAG}/dagRuns", json=run, headers=headers)
-    if r.status_code >= 300:
+    if r.status_code >= 300 and r.status_code != 409:  # 409: the run exists (a retried request)
+        if not replayed:  # free the capacity the booking holds: it will not run
+            await asyncio.to_thread(cancel_booking, wh, booking.booking_id)
         await asyncio.to_thread(
             _audit, user, role, "book", target, "error", {"airflow": r.status_code, "detail": r.text[:500]}
         )
         raise HTTPException(
             status_code=r.status_code, detail=f"Airflow refused the release run: {r.text[:500]}"
         )
-    await asyncio.to_thread(save_booking, wh, booking)
-    detail = {
-        **booking.to_json(),
-        "events_per_s": round(events_per_s, 3),
-        "latency_ms": cost.latency_ms,
-        "peak_cpu_cores": round(placement.peak_cpu_cores, 4),
-        "peak_memory_mb": round(placement.peak_memory_mb, 1),
-        "reason": placement.reason,
-    }
-    await asyncio.to_thread(_audit, user, role, "book", f"{target} → {booking.dag_run_id}", "ok", detail)
-    return JSONResponse(detail, status_code=201)
+    crash_point("book:after_trigger")
+    detail: dict[str, Any] = {**booking.to_json(), "replayed": replayed, "reason": reason}
+    if placement is not None:
+        detail.update(
+            {
+                "events_per_s": round(events_per_s, 3),
+                "latency_ms": cost.latency_ms,
+                "peak_cpu_cores": round(placement.peak_cpu_cores, 4),
+                "peak_memory_mb": round(placement.peak_memory_mb, 1),
+            }
+        )
+    outcome = "ok" if not replayed else "replayed"
+    await asyncio.to_thread(_audit, user, role, "book", f"{target} → {booking.dag_run_id}", outcome, detail)
+    return JSONResponse(detail, status_code=200 if replayed else 201)
 
 
 @router.post("/api/bookings/{booking_id}/cancel")

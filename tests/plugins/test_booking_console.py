@@ -45,12 +45,40 @@ def test_book_schedule_queue_and_refuse(
     start = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=2)).replace(microsecond=0)
     ask = {"version": reg.version, "start_at": start.isoformat(), "duration_minutes": 90}
 
-    r = httpx.post(f"{url}/fraudops/api/bookings", json=ask, headers=dana, timeout=120)
+    r = httpx.post(
+        f"{url}/fraudops/api/bookings", json={**ask, "request_id": "form-1"}, headers=dana, timeout=120
+    )
     assert r.status_code == 201, r.text
     first = r.json()
     assert first["state"] == "booked" and first["start_at"] == start.isoformat(), first
     assert first["booked_by"] == "dana" and first["dag_run_id"].startswith("booking__"), first
     assert first["latency_ms"] > 0 and 110 < first["memory_mb"] < 200, first  # measured, not assumed
+    assert first["replayed"] is False
+    # The same request again (a lost response, retried): the same booking and run, nothing new
+    # (Airflow's 409 for the run it holds is taken as done); the header works as the body field.
+    for again in (
+        httpx.post(
+            f"{url}/fraudops/api/bookings", json={**ask, "request_id": "form-1"}, headers=dana, timeout=120
+        ),
+        httpx.post(
+            f"{url}/fraudops/api/bookings",
+            json=ask,
+            headers={**dana, "Idempotency-Key": "form-1"},
+            timeout=120,
+        ),
+    ):
+        assert again.status_code == 200, again.text
+        doc = again.json()
+        assert doc["replayed"] is True and doc["booking_id"] == first["booking_id"], doc
+        assert doc["dag_run_id"] == first["dag_run_id"] and doc["start_at"] == first["start_at"], doc
+    r = httpx.post(f"{url}/fraudops/api/bookings", json={**ask, "request_id": ""}, headers=dana, timeout=30)
+    assert r.status_code == 201, r.text  # an empty id is no id: a new booking (cancelled below)
+    spare = r.json()
+    assert httpx.post(
+        f"{url}/fraudops/api/bookings/{spare['booking_id']}/cancel", headers=dana, timeout=60
+    ).is_success
+    r = httpx.post(f"{url}/fraudops/api/bookings", json={**ask, "request_id": 7}, headers=dana, timeout=30)
+    assert r.status_code == 422 and "request_id must be" in r.text, r.text
 
     r = httpx.post(f"{url}/fraudops/api/bookings", json=ask, headers=dana, timeout=120)
     assert r.status_code == 201, r.text
@@ -145,5 +173,6 @@ def test_book_schedule_queue_and_refuse(
     browser.save_screenshot(str(ARTIFACTS / "06-booking.png"))
 
     acts = [(a["actor"], a["action"], a["outcome"]) for a in recent_actions(Warehouse(settings.warehouse))]
-    assert acts.count(("dana", "book", "ok")) == 4 and ("vic", "book", "forbidden") in acts, acts
+    assert acts.count(("dana", "book", "ok")) == 5 and ("vic", "book", "forbidden") in acts, acts
+    assert acts.count(("dana", "book", "replayed")) == 2, acts
     assert ("eli", "cancel_booking", "forbidden") in acts and ("rita", "cancel_booking", "ok") in acts, acts

@@ -18,18 +18,34 @@ console writes the placement to ``shadow_bookings`` and triggers ``fraud_release
 ``booking__<id>`` and ``run_after`` = the placed start, so Airflow's scheduler starts the release
 then (queued runs wait for their ``run_after``).
 
-Pure functions except :func:`measure_cost`, :func:`traffic_rate` and the table helpers.
+Retry and concurrency safety (:func:`reserve`). The booking row is written *before* the release
+run is triggered, and its id is derived from the booker and the request's ``request_id`` (the
+console's form sends a fresh one per submission; API clients send their own): a request killed
+after the row was written and retried finds its booking and triggers the run again (Airflow
+answers 409 for a run id it holds, which the console takes as done), so a retry never books twice.
+Reading the calendar, placing and writing happen under an exclusive lock on
+``<state>/run/shadow_pool.lock`` (``fcntl.flock``: every api-server worker of this host takes
+the same lock), so two bookings made at once cannot both take the last room in the pool.
+
+Pure functions except :func:`measure_cost`, :func:`traffic_rate`, :func:`reserve` and the table
+helpers.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import itertools
 import os
+import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from fraudops.faults import crash_point
 
 if TYPE_CHECKING:
     from fraudops.warehouse import Warehouse
@@ -238,8 +254,90 @@ def traffic_rate(warehouse: Warehouse, model_name: str, *, hours: float = 1.0) -
     return float(rows[0]["n"]) / span if span >= 60 else DEFAULT_EVENTS_PER_S
 
 
+def booking_id_for(booked_by: str, request_id: str | None) -> str:
+    """The booking's id: derived from who asks and the request's id (so a retried request finds
+    its booking), or random when the client sent no request id."""
+    if not request_id:
+        return uuid.uuid4().hex[:12]
+    return hashlib.sha256(f"{booked_by}\x00{request_id}".encode()).hexdigest()[:12]
+
+
+@contextmanager
+def pool_lock(path: Path, timeout_s: float = 30.0) -> Iterator[None]:
+    """Exclusive lock on the shadow pool's calendar (a lock file; released when the holder exits,
+    however it exits). Raises ``ServiceError`` after ``timeout_s`` of waiting."""
+    import fcntl
+
+    from fraudops.exceptions import ServiceError
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a+") as handle:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise ServiceError(f"the shadow pool's calendar is busy ({path}); try again") from None
+                time.sleep(0.05)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def reserve(
+    warehouse: Warehouse,
+    budget: PoolBudget,
+    *,
+    booking_id: str,
+    lock_path: Path,
+    model_name: str,
+    version: str,
+    booked_by: str,
+    start_at: dt.datetime,
+    duration: dt.timedelta,
+    sample_rate: float,
+    cpu_cores: float,
+    memory_mb: float,
+) -> tuple[Booking, Placement | None]:
+    """Place and record a booking under the pool lock; idempotent by ``booking_id``.
+
+    Returns the booking and its placement, or ``(existing, None)`` when ``booking_id`` is already
+    booked (a retried request). Raises ``BookingRefused`` when it can never fit.
+    """
+    with pool_lock(lock_path):
+        existing = find_booking(warehouse, booking_id)
+        if existing is not None:
+            return existing, None
+        placement = place(
+            budget,
+            load_bookings(warehouse),
+            start_at=start_at,
+            duration=duration,
+            cpu_cores=cpu_cores,
+            memory_mb=memory_mb,
+        )
+        booking = new_booking(
+            booking_id=booking_id,
+            model_name=model_name,
+            version=version,
+            booked_by=booked_by,
+            requested_start_at=start_at,
+            placement=placement,
+            sample_rate=sample_rate,
+            cpu_cores=cpu_cores,
+            memory_mb=memory_mb,
+        )
+        save_booking(warehouse, booking)
+        crash_point("book:after_save")
+    return booking, placement
+
+
 def new_booking(
     *,
+    booking_id: str | None = None,
     model_name: str,
     version: str,
     booked_by: str,
@@ -250,7 +348,7 @@ def new_booking(
     memory_mb: float,
     now: dt.datetime | None = None,
 ) -> Booking:
-    booking_id = uuid.uuid4().hex[:12]
+    booking_id = booking_id or uuid.uuid4().hex[:12]
     return Booking(
         booking_id=booking_id,
         model_name=model_name,

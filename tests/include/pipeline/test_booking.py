@@ -1,9 +1,13 @@
-"""Shadow-slot placement within the pool's budget (fraudops.pipeline.booking), pure."""
+"""Shadow-slot placement within the pool's budget (fraudops.pipeline.booking), pure; and recording
+bookings under the pool lock, retried after a kill and made at once (real emulator)."""
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import itertools
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -108,3 +112,89 @@ def test_a_booking_round_trips_through_its_row() -> None:
     b = _booked(T0, 1, 0.1, 120)
     assert Booking.from_row(b.to_row()) == b
     assert b.dag_run_id == f"booking__{b.booking_id}" and b.state == "booked"
+
+
+# -- recording a booking: retried and concurrent requests (real emulator) -------------------------
+#: A child process reserving one booking: ``python -c CHILD '<json>'`` (the warehouse config, the
+#: lock file and the booking), printing the booking id and whether it was placed now.
+CHILD = """
+import datetime as dt, json, sys
+from pathlib import Path
+from fraudops.config import WarehouseConfig
+from fraudops.pipeline.booking import PoolBudget, reserve
+from fraudops.warehouse import Warehouse
+job = json.loads(sys.argv[1])
+wh = Warehouse(WarehouseConfig(**job["warehouse"]))
+booking, placement = reserve(
+    wh, PoolBudget(cpu_cores=1.0, memory_mb=1000.0), booking_id=job["id"], lock_path=Path(job["lock"]),
+    model_name="m", version="7", booked_by="dana", start_at=dt.datetime.fromisoformat(job["start"]),
+    duration=dt.timedelta(hours=1), sample_rate=0.1, cpu_cores=0.1, memory_mb=600.0,
+)
+out = {"id": booking.booking_id, "new": placement is not None, "start": booking.start_at.isoformat()}
+print(json.dumps(out))
+"""
+
+
+def _reserve_in_child(
+    wh: object, lock: str, booking_id: str, crash_at: str = ""
+) -> subprocess.CompletedProcess[str]:
+    import json
+    import os
+    import sys
+
+    job = {
+        "warehouse": dataclasses.asdict(wh.cfg),  # type: ignore[attr-defined]
+        "lock": lock,
+        "id": booking_id,
+        "start": (T0 + 24 * H).isoformat(),
+    }
+    env = {**os.environ, "FRAUDOPS_CRASH_AT": crash_at} if crash_at else dict(os.environ)
+    return subprocess.run(
+        [sys.executable, "-c", CHILD, json.dumps(job)], env=env, capture_output=True, text=True, timeout=180
+    )
+
+
+@pytest.mark.retry_safety
+def test_a_booking_killed_after_it_was_recorded_is_found_by_its_retry(
+    warehouse: object, tmp_path: Path
+) -> None:
+    """Killed right after the row was written (before the release run was triggered): the retry
+    with the same request id gets that booking back (the console then triggers its run, which
+    Airflow takes once), and the pool holds it once."""
+    from fraudops.pipeline.booking import booking_id_for, load_bookings
+
+    lock = str(tmp_path / "pool.lock")
+    booking_id = booking_id_for("dana", "form-submit-1")
+    assert booking_id == booking_id_for("dana", "form-submit-1") != booking_id_for("eli", "form-submit-1")
+    killed = _reserve_in_child(warehouse, lock, booking_id, crash_at="book:after_save")
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    for _ in range(2):
+        again = _reserve_in_child(warehouse, lock, booking_id)
+        assert again.returncode == 0, again.stderr[-2000:]
+        assert '"new": false' in again.stdout and booking_id in again.stdout, again.stdout
+    rows = load_bookings(warehouse)  # type: ignore[arg-type]
+    assert [b.booking_id for b in rows] == [booking_id]
+    # The lock died with the killed process: another booking goes through, queued behind it.
+    other = _reserve_in_child(warehouse, lock, booking_id_for("dana", "form-submit-2"))
+    assert '"new": true' in other.stdout, other.stderr[-2000:]
+    second = [b for b in load_bookings(warehouse) if b.booking_id != booking_id]  # type: ignore[arg-type]
+    assert second[0].state == "queued" and second[0].start_at == rows[0].end_at
+
+
+@pytest.mark.retry_safety
+def test_bookings_made_at_once_never_share_the_last_room(warehouse: object, tmp_path: Path) -> None:
+    """Four requests at the same instant for a pool with room for one: each is placed after the
+    others it saw, so no two overlap (without the lock, all four read an empty calendar)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fraudops.pipeline.booking import load_bookings
+
+    lock = str(tmp_path / "pool.lock")
+    with ThreadPoolExecutor(4) as pool:
+        runs = list(pool.map(lambda i: _reserve_in_child(warehouse, lock, f"at-once-{i}"), range(4)))
+    assert all(r.returncode == 0 for r in runs), [r.stderr[-1500:] for r in runs]
+    rows = sorted(load_bookings(warehouse), key=lambda b: b.start_at)  # type: ignore[arg-type]
+    assert len(rows) == 4
+    for earlier, later in itertools.pairwise(rows):
+        assert later.start_at >= earlier.end_at, rows
+    assert [b.state for b in rows].count("booked") == 1

@@ -56,6 +56,8 @@ class FeatureRouter:
         self.store: OnlineFeatureStore | None = None
         self.union: FeatureSpec | None = None
         self._slices: dict[str, list[int] | None] = {}
+        #: Every spec the router has served (its slice must survive a widening of the union).
+        self._specs: dict[str, FeatureSpec] = {}
         #: Newest event time seen (the "now" of accelerated simulated traffic).
         self.last_event: dt.datetime | None = None
         # The event loop computes vectors while the alias watcher may widen the union.
@@ -134,9 +136,11 @@ class FeatureRouter:
             log.info("online feature union widened: %s", self.last_widening)
 
     def _set_union(self, union: FeatureSpec, specs: Sequence[FeatureSpec]) -> None:
+        """Switch to ``union`` (under the hot path's lock): the positions of every feature may move,
+        so the slices of every spec served so far are rebuilt, not only those of ``specs``."""
         self.union = union
-        self._slices = {}
-        self._add_slices(specs)
+        self._specs.update((spec.id, spec) for spec in specs)
+        self._slices = self._slices_for(list(self._specs.values()))
 
     def _history(self, spec: FeatureSpec) -> tuple[Any, Any]:
         """What the store is warmed with: the warehouse's last ``warm_days`` (at least ``spec``'s
@@ -209,11 +213,17 @@ class FeatureRouter:
         return fresh
 
     def _add_slices(self, specs: Sequence[FeatureSpec]) -> None:
+        self._specs.update((spec.id, spec) for spec in specs)
+        self._slices = {**self._slices, **self._slices_for(specs)}
+
+    def _slices_for(self, specs: Sequence[FeatureSpec]) -> dict[str, list[int] | None]:
         assert self.union is not None
         pos = {n: i for i, n in enumerate(self.union.names)}
+        out: dict[str, list[int] | None] = {}
         for spec in specs:
             idx = [pos[n] for n in spec.names]
-            self._slices[spec.id] = None if idx == list(range(len(pos))) else idx
+            out[spec.id] = None if idx == list(range(len(pos))) else idx
+        return out
 
     # -- hot path ---------------------------------------------------------------------------
     def compute(self, tx: Mapping[str, Any]) -> list[float]:

@@ -196,3 +196,27 @@ def test_labels_that_arrive_while_serving_reach_the_online_store(warehouse: Any)
     assert synced == int(pending["is_fraud"].iloc[:li].astype(bool).sum())  # each counted once
     assert result.ok, result.describe()
     assert not before.ok  # the skew the feed removes
+
+
+def test_a_widening_for_a_new_spec_keeps_every_served_specs_slice() -> None:
+    """Regression (CI, 2026-12-07): the scoring service widens the union with the new challenger's
+    spec only; the union's positions move, and the slices of the specs already served (the
+    champion's) must be rebuilt with it (they were dropped: every request failed with KeyError)."""
+    from fraudops.serving.features import FeatureRouter
+
+    tx, _ = synthetic_events(3000, seed=4, days=12)
+    rows = _rows(tx)
+    champion = FeatureSpec.default(delay="3d")
+    challenger = FeatureSpec.default(delay="1d")
+    router = FeatureRouter()
+    router.ensure([champion])
+    for row in rows[:1500]:
+        router.compute(row)
+    router.ensure([challenger])  # widens: the 1 d families are new
+    assert router.union is not None and len(router.union) == len(champion) + 18
+    for row in rows[1500:1600]:
+        union = router.compute(row)
+        a, b = router.slice(union, champion.id), router.slice(union, challenger.id)
+        assert len(a) == len(champion) and len(b) == len(challenger)
+        by_name = dict(zip(router.union.names, union, strict=True))
+        assert a == [by_name[n] for n in champion.names] and b == [by_name[n] for n in challenger.names]

@@ -279,7 +279,7 @@ def pool_lock(path: Path, timeout_s: float = 30.0) -> Iterator[None]:
                 break
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    raise ServiceError(f"the shadow pool's calendar is busy ({path}); try again") from None
+                    raise ServiceError("shadow pool", f"its calendar is locked ({path}); try again") from None
                 time.sleep(0.05)
         try:
             yield

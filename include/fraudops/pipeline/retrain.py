@@ -585,6 +585,7 @@ def train(ctx: RunContext, params: RetrainParams, features_meta: dict[str, Any])
         flat = {k: v for k, v in result.params.items() if isinstance(v, int | float | str)}
         if search is not None and family == "lightgbm":
             flat.update(search.flat())
+        flat.update(_risk_delay_params(features_meta.get("risk_delay")))
         out["models"][role] = {
             "family": family,
             "path": str(path),
@@ -592,6 +593,20 @@ def train(ctx: RunContext, params: RetrainParams, features_meta: dict[str, Any])
             "train_seconds": round(time.perf_counter() - t0, 2),
         }
     _write_json(ctx.run_dir / "models" / "train.json", out)
+    return out
+
+
+def _risk_delay_params(delay: dict[str, Any] | None) -> dict[str, str]:
+    """The delayed risk features' choice as MLflow parameters (logged with the registered model)."""
+    if delay is None:
+        return {"risk_delay": "none"}
+    out = {
+        "risk_delay": str(delay["delay"] or "none"),
+        "risk_delay_source": str(delay["source"]),
+        "risk_delay_curve": str(delay.get("curve_delay")),
+    }
+    if delay.get("fold_ap"):
+        out["risk_delay_fold_ap"] = ",".join(f"{k}:{v:.4f}" for k, v in delay["fold_ap"].items())
     return out
 
 
@@ -687,6 +702,7 @@ def package(
             "as_of": extract_meta["as_of"],
             "retrain_params": params.to_dict(),
             "feature_health": _feature_health(features_meta),
+            "risk_delay": features_meta.get("risk_delay"),
         },
         seed=params.seed,
     )

@@ -198,3 +198,18 @@ def test_bookings_made_at_once_never_share_the_last_room(warehouse: object, tmp_
     for earlier, later in itertools.pairwise(rows):
         assert later.start_at >= earlier.end_at, rows
     assert [b.state for b in rows].count("booked") == 1
+
+
+def test_the_pool_lock_is_exclusive_and_times_out_with_a_reason(tmp_path: Path) -> None:
+    from fraudops.exceptions import ServiceError
+    from fraudops.pipeline.booking import pool_lock
+
+    lock = tmp_path / "run" / "pool.lock"
+    with (
+        pool_lock(lock),
+        pytest.raises(ServiceError, match="calendar is locked"),
+        pool_lock(lock, timeout_s=0.2),
+    ):
+        pass
+    with pool_lock(lock, timeout_s=0.2):  # released on exit
+        pass

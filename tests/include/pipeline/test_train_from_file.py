@@ -104,6 +104,9 @@ def test_a_file_without_merchants_trains_a_verified_bundle_without_any_service(
     assert delay["curve_delay"] == "7d" and delay["coverage_by_delay"]["3d"] == 0.0
     assert delay["source"] == "folds" and set(delay["fold_ap"]) == {"none", "7d", "14d"}, delay
     assert delay["delay"] == "7d" and delay["fold_ap"]["7d"] > delay["fold_ap"]["none"], delay
+    logged = steps["train"]["models"]["candidate"]["params"]  # what MLflow gets with the model
+    assert logged["risk_delay"] == "7d" and logged["risk_delay_source"] == "folds", logged
+    assert logged["risk_delay_fold_ap"].startswith("none:"), logged
     offered = len(FeatureSpec.default(delay="7d"))
     assert offered == 52 and steps["features"]["n_features"] == offered - len(dropped)
     assert not any("_lag14d_" in f for f in steps["features"]["dropped_features"])  # not offered

@@ -75,9 +75,10 @@ class RetrainParams:
     search_minutes: float = 0.0
     search_folds: int = 3
     #: Label delay of the delayed risk features (``features.definitions.RISK_DELAYS``): "auto" reads
-    #: it off the extract's label-delay curve (the smallest registered delay by which
-    #: ``risk_delay_coverage`` of fraud labels had arrived; the label maturity when the curve is
-    #: too thin), "none" trains without delayed risk features.
+    #: the extract's label-delay curve (which delays leave labels in their windows; the smallest by
+    #: which ``risk_delay_coverage`` of fraud labels had arrived wins ties; the label maturity when
+    #: the curve is too thin) and lets forward folds choose among those and none (``features.delay``);
+    #: "none" trains without delayed risk features; a delay forces it.
     risk_delay: str = "auto"
     risk_delay_coverage: float = 0.8
     #: Single-row p99 budget (ms) an artifact must meet in a fresh ONNX Runtime session.

@@ -263,6 +263,10 @@ def run_demo(cfg: DemoConfig | None = None, settings: Settings | None = None) ->
         promoted = _until_first_release(af, wh, cfg, t0, name, uri)
         summary["drift_release"] = promoted
         if cfg.bad_challenger:
+            # A rollback in probation re-arms the drift signal: a second drift retrain and release
+            # may be under way. The bad challenger is judged against a champion that stays put (a
+            # release whose champion moves mid-way is rejected as incumbent_changed), so wait.
+            _until_quiet(af, cfg, t0)
             run_id = af.trigger("fraud_retrain", BAD_RETRAIN)
             _say(f"deliberately bad challenger: fraud_retrain {run_id} with {BAD_RETRAIN}")
             summary["bad_release"] = _until_release_done(
@@ -354,6 +358,30 @@ def _until_first_release(af: Any, wh: Any, cfg: DemoConfig, t0: float, name: str
             return _release_outcome(af, first)
         time.sleep(5)
     raise click.ClickException(f"no drift-started release finished within {cfg.timeout_s:.0f}s")
+
+
+def _until_quiet(af: Any, cfg: DemoConfig, t0: float) -> None:
+    """Wait until no retrain or release run is running or queued to start now (a booked release
+    queued for a later start does not count)."""
+    since = dt.datetime.now(dt.UTC).isoformat()
+    seen: dict[str, str] = {}
+    while time.monotonic() - t0 < cfg.timeout_s:
+        now = dt.datetime.now(dt.UTC).isoformat()
+        busy = [
+            f"{dag_id} {r['dag_run_id']}"
+            for dag_id in ("fraud_retrain", "fraud_release")
+            for r in af.runs(dag_id, limit=10)
+            if r.get("state") == "running"
+            or (r.get("state") == "queued" and str(r.get("run_after") or "") <= now)
+        ]
+        if not busy:
+            return
+        if not seen:
+            _say(f"waiting for {', '.join(busy)} to finish before the bad challenger")
+        _report_runs(af, since, seen)
+        seen.setdefault("_", "waited")
+        time.sleep(5)
+    raise click.ClickException(f"retrain/release runs still busy after {cfg.timeout_s:.0f}s")
 
 
 def _until_release_done(

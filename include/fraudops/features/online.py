@@ -714,18 +714,9 @@ class EmbeddedBackend:
                 lo7 = bisect_right(ts, end - D7, lo30, hi)
                 n1 = hi - bisect_right(ts, end - D1, lo7, hi)
                 n7, n30 = hi - lo7, hi - lo30
-            f1 = f7 = f30 = 0
             known = labels.get(entity)
-            if known:
-                b1, b7, b30 = end - D1, end - D7, end - D30
-                for label_us, event_us in known.values():
-                    if label_us < t and b30 < event_us <= end:
-                        f30 += 1
-                        if event_us > b7:
-                            f7 += 1
-                            if event_us > b1:
-                                f1 += 1
-            return lag_values(n1, n7, n30, f1, f7, f30)
+            frauds = _count_delayed(known.values(), t, end) if known else (0, 0, 0)
+            return lag_values(n1, n7, n30, *frauds)
 
         return step
 
@@ -963,7 +954,9 @@ class RedisBackend:
                     continue
                 n1, n7, n30 = (int(c) for c in results[i : i + 3])
                 end = t - DELAYS_US[LAG_FAMILIES[fam][1]]
-                out += lag_values(n1, n7, n30, *_count_delayed(results[i + 3], t, end))
+                out += lag_values(
+                    n1, n7, n30, *_count_delayed(_first_labels(results[i + 3]).values(), t, end)
+                )
                 i += 4
                 continue
             if fam == "card":
@@ -1060,11 +1053,12 @@ def _first_labels(rows: Sequence[tuple[str, float]]) -> dict[str, tuple[int, int
     return first
 
 
-def _count_delayed(rows: Sequence[tuple[str, float]], t: int, end: int) -> tuple[int, int, int]:
-    """Fraud labels known before ``t`` of events in ``(end - w, end]`` for w = 1 d, 7 d, 30 d."""
+def _count_delayed(labels: Iterable[tuple[int, int]], t: int, end: int) -> tuple[int, int, int]:
+    """Of (label_us, event_us) fraud labels, those known before ``t`` of events in ``(end - w, end]``
+    for w = 1 d, 7 d, 30 d (embedded and Redis backends alike)."""
     f1 = f7 = f30 = 0
     b1, b7, b30 = end - D1, end - D7, end - D30
-    for label_us, event_us in _first_labels(rows).values():
+    for label_us, event_us in labels:
         if label_us < t and b30 < event_us <= end:
             f30 += 1
             if event_us > b7:

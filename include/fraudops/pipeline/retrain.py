@@ -415,6 +415,21 @@ def build_features(ctx: RunContext, params: RetrainParams, extract_meta: dict[st
     }
 
 
+def _lgbm_params(params: RetrainParams) -> Any:
+    """The run's LightGBM parameters (training, and the folds that choose the risk delay)."""
+    from fraudops.training import LightGBMParams
+
+    return LightGBMParams(
+        n_estimators=params.n_estimators,
+        learning_rate=params.learning_rate,
+        num_leaves=params.num_leaves,
+        min_child_samples=params.min_child_samples,
+        early_stopping_rounds=params.early_stopping_rounds,
+        num_threads=params.num_threads,
+        seed=params.seed,
+    )
+
+
 def _choose_delay_on_folds(
     params: RetrainParams,
     delay: RiskDelay,
@@ -429,7 +444,7 @@ def _choose_delay_on_folds(
     import numpy as np
 
     from fraudops.features.definitions import REGISTRY
-    from fraudops.training import LightGBMParams, SplitConfig, time_split
+    from fraudops.training import SplitConfig, time_split
     from fraudops.training.selection import compare_feature_sets
 
     def of(d: str | None) -> list[str]:
@@ -444,15 +459,7 @@ def _choose_delay_on_folds(
     rows = np.sort(np.concatenate([split.train_idx, split.valid_idx]))
     y = frame["is_fraud"].to_numpy().astype(np.int64)
     X = feats.reset_index(drop=True).astype(np.float32).astype(np.float64)  # as served (float32)
-    lgbm = LightGBMParams(
-        n_estimators=params.n_estimators,
-        learning_rate=params.learning_rate,
-        num_leaves=params.num_leaves,
-        min_child_samples=params.min_child_samples,
-        early_stopping_rounds=params.early_stopping_rounds,
-        num_threads=params.num_threads,
-        seed=params.seed,
-    )
+    lgbm = _lgbm_params(params)
     try:
         choice = compare_feature_sets(
             X.iloc[rows],
@@ -531,22 +538,14 @@ def _feature_health(features_meta: dict[str, Any]) -> dict[str, Any] | None:
 # -- 4. train -----------------------------------------------------------------------------------
 def train(ctx: RunContext, params: RetrainParams, features_meta: dict[str, Any]) -> dict[str, Any]:
     """Fit the candidate family and the other one as baseline on the same time-ordered split."""
-    from fraudops.training import LightGBMParams, LogRegParams, SplitConfig, time_split, train_model
+    from fraudops.training import LogRegParams, SplitConfig, time_split, train_model
     from fraudops.training.persist import save_native
 
     X, y, event_time, _, _, _ = _load_features(features_meta)
     split = time_split(
         event_time, SplitConfig(valid_frac=params.valid_frac, holdout_frac=params.holdout_frac)
     )
-    lgbm = LightGBMParams(
-        n_estimators=params.n_estimators,
-        learning_rate=params.learning_rate,
-        num_leaves=params.num_leaves,
-        min_child_samples=params.min_child_samples,
-        early_stopping_rounds=params.early_stopping_rounds,
-        num_threads=params.num_threads,
-        seed=params.seed,
-    )
+    lgbm = _lgbm_params(params)
     out: dict[str, Any] = {"split": split.summary(), "models": {}}
     search = None
     if params.search_minutes > 0 and params.model_family == "lightgbm":

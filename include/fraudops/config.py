@@ -144,11 +144,27 @@ class ScoringConfig:
     deploy_token: str = ""
     #: Scoped control-API tokens (JSON, ``fraudops.serving.deploy.parse_grants``).
     deploy_tokens: str = ""
+    #: Share of live traffic mirrored to a challenger that has no rate of its own (a booking, the
+    #: console or ``POST /deploy`` set one per challenger, within the limits below).
     shadow_sample_rate: float = 0.1
+    #: The shadow pool's policy for per-challenger rates: fewer than ``min`` would starve a release
+    #: of evidence for weeks, more than ``max`` would take the pool's capacity from the others.
+    shadow_sample_rate_min: float = 0.01
+    shadow_sample_rate_max: float = 0.5
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
+
+    def sample_rate_refusal(self, rate: float) -> str | None:
+        """Why a challenger may not sample ``rate`` of live traffic (None: it may)."""
+        lo, hi = self.shadow_sample_rate_min, self.shadow_sample_rate_max
+        if not lo <= rate <= hi:
+            return (
+                f"sample rate {rate:g} is outside the shadow pool's limits [{lo:g}, {hi:g}] "
+                "(FRAUDOPS_SHADOW_SAMPLE_RATE_MIN / _MAX)"
+            )
+        return None
 
 
 @dataclass(frozen=True)
@@ -229,6 +245,8 @@ def load_settings() -> Settings:
             deploy_token=_env("FRAUDOPS_DEPLOY_TOKEN", ""),
             deploy_tokens=_env("FRAUDOPS_DEPLOY_TOKENS", ""),
             shadow_sample_rate=_env_float("FRAUDOPS_SHADOW_SAMPLE_RATE", 0.1),
+            shadow_sample_rate_min=_env_float("FRAUDOPS_SHADOW_SAMPLE_RATE_MIN", 0.01),
+            shadow_sample_rate_max=_env_float("FRAUDOPS_SHADOW_SAMPLE_RATE_MAX", 0.5),
         ),
         redis_url=_env("FRAUDOPS_REDIS_URL", ""),
         event_clock=_env("FRAUDOPS_EVENT_CLOCK", "") or ("simulated" if endpoint else "server"),
@@ -240,5 +258,10 @@ def load_settings() -> Settings:
     rate = settings.scoring.shadow_sample_rate
     if not 0.0 <= rate <= 1.0:
         raise ConfigError(f"FRAUDOPS_SHADOW_SAMPLE_RATE must be within [0, 1], got {rate}")
+    lo, hi = settings.scoring.shadow_sample_rate_min, settings.scoring.shadow_sample_rate_max
+    if not 0.0 < lo <= hi <= 1.0:
+        raise ConfigError(
+            f"FRAUDOPS_SHADOW_SAMPLE_RATE_MIN and _MAX must satisfy 0 < min <= max <= 1, got {lo} and {hi}"
+        )
     _use_local_mlflow_credentials(settings.state_dir, tracking)
     return settings

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from fraudops.config import REPO_ROOT, load_settings
 from fraudops.exceptions import PermanentError, ServiceError
-from fraudops.vocabulary import Action, DeploymentState
+from fraudops.vocabulary import Action, DeploymentState, is_challenger_alias
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -47,6 +47,10 @@ ACTIONS: tuple[str, ...] = tuple(Action)
 #: promotion: matched to the alert budget on recent traffic); the scoring service prefers it over
 #: the bundle manifest's ``decision_threshold``.
 SERVED_THRESHOLD_TAG = "served_threshold"
+#: Registered-model tag ``<prefix><alias>`` holding a challenger's share of live traffic. On the
+#: registered model, not the version: every scoring replica's alias watcher reads it with the
+#: aliases in the one call it already makes, so a change reaches all of them within a poll.
+SAMPLE_RATE_TAG_PREFIX = "fraudops.shadow_sample_rate."
 
 
 @dataclass(frozen=True)
@@ -606,3 +610,111 @@ def set_version_tag(
     mv = client.get_model_version(model_name, str(version))
     if (mv.tags or {}).get(key) != value:
         client.set_model_version_tag(model_name, str(version), key, value)
+
+
+def sample_rates(tags: Mapping[str, str] | None) -> dict[str, float]:
+    """Per-alias sample rates from registered-model tags; a tag that is not a rate in (0, 1] is
+    ignored with a warning (the challenger keeps the service's default)."""
+    rates: dict[str, float] = {}
+    for key, value in (tags or {}).items():
+        if not key.startswith(SAMPLE_RATE_TAG_PREFIX):
+            continue
+        alias = key[len(SAMPLE_RATE_TAG_PREFIX) :]
+        try:
+            rate = float(value)
+        except (TypeError, ValueError):
+            rate = float("nan")
+        if not 0.0 < rate <= 1.0:  # NaN fails too
+            log.warning("ignoring sample-rate tag %s=%r: not a rate in (0, 1]", key, value)
+            continue
+        rates[alias] = rate
+    return rates
+
+
+@dataclass(frozen=True)
+class SampleRateChange:
+    """Outcome of :func:`set_sample_rate`: the alias's version, its rate before and after (None:
+    the service's default) and whether this call changed anything."""
+
+    alias: str
+    version: str
+    before: float | None
+    after: float | None
+    changed: bool
+    deployment_id: str | None
+
+
+def _rate_text(rate: float | None) -> str:
+    return "the service default" if rate is None else f"{rate:g}"
+
+
+def set_sample_rate(
+    warehouse: Warehouse,
+    *,
+    model_name: str,
+    alias: str,
+    rate: float | None,
+    actor: str | None = None,
+    reason: str | None = None,
+    tracking_uri: str | None = None,
+    idempotency_key: str | None = None,
+) -> SampleRateChange:
+    """Set the share of live traffic mirrored to challenger ``alias`` (None: back to the scoring
+    service's default), audited like an alias move.
+
+    Intent first: a ``pending`` ``sample_rate`` row naming the alias's current version (so
+    :func:`audited_version` still names it), then the tag, then the row is ``applied``. The same
+    ``idempotency_key`` again reconciles a pending row (sets the tag if it is not there yet) and
+    does nothing after an applied one; setting the rate the tag already holds writes no row.
+    Limits (the shadow pool's policy) are the caller's: this only refuses what is not a rate.
+    """
+    from fraudops.faults import crash_point
+
+    if not is_challenger_alias(alias):
+        raise PermanentError(f"only a challenger's sample rate can be set, not {alias!r}")
+    if rate is not None and not 0.0 < rate <= 1.0:
+        raise PermanentError(f"a sample rate is in (0, 1], got {rate}")
+    client = _client(tracking_uri)
+    try:
+        model = client.get_registered_model(model_name)
+    except Exception as err:
+        if _is_not_found(err):
+            raise PermanentError(f"no registered model {model_name!r}") from err
+        raise
+    version = (model.aliases or {}).get(alias)
+    if version is None:
+        raise PermanentError(f"{model_name} has no challenger {alias!r} (not in shadow)")
+    version = str(version)
+    before = sample_rates(model.tags).get(alias)
+    key = SAMPLE_RATE_TAG_PREFIX + alias
+    change_key = idempotency_key or f"adhoc:{uuid.uuid4()}"
+    deployment_id = deployment_id_for(change_key)
+    row = find_deployment(warehouse, deployment_id)
+    if row is not None and row.get("state") in (APPLIED, None):
+        return SampleRateChange(alias, version, before, rate, False, deployment_id)
+    if row is None:
+        if before == rate:
+            return SampleRateChange(alias, version, before, rate, False, None)
+        record_deployment(
+            warehouse,
+            model_name=model_name,
+            alias=alias,
+            version=version,
+            previous_version=version,
+            action=Action.SAMPLE_RATE,
+            actor=actor,
+            reason=f"sample rate {_rate_text(before)} -> {_rate_text(rate)}"
+            + (f": {reason}" if reason else ""),
+            idempotency_key=change_key,
+            state=PENDING,
+        )
+        crash_point("sample_rate:after_intent")
+    if before != rate:
+        if rate is None:
+            client.delete_registered_model_tag(model_name, key)
+        else:
+            client.set_registered_model_tag(model_name, key, repr(float(rate)))
+    crash_point("sample_rate:after_tag")
+    _mark_applied(warehouse, deployment_id)
+    log.info("%s@%s v%s: sample rate %s -> %s (%s)", model_name, alias, version, before, rate, actor)
+    return SampleRateChange(alias, version, before, rate, True, deployment_id)

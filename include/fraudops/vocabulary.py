@@ -56,6 +56,8 @@ class Action(StrEnum):
     ROLLBACK = "rollback"
     RETIRE = "retire"
     CONFIRM = "confirm"
+    #: A challenger's share of live traffic changed (the alias stays where it is).
+    SAMPLE_RATE = "sample_rate"
 
 
 class DeploymentState(StrEnum):

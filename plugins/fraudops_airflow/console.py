@@ -401,10 +401,12 @@ async def bookings(user: User, days: float = 7.0) -> JSONResponse:
 async def book(request: Request, user: User) -> JSONResponse:
     """Book a shadow slot for a challenger and schedule its release:
     ``{"version": "7", "start_at": ISO 8601 (empty: now), "duration_minutes": 60,
-    "requires_approval": false, "request_id": "<unique per booking request>"}``.
+    "sample_rate": 0.1 (empty: the service's default), "requires_approval": false,
+    "request_id": "<unique per booking request>"}``.
 
     The version's cost is measured (its bundle verified on this machine: single-row latency) at the
-    scoring service's sample rate and the traffic of the last hour; the booking is placed within the
+    booking's sample rate (within the shadow pool's limits) and the traffic of the last hour; the
+    release run mirrors that share of live traffic to it; the booking is placed within the
     shadow pool's budget (at its start, or queued to the first instant with room; refused (422) if
     it can never fit) and recorded under the pool's lock (``pipeline.booking.reserve``). Then
     ``fraud_release`` is triggered with the user's own Airflow token, run id ``booking__<id>`` and
@@ -450,6 +452,15 @@ async def book(request: Request, user: User) -> JSONResponse:
     if not isinstance(approval, bool):
         raise HTTPException(status_code=422, detail="requires_approval must be true or false")
     settings = load_settings()
+    asked_rate = body.get("sample_rate")
+    if asked_rate in (None, ""):
+        asked_rate = None
+    elif isinstance(asked_rate, bool) or not isinstance(asked_rate, int | float):
+        raise HTTPException(status_code=422, detail="sample_rate must be a number")
+    else:
+        refusal = settings.scoring.sample_rate_refusal(float(asked_rate))
+        if refusal is not None:
+            raise HTTPException(status_code=422, detail=refusal)
     name, target = settings.mlflow.model_name, f"{settings.mlflow.model_name} v{version}"
     wh = _warehouse()
     booking_id = booking_id_for(user.get_name(), request_id)
@@ -466,7 +477,11 @@ async def book(request: Request, user: User) -> JSONResponse:
             cost = await asyncio.to_thread(
                 measure_cost, name, version, tracking_uri=settings.mlflow.tracking_uri
             )
-            rate = await asyncio.to_thread(_sample_rate, settings)
+            rate = (
+                float(asked_rate)
+                if asked_rate is not None
+                else await asyncio.to_thread(_sample_rate, settings)
+            )
             events_per_s = await asyncio.to_thread(traffic_rate, wh, name)
             cpu = cost.cpu_cores(events_per_s, rate)
             booking, placement = await asyncio.to_thread(
@@ -503,7 +518,12 @@ async def book(request: Request, user: User) -> JSONResponse:
         "dag_run_id": booking.dag_run_id,
         "logical_date": None,
         "run_after": booking.start_at.isoformat(),
-        "conf": {"model_name": name, "version": booking.version, "requires_approval": approval},
+        "conf": {
+            "model_name": name,
+            "version": booking.version,
+            "requires_approval": approval,
+            "shadow_sample_rate": booking.sample_rate,
+        },
         "note": f"booked by {booking.booked_by} (booking {booking.booking_id}): {reason}",
     }
     async with httpx.AsyncClient(timeout=30) as client:
@@ -585,6 +605,193 @@ async def cancel(request: Request, user: User, booking_id: str) -> JSONResponse:
         _audit, user, role, "cancel_booking", booking_id, "ok", {"booked_by": booking.booked_by}
     )
     return JSONResponse({**booking.to_json(), "state": "cancelled"})
+
+
+# -- challengers in shadow: their sample rates ------------------------------------------------------
+def _live_booking(wh: Any, model_name: str, version: str) -> Any:
+    """The version's booking that holds pool capacity now or later (the newest), or None."""
+    import datetime as dt
+
+    from fraudops.pipeline.booking import load_bookings
+
+    now = dt.datetime.now(dt.UTC)
+    live = [
+        b
+        for b in load_bookings(wh, model_name)
+        if b.version == version and b.state in ("booked", "queued") and b.end_at > now
+    ]
+    return max(live, key=lambda b: b.created_at) if live else None
+
+
+def _author(tracking_uri: str, model_name: str, version: str) -> str:
+    """Who uploaded ``version`` (its ``author`` tag; empty for a retrained model)."""
+    from mlflow.tracking import MlflowClient
+
+    try:
+        mv = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri).get_model_version(
+            model_name, version
+        )
+    except Exception:
+        return ""
+    return str((mv.tags or {}).get("author", ""))
+
+
+@router.get("/api/challengers")
+async def challengers(user: User) -> JSONResponse:
+    """The challengers scoring in shadow now (the scoring service's view): version, state, sample
+    rate, events scored, latency, and who booked or uploaded it."""
+    from fraudops.clients.scoring import service_state
+    from fraudops.config import load_settings
+    from fraudops.exceptions import ServiceError
+
+    await _allow(user, ConsoleRole.VIEWER, "list_challengers", None)
+    settings = load_settings()
+    try:
+        doc = await asyncio.to_thread(service_state, settings.scoring.url, 5.0)
+    except ServiceError as err:
+        raise HTTPException(status_code=503, detail=str(err)) from err
+    name, wh = settings.mlflow.model_name, _warehouse()
+    out = []
+    for alias, w in sorted((doc.get("challengers") or {}).items()):
+        version = str(w.get("version"))
+        booking = await asyncio.to_thread(_live_booking, wh, name, version)
+        author = await asyncio.to_thread(_author, settings.mlflow.tracking_uri, name, version)
+        out.append(
+            {
+                "alias": alias,
+                "version": version,
+                "state": w.get("state"),
+                "sample_rate": w.get("sample_rate"),
+                "processed": w.get("processed"),
+                "errors": w.get("errors"),
+                "shed": w.get("shed"),
+                "latency_ms_mean": w.get("latency_ms_mean"),
+                "author": author,
+                "booked_by": None if booking is None else booking.booked_by,
+                "booking_id": None if booking is None else booking.booking_id,
+            }
+        )
+    limits = {
+        "default": settings.scoring.shadow_sample_rate,
+        "min": settings.scoring.shadow_sample_rate_min,
+        "max": settings.scoring.shadow_sample_rate_max,
+    }
+    return JSONResponse({"sample_rate_limits": limits, "challengers": out})
+
+
+@router.post("/api/challengers/{alias}/sample_rate")
+async def change_sample_rate(request: Request, user: User, alias: str) -> JSONResponse:
+    """Change a running challenger's share of live traffic: ``{"sample_rate": 0.2, "reason": ...}``.
+
+    Who: the data scientist who uploaded or booked the version, or a release manager (anyone's).
+    Within the shadow pool's limits (FRAUDOPS_SHADOW_SAMPLE_RATE_MIN/_MAX). A booked challenger is
+    re-costed at the new rate under the pool's lock first (``pipeline.booking.resize``: refused,
+    422, when the pool cannot hold it until the booking ends); then the scoring service's control
+    API sets the rate (``POST /deploy``, ``sample_rate`` mode: a registry tag every replica reads,
+    audited in ``deployments`` with actor ``console:<user>``). Setting the rate it has is a no-op,
+    so a cut-off request is safe to repeat; a refusal by the service puts the booking's rate back."""
+    import httpx
+
+    from fraudops.config import load_settings
+    from fraudops.exceptions import ServiceError
+    from fraudops.pipeline.booking import BookingRefused, PoolBudget, resize
+    from fraudops.registry import get_alias_version
+    from fraudops.serving.options import deploy_token
+    from fraudops.vocabulary import is_challenger_alias
+
+    role = await _allow(user, ConsoleRole.DATA_SCIENTIST, "sample_rate", alias)
+    body = await _json_object(request) or {}
+    rate = body.get("sample_rate")
+    if isinstance(rate, bool) or not isinstance(rate, int | float):
+        raise HTTPException(status_code=422, detail="sample_rate must be a number")
+    rate = float(rate)
+    reason = str(body.get("reason") or "").strip()[:400] or "changed in the console"
+    if not is_challenger_alias(alias):
+        raise HTTPException(status_code=422, detail=f"{alias!r} is not a challenger alias")
+    settings = load_settings()
+    name, wh = settings.mlflow.model_name, _warehouse()
+    refusal = settings.scoring.sample_rate_refusal(rate)
+    if refusal is not None:
+        await asyncio.to_thread(_audit, user, role, "sample_rate", alias, "refused", {"reason": refusal})
+        raise HTTPException(status_code=422, detail=refusal)
+    try:
+        version = await asyncio.to_thread(
+            get_alias_version, name, alias, tracking_uri=settings.mlflow.tracking_uri
+        )
+    except ServiceError as err:
+        raise HTTPException(status_code=503, detail=str(err)) from err
+    if version is None:
+        raise HTTPException(status_code=404, detail=f"{name} has no challenger {alias} in shadow")
+    target = f"{name} v{version} ({alias})"
+    booking = await asyncio.to_thread(_live_booking, wh, name, version)
+    author = await asyncio.to_thread(_author, settings.mlflow.tracking_uri, name, version)
+    me = user.get_name()
+    if not role.may(ConsoleRole.RELEASE_MANAGER) and me not in {author, getattr(booking, "booked_by", None)}:
+        why = (
+            f"{me} is {role}; changing the sample rate of a challenger {me} did not upload or book "
+            "needs release_manager"
+        )
+        await asyncio.to_thread(_audit, user, role, "sample_rate", target, "forbidden", {"reason": why})
+        raise HTTPException(status_code=403, detail=why)
+    before = None if booking is None else booking.sample_rate
+    if booking is not None:
+        try:
+            await asyncio.to_thread(
+                lambda: resize(
+                    wh,
+                    PoolBudget.from_env(),
+                    booking_id=booking.booking_id,
+                    lock_path=settings.run_dir / "shadow_pool.lock",
+                    sample_rate=rate,
+                )
+            )
+        except BookingRefused as err:
+            await asyncio.to_thread(
+                _audit, user, role, "sample_rate", target, "refused", {"reason": str(err)}
+            )
+            raise HTTPException(status_code=422, detail=str(err)) from err
+        except ServiceError as err:  # the pool lock
+            raise HTTPException(status_code=503, detail=str(err)) from err
+    req = {
+        "modelId": name,
+        "deploymentMode": "sample_rate",
+        "alias": alias,
+        "sampleRate": rate,
+        "reason": reason,
+        "actor": f"console:{me}",
+    }
+    status, doc = 503, None
+    async with httpx.AsyncClient(timeout=60) as client:
+        try:
+            r = await client.post(
+                f"{settings.scoring.url.rstrip('/')}/deploy",
+                json=req,
+                headers={"Authorization": f"Bearer {deploy_token(settings)}"},
+            )
+            status = r.status_code
+            try:
+                doc = r.json()
+            except ValueError:
+                doc = {"detail": r.text[:500]}
+        except httpx.HTTPError as err:
+            doc = {"detail": f"scoring service unreachable: {err}"}
+    if status >= 300:
+        if booking is not None and before is not None:  # the pool holds what the service samples
+            await asyncio.to_thread(
+                lambda: resize(
+                    wh,
+                    PoolBudget.from_env(),
+                    booking_id=booking.booking_id,
+                    lock_path=settings.run_dir / "shadow_pool.lock",
+                    sample_rate=before,
+                )
+            )
+        await asyncio.to_thread(_audit, user, role, "sample_rate", target, "error", {"service": doc})
+        return JSONResponse(doc if isinstance(doc, dict) else {"detail": doc}, status_code=status)
+    await asyncio.to_thread(
+        _audit, user, role, "sample_rate", target, "ok", {"reason": reason, "service": doc, "booking": before}
+    )
+    return JSONResponse(doc)
 
 
 @router.get("/console", response_class=HTMLResponse)

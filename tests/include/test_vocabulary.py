@@ -30,7 +30,15 @@ def test_members_are_the_stored_strings() -> None:
         json.dumps({"status": Decision.WAIT, "alias": Alias.CHAMPION})
         == '{"status": "wait", "alias": "champion"}'
     )
-    assert [a.value for a in Action] == ["bootstrap", "shadow", "promote", "rollback", "retire", "confirm"]
+    assert [a.value for a in Action] == [
+        "bootstrap",
+        "shadow",
+        "promote",
+        "rollback",
+        "retire",
+        "confirm",
+        "sample_rate",
+    ]
     assert [s.value for s in DeploymentState] == ["pending", "applied"]
     assert challenger_alias(7) == "challenger-7" and is_challenger_alias("challenger-7")
     assert not is_challenger_alias(Alias.CHAMPION)

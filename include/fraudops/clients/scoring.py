@@ -72,12 +72,16 @@ def champion_is(version: str, model_name: str = "") -> Ready:
     return ready
 
 
-def challenger_running(alias: str, version: str, model_name: str) -> Ready:
+def challenger_running(alias: str, version: str, model_name: str, sample_rate: float | None = None) -> Ready:
+    """Ready once ``alias`` runs ``version`` in the shadow pool (at ``sample_rate``, when given)."""
+
     def ready(doc: dict[str, Any]) -> bool:
         refused = (doc.get("rejected") or {}).get(f"{alias}@{version}")
         if refused:
             raise PermanentError(f"the scoring service refused {model_name} v{version}: {refused}")
         worker = (doc.get("challengers") or {}).get(alias) or {}
+        if sample_rate is not None and worker.get("sample_rate") != sample_rate:
+            return False
         return str(worker.get("version")) == version and worker.get("state") == "running"
 
     return ready

@@ -41,7 +41,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -333,6 +333,54 @@ def reserve(
         save_booking(warehouse, booking)
         crash_point("book:after_save")
     return booking, placement
+
+
+def resize(
+    warehouse: Warehouse,
+    budget: PoolBudget,
+    *,
+    booking_id: str,
+    lock_path: Path,
+    sample_rate: float,
+    now: dt.datetime | None = None,
+) -> Booking:
+    """Change a booking's sample rate under the pool lock (a running challenger sampling more or
+    less): its CPU cost scales with the rate. Refused (``BookingRefused``) when the other bookings
+    leave no room for the new cost at some instant from now (or its start) to its end; a lower
+    rate always fits. Setting the rate it has is a no-op (safe to retry)."""
+    if not 0.0 < sample_rate <= 1.0:
+        raise BookingRefused(f"a sample rate is in (0, 1], got {sample_rate}")
+    with pool_lock(lock_path):
+        booking = find_booking(warehouse, booking_id)
+        if booking is None:
+            raise BookingRefused(f"no booking {booking_id}")
+        if booking.state not in ("booked", "queued"):
+            raise BookingRefused(f"booking {booking_id} is {booking.state}")
+        if booking.sample_rate == sample_rate:
+            return booking
+        per_rate = booking.cpu_cores / booking.sample_rate if booking.sample_rate > 0 else 0.0
+        cpu = per_rate * sample_rate
+        start = max(now or dt.datetime.now(dt.UTC), booking.start_at)
+        if cpu > booking.cpu_cores and start < booking.end_at:
+            others = [
+                b
+                for b in load_bookings(warehouse)
+                if b.booking_id != booking_id and b.state in ("booked", "queued")
+            ]
+            peak, _ = _peak(others, start, booking.end_at)
+            if peak + cpu > budget.cpu_cores + 1e-9:
+                raise BookingRefused(
+                    f"at sample rate {sample_rate:g} this booking needs {cpu:.3f} CPU cores; with the "
+                    f"other bookings ({peak:.3f} cores at their peak before {booking.end_at.isoformat()}) "
+                    f"the shadow pool's {budget.cpu_cores:.2f} cores cannot hold it"
+                )
+        resized = replace(booking, sample_rate=float(sample_rate), cpu_cores=cpu)
+        warehouse.execute(
+            f"UPDATE `{warehouse.table_id('shadow_bookings')}` SET sample_rate = @rate, cpu_cores = @cpu "
+            "WHERE booking_id = @id",
+            {"rate": resized.sample_rate, "cpu": resized.cpu_cores, "id": booking_id},
+        )
+    return resized
 
 
 def new_booking(

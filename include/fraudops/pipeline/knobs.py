@@ -154,6 +154,13 @@ RELEASE: tuple[Knob, ...] = (
         "Minutes a release manager has to answer (then reject).",
         exclusive_minimum=0,
     ),
+    Knob(
+        "shadow_sample_rate",
+        float,
+        "Share of live traffic mirrored to the challenger; empty = the scoring service's default.",
+        exclusive_minimum=0,
+        maximum=1,
+    ),
 )
 
 

@@ -133,6 +133,9 @@ class ReleaseParams:
     requires_approval: bool = False
     #: Minutes the release managers have to answer; no answer → reject.
     approval_timeout_minutes: float = 3 * 24 * 60.0
+    #: Share of live traffic mirrored to this challenger (its booking's); None → the scoring
+    #: service's default. Within the shadow pool's limits (FRAUDOPS_SHADOW_SAMPLE_RATE_MIN/_MAX).
+    shadow_sample_rate: float | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 < self.expected_fraud_rate < 1.0:
@@ -148,6 +151,8 @@ class ReleaseParams:
                 raise ConfigError(f"{name} must be > 0")
         if self.probation_minutes < 0:
             raise ConfigError("probation_minutes must be >= 0")
+        if self.shadow_sample_rate is not None and not 0.0 < self.shadow_sample_rate <= 1.0:
+            raise ConfigError(f"shadow_sample_rate must be in (0, 1], got {self.shadow_sample_rate}")
         if self.version and not str(self.version).isdigit():
             raise ConfigError(f"version must be a registry version number, got {self.version!r}")
         self.gate_policy()  # fail on bad overrides now, not half way through a release
@@ -166,6 +171,8 @@ class ReleaseParams:
                 values[key] = str(value)
             elif key == "requires_approval":
                 values[key] = _flag(key, value)
+            elif key == "shadow_sample_rate" and value == "":
+                continue
             else:
                 values[key] = float(value)
         return cls(**values)
@@ -238,6 +245,10 @@ def resolve(
         )
     if champion == version:
         raise PermanentError(f"{name} v{version} already is the champion")
+    rate = params.shadow_sample_rate
+    refusal = None if rate is None else ctx.settings.scoring.sample_rate_refusal(rate)
+    if refusal is not None:
+        raise PermanentError(f"shadow_sample_rate: {refusal}")
     policy = params.gate_policy()
     need = required_sample(policy, params.expected_fraud_rate)
     maturity = _maturity(ctx, policy)
@@ -337,11 +348,12 @@ def deploy_shadow(ctx: ReleaseContext, params: ReleaseParams, cand: Candidate) -
         step="deploy_shadow",
     )
     crash_point("deploy_shadow:after_shadow_move")
+    _set_rate(ctx, cand, params.shadow_sample_rate, "deploy_shadow")
     url = ctx.scoring_url(params)
     try:
         doc, waited = wait_for_service(
             url,
-            challenger_running(alias, version, name),
+            challenger_running(alias, version, name, params.shadow_sample_rate),
             f"{alias} v{version} running",
             params.deploy_timeout_s,
         )
@@ -355,7 +367,24 @@ def deploy_shadow(ctx: ReleaseContext, params: ReleaseParams, cand: Candidate) -
         deployed_at=_now(),
         alias=alias,
         seconds_to_running=round(waited, 3),
-        shadow_sample_rate=doc.get("shadow_sample_rate"),
+        shadow_sample_rate=worker.get("sample_rate", doc.get("shadow_sample_rate")),
+    )
+
+
+def _set_rate(ctx: ReleaseContext, cand: Candidate, rate: float | None, step: str) -> None:
+    """The challenger's own sample rate (None: the service's default, also clearing a rate left
+    by an earlier release of the same version), audited once per run and step."""
+    from fraudops.registry import set_sample_rate
+
+    set_sample_rate(
+        ctx.wh(),
+        model_name=cand.model_name,
+        alias=cand.alias,
+        rate=rate,
+        actor=ACTOR,
+        reason="the release's sample rate (its booking's)" if rate is not None else "the service default",
+        tracking_uri=ctx.tracking_uri,
+        idempotency_key=_key(ctx, step, cand.alias, Action.SAMPLE_RATE, None if rate is None else repr(rate)),
     )
 
 

@@ -26,8 +26,10 @@ Two clocks, kept apart: ``since``/``until``/``label_as_of`` are *event time* (tr
 timestamps: the simulator runs it accelerated, production runs it at wall-clock pace), while
 ``served_since``/``served_until`` bound *wall-clock* ``served_at`` (e.g. "since the challenger was
 deployed"). Only production rows that were sampled for the shadow pool (``sampled``; NULL in rows
-from before the column existed counts as sampled) drive the pairing, so a 10 % mirror does not
-turn 90 % of events into challenger errors. A production failure answered by the previous champion
+from before the column existed counts as sampled) *for this shadow version* (``sampled_for`` names
+it; each challenger has its own sample rate; NULL in older rows) drive the pairing, so a 10 %
+mirror does not turn 90 % of events into challenger errors, nor a 50 % challenger's events into a
+10 % one's. A production failure answered by the previous champion
 is logged under the *answering* version with ``fallback`` and ``error = 'champion v<N>: ...'``;
 such rows are charged to version N (they count as its errors, not as missing volume).
 
@@ -88,6 +90,7 @@ WITH prod AS (
          feature_set, features, served_at
   FROM `{predictions}`
   WHERE model_name = @model_name AND mode = @prod_mode AND COALESCE(sampled, TRUE)
+    AND (sampled_for IS NULL OR STRPOS(sampled_for, @offer_key) > 0)
     AND (model_version = @prod_version OR (fallback AND STARTS_WITH(error, @failed_prefix)))
     AND event_time >= @since AND event_time < @until
     AND served_at >= @served_since AND served_at <= @served_until
@@ -319,6 +322,7 @@ def _collect(
             "model_name": model_name,
             "prod_version": str(prod_version),
             "shadow_version": str(shadow_version),
+            "offer_key": f",{shadow_version},",
             "prod_mode": "production",
             "shadow_mode": "shadow",
             "since": since,

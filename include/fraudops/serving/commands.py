@@ -63,13 +63,20 @@ def serve(host: str | None, port: int | None, ensure_champion: bool, log_level: 
 @click.option(
     "--mode",
     "mode",
-    type=click.Choice(["shadow", "production", "rollback"]),
+    type=click.Choice(["shadow", "production", "rollback", "sample_rate"]),
     required=True,
-    help="shadow → challenger alias; production → champion; rollback → champion back.",
+    help="shadow → challenger alias; production → champion; rollback → champion back; "
+    "sample_rate → a challenger's share of live traffic (--sample-rate).",
 )
 @click.option("--model", "model_id", default=None, help="Registered model (default FRAUDOPS_MODEL_NAME).")
 @click.option(
     "--alias", default=None, help="Challenger alias for shadow mode (default challenger-<version>)."
+)
+@click.option(
+    "--sample-rate",
+    type=click.FloatRange(0.0, 1.0, min_open=True),
+    default=None,
+    help="sample_rate mode: the challenger's share of live traffic.",
 )
 @click.option("--reason", default=None)
 @click.option("--url", default=None, help="Scoring service URL (default from settings).")
@@ -78,6 +85,7 @@ def deploy(
     mode: str,
     model_id: str | None,
     alias: str | None,
+    sample_rate: float | None,
     reason: str | None,
     url: str | None,
 ) -> None:
@@ -93,6 +101,7 @@ def deploy(
         "version": version,
         "deploymentMode": mode,
         "alias": alias,
+        "sampleRate": sample_rate,
         "reason": reason,
         "actor": os.environ.get("USER", "cli"),
     }

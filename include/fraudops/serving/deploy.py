@@ -7,7 +7,10 @@ watcher (woken immediately), exactly as it notices a move made by a DAG.
 
 Modes: ``production`` → ``champion`` (action ``promote``); ``shadow`` → ``challenger-<version>``
 unless an ``alias`` starting with ``challenger-`` is given (action ``shadow``); ``rollback`` →
-``champion`` back to ``version``, or to the previous champion when no version is given.
+``champion`` back to ``version``, or to the previous champion when no version is given;
+``sample_rate`` → the share of live traffic mirrored to a challenger in shadow (``sampleRate``,
+within the shadow pool's limits; the alias does not move; action ``sample_rate``, needs the
+``shadow`` scope).
 
 Who may do what: bearer tokens with scopes. ``FRAUDOPS_DEPLOY_TOKEN`` (or the one generated
 locally) is the operator's token: every mode, and it may name the actor it acts for (the console
@@ -46,8 +49,12 @@ class DeployRequest(BaseModel):
 
     model_id: str = Field(alias="modelId", min_length=1)
     version: str | None = Field(default=None, pattern=r"^[0-9]+$")
-    deployment_mode: Literal["shadow", "production", "rollback"] = Field(alias="deploymentMode")
+    deployment_mode: Literal["shadow", "production", "rollback", "sample_rate"] = Field(
+        alias="deploymentMode"
+    )
     alias: str | None = Field(default=None, pattern=r"^challenger-[A-Za-z0-9_-]+$")
+    #: ``sample_rate`` mode: the challenger's new share of live traffic.
+    sample_rate: float | None = Field(default=None, alias="sampleRate", gt=0.0, le=1.0)
     reason: str | None = Field(default=None, max_length=500)
     actor: str | None = Field(default=None, max_length=200)
 
@@ -60,6 +67,9 @@ class AuthError(Exception):
 
 #: What a token may do: the ``deploymentMode`` values it may send.
 SCOPES: tuple[str, ...] = ("shadow", "production", "rollback")
+#: Modes a scope covers besides its own name: whoever may put challengers in shadow may size
+#: their sample.
+_SCOPE_OF_MODE: dict[str, str] = {"sample_rate": "shadow"}
 
 
 @dataclass(frozen=True)
@@ -126,7 +136,7 @@ def authenticate(header: str | None, grants: tuple[Grant, ...]) -> Grant:
 
 
 def authorize(grant: Grant, mode: str) -> None:
-    if mode not in grant.scopes:
+    if _SCOPE_OF_MODE.get(mode, mode) not in grant.scopes:
         allowed = ", ".join(sorted(grant.scopes))
         raise AuthError(
             403, f"the token of {grant.actor!r} may not deploy in {mode} mode (scopes: {allowed})"
@@ -162,6 +172,8 @@ def deploy(service: ScoringService, req: DeployRequest, *, actor: str) -> dict[s
         raise PermanentError("the control API needs the warehouse for the deployments audit")
     mode = req.deployment_mode
     version = req.version
+    if mode == "sample_rate":
+        return _sample_rate(service, req, actor=actor)
     if mode == "shadow":
         if version is None:
             raise RequestError(422, [{"field": "version", "reason": "required for a shadow deployment"}])
@@ -214,6 +226,54 @@ def deploy(service: ScoringService, req: DeployRequest, *, actor: str) -> dict[s
             "registry": DeploymentState.PENDING,
         }
     return {**result, "deploymentMode": mode, "registry": "updated"}
+
+
+def _sample_rate(service: ScoringService, req: DeployRequest, *, actor: str) -> dict[str, Any]:
+    """Set a challenger's sample rate (registry tag, audited) and wake the watcher, which applies it."""
+    from fraudops.registry import set_sample_rate
+
+    rate = req.sample_rate
+    if rate is None:
+        raise RequestError(422, [{"field": "sampleRate", "reason": "required in sample_rate mode"}])
+    if req.alias is None and req.version is None:
+        raise RequestError(422, [{"field": "alias", "reason": "name the challenger: alias or version"}])
+    alias = req.alias or challenger_alias(req.version or "")
+    refusal = service.options.settings.scoring.sample_rate_refusal(rate)
+    if refusal is not None:
+        raise RequestError(422, [{"field": "sampleRate", "reason": refusal}])
+    try:
+        change = set_sample_rate(
+            service.warehouse,  # type: ignore[arg-type]  # checked by deploy
+            model_name=service.model_name,
+            alias=alias,
+            rate=rate,
+            actor=actor,
+            reason=req.reason,
+            tracking_uri=service.tracking_uri,
+        )
+    except PermanentError as err:  # not a challenger in shadow
+        raise RequestError(404, [{"field": "alias", "reason": str(err)}]) from err
+    except Exception as err:
+        reason = unavailable_reason(err)
+        if reason is None:
+            raise
+        service.metrics.registry_unavailable.labels("deploy", reason).inc()
+        raise RegistryUnavailable(
+            reason, f"the model registry is unreachable ({reason}): cannot change {alias}'s sample rate"
+        ) from err
+    service.watcher.wake()
+    return {
+        "modelId": service.model_name,
+        "alias": alias,
+        "version": change.version,
+        "deploymentMode": "sample_rate",
+        "action": Action.SAMPLE_RATE,
+        "sampleRate": change.after,
+        "previousSampleRate": change.before,
+        "moved": change.changed,
+        "deploymentId": change.deployment_id,
+        "registry": "updated",
+    }
 
 
 def _move(

@@ -217,6 +217,12 @@ class ServingMetrics:
         self.shadow_restarts = Counter(
             "fraudops_shadow_restarts", "Shadow worker restarts.", ["alias", "reason"], registry=r
         )
+        self.shadow_sample_rate = Gauge(
+            "fraudops_shadow_sample_rate",
+            "Share of live traffic offered to a challenger (its own rate, else the default).",
+            ["alias"],
+            registry=r,
+        )
         self.shadow_throttle = Gauge(
             "fraudops_shadow_throttle", "Share of the sample a worker receives.", ["alias"], registry=r
         )

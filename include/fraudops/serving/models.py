@@ -230,7 +230,8 @@ class ChampionManager:
 
 
 class AliasWatcher:
-    """Polls the registry aliases and applies changes; runs ``apply`` in its own thread.
+    """Polls the registry aliases (and the registered model's tags: per-challenger sample rates)
+    and applies changes; runs ``apply(aliases, tags)`` in its own thread.
 
     ``on_error`` sees every failed poll (the service counts registry outages); ``due_in`` says how
     soon something wants another look (a load waiting for the registry), so a retry due in 1 s is
@@ -241,7 +242,7 @@ class AliasWatcher:
         self,
         model_name: str,
         tracking_uri: str,
-        apply: Callable[[dict[str, str]], None],
+        apply: Callable[[dict[str, str], dict[str, str]], None],
         poll_s: float = 5.0,
         *,
         on_error: Callable[[Exception], None] | None = None,
@@ -262,7 +263,8 @@ class AliasWatcher:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def aliases(self) -> dict[str, str]:
+    def aliases(self) -> tuple[dict[str, str], dict[str, str]]:
+        """(alias → version, registered-model tags), both empty while the model is not registered."""
         from mlflow.exceptions import MlflowException
         from mlflow.tracking import MlflowClient
 
@@ -274,13 +276,14 @@ class AliasWatcher:
                 "RESOURCE_DOES_NOT_EXIST" in str(getattr(err, "error_code", ""))
                 or "not found" in str(err).lower()
             ):
-                return {}
+                return {}, {}
             raise
-        return {str(k): str(v) for k, v in (model.aliases or {}).items()}
+        aliases = {str(k): str(v) for k, v in (model.aliases or {}).items()}
+        return aliases, {str(k): str(v) for k, v in (model.tags or {}).items()}
 
     def poll_once(self) -> None:
         try:
-            self.apply(self.aliases())
+            self.apply(*self.aliases())
         except Exception as err:  # the watcher must outlive registry outages and bad bundles
             self.errors += 1
             self.last_error = f"{type(err).__name__}: {err}"[:500]

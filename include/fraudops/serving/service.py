@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from fraudops.exceptions import FraudopsError, LatencyBudgetError
+from fraudops.registry import sample_rates
 from fraudops.serving.features import FeatureRouter
 from fraudops.serving.metrics import ServingMetrics
 from fraudops.serving.models import (
@@ -232,8 +233,9 @@ class ScoringService:
         return self.manager.current is not None
 
     # -- registry changes (watcher thread) --------------------------------------------------
-    def apply_aliases(self, aliases: dict[str, str]) -> None:
-        """Bring loaded models in line with the registry aliases.
+    def apply_aliases(self, aliases: dict[str, str], tags: dict[str, str] | None = None) -> None:
+        """Bring loaded models in line with the registry aliases (and the challengers' sample
+        rates with the registered model's ``tags``).
 
         Rollbacks applied while the registry was down are written to it first; one that still
         cannot be written keeps the champion where the rollback put it.
@@ -273,6 +275,8 @@ class ScoringService:
                 if slot is not None:
                     self.router.ensure([slot.spec])
                     loaded[alias] = slot
+            if tags is not None:
+                self.shadow.set_rates(sample_rates(tags))
             self.shadow.sync(loaded, keep=set(wanted))
         # An alias that moved on takes its wait with it.
         for key in [k for k in self.waiting if k not in wanted_keys]:
@@ -675,9 +679,9 @@ class ScoringService:
             m.model_latency.labels(slot.version, "production").observe(latency_ms / 1e3)
             if decision is not None:
                 m.decisions.labels(decision).inc()
-            sampled = self.shadow is not None and self.sample_rate > 0 and self._rand() < self.sample_rate
+            offered = () if self.shadow is None else self.shadow.select(self._rand())
             record = self._recorder(
-                request, rid, txs[k], union, slot, score, decision, latency_ms, fallback, failure, sampled
+                request, rid, txs[k], union, slot, score, decision, latency_ms, fallback, failure, offered
             )
             if defer is None:
                 record()
@@ -743,7 +747,7 @@ class ScoringService:
         latency_ms: float,
         fallback: bool,
         failure: str | None,
-        sampled: bool,
+        offered: tuple[Any, ...],
     ) -> Callable[[], None]:
         """Spool the request's prediction row now; return its after-response work (the shadow offer).
 
@@ -769,13 +773,14 @@ class ScoringService:
                     "feature_set": slot.spec_id,
                     "features": orjson.dumps(self.router.slice(union, slot.spec_id)).decode(),
                     "served_at": dt.datetime.now(dt.UTC),
-                    "sampled": sampled,
+                    "sampled": bool(offered),
+                    "sampled_for": _offer_list(offered),
                 }
             )
 
         def offer() -> None:
-            if sampled:
-                self.shadow.mirror(rid, tx, union, self.router)  # type: ignore[union-attr]
+            if offered:
+                self.shadow.mirror(rid, tx, union, self.router, offered)  # type: ignore[union-attr]
 
         return offer
 
@@ -931,6 +936,14 @@ def _freeze_heap() -> None:
     import gc
 
     gc.freeze()
+
+
+def _offer_list(offered: tuple[Any, ...]) -> str | None:
+    """``sampled_for`` of a production row: the versions it was offered to, comma-delimited on
+    both ends (``,7,9,``) so one version is found with ``STRPOS(sampled_for, ',7,')``."""
+    if not offered:
+        return None
+    return "," + ",".join(w.version for w in offered) + ","
 
 
 def _slot_info(slot: ModelSlot) -> dict[str, Any]:

@@ -5,6 +5,13 @@ data. In its own process a crash (even a segfault in native code), a hang or a m
 cannot take the production event loop with it, and the OS enforces the limits: ``RLIMIT_AS``
 (address space) per worker, ``nice`` and CPU affinity (the last core) so production wins the CPU.
 
+Each challenger has its own sample rate (a registered-model tag set by its booking, the console
+or ``POST /deploy``; the service's ``shadow_sample_rate`` otherwise). The service draws one uniform
+number per event and :meth:`ShadowPool.select` offers it to every challenger whose rate is above
+it: the samples are nested (a 5 % challenger sees a subset of a 20 % one's events), and the
+production row names the versions it was offered to (``sampled_for``), which is what each
+challenger's evidence pairs with.
+
 Production never waits for the pool: the request path writes one JSON line per challenger to that
 worker's pipe, non-blocking (one ``os.write``: no feeder thread, lock hand-off or pickling in the
 server, which measured 25 % of its throughput with ``multiprocessing.Queue``). The pipe's buffer is
@@ -185,6 +192,8 @@ class _Worker:
     spec_id: str
     threshold: float
     fault: str | None = None
+    #: Share of live traffic offered to this challenger (see :meth:`ShadowPool.select`).
+    sample_rate: float = 0.0
     proc: Any = None
     inq: Any = None  # the worker's read end of its pipe
     fd: int | None = None  # the server's write end (non-blocking); None while down
@@ -232,6 +241,9 @@ class ShadowPool:
         self.on_result = on_result
         self.ctx = mp.get_context("spawn")
         self.faults: dict[str, str] = {}
+        #: Per-alias sample rates (registry tags); an alias without one samples ``default_rate``.
+        self.rates: dict[str, float] = {}
+        self.default_rate = options.shadow_sample_rate
         self._workers: dict[str, _Worker] = {}
         self._snapshot: tuple[_Worker, ...] = ()
         self._lock = threading.Lock()
@@ -279,11 +291,37 @@ class ShadowPool:
                     self._terminate(old, graceful=True)
                 assert slot.path is not None
                 w = _Worker(
-                    alias, slot.version, slot.path, slot.spec_id, slot.threshold, self.faults.get(alias)
+                    alias,
+                    slot.version,
+                    slot.path,
+                    slot.spec_id,
+                    slot.threshold,
+                    self.faults.get(alias),
+                    sample_rate=self.rates.get(alias, self.default_rate),
                 )
                 self._workers[alias] = w
+                self.metrics.shadow_sample_rate.labels(alias).set(w.sample_rate)
                 self._spawn(w)
             self._snapshot = tuple(self._workers.values())
+
+    def set_rates(self, rates: dict[str, float]) -> None:
+        """Apply per-alias sample rates (the registry's tags; an alias left out samples the
+        default). Takes effect with the next event."""
+        with self._lock:
+            self.rates = dict(rates)
+            for w in self._workers.values():
+                rate = self.rates.get(w.alias, self.default_rate)
+                if rate != w.sample_rate:
+                    log.info(
+                        "challenger %s v%s: sample rate %g -> %g", w.alias, w.version, w.sample_rate, rate
+                    )
+                    w.sample_rate = rate
+                    self.metrics.shadow_sample_rate.labels(w.alias).set(rate)
+
+    def select(self, u: float) -> tuple[_Worker, ...]:
+        """The challengers an event with uniform draw ``u`` in [0, 1) is offered to: those whose
+        sample rate is above it (so each gets its rate's share, and lower rates nest in higher)."""
+        return tuple(w for w in self._snapshot if u < w.sample_rate)
 
     def _spawn(self, w: _Worker) -> None:
         import fcntl
@@ -372,10 +410,18 @@ class ShadowPool:
             )
 
     # -- hot path (event loop) --------------------------------------------------------------
-    def mirror(self, request_id: str, tx: dict[str, Any], union: list[float], router: FeatureRouter) -> None:
-        """Offer one event to every challenger; never blocks, sheds and counts instead."""
+    def mirror(
+        self,
+        request_id: str,
+        tx: dict[str, Any],
+        union: list[float],
+        router: FeatureRouter,
+        workers: tuple[_Worker, ...] | None = None,
+    ) -> None:
+        """Offer one event to ``workers`` (those :meth:`select` chose; default every challenger);
+        never blocks, sheds and counts instead."""
         frames: dict[str, bytes] = {}  # challengers on the same feature set get the same line
-        for w in self._snapshot:
+        for w in self._snapshot if workers is None else workers:
             if not w.up:
                 self._shed(w, "down", request_id, tx)
                 continue
@@ -603,6 +649,7 @@ class ShadowPool:
                 "shed": w.shed,
                 "in_flight": len(w.inflight),
                 "throttle": w.throttle,
+                "sample_rate": w.sample_rate,
                 "latency_ms_mean": None if w.latency_ewma is None else round(w.latency_ewma, 4),
                 "rss_mb": _rss_mb(pid),
                 "last_error": w.last_error,

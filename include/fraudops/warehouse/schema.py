@@ -145,6 +145,13 @@ PREDICTIONS = TableSpec(
             "NULLABLE",
             "Production rows: whether the event was mirrored to the shadow pool (the pairing base).",
         ),
+        C(
+            "sampled_for",
+            "STRING",
+            "NULLABLE",
+            "Production rows: the challenger versions the event was offered to, as ',7,9,' (each "
+            "has its own sample rate); NULL in rows from before per-challenger rates.",
+        ),
     ),
 )
 
@@ -159,7 +166,7 @@ DEPLOYMENTS = TableSpec(
         C("alias", "STRING", "REQUIRED"),
         C("model_version", "STRING", "NULLABLE", "Version the alias points to after the move."),
         C("previous_version", "STRING", "NULLABLE", "Version it pointed to before (NULL if none)."),
-        C("action", "STRING", "REQUIRED", "bootstrap, shadow, promote, rollback, retire, confirm."),
+        C("action", "STRING", "REQUIRED", "bootstrap, shadow, promote, rollback, retire, confirm, sample_rate."),
         C("actor", "STRING", "NULLABLE", "User, DAG run or service that moved it."),
         C("reason", "STRING", "NULLABLE"),
         C("deployed_at", "TIMESTAMP", "REQUIRED"),

@@ -213,3 +213,40 @@ def test_the_pool_lock_is_exclusive_and_times_out_with_a_reason(tmp_path: Path) 
         pass
     with pool_lock(lock, timeout_s=0.2):  # released on exit
         pass
+
+
+def test_a_running_challengers_rate_is_recosted_and_refused_when_the_pool_cannot_hold_it(
+    warehouse: object, tmp_path: Path
+) -> None:
+    """Resizing (a running challenger sampling more or less): its CPU cost scales with the rate;
+    more than the pool can hold next to the other bookings is refused and changes nothing; less
+    always fits; the same rate again is a no-op; a cancelled booking cannot be resized."""
+    from fraudops.pipeline.booking import cancel_booking, find_booking, resize, save_booking
+
+    lock = tmp_path / "pool.lock"
+    a, b = _booked(T0, 2, 0.3, 100), _booked(T0 + 0.5 * H, 2, 0.5, 100)
+    for booking in (a, b):
+        save_booking(warehouse, booking)  # type: ignore[arg-type]
+
+    def rate(x: float) -> Booking:
+        return resize(warehouse, POOL, booking_id=a.booking_id, lock_path=lock, sample_rate=x, now=T0 - H)  # type: ignore[arg-type]
+
+    up = rate(0.15)
+    assert up.sample_rate == 0.15 and up.cpu_cores == pytest.approx(0.45), up
+    with pytest.raises(BookingRefused, match="cannot hold it"):  # 0.6 + 0.5 > 1.0 where they overlap
+        rate(0.2)
+    assert find_booking(warehouse, a.booking_id) == up  # type: ignore[arg-type]
+    down = rate(0.05)
+    assert down.cpu_cores == pytest.approx(0.15) and rate(0.05) == down
+    # After b has ended, a may take the whole pool (a "now" past b's end leaves only a's tail).
+    late = resize(  # type: ignore[arg-type]
+        warehouse, POOL, booking_id=a.booking_id, lock_path=lock, sample_rate=0.3, now=T0 + 2.75 * H
+    )
+    assert late.cpu_cores == pytest.approx(0.9)
+    with pytest.raises(BookingRefused, match="in \\(0, 1\\]"):
+        rate(0.0)
+    cancel_booking(warehouse, b.booking_id)  # type: ignore[arg-type]
+    with pytest.raises(BookingRefused, match="is cancelled"):
+        resize(warehouse, POOL, booking_id=b.booking_id, lock_path=lock, sample_rate=0.2)  # type: ignore[arg-type]
+    with pytest.raises(BookingRefused, match="no booking"):
+        resize(warehouse, POOL, booking_id="nope", lock_path=lock, sample_rate=0.2)  # type: ignore[arg-type]

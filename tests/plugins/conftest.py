@@ -62,7 +62,7 @@ def api_server(
     from fraudops.stack.process import free_port
 
     tmp = tmp_path_factory.mktemp("approval-api")
-    port = free_port()
+    port, scoring_port = free_port(), free_port()
     url = f"http://127.0.0.1:{port}"
     passwords = tmp / "passwords.json"
     env = {
@@ -76,8 +76,9 @@ def api_server(
         "AIRFLOW__API__BASE_URL": url,
         "AIRFLOW__API__WORKERS": "1",
         "FRAUDOPS_STATE_DIR": str(session_tmp / "state"),
-        # No scoring service listens here: the console's rollback reports it unreachable.
-        "FRAUDOPS_SCORING_PORT": str(free_port()),
+        # No scoring service listens here unless a test starts one (``scoring_port``): the
+        # console's rollback then reports it unreachable.
+        "FRAUDOPS_SCORING_PORT": str(scoring_port),
         "FRAUDOPS_SHADOW_MEMORY_MB": str(SHADOW_MEMORY_MB),
         "FRAUDOPS_BQ_PROJECT": bq_emulator.project,
         "FRAUDOPS_BQ_DATASET": bq_emulator.dataset,
@@ -107,7 +108,13 @@ def api_server(
                 pass
             assert time.monotonic() < deadline, (tmp / "api-server.log").read_text()[-3000:]
             time.sleep(1)
-        yield {"url": url, "passwords": json.loads(passwords.read_text()), "log": tmp / "api-server.log"}
+        yield {
+            "url": url,
+            "passwords": json.loads(passwords.read_text()),
+            "log": tmp / "api-server.log",
+            "scoring_port": scoring_port,
+            "state_dir": session_tmp / "state",
+        }
     finally:
         os.killpg(proc.pid, 15)
         proc.wait(timeout=60)

@@ -10,6 +10,7 @@ needed: the runs wait, queued, for their start."""
 from __future__ import annotations
 
 import datetime as dt
+import time
 from pathlib import Path
 from typing import Any
 
@@ -176,3 +177,169 @@ def test_book_schedule_queue_and_refuse(
     assert acts.count(("dana", "book", "ok")) == 5 and ("vic", "book", "forbidden") in acts, acts
     assert acts.count(("dana", "book", "replayed")) == 2, acts
     assert ("eli", "cancel_booking", "forbidden") in acts and ("rita", "cancel_booking", "ok") in acts, acts
+
+
+def test_a_running_challengers_sample_rate_is_changed_by_its_booker_or_a_release_manager(
+    fraudops_env: Path, api_server: dict[str, Any], browser: Any, tmp_path: Path
+) -> None:
+    """A challenger scoring in shadow (a real scoring service with its pool) samples the rate its
+    booking asked for; its booker changes it (the booking re-costed, the service's worker at the
+    new rate, the change audited with the console user as actor); another data scientist and a
+    viewer may not; outside the pool's limits is refused with them; a release manager changes it
+    in the console in headless Chromium."""
+    import sys
+
+    from fraudops.config import load_settings
+    from fraudops.intake.audit import recent_actions
+    from fraudops.pipeline.booking import find_booking
+    from fraudops.registry import move_alias, register_artifact, set_sample_rate
+    from fraudops.stack import process
+    from fraudops.stack.process import ServiceSpec, http_ok
+    from fraudops.warehouse import Warehouse
+
+    settings = load_settings()
+    name, uri = settings.mlflow.model_name, settings.mlflow.tracking_uri
+    wh = Warehouse(settings.warehouse)
+    champ, chall = (
+        register_artifact(
+            tiny_bundle(tmp_path / k, n_estimators=n), tracking_uri=uri, model_name=name
+        ).version
+        for k, n in (("champ", 8), ("chall", 9))
+    )
+    move_alias(wh, model_name=name, alias="champion", version=champ, action="promote", tracking_uri=uri)
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(Path(__file__).resolve().parents[2] / "dags"))
+    serialize_to_db(bag.dags["fraud_release"], tmp_path / "empty")
+    url, pw = api_server["url"], api_server["passwords"]
+    dana, eli, vic = (bearer(airflow_token(url, u, pw[u])) for u in ("dana", "eli", "vic"))
+    r = httpx.post(
+        f"{url}/fraudops/api/bookings",
+        json={"version": chall, "duration_minutes": 120, "sample_rate": 0.2, "request_id": "rates-1"},
+        headers=dana,
+        timeout=120,
+    )
+    assert r.status_code == 201, r.text
+    booking = r.json()
+    assert booking["sample_rate"] == 0.2, booking
+    run = httpx.get(
+        f"{url}/api/v2/dags/fraud_release/dagRuns/{booking['dag_run_id']}",
+        headers=bearer(airflow_token(url, "rita", pw["rita"])),
+        timeout=30,
+    ).json()
+    assert run["conf"]["shadow_sample_rate"] == 0.2, run  # the release sets it when it deploys
+    for bad, why in (
+        ({"sample_rate": 0.9}, "outside the shadow pool's limits"),
+        ({"sample_rate": "x"}, "a number"),
+    ):
+        r = httpx.post(
+            f"{url}/fraudops/api/bookings",
+            json={"version": chall, **bad, "request_id": "r"},
+            headers=dana,
+            timeout=60,
+        )
+        assert r.status_code == 422 and why in r.text, r.text
+
+    # What the release's deploy_shadow does: the alias, then the booking's rate.
+    alias = f"challenger-{chall}"
+    move_alias(wh, model_name=name, alias=alias, version=chall, action="shadow", tracking_uri=uri)
+    set_sample_rate(wh, model_name=name, alias=alias, rate=0.2, actor="fraud_release", tracking_uri=uri)
+    port = api_server["scoring_port"]
+    spec = ServiceSpec(
+        name="scoring-console",
+        command=[sys.executable, "-m", "fraudops.serving", "--log-level", "warning"],
+        url=f"http://127.0.0.1:{port}",
+        health=lambda: http_ok(f"http://127.0.0.1:{port}/health"),
+        log_file=tmp_path / "scoring.log",
+        pid_file=tmp_path / "scoring.pid",
+        env={
+            "FRAUDOPS_STATE_DIR": str(api_server["state_dir"]),  # the console's deploy token
+            "FRAUDOPS_SCORING_PORT": str(port),
+            "FRAUDOPS_WARM_DAYS": "0",
+            "FRAUDOPS_EVENT_CLOCK": "simulated",
+            "FRAUDOPS_ALIAS_POLL_S": "0.5",
+            "FRAUDOPS_LOG_PREDICTIONS": "0",
+        },
+        cwd=tmp_path,
+        ready_timeout_s=180.0,
+        port=port,
+    )
+    process.start(spec)
+    try:
+
+        def worker() -> dict[str, Any]:
+            doc = httpx.get(f"{url}/fraudops/api/challengers", headers=vic, timeout=30).json()
+            rows = [c for c in doc["challengers"] if c["alias"] == alias]
+            return rows[0] if rows else {}
+
+        deadline = time.monotonic() + 120
+        while worker().get("state") != "running" or worker().get("sample_rate") != 0.2:
+            assert time.monotonic() < deadline, worker()
+            time.sleep(1)
+        assert worker()["booked_by"] == "dana" and worker()["booking_id"] == booking["booking_id"]
+
+        def change(who: dict[str, str], rate: Any) -> httpx.Response:
+            return httpx.post(
+                f"{url}/fraudops/api/challengers/{alias}/sample_rate",
+                json={"sample_rate": rate, "reason": "more evidence sooner"},
+                headers=who,
+                timeout=60,
+            )
+
+        assert change(vic, 0.3).status_code == 403
+        r = change(eli, 0.3)
+        assert r.status_code == 403 and "did not upload or book needs release_manager" in r.text, r.text
+        r = change(dana, 0.9)
+        assert r.status_code == 422 and "outside the shadow pool's limits [0.01, 0.5]" in r.text, r.text
+        assert change(dana, "lots").status_code == 422
+        r = httpx.post(
+            f"{url}/fraudops/api/challengers/champion/sample_rate", json={"sample_rate": 0.2}, headers=dana
+        )
+        assert r.status_code == 422 and "not a challenger alias" in r.text, r.text
+        r = change(dana, 0.3)
+        assert r.status_code == 200, r.text
+        assert (r.json()["sampleRate"], r.json()["previousSampleRate"]) == (0.3, 0.2), r.text
+        resized = find_booking(wh, booking["booking_id"])
+        assert resized is not None and resized.sample_rate == 0.3, resized
+        assert resized.cpu_cores == pytest.approx(booking["cpu_cores"] * 1.5), (resized, booking)
+        deadline = time.monotonic() + 30
+        while worker().get("sample_rate") != 0.3:
+            assert time.monotonic() < deadline, worker()
+            time.sleep(0.5)
+        rows = wh.query(
+            "SELECT actor, reason FROM deployments WHERE model_name = @n AND alias = @a "
+            "AND action = 'sample_rate' ORDER BY deployed_at",
+            {"n": name, "a": alias},
+        )
+        assert [r["actor"] for r in rows] == ["fraud_release", "console:dana"], rows
+        assert rows[1]["reason"] == "sample rate 0.2 -> 0.3: more evidence sooner", rows
+
+        # A release manager, in the console in headless Chromium.
+        from selenium.webdriver.common.by import By
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        sign_in(browser, url, "rita", pw["rita"])
+        row = f'#challengers tr[data-alias="{alias}"]'
+        WebDriverWait(browser, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, row))
+        box = browser.find_element(By.CSS_SELECTOR, f"{row} input.rate")
+        box.clear()
+        box.send_keys("0.05")
+        browser.find_element(By.CSS_SELECTOR, f"{row} button.set-rate").click()
+        WebDriverWait(browser, 60).until(
+            lambda d: d.find_element(By.ID, "rate-outcome").get_attribute("data-status") not in (None, "")
+        )
+        said = browser.find_element(By.ID, "rate-outcome").text
+        assert browser.find_element(By.ID, "rate-outcome").get_attribute("data-status") == "200", said
+        assert said == f"{alias} (v{chall}) now samples 0.05 of live traffic (was 0.3).", said
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        browser.save_screenshot(str(ARTIFACTS / "07-sample-rate.png"))
+        deadline = time.monotonic() + 30
+        while worker().get("sample_rate") != 0.05:
+            assert time.monotonic() < deadline, worker()
+            time.sleep(0.5)
+    finally:
+        process.stop(spec)
+    acts = [(a["actor"], a["action"], a["outcome"]) for a in recent_actions(wh)]
+    assert ("eli", "sample_rate", "forbidden") in acts and ("vic", "sample_rate", "forbidden") in acts, acts
+    assert ("dana", "sample_rate", "ok") in acts and ("rita", "sample_rate", "ok") in acts, acts
+    assert ("dana", "sample_rate", "refused") in acts, acts

@@ -239,8 +239,13 @@ def test_a_running_challengers_rate_is_recosted_and_refused_when_the_pool_cannot
     down = rate(0.05)
     assert down.cpu_cores == pytest.approx(0.15) and rate(0.05) == down
     # After b has ended, a may take the whole pool (a "now" past b's end leaves only a's tail).
-    late = resize(  # type: ignore[arg-type]
-        warehouse, POOL, booking_id=a.booking_id, lock_path=lock, sample_rate=0.3, now=T0 + 2.75 * H
+    late = resize(
+        warehouse,  # type: ignore[arg-type]
+        POOL,
+        booking_id=a.booking_id,
+        lock_path=lock,
+        sample_rate=0.3,
+        now=T0 + 2.75 * H,
     )
     assert late.cpu_cores == pytest.approx(0.9)
     with pytest.raises(BookingRefused, match="in \\(0, 1\\]"):

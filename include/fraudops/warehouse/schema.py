@@ -166,7 +166,12 @@ DEPLOYMENTS = TableSpec(
         C("alias", "STRING", "REQUIRED"),
         C("model_version", "STRING", "NULLABLE", "Version the alias points to after the move."),
         C("previous_version", "STRING", "NULLABLE", "Version it pointed to before (NULL if none)."),
-        C("action", "STRING", "REQUIRED", "bootstrap, shadow, promote, rollback, retire, confirm, sample_rate."),
+        C(
+            "action",
+            "STRING",
+            "REQUIRED",
+            "bootstrap, shadow, promote, rollback, retire, confirm, sample_rate.",
+        ),
         C("actor", "STRING", "NULLABLE", "User, DAG run or service that moved it."),
         C("reason", "STRING", "NULLABLE"),
         C("deployed_at", "TIMESTAMP", "REQUIRED"),

@@ -484,6 +484,12 @@ async def book(request: Request, user: User) -> JSONResponse:
             )
             events_per_s = await asyncio.to_thread(traffic_rate, wh, name)
             cpu = cost.cpu_cores(events_per_s, rate)
+            conf = {
+                "model_name": name,
+                "version": version,
+                "requires_approval": approval,
+                "shadow_sample_rate": rate,
+            }
             booking, placement = await asyncio.to_thread(
                 lambda: reserve(
                     wh,
@@ -498,6 +504,7 @@ async def book(request: Request, user: User) -> JSONResponse:
                     sample_rate=rate,
                     cpu_cores=cpu,
                     memory_mb=cost.memory_mb,
+                    release_conf=json.dumps(conf),
                 )
             )
         except BookingRefused as err:
@@ -518,7 +525,9 @@ async def book(request: Request, user: User) -> JSONResponse:
         "dag_run_id": booking.dag_run_id,
         "logical_date": None,
         "run_after": booking.start_at.isoformat(),
-        "conf": {
+        "conf": json.loads(booking.release_conf)
+        if booking.release_conf
+        else {
             "model_name": name,
             "version": booking.version,
             "requires_approval": approval,
@@ -605,6 +614,120 @@ async def cancel(request: Request, user: User, booking_id: str) -> JSONResponse:
         _audit, user, role, "cancel_booking", booking_id, "ok", {"booked_by": booking.booked_by}
     )
     return JSONResponse({**booking.to_json(), "state": "cancelled"})
+
+
+@router.post("/api/bookings/{booking_id}/move")
+async def move_booking(request: Request, user: User, booking_id: str) -> JSONResponse:
+    """Move a booking whose release has not started: ``{"start_at": ISO 8601, "duration_minutes":
+    optional}``; its own booker or a release manager (anyone's).
+
+    Placed again among the other bookings under the pool's lock (``pipeline.booking.move``: queued
+    to the first instant with room when the pool is full then), then its queued ``fraud_release``
+    run is re-scheduled with the user's own Airflow token: Airflow cannot change a run's
+    ``run_after``, so the run is deleted and created again under the same run id and conf. A
+    release already running is refused (409). The same move again (a cut-off request) places the
+    booking the same way and makes sure its run exists once, at the new start."""
+    import datetime as dt
+
+    import httpx
+
+    from fraudops.config import load_settings
+    from fraudops.exceptions import ServiceError
+    from fraudops.pipeline.booking import BookingRefused, PoolBudget, find_booking, move
+    from fraudops.release.progress import as_utc
+
+    role = await _allow(user, ConsoleRole.DATA_SCIENTIST, "move_booking", booking_id)
+    body = await _json_object(request)
+    if body is None or not body.get("start_at"):
+        raise HTTPException(status_code=422, detail="start_at (ISO 8601) is required")
+    try:
+        start = as_utc(body["start_at"])
+        minutes = float(body["duration_minutes"]) if body.get("duration_minutes") else None
+    except (TypeError, ValueError) as err:
+        raise HTTPException(status_code=422, detail=f"bad start_at or duration_minutes: {err}") from err
+    if minutes is not None and not 1.0 <= minutes <= 60 * 24 * 60.0:
+        raise HTTPException(status_code=422, detail="duration_minutes must be between 1 and 86400")
+    settings = load_settings()
+    wh = _warehouse()
+    booking = await asyncio.to_thread(find_booking, wh, booking_id)
+    if booking is None:
+        raise HTTPException(status_code=404, detail=f"no booking {booking_id}")
+    if booking.booked_by != user.get_name() and not role.may(ConsoleRole.RELEASE_MANAGER):
+        reason = f"{user.get_name()} is {role}; moving {booking.booked_by}'s booking needs release_manager"
+        await asyncio.to_thread(
+            _audit, user, role, "move_booking", booking_id, "forbidden", {"reason": reason}
+        )
+        raise HTTPException(status_code=403, detail=reason)
+    base, headers = _airflow_as_user(request)
+    run_url = f"{base}/api/v2/dags/{RELEASE_DAG}/dagRuns/{booking.dag_run_id}"
+    async with httpx.AsyncClient(timeout=30) as client:
+        r = await client.get(run_url, headers=headers)
+    if r.status_code == 200 and r.json().get("state") != "queued":
+        state = r.json().get("state")
+        await asyncio.to_thread(
+            _audit, user, role, "move_booking", booking_id, "refused", {"run_state": state}
+        )
+        raise HTTPException(
+            status_code=409, detail=f"its release {booking.dag_run_id} is {state}: too late to move"
+        )
+    if r.status_code not in (200, 404):
+        raise HTTPException(status_code=r.status_code, detail=f"Airflow: {r.text[:300]}")
+    run = r.json() if r.status_code == 200 else {}
+    try:
+        moved, placement = await asyncio.to_thread(
+            lambda: move(
+                wh,
+                PoolBudget.from_env(),
+                booking_id=booking_id,
+                lock_path=settings.run_dir / "shadow_pool.lock",
+                start_at=start,
+                duration=None if minutes is None else dt.timedelta(minutes=minutes),
+            )
+        )
+    except BookingRefused as err:
+        await asyncio.to_thread(
+            _audit, user, role, "move_booking", booking_id, "refused", {"reason": str(err)}
+        )
+        raise HTTPException(status_code=422, detail=str(err)) from err
+    except ServiceError as err:  # the pool lock
+        raise HTTPException(status_code=503, detail=str(err)) from err
+    # The booking keeps its run's conf: a move cut off after the delete re-creates it the same.
+    conf = json.loads(moved.release_conf) if moved.release_conf else run.get("conf")
+    if not conf:
+        conf = {"model_name": moved.model_name, "version": moved.version}
+    conf = {**conf, "shadow_sample_rate": moved.sample_rate}  # its current rate (may have changed)
+    again = {
+        "dag_run_id": moved.dag_run_id,
+        "logical_date": None,
+        "run_after": moved.start_at.isoformat(),
+        "conf": conf,
+        "note": f"booked by {moved.booked_by} (booking {moved.booking_id}), moved by {user.get_name()}: "
+        f"{placement.reason}",
+    }
+    async with httpx.AsyncClient(timeout=30) as client:
+        if run:
+            d = await client.delete(run_url, headers=headers)
+            if d.status_code >= 300 and d.status_code != 404:
+                raise HTTPException(status_code=d.status_code, detail=f"Airflow: {d.text[:300]}")
+        c = await client.post(f"{base}/api/v2/dags/{RELEASE_DAG}/dagRuns", json=again, headers=headers)
+    if c.status_code >= 300:
+        await asyncio.to_thread(
+            _audit,
+            user,
+            role,
+            "move_booking",
+            booking_id,
+            "error",
+            {"airflow": c.status_code, "detail": c.text[:300]},
+        )
+        raise HTTPException(
+            status_code=c.status_code,
+            detail=f"the booking moved but Airflow refused its release run ({c.text[:300]}): "
+            "send the move again",
+        )
+    detail = {**moved.to_json(), "reason": placement.reason, "moved_from": booking.start_at.isoformat()}
+    await asyncio.to_thread(_audit, user, role, "move_booking", booking_id, "ok", detail)
+    return JSONResponse(detail)
 
 
 # -- challengers in shadow: their sample rates ------------------------------------------------------

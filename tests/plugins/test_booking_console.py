@@ -343,3 +343,96 @@ def test_a_running_challengers_sample_rate_is_changed_by_its_booker_or_a_release
     assert ("eli", "sample_rate", "forbidden") in acts and ("vic", "sample_rate", "forbidden") in acts, acts
     assert ("dana", "sample_rate", "ok") in acts and ("rita", "sample_rate", "ok") in acts, acts
     assert ("dana", "sample_rate", "refused") in acts, acts
+
+
+def test_a_booking_is_moved_by_its_booker_or_a_release_manager_and_its_release_run_follows(
+    fraudops_env: Path, api_server: dict[str, Any], tmp_path: Path
+) -> None:
+    """Moving a booking whose release has not started: placed again (queued behind a booking that
+    fills the pool then), its queued ``fraud_release`` run re-scheduled at the new start with the
+    same conf; the same move again changes nothing; not by another data scientist or a viewer."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    from fraudops.config import load_settings
+    from fraudops.intake.audit import recent_actions
+    from fraudops.registry import register_artifact
+    from fraudops.warehouse import Warehouse
+
+    settings = load_settings()
+    name, uri = settings.mlflow.model_name, settings.mlflow.tracking_uri
+    version = register_artifact(
+        tiny_bundle(tmp_path / "m", n_estimators=10), tracking_uri=uri, model_name=name
+    ).version
+    bag = DagBag(dag_folder=str(Path(__file__).resolve().parents[2] / "dags"))
+    serialize_to_db(bag.dags["fraud_release"], tmp_path / "empty")
+    url, pw = api_server["url"], api_server["passwords"]
+    dana, eli, vic, rita = (bearer(airflow_token(url, u, pw[u])) for u in ("dana", "eli", "vic", "rita"))
+    hour = (dt.datetime.now(dt.UTC) + dt.timedelta(days=3)).replace(minute=0, second=0, microsecond=0)
+
+    def book(start: dt.datetime, rid: str) -> dict[str, Any]:
+        body = {
+            "version": version,
+            "start_at": start.isoformat(),
+            "duration_minutes": 60,
+            "sample_rate": 0.2,
+            "requires_approval": True,
+            "request_id": rid,
+        }
+        r = httpx.post(f"{url}/fraudops/api/bookings", json=body, headers=dana, timeout=120)
+        assert r.status_code == 201, r.text
+        return dict(r.json())
+
+    first, blocker = book(hour, "move-1"), book(hour + dt.timedelta(hours=4), "move-2")
+
+    def move(booking: dict[str, Any], who: dict[str, str], body: Any) -> httpx.Response:
+        return httpx.post(
+            f"{url}/fraudops/api/bookings/{booking['booking_id']}/move", json=body, headers=who, timeout=60
+        )
+
+    def run_of(booking: dict[str, Any]) -> dict[str, Any]:
+        r = httpx.get(
+            f"{url}/api/v2/dags/fraud_release/dagRuns/{booking['dag_run_id']}", headers=rita, timeout=30
+        )
+        assert r.status_code == 200, r.text
+        return dict(r.json())
+
+    later = hour + dt.timedelta(hours=2)
+    for _ in range(2):  # the same move again: placed the same, the run there once
+        r = move(first, dana, {"start_at": later.isoformat()})
+        assert r.status_code == 200, r.text
+        assert r.json()["start_at"] == later.isoformat() and r.json()["state"] == "booked", r.text
+    run = run_of(first)
+    assert (
+        run["state"] == "queued"
+        and dt.datetime.fromisoformat(run["run_after"].replace("Z", "+00:00")) == later
+    )
+    assert run["conf"]["requires_approval"] is True and run["conf"]["shadow_sample_rate"] == 0.2, run
+    assert run["conf"]["version"] == version, run
+
+    assert move(first, vic, {"start_at": later.isoformat()}).status_code == 403
+    r = move(first, eli, {"start_at": later.isoformat()})
+    assert r.status_code == 403 and "needs release_manager" in r.text, r.text
+    for bad, status, why in (
+        ({}, 422, "start_at (ISO 8601) is required"),
+        ({"start_at": "soon"}, 422, "bad start_at"),
+        ({"start_at": "2020-01-01T00:00:00+00:00"}, 422, "in the past"),
+        ({"start_at": later.isoformat(), "duration_minutes": 0.1}, 422, "between 1 and"),
+    ):
+        r = move(first, dana, bad)
+        assert r.status_code == status and why in r.text, (bad, r.text)
+    assert move({"booking_id": "nope"}, dana, {"start_at": later.isoformat()}).status_code == 404
+
+    # A release manager moves it onto the other booking: the pool holds one, so it is queued.
+    onto = hour + dt.timedelta(hours=4, minutes=30)
+    r = move(first, rita, {"start_at": onto.isoformat()})
+    assert r.status_code == 200, r.text
+    doc = r.json()
+    assert doc["state"] == "queued" and doc["start_at"] == blocker["end_at"], (doc, blocker)
+    assert "queued to start then" in doc["reason"], doc
+    run = run_of(first)
+    assert dt.datetime.fromisoformat(run["run_after"].replace("Z", "+00:00")) == dt.datetime.fromisoformat(
+        blocker["end_at"]
+    ), run
+    acts = [(a["actor"], a["action"], a["outcome"]) for a in recent_actions(Warehouse(settings.warehouse))]
+    assert acts.count(("dana", "move_booking", "ok")) == 2 and ("rita", "move_booking", "ok") in acts, acts
+    assert ("eli", "move_booking", "forbidden") in acts and ("dana", "move_booking", "refused") in acts, acts

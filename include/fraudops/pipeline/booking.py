@@ -103,6 +103,8 @@ class Booking:
     requested_start_at: dt.datetime
     dag_run_id: str
     created_at: dt.datetime
+    #: JSON conf of its ``fraud_release`` run (None in rows from before the column).
+    release_conf: str | None = None
 
     def overlaps(self, start: dt.datetime, end: dt.datetime) -> bool:
         return self.start_at < end and start < self.end_at
@@ -114,7 +116,7 @@ class Booking:
     def from_row(cls, row: dict[str, Any]) -> Booking:
         from fraudops.release.progress import as_utc
 
-        doc = {k: row[k] for k in cls.__dataclass_fields__}
+        doc: dict[str, Any] = {k: row.get(k) for k in cls.__dataclass_fields__}
         for key in ("start_at", "end_at", "requested_start_at", "created_at"):
             doc[key] = as_utc(doc[key])
         return cls(**doc)
@@ -301,6 +303,7 @@ def reserve(
     sample_rate: float,
     cpu_cores: float,
     memory_mb: float,
+    release_conf: str | None = None,
 ) -> tuple[Booking, Placement | None]:
     """Place and record a booking under the pool lock; idempotent by ``booking_id``.
 
@@ -329,6 +332,7 @@ def reserve(
             sample_rate=sample_rate,
             cpu_cores=cpu_cores,
             memory_mb=memory_mb,
+            release_conf=release_conf,
         )
         save_booking(warehouse, booking)
         crash_point("book:after_save")
@@ -383,6 +387,60 @@ def resize(
     return resized
 
 
+def move(
+    warehouse: Warehouse,
+    budget: PoolBudget,
+    *,
+    booking_id: str,
+    lock_path: Path,
+    start_at: dt.datetime,
+    duration: dt.timedelta | None = None,
+    now: dt.datetime | None = None,
+) -> tuple[Booking, Placement]:
+    """Move a booking that has not started to ``start_at`` (and ``duration``, default its own),
+    placed like a new one among the others under the pool lock (queued when the pool is full
+    then). Raises ``BookingRefused`` for a booking that started, was cancelled or does not exist,
+    or a start in the past. The same move again places it the same way (safe to retry); the
+    caller then re-schedules its release run."""
+    now = now or dt.datetime.now(dt.UTC)
+    with pool_lock(lock_path):
+        booking = find_booking(warehouse, booking_id)
+        if booking is None:
+            raise BookingRefused(f"no booking {booking_id}")
+        if booking.state not in ("booked", "queued"):
+            raise BookingRefused(f"booking {booking_id} is {booking.state}")
+        if booking.start_at <= now:
+            raise BookingRefused(
+                f"booking {booking_id} started at {booking.start_at.isoformat()}: its release is under "
+                "way and cannot be moved (abort it, or change its sample rate)"
+            )
+        if start_at < now - dt.timedelta(minutes=5):
+            raise BookingRefused("start_at is in the past")
+        others = [b for b in load_bookings(warehouse) if b.booking_id != booking_id]
+        placement = place(
+            budget,
+            others,
+            start_at=max(start_at, now),
+            duration=duration or (booking.end_at - booking.start_at),
+            cpu_cores=booking.cpu_cores,
+            memory_mb=booking.memory_mb,
+        )
+        moved = replace(
+            booking,
+            start_at=placement.start_at,
+            end_at=placement.end_at,
+            state="queued" if placement.queued else "booked",
+            requested_start_at=start_at,
+        )
+        warehouse.execute(
+            f"UPDATE `{warehouse.table_id('shadow_bookings')}` SET start_at = @s, end_at = @e, "
+            "state = @state, requested_start_at = @r WHERE booking_id = @id",
+            {"s": moved.start_at, "e": moved.end_at, "state": moved.state, "r": start_at, "id": booking_id},
+        )
+        crash_point("move:after_save")
+    return moved, placement
+
+
 def new_booking(
     *,
     booking_id: str | None = None,
@@ -395,6 +453,7 @@ def new_booking(
     cpu_cores: float,
     memory_mb: float,
     now: dt.datetime | None = None,
+    release_conf: str | None = None,
 ) -> Booking:
     booking_id = booking_id or uuid.uuid4().hex[:12]
     return Booking(
@@ -411,6 +470,7 @@ def new_booking(
         requested_start_at=requested_start_at,
         dag_run_id=f"booking__{booking_id}",
         created_at=now or dt.datetime.now(dt.UTC),
+        release_conf=release_conf,
     )
 
 

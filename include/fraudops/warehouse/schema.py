@@ -287,6 +287,12 @@ SHADOW_BOOKINGS = TableSpec(
         C("requested_start_at", "TIMESTAMP", "REQUIRED"),
         C("dag_run_id", "STRING", "REQUIRED", "The fraud_release run it starts: booking__<id>."),
         C("created_at", "TIMESTAMP", "REQUIRED"),
+        C(
+            "release_conf",
+            "STRING",
+            "NULLABLE",
+            "JSON: the conf of its fraud_release run (a moved booking's run is created again with it).",
+        ),
     ),
 )
 

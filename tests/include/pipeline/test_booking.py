@@ -255,3 +255,89 @@ def test_a_running_challengers_rate_is_recosted_and_refused_when_the_pool_cannot
         resize(warehouse, POOL, booking_id=b.booking_id, lock_path=lock, sample_rate=0.2)  # type: ignore[arg-type]
     with pytest.raises(BookingRefused, match="no booking"):
         resize(warehouse, POOL, booking_id="nope", lock_path=lock, sample_rate=0.2)  # type: ignore[arg-type]
+
+
+#: A child process moving one booking (``python -c MOVE_CHILD '<json>'``).
+MOVE_CHILD = """
+import datetime as dt, json, sys
+from pathlib import Path
+from fraudops.config import WarehouseConfig
+from fraudops.pipeline.booking import PoolBudget, move
+from fraudops.warehouse import Warehouse
+job = json.loads(sys.argv[1])
+moved, placement = move(
+    Warehouse(WarehouseConfig(**job["warehouse"])), PoolBudget(cpu_cores=1.0, memory_mb=1000.0),
+    booking_id=job["id"], lock_path=Path(job["lock"]), start_at=dt.datetime.fromisoformat(job["start"]),
+    now=dt.datetime.fromisoformat(job["now"]),
+)
+print(json.dumps({"start": moved.start_at.isoformat(), "state": moved.state}))
+"""
+
+
+@pytest.mark.retry_safety
+def test_a_moved_booking_is_placed_again_and_its_move_killed_after_saving_is_retried_the_same(
+    warehouse: object, tmp_path: Path
+) -> None:
+    """Moving a booking that has not started: placed again among the others (queued when the pool
+    is full at the new start), its length and cost kept; killed right after the row was saved and
+    retried, it ends where one clean move puts it; a started, cancelled or unknown booking, or a
+    start in the past, is refused."""
+    import json
+    import os
+    import sys
+
+    from fraudops.pipeline.booking import cancel_booking, find_booking, move, save_booking
+
+    lock = tmp_path / "pool.lock"
+    a, b = _booked(T0 + 10 * H, 2, 0.3, 600), _booked(T0 + 20 * H, 2, 0.3, 600)
+    for booking in (a, b):
+        save_booking(warehouse, booking)  # type: ignore[arg-type]
+    now = T0
+    moved, placement = move(  # into b's slot: the memory does not fit, queued to b's end
+        warehouse,  # type: ignore[arg-type]
+        POOL,
+        booking_id=a.booking_id,
+        lock_path=lock,
+        start_at=T0 + 21 * H,
+        now=now,
+    )
+    assert placement.queued and moved.start_at == b.end_at and moved.state == "queued", moved
+    assert moved.end_at - moved.start_at == 2 * H and moved.requested_start_at == T0 + 21 * H
+    assert find_booking(warehouse, a.booking_id) == moved  # type: ignore[arg-type]
+
+    job = {
+        "warehouse": dataclasses.asdict(warehouse.cfg),  # type: ignore[attr-defined]
+        "lock": str(lock),
+        "id": a.booking_id,
+        "start": (T0 + 5 * H).isoformat(),
+        "now": now.isoformat(),
+    }
+
+    def run(crash: str = "") -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "FRAUDOPS_CRASH_AT": crash} if crash else dict(os.environ)
+        return subprocess.run(
+            [sys.executable, "-c", MOVE_CHILD, json.dumps(job)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+
+    killed = run("move:after_save")
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    retried = [run(), run()]
+    assert all(r.returncode == 0 for r in retried), [r.stderr[-2000:] for r in retried]
+    docs = [json.loads(r.stdout) for r in retried]
+    assert docs[0] == docs[1] == {"start": (T0 + 5 * H).isoformat(), "state": "booked"}, docs
+    after = find_booking(warehouse, a.booking_id)  # type: ignore[arg-type]
+    assert after is not None and after.start_at == T0 + 5 * H and after.cpu_cores == a.cpu_cores
+
+    def refused(booking_id: str, start: dt.datetime, at: dt.datetime, why: str) -> None:
+        with pytest.raises(BookingRefused, match=why):
+            move(warehouse, POOL, booking_id=booking_id, lock_path=lock, start_at=start, now=at)  # type: ignore[arg-type]
+
+    refused(a.booking_id, T0 + 30 * H, T0 + 6 * H, "under way and cannot be moved")
+    refused(b.booking_id, T0 - 2 * H, T0, "in the past")
+    cancel_booking(warehouse, b.booking_id)  # type: ignore[arg-type]
+    refused(b.booking_id, T0 + 30 * H, T0, "is cancelled")
+    refused("nope", T0 + 30 * H, T0, "no booking")

@@ -730,6 +730,68 @@ async def move_booking(request: Request, user: User, booking_id: str) -> JSONRes
     return JSONResponse(detail)
 
 
+# -- following releases -----------------------------------------------------------------------------
+async def _xcom(client: Any, base: str, headers: dict[str, str], run_id: str, task_id: str) -> Any:
+    """A task's return value through Airflow's REST API (the user's token), or None."""
+    r = await client.get(
+        f"{base}/api/v2/dags/{RELEASE_DAG}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/return_value",
+        headers=headers,
+    )
+    if r.status_code != 200:
+        return None
+    value = r.json().get("value")
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return None
+    return value if isinstance(value, dict) else None
+
+
+@router.get("/api/releases")
+async def releases(request: Request, user: User, limit: int = 6) -> JSONResponse:
+    """The newest ``fraud_release`` runs (read with the user's own Airflow token) and, for each that
+    resolved its candidate, what ``pipeline.release.follow`` reports: events scored and matured
+    labeled frauds against what the gate needs, the ETA and the wait's status line, an hourly
+    series for the plot, and the latest gate decisions on the version."""
+    import httpx
+
+    from fraudops.pipeline.release import follow
+    from fraudops.pipeline.release_types import Candidate, ShadowDeployment
+
+    await _allow(user, ConsoleRole.VIEWER, "list_releases", None)
+    base, headers = _airflow_as_user(request)
+    wh = _warehouse()
+    out = []
+    async with httpx.AsyncClient(timeout=30) as client:
+        r = await client.get(
+            f"{base}/api/v2/dags/{RELEASE_DAG}/dagRuns",
+            params={"limit": min(max(limit, 1), 20), "order_by": "-run_after"},
+            headers=headers,
+        )
+        if r.status_code != 200:
+            raise HTTPException(status_code=r.status_code, detail=f"Airflow: {r.text[:300]}")
+        for run in r.json().get("dag_runs", []):
+            run_id = run["dag_run_id"]
+            item: dict[str, Any] = {
+                k: run.get(k) for k in ("dag_run_id", "state", "run_after", "start_date", "end_date", "conf")
+            }
+            cand = await _xcom(client, base, headers, run_id, "resolve")
+            if cand is not None:
+                deploy = await _xcom(client, base, headers, run_id, "deploy_shadow")
+                try:
+                    item["follow"] = await asyncio.to_thread(
+                        follow,
+                        wh,
+                        Candidate.from_xcom(cand),
+                        None if deploy is None else ShadowDeployment.from_xcom(deploy),
+                    )
+                except ValueError as err:  # an XCom of an older shape: show the run without it
+                    item["follow_error"] = str(err)[:300]
+            out.append(item)
+    return JSONResponse(out)
+
+
 # -- challengers in shadow: their sample rates ------------------------------------------------------
 def _live_booking(wh: Any, model_name: str, version: str) -> Any:
     """The version's booking that holds pool capacity now or later (the newest), or None."""

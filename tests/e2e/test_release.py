@@ -195,6 +195,22 @@ def test_better_challenger_is_promoted_and_confirmed(
     assert {"promotion_decision.json", "probation_decision.json", "drift.json"} <= files
     assert {"reports/score_drift.html", "reports/feature_drift.html"} <= reports
     assert client.get_model_version(MODEL, version).tags["release_status"] == "confirmed"
+    # What the console shows of this release (pipeline.release.follow): the wait's counts against
+    # what the gate needed, the hourly series adding up to them, and both decisions.
+    from fraudops.pipeline.release import follow
+    from fraudops.pipeline.release_types import Candidate, ShadowDeployment
+
+    ti = run.get_task_instance("resolve")
+    cand = Candidate.from_xcom(ti.xcom_pull(task_ids="resolve"))
+    deploy = ShadowDeployment.from_xcom(ti.xcom_pull(task_ids="deploy_shadow"))
+    shown = follow(e2e_warehouse, cand, deploy)
+    progress, needs = shown["progress"], shown["needs"]
+    assert shown["ready"] is True and shown["eta_hours"] == 0.0, shown["status"]
+    assert progress["scored"] >= needs["scored"] == cand.min_scored_events, (progress, needs)
+    assert progress["matured_frauds"] >= needs["matured_frauds"] == cand.min_labeled_frauds, (progress, needs)
+    assert sum(h["scored"] for h in shown["series"]) == progress["scored"], shown["series"][:3]
+    assert sum(h["errors"] for h in shown["series"]) == progress["errors"]
+    assert [d["status"] for d in shown["decisions"]] == ["confirm", "promote"], shown["decisions"]
 
 
 def test_degrading_champion_is_rolled_back_within_seconds(

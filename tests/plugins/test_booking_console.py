@@ -258,7 +258,7 @@ def test_a_running_challengers_sample_rate_is_changed_by_its_booker_or_a_release
             "FRAUDOPS_WARM_DAYS": "0",
             "FRAUDOPS_EVENT_CLOCK": "simulated",
             "FRAUDOPS_ALIAS_POLL_S": "0.5",
-            "FRAUDOPS_LOG_PREDICTIONS": "0",
+            "FRAUDOPS_LOG_FLUSH_S": "0.5",
         },
         cwd=tmp_path,
         ready_timeout_s=180.0,
@@ -277,6 +277,37 @@ def test_a_running_challengers_sample_rate_is_changed_by_its_booker_or_a_release
             assert time.monotonic() < deadline, worker()
             time.sleep(1)
         assert worker()["booked_by"] == "dana" and worker()["booking_id"] == booking["booking_id"]
+        deployed_at = dt.datetime.now(dt.UTC)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as scoring:
+            for i in range(400):
+                r = scoring.post("/score", json=_tx(i))
+                assert r.status_code == 200, r.text
+        last_request = time.time()
+        _release_started(booking["dag_run_id"], name, chall, champ, alias, deployed_at)
+        shadow_rows = (
+            "SELECT COUNTIF(score IS NOT NULL) AS n FROM predictions WHERE model_name = @n "
+            "AND model_version = @v AND mode = 'shadow' AND served_at >= @t"
+        )
+        at = {"n": name, "v": chall, "t": deployed_at}
+        deadline = time.monotonic() + 60
+        while (scored := wh.query(shadow_rows, at)[0]["n"]) < 30:  # ~0.2 × 400
+            assert time.monotonic() < deadline, scored
+            time.sleep(1)
+        # The wait (and so the console) counts predictions once they are SETTLE_S old.
+        from fraudops.pipeline.release import SETTLE_S
+
+        time.sleep(max(0.0, SETTLE_S + 1 - (time.time() - last_request)))
+        scored = wh.query(shadow_rows, at)[0]["n"]
+        # Following the release: the run's progress against what the gate needs, with its plot.
+        runs = httpx.get(f"{url}/fraudops/api/releases", headers=vic, timeout=60).json()
+        mine = [r for r in runs if r["dag_run_id"] == booking["dag_run_id"]]
+        assert mine and mine[0]["state"] == "queued", runs
+        shown = mine[0]["follow"]
+        assert shown["version"] == chall and shown["champion"] == champ, shown
+        assert shown["needs"]["scored"] == 100 and shown["needs"]["matured_frauds"] == 5, shown
+        assert shown["progress"]["scored"] == scored > 0, (shown["progress"], scored)
+        assert sum(h["scored"] for h in shown["series"]) == scored, shown["series"]
+        assert shown["status"].startswith("matured labeled frauds 0 of 5 needed"), shown["status"]
 
         def change(who: dict[str, str], rate: Any) -> httpx.Response:
             return httpx.post(
@@ -319,6 +350,13 @@ def test_a_running_challengers_sample_rate_is_changed_by_its_booker_or_a_release
         from selenium.webdriver.support.ui import WebDriverWait
 
         sign_in(browser, url, "rita", pw["rita"])
+        card = f'#releases .release[data-run="{booking["dag_run_id"]}"]'
+        WebDriverWait(browser, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, f"{card} svg.plot"))
+        text = browser.find_element(By.CSS_SELECTOR, card).text
+        assert f"v{chall} against champion v{champ}" in text and f"{scored} of 100" in text, text
+        assert len(browser.find_elements(By.CSS_SELECTOR, f"{card} svg.plot polyline")) == 2
+        browser.execute_script("arguments[0].scrollIntoView()", browser.find_element(By.CSS_SELECTOR, card))
+        browser.save_screenshot(str(ARTIFACTS / "08-release-progress.png"))
         row = f'#challengers tr[data-alias="{alias}"]'
         WebDriverWait(browser, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, row))
         box = browser.find_element(By.CSS_SELECTOR, f"{row} input.rate")
@@ -436,3 +474,50 @@ def test_a_booking_is_moved_by_its_booker_or_a_release_manager_and_its_release_r
     acts = [(a["actor"], a["action"], a["outcome"]) for a in recent_actions(Warehouse(settings.warehouse))]
     assert acts.count(("dana", "move_booking", "ok")) == 2 and ("rita", "move_booking", "ok") in acts, acts
     assert ("eli", "move_booking", "forbidden") in acts and ("dana", "move_booking", "refused") in acts, acts
+
+
+def _tx(i: int) -> dict[str, Any]:
+    """A valid /score body (simulated clock: 2026-06-01 event times, one a second)."""
+    return {
+        "transaction_id": f"console-tx-{i}",
+        "card_id": f"c-{i % 50}",
+        "terminal_id": f"t-{i % 20}",
+        "merchant_id": f"m-{i % 10}",
+        "amount": 10.0 + i % 90,
+        "timestamp": f"2026-06-01T00:{(i // 60) % 60:02d}:{i % 60:02d}Z",
+        "region": "eu-west",
+        "device_id": f"d-{i % 30}",
+        "channel": "ecom",
+        "currency": "EUR",
+    }
+
+
+def _release_started(
+    run_id: str, name: str, version: str, champion: str, alias: str, deployed_at: dt.datetime
+) -> None:
+    """The return values ``resolve`` and ``deploy_shadow`` write when the booked run starts (its
+    scheduler is not part of this module's stack), in Airflow's own XCom table: what the console
+    reads to follow the run."""
+    from airflow.models.xcom import XComModel
+
+    from fraudops.pipeline.release import ReleaseParams
+    from fraudops.pipeline.release_types import Candidate, ShadowDeployment
+    from fraudops.release.policy import DEFAULT_POLICY
+
+    cand = Candidate(
+        model_name=name,
+        version=version,
+        champion=champion,
+        alias=alias,
+        params=ReleaseParams(model_name=name, version=version, shadow_sample_rate=0.2).to_dict(),
+        policy=DEFAULT_POLICY.to_dict(),
+        policy_fingerprint=DEFAULT_POLICY.fingerprint,
+        min_scored_events=100,
+        min_labeled_frauds=5,
+        planned_scored_events=5000,
+        planned_labeled_frauds=120,
+        label_maturity_hours=12.0,
+    )
+    deploy = ShadowDeployment(ok=True, deployed_at=deployed_at, alias=alias, shadow_sample_rate=0.2)
+    for task_id, value in (("resolve", cand.to_xcom()), ("deploy_shadow", deploy.to_xcom())):
+        XComModel.set("return_value", value, dag_id="fraud_release", task_id=task_id, run_id=run_id)

@@ -59,6 +59,7 @@ if TYPE_CHECKING:
     from fraudops.release.evidence import ShadowEvidence
     from fraudops.release.gates import GateDecision
     from fraudops.release.policy import GatePolicy
+    from fraudops.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
 
@@ -1160,3 +1161,62 @@ def shadow_look(
     return ShadowWait(
         ready=ready, reason=status_line(progress, target, hours), progress=progress.to_dict(), eta_hours=hours
     )
+
+
+# -- following a release (the console) -------------------------------------------------------------
+def follow(warehouse: Warehouse, cand: Candidate, deploy: ShadowDeployment | None) -> dict[str, Any]:
+    """What a user following the release sees: the challenger's progress against what the gate
+    needs (the same counts, target and ETA as the shadow wait's look), an hourly series for the
+    plot, and the latest gate decisions on this version. Read-only."""
+    from fraudops.release.progress import eta, is_satisfied, progress_series, shadow_progress, status_line
+
+    target = shadow_target(cand)
+    out: dict[str, Any] = {
+        "model_name": cand.model_name,
+        "version": cand.version,
+        "champion": cand.champion,
+        "needs": {
+            "scored": cand.min_scored_events,
+            "matured_frauds": cand.min_labeled_frauds,
+            "planned_scored": cand.planned_scored_events,
+            "planned_matured_frauds": cand.planned_labeled_frauds,
+            "label_maturity_hours": cand.label_maturity_hours,
+        },
+        "shadow": None if deploy is None else deploy.to_xcom(),
+        "progress": None,
+        "eta_hours": None,
+        "status": "waiting for its shadow deployment" if deploy is None else deploy.reason or "",
+        "series": [],
+    }
+    if deploy is not None and deploy.ok and deploy.deployed_at is not None:
+        progress = shadow_progress(
+            warehouse,
+            model_name=cand.model_name,
+            version=cand.version,
+            since=deploy.since(),
+            maturity_hours=cand.label_maturity_hours,
+            settle_s=SETTLE_S,
+        )
+        hours = eta(
+            progress,
+            target,
+            first_event_time=progress.first_event_time,
+            now_event_time=progress.last_event_time,
+            maturity_hours=cand.label_maturity_hours,
+        )
+        out.update(
+            progress=progress.to_dict(),
+            eta_hours=hours,
+            ready=is_satisfied(progress, target)[0],
+            status=status_line(progress, target, hours),
+            series=progress_series(
+                warehouse, model_name=cand.model_name, version=cand.version, since=deploy.since()
+            ),
+        )
+    rows = warehouse.query(
+        f"SELECT stage, status, reason, decided_at FROM `{warehouse.table_id('gate_decisions')}` "
+        "WHERE model_name = @m AND challenger_version = @v ORDER BY decided_at DESC LIMIT 5",
+        {"m": cand.model_name, "v": cand.version},
+    )
+    out["decisions"] = [{**r, "decided_at": _as_utc(r["decided_at"]).isoformat()} for r in rows]
+    return out

@@ -310,7 +310,7 @@ def status_line(progress: ShadowProgress, target: ProgressTarget, eta_hours: flo
     return f"{reason}; ETA ~{eta_hours:.1f} h event time"
 
 
-_QUERY = """
+_ROWS = """
 WITH p AS (
   SELECT
     transaction_id,
@@ -332,6 +332,11 @@ l AS (
   WHERE label_time <= @label_as_of
   GROUP BY transaction_id
 )
+"""
+
+_QUERY = (
+    _ROWS
+    + """
 SELECT
   COUNTIF(p.ok) AS scored,
   COUNTIF(p.ok AND l.transaction_id IS NOT NULL) AS scored_with_label,
@@ -346,6 +351,58 @@ SELECT
 FROM p
 LEFT JOIN l ON l.transaction_id = p.transaction_id
 """
+)
+
+_SERIES = (
+    _ROWS
+    + """
+SELECT
+  TIMESTAMP_TRUNC(p.event_time, HOUR) AS hour,
+  COUNTIF(p.ok) AS scored,
+  COUNTIF(NOT p.ok) AS errors,
+  COUNTIF(p.ok AND l.is_fraud) AS frauds
+FROM p
+LEFT JOIN l ON l.transaction_id = p.transaction_id
+GROUP BY hour
+ORDER BY hour
+"""
+)
+
+
+def progress_series(
+    warehouse: Warehouse, *, model_name: str, version: str, since: dt.datetime | str, mode: str = "shadow"
+) -> list[dict[str, Any]]:
+    """Per hour of event time, what ``version`` scored in ``mode`` since ``since`` (served): events
+    scored, failed, and labelled fraud as of now; the same rows :func:`shadow_progress` counts
+    (for the console's progress plot)."""
+    from fraudops.release.evidence import CAPACITY_SHED
+
+    sql = _SERIES.format(
+        predictions=warehouse.table_id("predictions"),
+        labels=warehouse.table_id("labels"),
+        capacity_shed=", ".join(f"'{reason}'" for reason in CAPACITY_SHED),
+    )
+    rows = warehouse.query(
+        sql,
+        {
+            "model_name": model_name,
+            "version": str(version),
+            "mode": mode,
+            "since": as_utc(since),
+            "as_of": dt.datetime.now(dt.UTC),
+            "label_as_of": dt.datetime(9999, 12, 31, tzinfo=dt.UTC),
+        },
+    )
+    return [
+        {
+            "hour": _iso(as_utc(r["hour"])),
+            "scored": int(r["scored"] or 0),
+            "errors": int(r["errors"] or 0),
+            "frauds": int(r["frauds"] or 0),
+        }
+        for r in rows
+        if r.get("hour") is not None
+    ]
 
 
 def shadow_progress(

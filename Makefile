@@ -7,7 +7,7 @@ UV_VERSION := 0.13.9
 STAMP := $(VENV)/.installed
 NATIVE := include/fraudops/_native/STAMP.json
 
-.PHONY: setup system-deps run up down status test test-fast lint typecheck bench bench-gate lock clean
+.PHONY: setup system-deps frameworks run up down status test test-fast lint typecheck bench bench-gate lock clean
 
 ## setup: create .venv and install the pinned environment and the fraudops package, then compile
 ## the online feature store with mypyc (fraudops.native; uses gcc). Idempotent.
@@ -18,6 +18,19 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION) 2>&1 | grep -v "^WARNING: Location" || true
 	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements.txt -r requirements-dev.txt
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	@touch $@
+
+## frameworks: a separate environment where data scientists train (PyTorch CPU, TensorFlow,
+## tf2onnx): the byom tests train a model in each and export it to ONNX, as users do, then take the
+## file through intake. Never imported by the platform. torch's CPU wheel comes from /opt/wheels
+## where this machine has it, else from PyTorch's CPU index.
+FRAMEWORKS := .venv-frameworks
+TORCH_WHEELS ?= $(if $(wildcard /opt/wheels/torch-*+cpu-*.whl),--find-links /opt/wheels,--extra-index-url https://download.pytorch.org/whl/cpu --index-strategy unsafe-best-match)
+frameworks: $(FRAMEWORKS)/.installed
+
+$(FRAMEWORKS)/.installed: requirements-frameworks.txt $(STAMP)
+	@test -x $(FRAMEWORKS)/bin/python || $(PYTHON) -m venv $(FRAMEWORKS)
+	$(BIN)/uv pip install --quiet --python $(FRAMEWORKS)/bin/python $(TORCH_WHEELS) -r requirements-frameworks.txt
 	@touch $@
 
 $(NATIVE): $(STAMP) $(wildcard include/fraudops/features/*.py) include/fraudops/exceptions.py include/fraudops/native.py
@@ -63,7 +76,7 @@ status:
 ## another on one worker, every other file goes to whichever worker is free (tests/conftest.py,
 ## REALTIME). Each worker starts its own services on free ports.
 PYTEST_WORKERS ?= 2
-test: setup typecheck
+test: setup frameworks typecheck
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
@@ -96,6 +109,7 @@ bench-gate: setup
 lock:
 	$(BIN)/uv pip compile --quiet --python-version 3.11 requirements/runtime.in -o requirements.txt
 	$(BIN)/uv pip compile --quiet --python-version 3.11 requirements/dev.in -o requirements-dev.txt
+	$(BIN)/uv pip compile --quiet --python-version 3.11 $(TORCH_WHEELS) requirements/frameworks.in -o requirements-frameworks.txt
 
 clean: down
 	rm -rf .state

@@ -81,6 +81,42 @@ def _onnx_from_sklearn(X: np.ndarray, y: np.ndarray, out: Path) -> Path:
     return path
 
 
+#: The environment data scientists train in (``make frameworks``): PyTorch and TensorFlow live there,
+#: never in the platform's environment, which only sees the exported ONNX file.
+FRAMEWORKS_PYTHON = Path(__file__).resolve().parents[1] / ".venv-frameworks" / "bin" / "python"
+
+
+def exported(kind: str, X: np.ndarray, y: np.ndarray, out: Path) -> Path:
+    """A ``pytorch`` or ``keras`` model trained in the frameworks environment on ``X``, ``y`` and
+    exported to ONNX with the README's commands (``tests/framework_export.py``)."""
+    import subprocess
+
+    assert FRAMEWORKS_PYTHON.exists(), f"{FRAMEWORKS_PYTHON} is missing: `make frameworks` creates it"
+    data, path = out / f"{kind}-data.npz", out / f"{kind}.onnx"
+    np.savez(data, X=X.astype(np.float32), y=y.astype(np.float32))
+    done = subprocess.run(
+        [
+            str(FRAMEWORKS_PYTHON),
+            str(Path(__file__).with_name("framework_export.py")),
+            kind,
+            str(data),
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(out),
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+            "CUDA_VISIBLE_DEVICES": "",
+        },
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    print(done.stdout.strip().splitlines()[-1])
+    return path
+
+
 BUILDERS = {
     "lightgbm": lambda X, y, out: lightgbm_model(X, y, out),
     "xgboost-json": lambda X, y, out: _xgboost(X, y, out, "json"),
@@ -88,4 +124,6 @@ BUILDERS = {
     "sklearn-pipeline-skops": skops_pipeline,
     "sklearn-forest-skops": _skops_trees,
     "onnx": _onnx_from_sklearn,
+    "pytorch-onnx": lambda X, y, out: exported("pytorch", X, y, out),
+    "keras-onnx": lambda X, y, out: exported("keras", X, y, out),
 }

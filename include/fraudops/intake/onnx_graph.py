@@ -175,6 +175,16 @@ def conform(model: onnx.ModelProto, n_features: int) -> onnx.ModelProto:
     src = chosen.name
     keep = [o for o in graph.output if o.name == src]
     del graph.output[:]
+    if src == OUTPUT_NAME and width != 2:
+        # One column already named ``probabilities`` (PyTorch's export with the README's names): it
+        # becomes the P(fraud) input of the [1 - p, p] below, which takes the name.
+        src = "fraudops_p_in"
+        for node in graph.node:
+            node.input[:] = [src if x == OUTPUT_NAME else x for x in node.input]
+            node.output[:] = [src if x == OUTPUT_NAME else x for x in node.output]
+        for info in graph.value_info:
+            if info.name == OUTPUT_NAME:
+                info.name = src
     if width == 2 and src == OUTPUT_NAME:
         graph.output.extend(keep)
     elif width == 2:

@@ -136,6 +136,19 @@ def test_one_probability_column_becomes_the_two_column_interface() -> None:
     np.testing.assert_allclose(out.sum(axis=1), 1.0, rtol=1e-6)
 
 
+def test_one_column_already_named_probabilities_is_read_the_same_way() -> None:
+    """PyTorch's export with the README's names: a [N, 1] sigmoid output called ``probabilities``
+    (the conformed graph once named two tensors so and failed the ONNX checker)."""
+    model = _logistic(1)
+    model.graph.node[1].output[0] = "probabilities"
+    model.graph.output[0].name = "probabilities"
+    conformed = conform(model, 3)
+    x = np.array([[0.0, 0.0, 0.0], [2.0, 1.0, 1.0]], np.float32)
+    out = ort.InferenceSession(conformed.SerializeToString()).run(["probabilities"], {"features": x})[0]
+    assert out.shape == (2, 2)
+    np.testing.assert_allclose(out[:, 1], 1 / (1 + np.exp(-x.sum(axis=1) * 0.5)), rtol=1e-6)
+
+
 def test_interfaces_intake_cannot_read_are_refused() -> None:
     with pytest.raises(IntakeError, match="must be \\[N, 5\\]"):
         conform(_logistic(1), 5)  # the model reads 3 features, the upload names 5

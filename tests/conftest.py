@@ -7,6 +7,7 @@ and is stopped at the end of the session.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sys
 from collections.abc import Iterator
@@ -267,3 +268,32 @@ def intake_world(bq_emulator: Any) -> Iterator[dict[str, Any]]:
         yield {"wh": wh, "X": X.to_numpy(dtype=np.float32), "y": y}
     finally:
         wh.drop_dataset()
+
+
+# A headless Chromium (Debian's, driven by Selenium 4 through Debian's chromedriver) for the
+# console's browser tests (tests/plugins, and the console release in tests/e2e).
+@pytest.fixture()
+def browser(tmp_path: Path) -> Iterator[Any]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    chromium, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
+    assert chromium and driver_path, "chromium and chromium-driver are installed by `make setup` (Debian)"
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = chromium
+    for arg in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'chromium'}",
+        "--window-size=1280,1400",
+    ):
+        opts.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=opts)
+    try:
+        yield driver
+    finally:
+        driver.quit()

@@ -148,10 +148,13 @@ async def upload_model(
     file: UploadFile,
     features: Annotated[str, Form()],
     description: Annotated[str, Form()] = "",
+    start_release: Annotated[bool, Form()] = True,
 ) -> JSONResponse:
     """Model intake for the uploaded file, the user as author; 200 with the report when it is
     registered, 422 with the report (the failed check and its reason) when intake refused it, 503
-    when a service it needs failed (try again)."""
+    when a service it needs failed (try again). ``start_release`` (default true) emits the
+    candidate Asset, so ``fraud_release`` starts now; false only registers it (book a shadow slot
+    for it then)."""
     from fraudops.config import load_settings
     from fraudops.intake import IntakeRequest, run_intake
     from fraudops.release.policy import DEFAULT_POLICY
@@ -172,6 +175,7 @@ async def upload_model(
             author=user.get_name(),
             description=description[:2000],
             alert_budget=DEFAULT_POLICY.alert_budget,
+            emit=start_release,
         )
         airflow = _platform_airflow()
         settings = load_settings()
@@ -488,7 +492,9 @@ async def book(request: Request, user: User) -> JSONResponse:
                 "model_name": name,
                 "version": version,
                 "requires_approval": approval,
-                "shadow_sample_rate": rate,
+                # Asked for: the challenger's own rate; not asked: the service's default (costed at
+                # its current value), which the release then leaves as it is.
+                "shadow_sample_rate": None if asked_rate is None else rate,
             }
             booking, placement = await asyncio.to_thread(
                 lambda: reserve(
@@ -531,7 +537,6 @@ async def book(request: Request, user: User) -> JSONResponse:
             "model_name": name,
             "version": booking.version,
             "requires_approval": approval,
-            "shadow_sample_rate": booking.sample_rate,
         },
         "note": f"booked by {booking.booked_by} (booking {booking.booking_id}): {reason}",
     }
@@ -695,7 +700,8 @@ async def move_booking(request: Request, user: User, booking_id: str) -> JSONRes
     conf = json.loads(moved.release_conf) if moved.release_conf else run.get("conf")
     if not conf:
         conf = {"model_name": moved.model_name, "version": moved.version}
-    conf = {**conf, "shadow_sample_rate": moved.sample_rate}  # its current rate (may have changed)
+    if conf.get("shadow_sample_rate") is not None:  # its own rate, as it is now (may have changed)
+        conf = {**conf, "shadow_sample_rate": moved.sample_rate}
     again = {
         "dag_run_id": moved.dag_run_id,
         "logical_date": None,

@@ -8,6 +8,7 @@ surge is rolled back automatically and production serves the previous version wi
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from typing import Any
@@ -265,3 +266,193 @@ def test_degrading_champion_is_rolled_back_within_seconds(
     assert served["champion"]["version"] == previous
     wait_until(lambda: _served(scoring)["challengers"] == {}, 30, "shadow pool emptied")
     assert _deployments(e2e_warehouse, "champion")[-1] == "rollback"
+
+
+# -- the console alone: a data scientist's scikit-learn model to a gate decision ---------------------
+@pytest.fixture()
+def console_airflow(
+    e2e_env: dict[str, str], scoring: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> Any:
+    """Airflow as ``fraudops up`` runs it (API server with the console, scheduler, DAG processor,
+    triggerer; its own metadata DB and state folder) over the e2e world's warehouse, registry and
+    scoring service, with a data scientist (dana) and a release manager (rita); release runs use
+    this test's short windows (the ``fraudops_release_defaults`` Variable, as the demo sets it)."""
+    import json
+
+    from airflow_ui import airflow_token, bearer
+
+    from fraudops.config import load_settings
+    from fraudops.stack import process
+    from fraudops.stack.process import free_port
+    from fraudops.stack.services import airflow_specs, apply_airflow_settings
+
+    for key in [k for k in os.environ if k.startswith("AIRFLOW")]:
+        monkeypatch.delenv(key)  # the tests' private Airflow settings are not the stack's
+    monkeypatch.setenv("FRAUDOPS_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("FRAUDOPS_AIRFLOW_PORT", str(free_port()))
+    monkeypatch.setenv("FRAUDOPS_AIRFLOW_USERS", "admin:admin,rita:op,dana:user,vic:viewer")
+    settings = load_settings()
+    specs = airflow_specs(settings)
+    try:
+        for spec in specs:
+            process.start(spec)
+        apply_airflow_settings(settings)
+        passwords = json.loads(
+            (settings.airflow_home / "simple_auth_manager_passwords.json.generated").read_text()
+        )
+        url = settings.airflow.url
+        admin = bearer(airflow_token(url, "admin", passwords["admin"]))
+        wait_until(
+            lambda: (
+                httpx.get(f"{url}/api/v2/dags/fraud_release", headers=admin, timeout=10).status_code == 200
+            ),
+            180,
+            "fraud_release parsed",
+            every_s=2,
+        )
+        profile = {k: v for k, v in _conf("", scoring).items() if k not in ("version", "model_name")}
+        r = httpx.post(
+            f"{url}/api/v2/variables",
+            json={"key": "fraudops_release_defaults", "value": json.dumps(profile)},
+            headers=admin,
+            timeout=30,
+        )
+        assert r.status_code in (200, 201), r.text
+        r = httpx.patch(
+            f"{url}/api/v2/dags/fraud_release", json={"is_paused": False}, headers=admin, timeout=30
+        )
+        assert r.status_code == 200, r.text
+        yield {"url": url, "passwords": passwords, "admin": admin}
+    finally:
+        for spec in reversed(specs):
+            process.stop(spec)
+
+
+@pytest.mark.browser
+@pytest.mark.byom
+def test_a_data_scientist_takes_a_skops_model_from_the_console_to_a_gate_decision(
+    console_airflow: dict[str, Any],
+    registered: dict[str, str],
+    traffic: Traffic,
+    scoring: str,
+    e2e_warehouse: Any,
+    browser: Any,
+    tmp_path: Any,
+) -> None:
+    """From the console alone, in headless Chromium: dana uploads a scikit-learn pipeline saved with
+    skops (intake passes, the model is registered, no release yet), books a shadow slot for it now
+    with a release manager's approval required; Airflow's scheduler starts the booked release run;
+    the console follows it (events scored against what the gate needs); the gate decides on live
+    shadow traffic; when it passes, rita approves in the console and the run promotes."""
+    from pathlib import Path
+
+    import skops.io as sio
+    from airflow_ui import airflow_token, bearer, sign_in
+    from e2e_world import HISTORY_DAYS, HISTORY_START, SEED, TRAIN_DAYS, world
+    from release_models import training_frame
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.pipeline import make_pipeline
+
+    from fraudops.registry import move_alias
+    from fraudops.simulate import generate
+
+    url, pw = console_airflow["url"], console_airflow["passwords"]
+    # The tests before this one promoted other models: start from the world's logistic champion.
+    champion = registered["champion"]
+    if _served(scoring)["champion"]["version"] != champion:
+        move_alias(
+            e2e_warehouse,
+            model_name=MODEL,
+            alias="champion",
+            version=champion,
+            action="rollback",
+            actor="e2e",
+            reason="the console test starts from the world's first champion",
+        )
+        wait_until(
+            lambda: _served(scoring)["champion"]["version"] == champion, 120, "champion back", every_s=1
+        )
+    shots = Path(__file__).resolve().parents[2] / "test-artifacts" / "console"
+    shots.mkdir(parents=True, exist_ok=True)
+    sim = generate(HISTORY_START, HISTORY_DAYS, SEED, world())
+    X, y, _, _ = training_frame(sim.transactions, sim.labels, TRAIN_DAYS)
+    model = make_pipeline(HistGradientBoostingClassifier(max_iter=150, learning_rate=0.1, random_state=0))
+    model.fit(X.to_numpy(dtype="float32"), y)
+    path = tmp_path / "hgb.skops"
+    sio.dump(model, path)
+
+    def outcome(element_id: str, timeout_s: float = 300) -> tuple[str, str]:
+        WebDriverWait(browser, timeout_s).until(
+            lambda d: d.find_element(By.ID, element_id).get_attribute("data-status") not in (None, "")
+        )
+        el = browser.find_element(By.ID, element_id)
+        return str(el.get_attribute("data-status")), str(el.text)
+
+    # 1. Upload: intake passes; registered, no release started yet.
+    sign_in(browser, url, "dana", pw["dana"])
+    browser.find_element(By.ID, "file").send_keys(str(path))
+    browser.find_element(By.ID, "features").send_keys(", ".join(X.columns))
+    browser.find_element(By.ID, "description").send_keys("histogram gradient boosting (scikit-learn)")
+    browser.find_element(By.ID, "start-release").click()  # book a slot for it instead
+    browser.find_element(By.ID, "submit").click()
+    status, said = outcome("outcome")
+    checks = [li.text for li in browser.find_elements(By.CSS_SELECTOR, "#checks li")]
+    assert status == "200", (said, checks)
+    assert said.endswith("book a shadow slot for it.") and all(c.startswith("✔") for c in checks), checks
+    version = said.split(" version ")[1].split(":")[0]
+    browser.save_screenshot(str(shots / "09-e2e-upload.png"))
+
+    # 2. Book a slot now, approval required: Airflow's scheduler starts the release.
+    browser.find_element(By.ID, "book-version").send_keys(version)
+    browser.find_element(By.ID, "book-approval").click()
+    browser.find_element(By.ID, "book").click()
+    status, said = outcome("booking-outcome")
+    assert status == "201", said
+    run_id = said.split("release run ")[1].rstrip(".")
+    dana = bearer(airflow_token(url, "dana", pw["dana"]))
+
+    def release() -> dict[str, Any]:
+        runs = httpx.get(f"{url}/fraudops/api/releases", headers=dana, timeout=60).json()
+        return next((r for r in runs if r["dag_run_id"] == run_id), {})
+
+    # 3. The console follows it: events scored against what the gate needs.
+    wait_until(
+        lambda: ((release().get("follow") or {}).get("progress") or {}).get("scored", 0) > 0,
+        300,
+        f"{run_id} scoring in shadow, followed in the console",
+        every_s=3,
+    )
+    browser.get(f"{url}/fraudops/console")
+    card = f'#releases .release[data-run="{run_id}"]'
+    WebDriverWait(browser, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, f"{card} svg.plot"))
+    assert f"v{version} against champion v" in browser.find_element(By.CSS_SELECTOR, card).text
+    browser.execute_script("arguments[0].scrollIntoView()", browser.find_element(By.CSS_SELECTOR, card))
+    browser.save_screenshot(str(shots / "10-e2e-release-progress.png"))
+
+    # 4. The gate decides on live shadow traffic; a passed gate waits for a release manager.
+    rita = bearer(airflow_token(url, "rita", pw["rita"]))
+
+    def asked() -> bool:
+        asks = httpx.get(f"{url}/fraudops/api/approvals", headers=rita, timeout=30).json()
+        return any(a["run_id"] == run_id and not a["answered"] for a in asks) or release().get("state") in (
+            "success",
+            "failed",
+        )
+
+    wait_until(asked, 600, f"{run_id}: the gate's decision", every_s=3)
+    decisions = _decisions(e2e_warehouse, version)
+    assert decisions and decisions[0]["stage"] == "promotion", decisions
+    assert decisions[0]["status"] == "promote", decisions[0]  # a boosted model beats the logistic champion
+    sign_in(browser, url, "rita", pw["rita"])
+    button = f'#approvals button.approve[data-run="{run_id}"]'
+    WebDriverWait(browser, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, button))
+    browser.find_element(By.CSS_SELECTOR, button).click()
+    status, said = outcome("approval-outcome", 60)
+    assert status == "200" and "(by rita)" in said, said
+    browser.save_screenshot(str(shots / "11-e2e-approved.png"))
+    wait_until(lambda: release().get("state") in ("success", "failed"), 600, f"{run_id} finished", every_s=3)
+    assert release()["state"] == "success", release()
+    statuses = [d["status"] for d in _decisions(e2e_warehouse, version)]
+    assert statuses[0] == "promote" and statuses[-1] in ("confirm", "rollback"), statuses

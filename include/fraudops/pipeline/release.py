@@ -1210,7 +1210,11 @@ def follow(warehouse: Warehouse, cand: Candidate, deploy: ShadowDeployment | Non
             ready=is_satisfied(progress, target)[0],
             status=status_line(progress, target, hours),
             series=progress_series(
-                warehouse, model_name=cand.model_name, version=cand.version, since=deploy.since()
+                warehouse,
+                model_name=cand.model_name,
+                version=cand.version,
+                since=deploy.since(),
+                settle_s=SETTLE_S,
             ),
         )
     rows = warehouse.query(

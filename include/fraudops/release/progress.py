@@ -370,11 +370,17 @@ ORDER BY hour
 
 
 def progress_series(
-    warehouse: Warehouse, *, model_name: str, version: str, since: dt.datetime | str, mode: str = "shadow"
+    warehouse: Warehouse,
+    *,
+    model_name: str,
+    version: str,
+    since: dt.datetime | str,
+    mode: str = "shadow",
+    settle_s: float = 0.0,
 ) -> list[dict[str, Any]]:
-    """Per hour of event time, what ``version`` scored in ``mode`` since ``since`` (served): events
-    scored, failed, and labelled fraud as of now; the same rows :func:`shadow_progress` counts
-    (for the console's progress plot)."""
+    """Per hour of event time, what ``version`` scored in ``mode`` since ``since`` (served, up to
+    ``settle_s`` ago): events scored, failed, and labelled fraud as of now; the same rows
+    :func:`shadow_progress` counts with the same ``settle_s`` (for the console's progress plot)."""
     from fraudops.release.evidence import CAPACITY_SHED
 
     sql = _SERIES.format(
@@ -389,7 +395,7 @@ def progress_series(
             "version": str(version),
             "mode": mode,
             "since": as_utc(since),
-            "as_of": dt.datetime.now(dt.UTC),
+            "as_of": dt.datetime.now(dt.UTC) - dt.timedelta(seconds=settle_s),
             "label_as_of": dt.datetime(9999, 12, 31, tzinfo=dt.UTC),
         },
     )

@@ -567,6 +567,42 @@ async def book(request: Request, user: User) -> JSONResponse:
     return JSONResponse(detail, status_code=200 if replayed else 201)
 
 
+async def _own_booking(user: BaseUser, role: ConsoleRole, action: str, booking_id: str, verb: str) -> Any:
+    """The booking ``user`` may ``verb``: their own, or anyone's for a release manager (404 when
+    there is none; 403, audited, otherwise)."""
+    from fraudops.pipeline.booking import find_booking
+
+    booking = await asyncio.to_thread(find_booking, _warehouse(), booking_id)
+    if booking is None:
+        raise HTTPException(status_code=404, detail=f"no booking {booking_id}")
+    if booking.booked_by != user.get_name() and not role.may(ConsoleRole.RELEASE_MANAGER):
+        reason = f"{user.get_name()} is {role}; {verb} {booking.booked_by}'s booking needs release_manager"
+        await asyncio.to_thread(_audit, user, role, action, booking_id, "forbidden", {"reason": reason})
+        raise HTTPException(status_code=403, detail=reason)
+    return booking
+
+
+async def _queued_run(
+    client: Any, request: Request, user: BaseUser, role: ConsoleRole, action: str, booking: Any, too_late: str
+) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """(run URL, the user's Airflow headers, the run or {} when Airflow has none) of the booking's
+    release run while it waits for its start; 409 (audited) once it has started."""
+    base, headers = _airflow_as_user(request)
+    run_url = f"{base}/api/v2/dags/{RELEASE_DAG}/dagRuns/{booking.dag_run_id}"
+    r = await client.get(run_url, headers=headers)
+    if r.status_code == 200 and r.json().get("state") != "queued":
+        state = r.json().get("state")
+        await asyncio.to_thread(
+            _audit, user, role, action, booking.booking_id, "refused", {"run_state": state}
+        )
+        raise HTTPException(
+            status_code=409, detail=f"its release {booking.dag_run_id} is {state}: {too_late}"
+        )
+    if r.status_code not in (200, 404):
+        raise HTTPException(status_code=r.status_code, detail=f"Airflow: {r.text[:300]}")
+    return run_url, headers, (r.json() if r.status_code == 200 else {})
+
+
 @router.post("/api/bookings/{booking_id}/cancel")
 async def cancel(request: Request, user: User, booking_id: str) -> JSONResponse:
     """Cancel a booking whose release has not started: its own booker (a data scientist) or a
@@ -575,45 +611,29 @@ async def cancel(request: Request, user: User, booking_id: str) -> JSONResponse:
     (409: abort it at its approval, or let the gate decide)."""
     import httpx
 
-    from fraudops.pipeline.booking import cancel_booking, find_booking
+    from fraudops.pipeline.booking import cancel_booking
 
     role = await _allow(user, ConsoleRole.DATA_SCIENTIST, "cancel_booking", booking_id)
-    booking = await asyncio.to_thread(find_booking, _warehouse(), booking_id)
-    if booking is None:
-        raise HTTPException(status_code=404, detail=f"no booking {booking_id}")
-    if booking.booked_by != user.get_name() and not role.may(ConsoleRole.RELEASE_MANAGER):
-        reason = (
-            f"{user.get_name()} is {role}; cancelling {booking.booked_by}'s booking needs release_manager"
-        )
-        await asyncio.to_thread(
-            _audit, user, role, "cancel_booking", booking_id, "forbidden", {"reason": reason}
-        )
-        raise HTTPException(status_code=403, detail=reason)
+    booking = await _own_booking(user, role, "cancel_booking", booking_id, "cancelling")
     if booking.state == "cancelled":
         return JSONResponse(booking.to_json())
-    base, headers = _airflow_as_user(request)
-    run_url = f"{base}/api/v2/dags/{RELEASE_DAG}/dagRuns/{booking.dag_run_id}"
     async with httpx.AsyncClient(timeout=30) as client:
-        r = await client.get(run_url, headers=headers)
-        if r.status_code == 200 and r.json().get("state") != "queued":
-            state = r.json().get("state")
-            await asyncio.to_thread(
-                _audit, user, role, "cancel_booking", booking_id, "refused", {"run_state": state}
-            )
-            raise HTTPException(
-                status_code=409,
-                detail=f"its release {booking.dag_run_id} is {state}: abort it at its approval "
-                "or let the gate decide",
-            )
-        if r.status_code == 200:
+        run_url, headers, run = await _queued_run(
+            client,
+            request,
+            user,
+            role,
+            "cancel_booking",
+            booking,
+            "abort it at its approval or let the gate decide",
+        )
+        if run:
             d = await client.delete(run_url, headers=headers)
             if d.status_code >= 300 and d.status_code != 404:
                 await asyncio.to_thread(
                     _audit, user, role, "cancel_booking", booking_id, "error", {"airflow": d.status_code}
                 )
                 raise HTTPException(status_code=d.status_code, detail=f"Airflow: {d.text[:300]}")
-        elif r.status_code != 404:
-            raise HTTPException(status_code=r.status_code, detail=f"Airflow: {r.text[:300]}")
     await asyncio.to_thread(cancel_booking, _warehouse(), booking_id)
     await asyncio.to_thread(
         _audit, user, role, "cancel_booking", booking_id, "ok", {"booked_by": booking.booked_by}
@@ -638,7 +658,7 @@ async def move_booking(request: Request, user: User, booking_id: str) -> JSONRes
 
     from fraudops.config import load_settings
     from fraudops.exceptions import ServiceError
-    from fraudops.pipeline.booking import BookingRefused, PoolBudget, find_booking, move
+    from fraudops.pipeline.booking import BookingRefused, PoolBudget, move
     from fraudops.release.progress import as_utc
 
     role = await _allow(user, ConsoleRole.DATA_SCIENTIST, "move_booking", booking_id)
@@ -654,30 +674,11 @@ async def move_booking(request: Request, user: User, booking_id: str) -> JSONRes
         raise HTTPException(status_code=422, detail="duration_minutes must be between 1 and 86400")
     settings = load_settings()
     wh = _warehouse()
-    booking = await asyncio.to_thread(find_booking, wh, booking_id)
-    if booking is None:
-        raise HTTPException(status_code=404, detail=f"no booking {booking_id}")
-    if booking.booked_by != user.get_name() and not role.may(ConsoleRole.RELEASE_MANAGER):
-        reason = f"{user.get_name()} is {role}; moving {booking.booked_by}'s booking needs release_manager"
-        await asyncio.to_thread(
-            _audit, user, role, "move_booking", booking_id, "forbidden", {"reason": reason}
-        )
-        raise HTTPException(status_code=403, detail=reason)
-    base, headers = _airflow_as_user(request)
-    run_url = f"{base}/api/v2/dags/{RELEASE_DAG}/dagRuns/{booking.dag_run_id}"
+    booking = await _own_booking(user, role, "move_booking", booking_id, "moving")
     async with httpx.AsyncClient(timeout=30) as client:
-        r = await client.get(run_url, headers=headers)
-    if r.status_code == 200 and r.json().get("state") != "queued":
-        state = r.json().get("state")
-        await asyncio.to_thread(
-            _audit, user, role, "move_booking", booking_id, "refused", {"run_state": state}
+        run_url, headers, run = await _queued_run(
+            client, request, user, role, "move_booking", booking, "too late to move"
         )
-        raise HTTPException(
-            status_code=409, detail=f"its release {booking.dag_run_id} is {state}: too late to move"
-        )
-    if r.status_code not in (200, 404):
-        raise HTTPException(status_code=r.status_code, detail=f"Airflow: {r.text[:300]}")
-    run = r.json() if r.status_code == 200 else {}
     try:
         moved, placement = await asyncio.to_thread(
             lambda: move(
@@ -715,7 +716,7 @@ async def move_booking(request: Request, user: User, booking_id: str) -> JSONRes
             d = await client.delete(run_url, headers=headers)
             if d.status_code >= 300 and d.status_code != 404:
                 raise HTTPException(status_code=d.status_code, detail=f"Airflow: {d.text[:300]}")
-        c = await client.post(f"{base}/api/v2/dags/{RELEASE_DAG}/dagRuns", json=again, headers=headers)
+        c = await client.post(run_url.rsplit("/", 1)[0], json=again, headers=headers)
     if c.status_code >= 300:
         await asyncio.to_thread(
             _audit,

@@ -242,7 +242,7 @@ class ShadowMetricsSensor(BaseSensorOperator):
         from fraudops.exceptions import WarehouseUnavailable
         from fraudops.pipeline.release_types import ShadowWait
         from fraudops.registry import champion_moved
-        from fraudops.release.progress import eta, is_satisfied, status_line
+        from fraudops.release.progress import eta_of, is_satisfied, status_line
         from fraudops_airflow.hooks import WarehouseHook
 
         target = self._target()
@@ -255,13 +255,7 @@ class ShadowMetricsSensor(BaseSensorOperator):
             self.log.warning("warehouse unavailable, will poke again: %s", err)
             return PokeReturnValue(is_done=False)
         ready, _ = is_satisfied(progress, target)
-        eta_hours = eta(
-            progress,
-            target,
-            first_event_time=progress.first_event_time,
-            now_event_time=progress.last_event_time,
-            maturity_hours=query.maturity_hours,
-        )
+        eta_hours = eta_of(progress, target, query.maturity_hours)
         reason = status_line(progress, target, eta_hours)
         self._last_progress, self._last_reason, self._last_eta = progress, reason, eta_hours
         moved = None

@@ -116,7 +116,7 @@ class ShadowMetricsTrigger(BaseTrigger):
             ShadowProgress,
             ShadowQuery,
             as_utc,
-            eta,
+            eta_of,
             is_satisfied,
             status_line,
         )
@@ -173,13 +173,7 @@ class ShadowMetricsTrigger(BaseTrigger):
             else:
                 failed_polls = 0
                 ready, _ = is_satisfied(progress, target)
-                eta_hours = eta(
-                    progress,
-                    target,
-                    first_event_time=progress.first_event_time,
-                    now_event_time=progress.last_event_time,
-                    maturity_hours=query.maturity_hours,
-                )
+                eta_hours = eta_of(progress, target, query.maturity_hours)
                 reason = status_line(progress, target, eta_hours)
                 if ready:
                     self.log.info("%s ready: %s", who, reason)

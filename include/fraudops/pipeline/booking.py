@@ -339,6 +339,16 @@ def reserve(
     return booking, placement
 
 
+def _live(warehouse: Warehouse, booking_id: str) -> Booking:
+    """The booking, which holds capacity (booked or queued); ``BookingRefused`` otherwise."""
+    booking = find_booking(warehouse, booking_id)
+    if booking is None:
+        raise BookingRefused(f"no booking {booking_id}")
+    if booking.state not in ("booked", "queued"):
+        raise BookingRefused(f"booking {booking_id} is {booking.state}")
+    return booking
+
+
 def resize(
     warehouse: Warehouse,
     budget: PoolBudget,
@@ -355,11 +365,7 @@ def resize(
     if not 0.0 < sample_rate <= 1.0:
         raise BookingRefused(f"a sample rate is in (0, 1], got {sample_rate}")
     with pool_lock(lock_path):
-        booking = find_booking(warehouse, booking_id)
-        if booking is None:
-            raise BookingRefused(f"no booking {booking_id}")
-        if booking.state not in ("booked", "queued"):
-            raise BookingRefused(f"booking {booking_id} is {booking.state}")
+        booking = _live(warehouse, booking_id)
         if booking.sample_rate == sample_rate:
             return booking
         per_rate = booking.cpu_cores / booking.sample_rate if booking.sample_rate > 0 else 0.0
@@ -404,11 +410,7 @@ def move(
     caller then re-schedules its release run."""
     now = now or dt.datetime.now(dt.UTC)
     with pool_lock(lock_path):
-        booking = find_booking(warehouse, booking_id)
-        if booking is None:
-            raise BookingRefused(f"no booking {booking_id}")
-        if booking.state not in ("booked", "queued"):
-            raise BookingRefused(f"booking {booking_id} is {booking.state}")
+        booking = _live(warehouse, booking_id)
         if booking.start_at <= now:
             raise BookingRefused(
                 f"booking {booking_id} started at {booking.start_at.isoformat()}: its release is under "

@@ -1130,7 +1130,7 @@ def shadow_look(
     :func:`early_floor` reached also takes the :func:`early_look` (``early_reject`` when it fails).
     """
     from fraudops.registry import champion_moved
-    from fraudops.release.progress import eta, is_satisfied, shadow_progress, status_line
+    from fraudops.release.progress import eta_of, is_satisfied, shadow_progress, status_line
 
     target = shadow_target(cand)
     progress = shadow_progress(
@@ -1151,13 +1151,7 @@ def shadow_look(
             return ShadowWait(
                 ready=False, reason=failed[1], progress=progress.to_dict(), early_reject=failed[0]
             )
-    hours = eta(
-        progress,
-        target,
-        first_event_time=progress.first_event_time,
-        now_event_time=progress.last_event_time,
-        maturity_hours=cand.label_maturity_hours,
-    )
+    hours = eta_of(progress, target, cand.label_maturity_hours)
     return ShadowWait(
         ready=ready, reason=status_line(progress, target, hours), progress=progress.to_dict(), eta_hours=hours
     )
@@ -1168,7 +1162,7 @@ def follow(warehouse: Warehouse, cand: Candidate, deploy: ShadowDeployment | Non
     """What a user following the release sees: the challenger's progress against what the gate
     needs (the same counts, target and ETA as the shadow wait's look), an hourly series for the
     plot, and the latest gate decisions on this version. Read-only."""
-    from fraudops.release.progress import eta, is_satisfied, progress_series, shadow_progress, status_line
+    from fraudops.release.progress import eta_of, is_satisfied, progress_series, shadow_progress, status_line
 
     target = shadow_target(cand)
     out: dict[str, Any] = {
@@ -1197,13 +1191,7 @@ def follow(warehouse: Warehouse, cand: Candidate, deploy: ShadowDeployment | Non
             maturity_hours=cand.label_maturity_hours,
             settle_s=SETTLE_S,
         )
-        hours = eta(
-            progress,
-            target,
-            first_event_time=progress.first_event_time,
-            now_event_time=progress.last_event_time,
-            maturity_hours=cand.label_maturity_hours,
-        )
+        hours = eta_of(progress, target, cand.label_maturity_hours)
         out.update(
             progress=progress.to_dict(),
             eta_hours=hours,

@@ -299,6 +299,17 @@ def eta(
     return hours
 
 
+def eta_of(progress: ShadowProgress, target: ProgressTarget, maturity_hours: float | None) -> float | None:
+    """:func:`eta` from the progress's own event times (what every wait and the console show)."""
+    return eta(
+        progress,
+        target,
+        first_event_time=progress.first_event_time,
+        now_event_time=progress.last_event_time,
+        maturity_hours=maturity_hours,
+    )
+
+
 def status_line(progress: ShadowProgress, target: ProgressTarget, eta_hours: float | None) -> str:
     """The sensor's line: shortfalls (or counts) and the ETA, e.g. ``matured labeled frauds 41 of
     120 needed; scored 3,100 of 5,000; ETA ~2.3 h event time``."""
@@ -369,6 +380,17 @@ ORDER BY hour
 )
 
 
+def _sql(template: str, warehouse: Warehouse) -> str:
+    """``template`` (one of the queries above) on ``warehouse``'s tables."""
+    from fraudops.release.evidence import CAPACITY_SHED
+
+    return template.format(
+        predictions=warehouse.table_id("predictions"),
+        labels=warehouse.table_id("labels"),
+        capacity_shed=", ".join(f"'{reason}'" for reason in CAPACITY_SHED),
+    )
+
+
 def progress_series(
     warehouse: Warehouse,
     *,
@@ -381,15 +403,8 @@ def progress_series(
     """Per hour of event time, what ``version`` scored in ``mode`` since ``since`` (served, up to
     ``settle_s`` ago): events scored, failed, and labelled fraud as of now; the same rows
     :func:`shadow_progress` counts with the same ``settle_s`` (for the console's progress plot)."""
-    from fraudops.release.evidence import CAPACITY_SHED
-
-    sql = _SERIES.format(
-        predictions=warehouse.table_id("predictions"),
-        labels=warehouse.table_id("labels"),
-        capacity_shed=", ".join(f"'{reason}'" for reason in CAPACITY_SHED),
-    )
     rows = warehouse.query(
-        sql,
+        _sql(_SERIES, warehouse),
         {
             "model_name": model_name,
             "version": str(version),
@@ -446,15 +461,8 @@ def shadow_progress(
 
         clock = as_of if label_as_of is not None else event_clock(warehouse)
         matured_before = clock - dt.timedelta(hours=float(maturity_hours))
-    from fraudops.release.evidence import CAPACITY_SHED
-
-    sql = _QUERY.format(
-        predictions=warehouse.table_id("predictions"),
-        labels=warehouse.table_id("labels"),
-        capacity_shed=", ".join(f"'{reason}'" for reason in CAPACITY_SHED),
-    )
     rows = warehouse.query(
-        sql,
+        _sql(_QUERY, warehouse),
         {
             "model_name": model_name,
             "version": str(version),

@@ -612,6 +612,9 @@ def set_version_tag(
         client.set_model_version_tag(model_name, str(version), key, value)
 
 
+_BAD_RATE_TAGS: set[tuple[str, str]] = set()
+
+
 def sample_rates(tags: Mapping[str, str] | None) -> dict[str, float]:
     """Per-alias sample rates from registered-model tags; a tag that is not a rate in (0, 1] is
     ignored with a warning (the challenger keeps the service's default)."""
@@ -625,7 +628,9 @@ def sample_rates(tags: Mapping[str, str] | None) -> dict[str, float]:
         except (TypeError, ValueError):
             rate = float("nan")
         if not 0.0 < rate <= 1.0:  # NaN fails too
-            log.warning("ignoring sample-rate tag %s=%r: not a rate in (0, 1]", key, value)
+            if (key, value) not in _BAD_RATE_TAGS:  # once, not at every poll
+                _BAD_RATE_TAGS.add((key, value))
+                log.warning("ignoring sample-rate tag %s=%r: not a rate in (0, 1]", key, value)
             continue
         rates[alias] = rate
     return rates

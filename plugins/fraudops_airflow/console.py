@@ -23,10 +23,12 @@ from __future__ import annotations
 import asyncio
 import html
 import json
+import logging
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from airflow.api_fastapi.auth.managers.models.base_user import BaseUser
 from airflow.api_fastapi.core_api.security import get_user
@@ -41,6 +43,8 @@ RELEASE_DAG = "fraud_release"
 MAX_UPLOAD_BYTES = int(os.environ.get("FRAUDOPS_MAX_UPLOAD_MB", "256")) * 2**20
 
 User = Annotated[BaseUser, Depends(get_user)]
+T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 def role_of(user: BaseUser) -> ConsoleRole | None:
@@ -320,15 +324,35 @@ async def answer_approval(request: Request, user: User, dag_id: str, run_id: str
     )
 
 
+async def _control_api(settings: Any, body: dict[str, Any]) -> tuple[int, Any, bool]:
+    """``POST /deploy`` on the scoring service with the operator's token (the console checked the
+    user's role itself): (status, JSON body, reached); 503 with the reason when unreachable."""
+    import httpx
+
+    from fraudops.serving.options import deploy_token
+
+    async with httpx.AsyncClient(timeout=60) as client:
+        try:
+            r = await client.post(
+                f"{settings.scoring.url.rstrip('/')}/deploy",
+                json={k: v for k, v in body.items() if v is not None},
+                headers={"Authorization": f"Bearer {deploy_token(settings)}"},
+            )
+        except httpx.HTTPError as err:
+            return 503, {"detail": f"scoring service unreachable: {err}"}, False
+    try:
+        doc: Any = r.json()
+    except ValueError:
+        doc = {"detail": r.text[:500]}
+    return r.status_code, doc, True
+
+
 @router.post("/api/rollback")
 async def rollback(request: Request, user: User) -> JSONResponse:
     """Put the previous champion back now (``{"version": optional, "reason": ...}``): the scoring
     service's control API (``POST /deploy``, rollback mode; works with the registry down), audited
     with the user as the actor. Release managers only."""
-    import httpx
-
     from fraudops.config import load_settings
-    from fraudops.serving.options import deploy_token
 
     role = await _allow(user, ConsoleRole.RELEASE_MANAGER, "rollback", None)
     body = await _json_object(request) or {}
@@ -342,26 +366,16 @@ async def rollback(request: Request, user: User) -> JSONResponse:
         "reason": reason,
         "actor": f"console:{user.get_name()}",
     }
-    async with httpx.AsyncClient(timeout=60) as client:
-        try:
-            r = await client.post(
-                f"{settings.scoring.url.rstrip('/')}/deploy",
-                json={k: v for k, v in req.items() if v is not None},
-                headers={"Authorization": f"Bearer {deploy_token(settings)}"},
-            )
-        except httpx.HTTPError as err:
-            await asyncio.to_thread(_audit, user, role, "rollback", version, "error", {"error": str(err)})
-            raise HTTPException(status_code=503, detail=f"scoring service unreachable: {err}") from err
-    try:
-        doc: Any = r.json()
-    except ValueError:
-        doc = {"detail": r.text[:500]}
+    status, doc, reached = await _control_api(settings, req)
+    if not reached:
+        await asyncio.to_thread(_audit, user, role, "rollback", version, "error", {"error": doc["detail"]})
+        raise HTTPException(status_code=503, detail=doc["detail"])
     target = f"v{doc.get('version')}" if isinstance(doc, dict) and doc.get("version") else version
-    outcome = "ok" if r.status_code < 300 else "refused"
+    outcome = "ok" if status < 300 else "refused"
     await asyncio.to_thread(
         _audit, user, role, "rollback", target, outcome, {"reason": reason, "service": doc}
     )
-    return JSONResponse(doc, status_code=r.status_code)
+    return JSONResponse(doc, status_code=status)
 
 
 # -- shadow-slot bookings (data scientists) --------------------------------------------------------
@@ -376,6 +390,29 @@ def _sample_rate(settings: Any) -> float:
     except ServiceError:
         rate = None
     return float(rate) if isinstance(rate, int | float) else float(settings.scoring.shadow_sample_rate)
+
+
+def _pool_lock(settings: Any) -> Path:
+    """The shadow pool's calendar lock (``pipeline.booking.pool_lock``): one per host."""
+    return Path(settings.run_dir) / "shadow_pool.lock"
+
+
+async def _in_pool(
+    user: BaseUser, role: ConsoleRole, action: str, target: str, call: Callable[[Any, Path], T]
+) -> T:
+    """``call(budget, lock path)`` (a placement under the pool lock) off the event loop: a refusal
+    is 422 with its reason (audited), a lock that stays taken is 503 (try again)."""
+    from fraudops.config import load_settings
+    from fraudops.exceptions import ServiceError
+    from fraudops.pipeline.booking import BookingRefused, PoolBudget
+
+    try:
+        return await asyncio.to_thread(call, PoolBudget.from_env(), _pool_lock(load_settings()))
+    except BookingRefused as err:
+        await asyncio.to_thread(_audit, user, role, action, target, "refused", {"reason": str(err)})
+        raise HTTPException(status_code=422, detail=str(err)) from err
+    except ServiceError as err:
+        raise HTTPException(status_code=503, detail=str(err)) from err
 
 
 @router.get("/api/bookings")
@@ -501,7 +538,7 @@ async def book(request: Request, user: User) -> JSONResponse:
                     wh,
                     PoolBudget.from_env(),
                     booking_id=booking_id,
-                    lock_path=settings.run_dir / "shadow_pool.lock",
+                    lock_path=_pool_lock(settings),
                     model_name=name,
                     version=version,
                     booked_by=user.get_name(),
@@ -656,9 +693,7 @@ async def move_booking(request: Request, user: User, booking_id: str) -> JSONRes
 
     import httpx
 
-    from fraudops.config import load_settings
-    from fraudops.exceptions import ServiceError
-    from fraudops.pipeline.booking import BookingRefused, PoolBudget, move
+    from fraudops.pipeline.booking import move
     from fraudops.release.progress import as_utc
 
     role = await _allow(user, ConsoleRole.DATA_SCIENTIST, "move_booking", booking_id)
@@ -672,31 +707,26 @@ async def move_booking(request: Request, user: User, booking_id: str) -> JSONRes
         raise HTTPException(status_code=422, detail=f"bad start_at or duration_minutes: {err}") from err
     if minutes is not None and not 1.0 <= minutes <= 60 * 24 * 60.0:
         raise HTTPException(status_code=422, detail="duration_minutes must be between 1 and 86400")
-    settings = load_settings()
     wh = _warehouse()
     booking = await _own_booking(user, role, "move_booking", booking_id, "moving")
     async with httpx.AsyncClient(timeout=30) as client:
         run_url, headers, run = await _queued_run(
             client, request, user, role, "move_booking", booking, "too late to move"
         )
-    try:
-        moved, placement = await asyncio.to_thread(
-            lambda: move(
-                wh,
-                PoolBudget.from_env(),
-                booking_id=booking_id,
-                lock_path=settings.run_dir / "shadow_pool.lock",
-                start_at=start,
-                duration=None if minutes is None else dt.timedelta(minutes=minutes),
-            )
-        )
-    except BookingRefused as err:
-        await asyncio.to_thread(
-            _audit, user, role, "move_booking", booking_id, "refused", {"reason": str(err)}
-        )
-        raise HTTPException(status_code=422, detail=str(err)) from err
-    except ServiceError as err:  # the pool lock
-        raise HTTPException(status_code=503, detail=str(err)) from err
+    moved, placement = await _in_pool(
+        user,
+        role,
+        "move_booking",
+        booking_id,
+        lambda budget, lock: move(
+            wh,
+            budget,
+            booking_id=booking_id,
+            lock_path=lock,
+            start_at=start,
+            duration=None if minutes is None else dt.timedelta(minutes=minutes),
+        ),
+    )
     # The booking keeps its run's conf: a move cut off after the delete re-creates it the same.
     conf = json.loads(moved.release_conf) if moved.release_conf else run.get("conf")
     if not conf:
@@ -800,17 +830,14 @@ async def releases(request: Request, user: User, limit: int = 6) -> JSONResponse
 
 
 # -- challengers in shadow: their sample rates ------------------------------------------------------
-def _live_booking(wh: Any, model_name: str, version: str) -> Any:
-    """The version's booking that holds pool capacity now or later (the newest), or None."""
+def _live_booking(bookings: list[Any], version: str) -> Any:
+    """Of ``bookings`` (``load_bookings``), the version's that holds pool capacity now or later
+    (the newest), or None."""
     import datetime as dt
-
-    from fraudops.pipeline.booking import load_bookings
 
     now = dt.datetime.now(dt.UTC)
     live = [
-        b
-        for b in load_bookings(wh, model_name)
-        if b.version == version and b.state in ("booked", "queued") and b.end_at > now
+        b for b in bookings if b.version == version and b.state in ("booked", "queued") and b.end_at > now
     ]
     return max(live, key=lambda b: b.created_at) if live else None
 
@@ -835,6 +862,7 @@ async def challengers(user: User) -> JSONResponse:
     from fraudops.clients.scoring import service_state
     from fraudops.config import load_settings
     from fraudops.exceptions import ServiceError
+    from fraudops.pipeline.booking import load_bookings
 
     await _allow(user, ConsoleRole.VIEWER, "list_challengers", None)
     settings = load_settings()
@@ -843,10 +871,11 @@ async def challengers(user: User) -> JSONResponse:
     except ServiceError as err:
         raise HTTPException(status_code=503, detail=str(err)) from err
     name, wh = settings.mlflow.model_name, _warehouse()
+    booked = await asyncio.to_thread(load_bookings, wh, name)  # once, not per challenger
     out = []
     for alias, w in sorted((doc.get("challengers") or {}).items()):
         version = str(w.get("version"))
-        booking = await asyncio.to_thread(_live_booking, wh, name, version)
+        booking = _live_booking(booked, version)
         author = await asyncio.to_thread(_author, settings.mlflow.tracking_uri, name, version)
         out.append(
             {
@@ -882,13 +911,11 @@ async def change_sample_rate(request: Request, user: User, alias: str) -> JSONRe
     API sets the rate (``POST /deploy``, ``sample_rate`` mode: a registry tag every replica reads,
     audited in ``deployments`` with actor ``console:<user>``). Setting the rate it has is a no-op,
     so a cut-off request is safe to repeat; a refusal by the service puts the booking's rate back."""
-    import httpx
 
     from fraudops.config import load_settings
     from fraudops.exceptions import ServiceError
-    from fraudops.pipeline.booking import BookingRefused, PoolBudget, resize
+    from fraudops.pipeline.booking import BookingRefused, PoolBudget, load_bookings, resize
     from fraudops.registry import get_alias_version
-    from fraudops.serving.options import deploy_token
     from fraudops.vocabulary import is_challenger_alias
 
     role = await _allow(user, ConsoleRole.DATA_SCIENTIST, "sample_rate", alias)
@@ -915,7 +942,7 @@ async def change_sample_rate(request: Request, user: User, alias: str) -> JSONRe
     if version is None:
         raise HTTPException(status_code=404, detail=f"{name} has no challenger {alias} in shadow")
     target = f"{name} v{version} ({alias})"
-    booking = await asyncio.to_thread(_live_booking, wh, name, version)
+    booking = _live_booking(await asyncio.to_thread(load_bookings, wh, name), version)
     author = await asyncio.to_thread(_author, settings.mlflow.tracking_uri, name, version)
     me = user.get_name()
     if not role.may(ConsoleRole.RELEASE_MANAGER) and me not in {author, getattr(booking, "booked_by", None)}:
@@ -927,23 +954,15 @@ async def change_sample_rate(request: Request, user: User, alias: str) -> JSONRe
         raise HTTPException(status_code=403, detail=why)
     before = None if booking is None else booking.sample_rate
     if booking is not None:
-        try:
-            await asyncio.to_thread(
-                lambda: resize(
-                    wh,
-                    PoolBudget.from_env(),
-                    booking_id=booking.booking_id,
-                    lock_path=settings.run_dir / "shadow_pool.lock",
-                    sample_rate=rate,
-                )
-            )
-        except BookingRefused as err:
-            await asyncio.to_thread(
-                _audit, user, role, "sample_rate", target, "refused", {"reason": str(err)}
-            )
-            raise HTTPException(status_code=422, detail=str(err)) from err
-        except ServiceError as err:  # the pool lock
-            raise HTTPException(status_code=503, detail=str(err)) from err
+        await _in_pool(
+            user,
+            role,
+            "sample_rate",
+            target,
+            lambda budget, lock: resize(
+                wh, budget, booking_id=booking.booking_id, lock_path=lock, sample_rate=rate
+            ),
+        )
     req = {
         "modelId": name,
         "deploymentMode": "sample_rate",
@@ -952,32 +971,20 @@ async def change_sample_rate(request: Request, user: User, alias: str) -> JSONRe
         "reason": reason,
         "actor": f"console:{me}",
     }
-    status, doc = 503, None
-    async with httpx.AsyncClient(timeout=60) as client:
-        try:
-            r = await client.post(
-                f"{settings.scoring.url.rstrip('/')}/deploy",
-                json=req,
-                headers={"Authorization": f"Bearer {deploy_token(settings)}"},
-            )
-            status = r.status_code
-            try:
-                doc = r.json()
-            except ValueError:
-                doc = {"detail": r.text[:500]}
-        except httpx.HTTPError as err:
-            doc = {"detail": f"scoring service unreachable: {err}"}
+    status, doc, _ = await _control_api(settings, req)
     if status >= 300:
         if booking is not None and before is not None:  # the pool holds what the service samples
-            await asyncio.to_thread(
-                lambda: resize(
+            try:
+                await asyncio.to_thread(
+                    resize,
                     wh,
                     PoolBudget.from_env(),
                     booking_id=booking.booking_id,
-                    lock_path=settings.run_dir / "shadow_pool.lock",
+                    lock_path=_pool_lock(settings),
                     sample_rate=before,
                 )
-            )
+            except (BookingRefused, ServiceError) as err:  # the service's answer is what matters here
+                log.warning("booking %s kept rate %g: %s", booking.booking_id, rate, err)
         await asyncio.to_thread(_audit, user, role, "sample_rate", target, "error", {"service": doc})
         return JSONResponse(doc if isinstance(doc, dict) else {"detail": doc}, status_code=status)
     await asyncio.to_thread(

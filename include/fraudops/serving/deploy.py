@@ -200,10 +200,7 @@ def deploy(service: ScoringService, req: DeployRequest, *, actor: str) -> dict[s
             service.reconcile_pending()
         result = _move(service, alias=alias, version=version, action=action, actor=who, reason=why)
     except Exception as err:
-        reason = unavailable_reason(err)
-        if reason is None:
-            raise
-        service.metrics.registry_unavailable.labels("deploy", reason).inc()
+        reason = _registry_down(service, err)
         if mode != "rollback":
             raise RegistryUnavailable(
                 reason,
@@ -226,6 +223,16 @@ def deploy(service: ScoringService, req: DeployRequest, *, actor: str) -> dict[s
             "registry": DeploymentState.PENDING,
         }
     return {**result, "deploymentMode": mode, "registry": "updated"}
+
+
+def _registry_down(service: ScoringService, err: Exception) -> str:
+    """Why the registry could not be reached (counted in ``fraudops_registry_unavailable``); any
+    other error is raised again from the caller's ``except``."""
+    reason = unavailable_reason(err)
+    if reason is None:
+        raise err
+    service.metrics.registry_unavailable.labels("deploy", reason).inc()
+    return reason
 
 
 def _sample_rate(service: ScoringService, req: DeployRequest, *, actor: str) -> dict[str, Any]:
@@ -254,10 +261,7 @@ def _sample_rate(service: ScoringService, req: DeployRequest, *, actor: str) -> 
     except PermanentError as err:  # not a challenger in shadow
         raise RequestError(404, [{"field": "alias", "reason": str(err)}]) from err
     except Exception as err:
-        reason = unavailable_reason(err)
-        if reason is None:
-            raise
-        service.metrics.registry_unavailable.labels("deploy", reason).inc()
+        reason = _registry_down(service, err)
         raise RegistryUnavailable(
             reason, f"the model registry is unreachable ({reason}): cannot change {alias}'s sample rate"
         ) from err

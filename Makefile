@@ -36,7 +36,8 @@ $(FRAMEWORKS)/.installed: requirements-frameworks.txt $(STAMP)
 $(NATIVE): $(STAMP) $(wildcard include/fraudops/features/*.py) include/fraudops/exceptions.py include/fraudops/native.py
 	$(BIN)/python -m fraudops.native build
 
-## system-deps: Debian packages the stack and tests use (redis-server for the shared online store,
+## system-deps: Debian packages the stack and tests use (redis-server for the shared online store
+## and the scale profile's shadow streams, haproxy for the scale profile's load balancer,
 ## chromium for the release page's headless screenshot test, chromium-driver for the console's
 ## browser tests (Selenium), wrk for make bench's closed-loop throughput, gcc and the Python headers
 ## for the compiled feature store).
@@ -45,6 +46,7 @@ system-deps:
 	command -v gcc >/dev/null 2>&1 || missing="$$missing gcc"; \
 	test -f "$$($(PYTHON) -c 'import sysconfig; print(sysconfig.get_paths()["include"])')/Python.h" || missing="$$missing python3-dev"; \
 	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	test -x /usr/sbin/haproxy || command -v haproxy >/dev/null 2>&1 || missing="$$missing haproxy"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v chromedriver >/dev/null 2>&1 || missing="$$missing chromium-driver"; \
 	command -v wrk >/dev/null 2>&1 || missing="$$missing wrk"; \

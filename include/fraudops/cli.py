@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -70,11 +71,32 @@ def main() -> None:
 
 
 @main.command()
-def up() -> None:
-    """Start the local stack (BigQuery emulator, MLflow, Airflow) and wait until healthy."""
+@click.option(
+    "--profile",
+    type=click.Choice(["local", "scale"]),
+    default=None,
+    help="local: one scoring process (default). scale: scoring replicas behind HAProxy, online state "
+    "and shadow streams in Redis, stream shadow workers (FRAUDOPS_SCALE_* size it).",
+)
+def up(profile: str | None) -> None:
+    """Start the local stack (BigQuery emulator, MLflow, scoring, Airflow) and wait until healthy."""
+    from fraudops.config import load_settings, profile_file, recorded_profile
     from fraudops.stack.services import Stack, airflow_password
 
+    if profile is not None:
+        settings = load_settings()
+        running = [s.name for s in Stack(settings).status() if s.running]
+        before = recorded_profile(settings.state_dir)
+        if running and before != profile:
+            raise click.ClickException(
+                f"the {before} profile is running ({', '.join(running)}): `fraudops down` first"
+            )
+        os.environ["FRAUDOPS_PROFILE"] = profile
+        path = profile_file(settings.state_dir)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(profile)
     stack = Stack.from_env()
+    click.echo(f"profile: {stack.settings.profile}")
     states = stack.up()
     _print_status(states)
     password = airflow_password(stack.settings)
@@ -93,9 +115,12 @@ def up() -> None:
 @main.command()
 def down() -> None:
     """Stop every service `fraudops up` started."""
+    from fraudops.config import profile_file
     from fraudops.stack.services import Stack
 
-    stopped = Stack.from_env().down()
+    stack = Stack.from_env()
+    stopped = stack.down()
+    profile_file(stack.settings.state_dir).unlink(missing_ok=True)
     click.echo(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
 
 

@@ -90,6 +90,19 @@ def _use_local_mlflow_credentials(state_dir: Path, tracking_uri: str) -> None:
 EVENT_CLOCKS = ("server", "simulated")
 
 
+def profile_file(state_dir: Path) -> Path:
+    """Where ``fraudops up --profile`` records the profile it started (``down``/``status`` read it)."""
+    return state_dir / "run" / "profile"
+
+
+def recorded_profile(state_dir: Path) -> str:
+    """The profile ``fraudops up`` last started in ``state_dir`` (``local`` when none)."""
+    try:
+        return profile_file(state_dir).read_text().strip() or "local"
+    except OSError:
+        return "local"
+
+
 def _default_state_dir() -> Path:
     return Path(_env("FRAUDOPS_STATE_DIR", str(REPO_ROOT / ".state"))).resolve()
 
@@ -167,6 +180,33 @@ class ScoringConfig:
         return None
 
 
+#: The stack profiles ``fraudops up --profile`` knows: ``local`` (one scoring process, embedded
+#: online state, in-process shadow pool, LocalExecutor on SQLite) and ``scale`` (replicas behind
+#: HAProxy, online state in Redis, shadow traffic through Redis Streams to separate shadow workers).
+PROFILES = ("local", "scale")
+
+
+@dataclass(frozen=True)
+class ScaleConfig:
+    """The ``scale`` profile's shape (``FRAUDOPS_SCALE_*``); unused by the ``local`` profile."""
+
+    #: Scoring replicas behind the load balancer (FRAUDOPS_SCALE_REPLICAS).
+    replicas: int = 3
+    #: Shadow workers consuming the mirrored stream (FRAUDOPS_SCALE_SHADOW_WORKERS).
+    shadow_workers: int = 2
+    #: The profile's own redis-server (FRAUDOPS_SCALE_REDIS_PORT): online state, shadow streams.
+    redis_port: int = 6390
+    #: Replica ``i`` (1-based) listens on ``replica_base_port + i``; HAProxy on the scoring port.
+    replica_base_port: int = 8100
+    #: HAProxy's statistics page (CSV at ``/stats;csv``), loopback only.
+    haproxy_stats_port: int = 8404
+    #: A mirrored event delivered this many times without being answered goes to the dead letters.
+    dead_letter_after: int = 3
+
+    def replica_ports(self) -> list[int]:
+        return [self.replica_base_port + i for i in range(1, self.replicas + 1)]
+
+
 @dataclass(frozen=True)
 class Settings:
     state_dir: Path = field(default_factory=_default_state_dir)
@@ -175,6 +215,9 @@ class Settings:
     airflow: AirflowConfig = field(default_factory=AirflowConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     redis_url: str = ""
+    #: ``local`` or ``scale`` (FRAUDOPS_PROFILE, else what ``fraudops up --profile`` recorded).
+    profile: str = "local"
+    scale: ScaleConfig = field(default_factory=ScaleConfig)
     #: What "now" is in event time (FRAUDOPS_EVENT_CLOCK): ``server``, the server's wall clock
     #: (production: never a value read from data someone could have written), or ``simulated``,
     #: the newest event the simulator's accelerated stream produced (read from the warehouse /
@@ -218,8 +261,27 @@ def load_settings() -> Settings:
     )
     bq_port = _env_int("FRAUDOPS_BQ_PORT", 9050)
     endpoint = _env("FRAUDOPS_BQ_ENDPOINT", f"http://127.0.0.1:{bq_port}")
+    state_dir = _default_state_dir()
+    profile = _env("FRAUDOPS_PROFILE", "") or recorded_profile(state_dir)
+    if profile not in PROFILES:
+        raise ConfigError(f"FRAUDOPS_PROFILE must be one of {list(PROFILES)}, got {profile!r}")
+    scale = ScaleConfig(
+        replicas=_env_int("FRAUDOPS_SCALE_REPLICAS", 3),
+        shadow_workers=_env_int("FRAUDOPS_SCALE_SHADOW_WORKERS", 2),
+        redis_port=_env_int("FRAUDOPS_SCALE_REDIS_PORT", 6390),
+        replica_base_port=_env_int("FRAUDOPS_SCALE_REPLICA_BASE_PORT", 8100),
+        haproxy_stats_port=_env_int("FRAUDOPS_SCALE_HAPROXY_STATS_PORT", 8404),
+        dead_letter_after=_env_int("FRAUDOPS_SCALE_DEAD_LETTER_AFTER", 3),
+    )
+    if not (1 <= scale.replicas <= 64 and 1 <= scale.shadow_workers <= 64 and scale.dead_letter_after >= 1):
+        raise ConfigError(
+            "FRAUDOPS_SCALE_REPLICAS and _SHADOW_WORKERS must be within [1, 64] and "
+            f"FRAUDOPS_SCALE_DEAD_LETTER_AFTER >= 1, got {scale.replicas}, {scale.shadow_workers}, "
+            f"{scale.dead_letter_after}"
+        )
+    redis_default = f"redis://127.0.0.1:{scale.redis_port}/0" if profile == "scale" else ""
     settings = Settings(
-        state_dir=_default_state_dir(),
+        state_dir=state_dir,
         warehouse=WarehouseConfig(
             project=_env("FRAUDOPS_BQ_PROJECT", "fraudops-local"),
             dataset=_env("FRAUDOPS_BQ_DATASET", "fraud"),
@@ -248,7 +310,9 @@ def load_settings() -> Settings:
             shadow_sample_rate_min=_env_float("FRAUDOPS_SHADOW_SAMPLE_RATE_MIN", 0.01),
             shadow_sample_rate_max=_env_float("FRAUDOPS_SHADOW_SAMPLE_RATE_MAX", 0.5),
         ),
-        redis_url=_env("FRAUDOPS_REDIS_URL", ""),
+        redis_url=_env("FRAUDOPS_REDIS_URL", redis_default),
+        profile=profile,
+        scale=scale,
         event_clock=_env("FRAUDOPS_EVENT_CLOCK", "") or ("simulated" if endpoint else "server"),
     )
     if settings.event_clock not in EVENT_CLOCKS:

@@ -180,7 +180,9 @@ class ScoringRoutes:
             current = self.service.manager.current
             return _json(
                 {
-                    "status": "ready",
+                    # Still 200 while degraded (the load balancer keeps the replica): it answers,
+                    # with features from its local state until the shared state is back.
+                    "status": "degraded" if self.service.router.outage["degraded"] else "ready",
                     "champion": None if current is None else current.version,
                     "registry": registry,
                 }

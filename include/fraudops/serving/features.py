@@ -7,6 +7,13 @@ model receives a slice of that one vector; a challenger in the shadow pool there
 the inputs production computed. Two loaded models asking for different *versions* of one feature
 cannot share a vector: such a model is refused (``FeatureSpecError``) and never loaded.
 The union only grows while the service runs (dropping a family would discard warm state).
+
+Shared state (Redis, the ``scale`` profile) can become unreachable. Scoring then goes on in
+*degraded* mode: the replica computes features from a local embedded store that starts empty at
+the outage (each entity's history is what this replica saw since), counts every such event and
+keeps it (up to ``OUTAGE_EVENTS``); a recovery thread pings Redis and, once it answers, writes the
+kept events to it (idempotent: an event is a sorted-set member keyed by its transaction id), then
+switches back. Redis's own persistence (append-only file) brings back what it held before.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from fraudops.exceptions import FeatureSpecError
@@ -33,6 +40,17 @@ log = logging.getLogger(__name__)
 RECENT_EVENTS = 4096
 #: How far before the newest fed label each label sync reads again (the event log's late writes).
 LABEL_OVERLAP = dt.timedelta(days=1)
+#: Events scored during a shared-state outage kept for the replay (older ones are dropped, counted).
+OUTAGE_EVENTS = 500_000
+
+
+def _state_unreachable(err: BaseException) -> bool:
+    """True for the errors of an unreachable Redis (connection refused or lost, timeout)."""
+    try:
+        import redis
+    except ImportError:  # no Redis client: no shared state either
+        return False
+    return isinstance(err, (redis.ConnectionError, redis.TimeoutError))
 
 
 class FeatureRouter:
@@ -45,8 +63,17 @@ class FeatureRouter:
         warm_days: float = 30.0,
         backend: Any = None,
         max_entities: int | None = None,
+        on_degraded: Callable[[], None] | None = None,
+        on_replayed: Callable[[int], None] | None = None,
     ) -> None:
         self.warehouse = warehouse
+        self.max_entities = max_entities
+        #: Set while the shared state is unreachable: the local store scoring goes on with.
+        self._fallback: OnlineFeatureStore | None = None
+        self._outage: deque[Mapping[str, Any]] = deque(maxlen=OUTAGE_EVENTS)
+        self.outage: dict[str, Any] = {"degraded": False, "events": 0, "replayed": 0, "outages": 0}
+        self._on_degraded = on_degraded
+        self._on_replayed = on_replayed
         self.warm_days = warm_days
         if backend is None and max_entities is not None:
             from fraudops.features.online import EmbeddedBackend
@@ -230,7 +257,16 @@ class FeatureRouter:
         """Record ``tx`` and return the union vector (computed before recording)."""
         with self.lock:
             assert self.store is not None
-            vector = self.store.update_and_vector(tx)
+            if self._fallback is not None:
+                vector = self._degraded(tx)
+            else:
+                try:
+                    vector = self.store.update_and_vector(tx)
+                except Exception as err:
+                    if not _state_unreachable(err):
+                        raise
+                    self._begin_outage(err)
+                    vector = self._degraded(tx)
             self._recent.append(tx)
             if self._recording is not None:
                 self._recording.append(tx)
@@ -238,6 +274,72 @@ class FeatureRouter:
         if self.last_event is None or t > self.last_event:
             self.last_event = t
         return vector
+
+    # -- shared-state outage ------------------------------------------------------------------
+    def _begin_outage(self, err: BaseException) -> None:
+        """Switch to a local store (caller holds ``lock``) and start the recovery thread."""
+        from fraudops.features.online import EmbeddedBackend, OnlineFeatureStore
+
+        assert self.union is not None
+        log.error("shared online state unreachable (%s): scoring with degraded features", err)
+        self._fallback = OnlineFeatureStore(self.union, EmbeddedBackend(self.max_entities or 1_000_000))
+        self.outage.update(degraded=True, outages=self.outage["outages"] + 1, since=time.time())
+        threading.Thread(target=self._recover, name="state-recovery", daemon=True).start()
+
+    def _degraded(self, tx: Mapping[str, Any]) -> list[float]:
+        assert self._fallback is not None
+        vector = self._fallback.update_and_vector(tx)
+        self._outage.append(tx)
+        self.outage["events"] += 1
+        if self._on_degraded is not None:
+            self._on_degraded()
+        return vector
+
+    def _recover(self) -> None:
+        """Ping the shared state until it answers; write the outage's events to it (off the lock,
+        then the few that arrived meanwhile under it) and switch back."""
+        from fraudops.features.online import event_from_mapping
+
+        assert self.store is not None
+        backend: Any = self.store.backend  # a RedisBackend: only shared state has outages
+        families = [f for f in self.store.families if f != "tx"]
+        while True:
+            time.sleep(0.5)
+            try:
+                backend.r.ping()
+            except Exception:
+                continue
+            with self.lock:
+                batch = list(self._outage)
+                self._outage.clear()
+            rest: list[Mapping[str, Any]] = []
+            try:
+                backend.backfill([event_from_mapping(t) for t in batch], families)
+                with self.lock:
+                    rest = list(self._outage)
+                    self._outage.clear()
+                    backend.backfill([event_from_mapping(t) for t in rest], families)
+                    self._fallback = None
+                    replayed = len(batch) + len(rest)
+                    self.outage.update(degraded=False, replayed=self.outage["replayed"] + replayed)
+                    self.outage.pop("since", None)
+            except Exception as err:  # gone again: what was taken goes back, oldest first
+                if not _state_unreachable(err):
+                    log.exception("replaying the outage's events failed; trying again")
+                with self.lock:
+                    self._outage.extendleft(reversed(batch + rest))
+                continue
+            log.warning("shared online state back: %d events of the outage replayed into it", replayed)
+            if self._on_replayed is not None:
+                self._on_replayed(replayed)
+            return
+
+    @property
+    def backend_name(self) -> str:
+        """``redis`` or ``embedded``: where the online state lives."""
+        store = self.store
+        backend = self.backend if store is None else store.backend
+        return str(getattr(backend, "name", "embedded"))
 
     def stats(self) -> StateStats | None:
         """The online state's entity counts and evictions (None: not started, or Redis)."""

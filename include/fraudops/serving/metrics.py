@@ -229,6 +229,44 @@ class ServingMetrics:
         self.shadow_up = Gauge(
             "fraudops_shadow_worker_up", "1 when the worker is alive and heartbeating.", ["alias"], registry=r
         )
+        # The scale profile: shadow traffic through Redis Streams, online state in Redis.
+        self.stream_lag = Gauge(
+            "fraudops_shadow_stream_lag",
+            "Mirrored events of a challenger's stream not yet delivered to any shadow worker.",
+            ["alias"],
+            registry=r,
+        )
+        self.stream_pending = Gauge(
+            "fraudops_shadow_stream_pending",
+            "Mirrored events delivered to a shadow worker and not yet acknowledged.",
+            ["alias"],
+            registry=r,
+        )
+        self.stream_dead_letters = Gauge(
+            "fraudops_shadow_dead_letters",
+            "Mirrored events dead-lettered (delivered the configured number of times, never answered).",
+            ["alias"],
+            registry=r,
+        )
+        self.stream_workers = Gauge(
+            "fraudops_shadow_stream_workers", "Shadow workers heartbeating in the last 10 s.", registry=r
+        )
+        self.state_degraded = Gauge(
+            "fraudops_feature_state_degraded",
+            "1 while the shared online state (Redis) is unreachable and features are computed from "
+            "this replica's local fallback state.",
+            registry=r,
+        )
+        self.state_degraded_events = Counter(
+            "fraudops_feature_state_degraded_events",
+            "Events scored with degraded features (the shared online state unreachable).",
+            registry=r,
+        )
+        self.state_replayed = Counter(
+            "fraudops_feature_state_replayed_events",
+            "Events recorded during an online-state outage, written to it once it answered again.",
+            registry=r,
+        )
         self.registry_unavailable = Counter(
             "fraudops_registry_unavailable",
             "Registry (MLflow) calls that found it unreachable, by operation (alias_poll, load, "

@@ -38,6 +38,9 @@ def _optional_float(name: str) -> float | None:
     return _float(name, -1.0) if os.environ.get(name, "") else None
 
 
+SHADOW_TRANSPORTS = ("process", "stream")
+
+
 @dataclass(frozen=True)
 class ServingOptions:
     """Everything the scoring service needs besides ``Settings``."""
@@ -95,8 +98,19 @@ class ServingOptions:
     #: past it the least recent entity is evicted (counted in /metrics; it restarts cold). Idle
     #: entities are evicted anyway once past their longest window (``features.online.TTL_US``).
     feature_max_entities: int = DEFAULT_MAX_ENTITIES
+    #: How challengers get their sample (FRAUDOPS_SHADOW_TRANSPORT): ``process``, the in-process
+    #: pool of supervised worker processes (``shadow.py``), or ``stream``, Redis Streams read by
+    #: separate shadow workers (``streams.py``; the ``scale`` profile's default).
+    shadow_transport: str = "process"
 
     def __post_init__(self) -> None:
+        if self.shadow_transport not in SHADOW_TRANSPORTS:
+            raise ConfigError(
+                f"FRAUDOPS_SHADOW_TRANSPORT must be one of {list(SHADOW_TRANSPORTS)}, "
+                f"got {self.shadow_transport!r}"
+            )
+        if self.shadow_transport == "stream" and not self.settings.redis_url:
+            raise ConfigError("FRAUDOPS_SHADOW_TRANSPORT=stream needs Redis (FRAUDOPS_REDIS_URL)")
         if self.event_clock not in EVENT_CLOCK_DEFAULTS:
             known = sorted(EVENT_CLOCK_DEFAULTS)
             raise ConfigError(f"FRAUDOPS_EVENT_CLOCK must be one of {known}, got {self.event_clock!r}")
@@ -145,6 +159,11 @@ class ServingOptions:
             max_future_s=_optional_float("FRAUDOPS_MAX_FUTURE_S"),
             max_past_s=_optional_float("FRAUDOPS_MAX_PAST_S"),
             feature_max_entities=int(_float("FRAUDOPS_FEATURE_MAX_ENTITIES", DEFAULT_MAX_ENTITIES)),
+            shadow_transport=os.environ.get("FRAUDOPS_SHADOW_TRANSPORT", "")
+            or ("stream" if s.profile == "scale" else "process"),
+            work_dir=Path(os.environ["FRAUDOPS_SERVING_DIR"])
+            if os.environ.get("FRAUDOPS_SERVING_DIR")
+            else None,
         )
         return base if not overrides else _replace(base, overrides)
 

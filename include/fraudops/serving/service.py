@@ -47,6 +47,7 @@ from fraudops.serving.models import (
 )
 from fraudops.serving.options import ServingOptions
 from fraudops.serving.registry_faults import Backoff, RegistryUnavailable, Waiting, unavailable_reason
+from fraudops.serving.rows import decide, shadow_row
 from fraudops.serving.schema import RequestError, clean_request_id
 from fraudops.serving.shadow import SHED_PREFIX
 from fraudops.vocabulary import CHALLENGER_PREFIX, Action
@@ -55,6 +56,7 @@ if TYPE_CHECKING:
     from fraudops.serving.predlog import PredictionLog
     from fraudops.serving.schema import ScoreRequest
     from fraudops.serving.shadow import ShadowPool
+    from fraudops.serving.streams import StreamMirror
     from fraudops.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
@@ -122,7 +124,10 @@ class ScoringService:
             warm_days=self.options.warm_days,
             backend=_backend(s.redis_url),
             max_entities=self.options.feature_max_entities,
+            on_degraded=self.metrics.state_degraded_events.inc,
+            on_replayed=self.metrics.state_replayed.inc,
         )
+        self.metrics.on_scrape(lambda: self.metrics.state_degraded.set(int(self.router.outage["degraded"])))
         self.metrics.on_scrape(lambda: self.metrics.set_feature_stats(self.router.stats()))
         self.cache = BundleCache(self.options.root / "bundles", self.tracking_uri)
         self.watcher = AliasWatcher(
@@ -145,8 +150,14 @@ class ScoringService:
                 retry_interval_s=self.options.log_retry_interval_s,
             )
             self.metrics.on_scrape(lambda: self.metrics.set_log_stats(self.writer.snapshot()))  # type: ignore[union-attr]
-        self.shadow: ShadowPool | None = None
-        if shadow:
+        self.shadow: ShadowPool | StreamMirror | None = None
+        if shadow and self.options.shadow_transport == "stream":
+            from fraudops.serving.streams import StreamMirror
+
+            self.shadow = StreamMirror(
+                self.options, self.metrics, self._on_shadow_result, s.redis_url, self.model_name
+            )
+        elif shadow:
             from fraudops.serving.shadow import ShadowPool
 
             self.shadow = ShadowPool(self.options, self.metrics, self._on_shadow_result)
@@ -853,12 +864,7 @@ class ScoringService:
         return out
 
     def decide(self, score: float, threshold: float) -> str:
-        if score >= threshold:
-            return "decline"
-        band = self.options.review_band
-        if band > 0 and score >= threshold - band:
-            return "review"
-        return "approve"
+        return decide(score, threshold, self.options.review_band)
 
     # -- shadow results (collector thread) --------------------------------------------------
     def _on_shadow_result(self, result: dict[str, Any]) -> None:
@@ -870,24 +876,7 @@ class ScoringService:
         if error and not error.startswith(SHED_PREFIX):  # sheds have their own counter
             self.metrics.errors.labels(result["model_version"], "shadow", "error").inc()
         if self.writer is not None:
-            score = result.get("score")
-            self.writer.write(
-                {
-                    **{k: result.get(k) for k in ("transaction_id", "request_id", "model_version", "alias")},
-                    "model_name": self.model_name,
-                    "mode": "shadow",
-                    "score": score,
-                    "decision": None if score is None else self.decide(score, result["threshold"]),
-                    "latency_ms": result.get("latency_ms"),
-                    "fallback": False,
-                    "error": result.get("error"),
-                    "amount": result.get("amount"),
-                    "event_time": result.get("event_time"),
-                    "feature_set": result.get("feature_set"),
-                    "features": orjson.dumps(result.get("features")).decode(),
-                    "served_at": dt.datetime.now(dt.UTC),
-                }
-            )
+            self.writer.write(shadow_row(result, self.model_name, self.options.review_band))
 
     # -- introspection ----------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:
@@ -902,6 +891,7 @@ class ScoringService:
             "previous": None if previous is None else _slot_info(previous),
             "challengers": {} if self.shadow is None else self.shadow.status(),
             "feature_union": None if self.router.union is None else self.router.union.id,
+            "online_state": {"backend": self.router.backend_name, **self.router.outage},
             "last_feature_widening": self.router.last_widening,
             "shadow_sample_rate": self.sample_rate,
             "fallbacks": self.fallback_count,

@@ -535,8 +535,12 @@ class Stack:
             auth = local_mlflow_auth(s)
             ml = s.mlflow
             specs.append(mlflow_spec(s.mlflow_dir, s.log_dir, s.run_dir, ml.host, ml.port, auth=auth))
-        # scoring service (issue 6): bootstraps a champion on an empty registry, then serves.
-        specs.append(scoring_spec(s))
+        if s.profile == "scale":  # Redis, replicas behind HAProxy, stream shadow workers
+            from fraudops.stack.scale import scale_specs
+
+            specs.extend(scale_specs(s))
+        else:  # scoring service (issue 6): bootstraps a champion on an empty registry, then serves.
+            specs.append(scoring_spec(s))
         specs.extend(airflow_specs(s))
         return specs
 

@@ -1,0 +1,294 @@
+"""The ``scale`` profile's services (``fraudops up --profile scale``).
+
+Instead of one scoring process: a private ``redis-server`` (online feature state shared by the
+replicas, and the shadow streams; append-only file so a restart keeps the state), N scoring
+replicas (``FRAUDOPS_SCALE_REPLICAS``) each under ``keepalive`` (started again when killed) on
+ports ``replica_base_port + i``, **HAProxy** on the scoring port in front of them (health checks,
+retries of failed requests on another replica, a replica that stops is drained: new connections go
+elsewhere while it finishes what it holds), and M stream shadow workers
+(``FRAUDOPS_SCALE_SHADOW_WORKERS``) each under ``keepalive``. The URL clients use does not change:
+HAProxy listens where the single scoring service did.
+
+Scoring is idempotent, which is what makes the balancer's retries safe: the online state records
+an event as a sorted-set member keyed by its transaction id (a retried event is not counted twice)
+and the prediction row is written with a keyed MERGE.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from fraudops.config import Settings
+from fraudops.exceptions import ServiceError
+from fraudops.stack.process import ServiceSpec, http_ok
+
+
+def redis_spec(settings: Settings) -> ServiceSpec:
+    """The profile's redis-server: loopback, its own folder, append-only file (fsync every second)."""
+    from fraudops.stack.services import redis_ping
+
+    exe = shutil.which("redis-server")
+    if exe is None:
+        raise ServiceError(
+            "redis", "redis-server is not installed: run `make setup` (apt-get install redis-server)"
+        )
+    data = settings.state_dir / "redis"
+    data.mkdir(parents=True, exist_ok=True)
+    port = settings.scale.redis_port
+    log_file = settings.log_dir / "redis.log"
+    return ServiceSpec(
+        name="redis",
+        command=[
+            exe,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(data),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--save",
+            "",
+            "--logfile",
+            str(log_file),
+        ],
+        url=f"redis://127.0.0.1:{port}/0",
+        health=lambda: redis_ping(port),
+        log_file=log_file,
+        pid_file=settings.run_dir / "redis.pid",
+        cwd=data,
+        ready_timeout_s=30.0,
+        port=port,
+    )
+
+
+def child_pid_file(settings: Settings, name: str) -> Path:
+    """Where ``keepalive`` records the pid of the process it runs for service ``name``."""
+    return settings.run_dir / f"{name}.child.pid"
+
+
+def _keepalive(settings: Settings, name: str, command: list[str]) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "fraudops.stack.keepalive",
+        "--child-pid-file",
+        str(child_pid_file(settings, name)),
+        "--",
+        *command,
+    ]
+
+
+def _service_env(settings: Settings) -> dict[str, str]:
+    from fraudops.stack.services import _mlflow_client_env
+
+    return {
+        "FRAUDOPS_STATE_DIR": str(settings.state_dir),
+        "FRAUDOPS_PROFILE": "scale",
+        "FRAUDOPS_REDIS_URL": settings.redis_url,
+        "FRAUDOPS_MLFLOW_TRACKING_URI": settings.mlflow.tracking_uri,
+        "MLFLOW_TRACKING_URI": settings.mlflow.tracking_uri,
+        **_mlflow_client_env(settings),
+        "FRAUDOPS_BQ_ENDPOINT": settings.warehouse.endpoint,
+        "FRAUDOPS_BQ_PROJECT": settings.warehouse.project,
+        "FRAUDOPS_BQ_DATASET": settings.warehouse.dataset,
+        "FRAUDOPS_EVENT_CLOCK": settings.event_clock,
+        "PYTHONUNBUFFERED": "1",
+        "NO_PROXY": "127.0.0.1,localhost",
+    }
+
+
+def bootstrap(settings: Settings) -> None:
+    """A first champion on an empty registry (what ``--ensure-champion`` does for one service),
+    once, before the replicas start: N replicas must not race to train it."""
+    env = {**os.environ, **_service_env(settings)}
+    result = subprocess.run(
+        [sys.executable, "-m", "fraudops.stack.bootstrap"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=900,
+    )
+    if result.returncode != 0:
+        raise ServiceError("scoring-1", f"bootstrapping a first champion failed:\n{result.stderr[-2000:]}")
+
+
+def replica_specs(settings: Settings) -> list[ServiceSpec]:
+    """Scoring replicas ``scoring-1`` .. ``scoring-N``, each under keepalive with its own work folder
+    (bundle cache, prediction spool: a spool belongs to one process)."""
+    specs = []
+    for i, port in enumerate(settings.scale.replica_ports(), 1):
+        name = f"scoring-{i}"
+        url = f"http://127.0.0.1:{port}"
+        specs.append(
+            ServiceSpec(
+                name=name,
+                command=_keepalive(
+                    settings,
+                    name,
+                    [sys.executable, "-m", "fraudops.serving", "--port", str(port), "--log-level", "warning"],
+                ),
+                url=url,
+                health=lambda url=url: http_ok(f"{url}/health"),  # type: ignore[misc]
+                log_file=settings.log_dir / f"{name}.log",
+                pid_file=settings.run_dir / f"{name}.pid",
+                env={
+                    **_service_env(settings),
+                    "FRAUDOPS_SCORING_PORT": str(port),
+                    "FRAUDOPS_SERVING_DIR": str(settings.state_dir / "serving" / name),
+                },
+                cwd=settings.state_dir,
+                ready_timeout_s=900.0,
+                port=port,
+                prepare=(lambda: bootstrap(settings)) if i == 1 else None,
+            )
+        )
+    return specs
+
+
+def haproxy_config(settings: Settings) -> str:
+    """HAProxy's configuration for the replicas (see the module docstring)."""
+    servers = "\n".join(
+        f"    server scoring-{i} 127.0.0.1:{port} check"
+        for i, port in enumerate(settings.scale.replica_ports(), 1)
+    )
+    run = settings.run_dir
+    return f"""# Written by fraudops (stack/scale.py) at every start: edit FRAUDOPS_SCALE_* instead.
+global
+    log stderr format raw local0 notice
+    pidfile {run / "haproxy.haproxy-pid"}
+    stats socket {run / "haproxy.sock"} mode 600 level admin
+    maxconn 4096
+    # A request is retried only if it is whole in one buffer (16 KiB by default): a /score
+    # request is ~1 KiB; a batch request over 64 KiB is not retried.
+    tune.bufsize 65536
+
+defaults
+    mode http
+    log global
+    option dontlognull
+    timeout connect 1s
+    timeout client 30s
+    timeout server 10s
+    timeout http-request 10s
+    timeout http-keep-alive 30s
+    # A request whose replica refused the connection, closed it without an answer (killed), or
+    # answered 503 (not ready) is sent again, to another replica (redispatch), up to 3 times.
+    # HAProxy retries POSTs too: scoring is idempotent (online state and prediction rows are
+    # keyed by transaction id), so a replayed request changes nothing. The body is read whole
+    # before the first attempt (http-buffer-request): otherwise HAProxy cannot replay it.
+    option http-buffer-request
+    retries 3
+    option redispatch 1
+    retry-on conn-failure empty-response response-timeout 503
+
+frontend scoring
+    bind {settings.scoring.host}:{settings.scoring.port}
+    default_backend replicas
+
+backend replicas
+    balance roundrobin
+    # Health checks every 500 ms: a replica is out after 2 failures (a killed one within ~1 s;
+    # its in-flight requests are retried above) and back after 2 successes.
+    option httpchk
+    http-check send meth GET uri /health
+    http-check expect status 200
+    default-server inter 500ms fastinter 250ms downinter 1s fall 2 rise 2
+{servers}
+
+frontend stats
+    bind 127.0.0.1:{settings.scale.haproxy_stats_port}
+    stats enable
+    stats uri /stats
+    stats refresh 5s
+"""
+
+
+def haproxy_spec(settings: Settings) -> ServiceSpec:
+    exe = shutil.which("haproxy") or ("/usr/sbin/haproxy" if Path("/usr/sbin/haproxy").exists() else None)
+    if exe is None:
+        raise ServiceError("haproxy", "haproxy is not installed: run `make setup` (apt-get install haproxy)")
+    folder = settings.state_dir / "haproxy"
+    cfg = folder / "haproxy.cfg"
+    stats = f"http://127.0.0.1:{settings.scale.haproxy_stats_port}/stats"
+
+    def write_config() -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        cfg.write_text(haproxy_config(settings))
+        check = subprocess.run([exe, "-c", "-q", "-f", str(cfg)], capture_output=True, text=True, check=False)
+        if check.returncode != 0:
+            raise ServiceError("haproxy", f"configuration refused:\n{check.stderr[-2000:]}")
+
+    return ServiceSpec(
+        name="haproxy",
+        command=[exe, "-db", "-f", str(cfg)],  # -db: foreground, no daemon (the stack supervises)
+        url=settings.scoring.url,
+        health=lambda: http_ok(f"{settings.scoring.url}/health") and http_ok(stats),
+        log_file=settings.log_dir / "haproxy.log",
+        pid_file=settings.run_dir / "haproxy.pid",
+        cwd=folder,
+        ready_timeout_s=30.0,
+        port=settings.scoring.port,
+        prepare=write_config,
+    )
+
+
+def shadow_worker_specs(settings: Settings) -> list[ServiceSpec]:
+    """Stream shadow workers ``shadow-1`` .. ``shadow-M`` under keepalive; healthy once their
+    heartbeat is in Redis."""
+    specs = []
+    for i in range(1, settings.scale.shadow_workers + 1):
+        name = f"shadow-{i}"
+        specs.append(
+            ServiceSpec(
+                name=name,
+                command=_keepalive(
+                    settings,
+                    name,
+                    [sys.executable, "-m", "fraudops.serving.shadow_worker", "--consumer", name],
+                ),
+                url=settings.redis_url,
+                health=lambda name=name: worker_alive(settings, name),  # type: ignore[misc]
+                log_file=settings.log_dir / f"{name}.log",
+                pid_file=settings.run_dir / f"{name}.pid",
+                env=_service_env(settings),
+                cwd=settings.state_dir,
+                ready_timeout_s=120.0,
+            )
+        )
+    return specs
+
+
+def worker_alive(settings: Settings, name: str) -> bool:
+    """True when shadow worker ``name`` wrote a heartbeat in the last 10 s."""
+    import redis
+
+    from fraudops.serving.streams import WORKER_STALE_S, worker_status
+
+    try:
+        r = redis.Redis.from_url(settings.redis_url, decode_responses=True, socket_timeout=1.0)
+        try:
+            doc = worker_status(r).get(name)
+        finally:
+            r.close()
+    except redis.RedisError:
+        return False
+    return doc is not None and float(doc["age_s"]) < WORKER_STALE_S
+
+
+def scale_specs(settings: Settings) -> list[ServiceSpec]:
+    """The profile's serving services in start order (replace the single ``scoring`` service)."""
+    return [
+        redis_spec(settings),
+        *replica_specs(settings),
+        haproxy_spec(settings),
+        *shadow_worker_specs(settings),
+    ]

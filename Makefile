@@ -38,6 +38,7 @@ $(NATIVE): $(STAMP) $(wildcard include/fraudops/features/*.py) include/fraudops/
 
 ## system-deps: Debian packages the stack and tests use (redis-server for the shared online store
 ## and the scale profile's shadow streams, haproxy for the scale profile's load balancer,
+## postgresql for the scale profile's Airflow metadata database,
 ## chromium for the release page's headless screenshot test, chromium-driver for the console's
 ## browser tests (Selenium), wrk for make bench's closed-loop throughput, gcc and the Python headers
 ## for the compiled feature store).
@@ -47,6 +48,7 @@ system-deps:
 	test -f "$$($(PYTHON) -c 'import sysconfig; print(sysconfig.get_paths()["include"])')/Python.h" || missing="$$missing python3-dev"; \
 	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
 	test -x /usr/sbin/haproxy || command -v haproxy >/dev/null 2>&1 || missing="$$missing haproxy"; \
+	ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v chromedriver >/dev/null 2>&1 || missing="$$missing chromium-driver"; \
 	command -v wrk >/dev/null 2>&1 || missing="$$missing wrk"; \

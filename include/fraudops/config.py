@@ -202,6 +202,12 @@ class ScaleConfig:
     haproxy_stats_port: int = 8404
     #: A mirrored event delivered this many times without being answered goes to the dead letters.
     dead_letter_after: int = 3
+    #: Airflow's metadata database: the profile's own PostgreSQL (FRAUDOPS_SCALE_POSTGRES_PORT).
+    postgres_port: int = 5442
+    #: Airflow Celery workers (FRAUDOPS_SCALE_CELERY_WORKERS), each running this many tasks at once
+    #: (FRAUDOPS_SCALE_CELERY_CONCURRENCY).
+    celery_workers: int = 2
+    celery_concurrency: int = 1
 
     def replica_ports(self) -> list[int]:
         return [self.replica_base_port + i for i in range(1, self.replicas + 1)]
@@ -272,11 +278,15 @@ def load_settings() -> Settings:
         replica_base_port=_env_int("FRAUDOPS_SCALE_REPLICA_BASE_PORT", 8100),
         haproxy_stats_port=_env_int("FRAUDOPS_SCALE_HAPROXY_STATS_PORT", 8404),
         dead_letter_after=_env_int("FRAUDOPS_SCALE_DEAD_LETTER_AFTER", 3),
+        postgres_port=_env_int("FRAUDOPS_SCALE_POSTGRES_PORT", 5442),
+        celery_workers=_env_int("FRAUDOPS_SCALE_CELERY_WORKERS", 2),
+        celery_concurrency=_env_int("FRAUDOPS_SCALE_CELERY_CONCURRENCY", 1),
     )
-    if not (1 <= scale.replicas <= 64 and 1 <= scale.shadow_workers <= 64 and scale.dead_letter_after >= 1):
+    counts = (scale.replicas, scale.shadow_workers, scale.celery_workers, scale.celery_concurrency)
+    if not (all(1 <= n <= 64 for n in counts) and scale.dead_letter_after >= 1):
         raise ConfigError(
-            "FRAUDOPS_SCALE_REPLICAS and _SHADOW_WORKERS must be within [1, 64] and "
-            f"FRAUDOPS_SCALE_DEAD_LETTER_AFTER >= 1, got {scale.replicas}, {scale.shadow_workers}, "
+            "FRAUDOPS_SCALE_REPLICAS, _SHADOW_WORKERS, _CELERY_WORKERS and _CELERY_CONCURRENCY must be "
+            f"within [1, 64] and FRAUDOPS_SCALE_DEAD_LETTER_AFTER >= 1, got {counts} and "
             f"{scale.dead_letter_after}"
         )
     redis_default = f"redis://127.0.0.1:{scale.redis_port}/0" if profile == "scale" else ""

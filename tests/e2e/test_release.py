@@ -456,3 +456,103 @@ def test_a_data_scientist_takes_a_skops_model_from_the_console_to_a_gate_decisio
     assert release()["state"] == "success", release()
     statuses = [d["status"] for d in _decisions(e2e_warehouse, version)]
     assert statuses[0] == "promote" and statuses[-1] in ("confirm", "rollback"), statuses
+
+
+# -- the scale profile's Airflow: CeleryExecutor on PostgreSQL (issue #20) ---------------------------
+@pytest.fixture()
+def celery_airflow(e2e_env: dict[str, str], scoring: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Airflow as ``fraudops up --profile scale`` runs it: API server, scheduler, DAG processor,
+    triggerer and two Celery workers (Redis broker), on the profile's own PostgreSQL, over the e2e
+    world's warehouse, registry and scoring service."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from fraudops.config import load_settings
+    from fraudops.stack import process
+    from fraudops.stack.process import free_port
+    from fraudops.stack.scale import postgres_spec, redis_spec
+    from fraudops.stack.services import airflow_specs, apply_airflow_settings, platform_airflow_client
+
+    for key in [k for k in os.environ if k.startswith("AIRFLOW")]:
+        monkeypatch.delenv(key)  # the tests' private Airflow settings are not the stack's
+    # PostgreSQL runs as the postgres user, which must traverse every folder above its data
+    # (pytest's own temp root is private to this user).
+    state = Path(tempfile.mkdtemp(prefix="fraudops-celery-", dir="/tmp"))
+    state.chmod(0o755)
+    monkeypatch.setenv("FRAUDOPS_STATE_DIR", str(state))
+    monkeypatch.setenv("FRAUDOPS_PROFILE", "scale")
+    monkeypatch.setenv("FRAUDOPS_AIRFLOW_PORT", str(free_port()))
+    monkeypatch.setenv("FRAUDOPS_SCALE_REDIS_PORT", str(free_port()))
+    monkeypatch.setenv("FRAUDOPS_SCALE_POSTGRES_PORT", str(free_port()))
+    settings = load_settings()
+    specs = [redis_spec(settings), postgres_spec(settings), *airflow_specs(settings)]
+    started = []
+    try:
+        for spec in specs:
+            process.start(spec)
+            started.append(spec)
+        apply_airflow_settings(settings)
+        client = platform_airflow_client(settings)
+        wait_until(lambda: _parsed(client, "fraud_release"), 180, "fraud_release parsed", every_s=2)
+        client.unpause("fraud_release")
+        yield {"client": client, "settings": settings}
+    finally:
+        for spec in reversed(started):
+            process.stop(spec)
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def _parsed(client: Any, dag_id: str) -> bool:
+    try:
+        client.request("GET", f"/dags/{dag_id}")
+    except Exception:
+        return False
+    return True
+
+
+@pytest.mark.scale
+def test_fraud_release_runs_end_to_end_on_celery_with_two_workers(
+    celery_airflow: dict[str, Any],
+    e2e_env: dict[str, str],
+    e2e_bundles: dict[str, Any],
+    traffic: Traffic,
+    scoring: str,
+    e2e_warehouse: Any,
+) -> None:
+    """A release triggered through the REST API runs every task on the Celery workers (none
+    in-process): the constant-score challenger is shadowed on live traffic, rejected at the wait's
+    early look, and retired, exactly as under the LocalExecutor."""
+    from fraudops.registry import register_artifact
+    from fraudops.stack.scale import celery_ping
+
+    client, settings = celery_airflow["client"], celery_airflow["settings"]
+    version = register_artifact(
+        e2e_bundles["constant"],
+        tracking_uri=e2e_env["MLFLOW_TRACKING_URI"],
+        model_name=MODEL,
+        experiment="e2e",
+    ).version
+    run_id = client.trigger("fraud_release", _conf(version, scoring))
+
+    def state() -> str:
+        doc: dict[str, Any] = client.request("GET", f"/dags/fraud_release/dagRuns/{run_id}")
+        return str(doc.get("state"))
+
+    wait_until(lambda: state() in ("success", "failed"), 600, f"{run_id} finished", every_s=3)
+    states = client.task_states("fraud_release", run_id)
+    assert state() == "success", states
+    assert states["reject"] == "success" and states["promote"] == "skipped", states
+    rows = _decisions(e2e_warehouse, version)
+    assert [r["status"] for r in rows] == ["reject"], rows
+    assert _deployments(e2e_warehouse, f"challenger-{version}") == ["shadow", "retire"]
+    # Every task that ran went through a Celery worker; both workers were up for it.
+    ran = [t for t, s in states.items() if s == "success"]
+    received = {
+        i: (settings.log_dir / f"airflow-worker-{i}.log").read_text().count("] received") for i in (1, 2)
+    }
+    import socket
+
+    assert all(celery_ping(settings, f"worker{i}@{socket.gethostname()}") for i in (1, 2))
+    assert sum(received.values()) >= len(ran), (received, ran)
+    print(f"fraud_release on Celery: {len(ran)} tasks, received per worker {received}")

@@ -870,7 +870,8 @@ class RedisBackend:
 
         self.url = url
         self.prefix = prefix
-        self.r = client or redis.Redis.from_url(url, decode_responses=True)
+        # Any: redis-py types replies as the union of its sync and async clients' results.
+        self.r: Any = client or redis.Redis.from_url(url, decode_responses=True)
 
     def _key(self, fam: str, entity: Any) -> str:
         return f"{self.prefix}:{fam}:{entity}"

@@ -22,6 +22,7 @@ dead letters, claims, RSS), which the replicas show in ``/version`` and ``/metri
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import logging
 import os
@@ -97,6 +98,9 @@ class StreamShadowWorker:
         self.stop_event = threading.Event()
         self.busy_since: float | None = None
         self.counts = {"processed": 0, "errors": 0, "dead_lettered": 0, "claimed": 0, "redis_errors": 0}
+        #: Milliseconds from each entry's XADD (its id's time part) to its row in the spool: how far
+        #: shadow scoring trails production (the newest 5,000 events).
+        self.delays_ms: collections.deque[int] = collections.deque(maxlen=5000)
         self._last_streams = 0.0
         self._last_claim = 0.0
 
@@ -199,6 +203,8 @@ class StreamShadowWorker:
             self.counts["processed"] += 1
             self.counts["errors"] += error is not None
             self._write(c, rid, txid, amount, event_time, score, error, per_row_ms, vector)
+        now_ms = int(time.time() * 1e3)
+        self.delays_ms.extend(now_ms - int(eid.split("-", 1)[0]) for eid, _ in entries)
         self._ack(c.stream, [eid for eid, _ in entries])
         self.busy_since = None
 
@@ -331,8 +337,11 @@ class StreamShadowWorker:
     def _heartbeat(self) -> None:
         from fraudops.serving.shadow import _rss_mb
 
+        delays = sorted(self.delays_ms)
         status = {
             **self.counts,
+            "delay_ms_p50": delays[len(delays) // 2] if delays else None,
+            "delay_ms_p99": delays[min(len(delays) - 1, int(len(delays) * 0.99))] if delays else None,
             "pid": os.getpid(),
             "streams": sorted(self.challengers),
             "rss_mb": _rss_mb(os.getpid()),

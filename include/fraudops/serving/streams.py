@@ -140,7 +140,7 @@ class StreamMirror:
         self.on_result = on_result
         self.model_name = model_name
         self.prefix = prefix
-        self.r = client or redis.Redis.from_url(
+        self.r: Any = client or redis.Redis.from_url(
             redis_url, decode_responses=True, socket_timeout=2.0, socket_connect_timeout=1.0
         )
         #: Entries a stream may hold undelivered before events offered to it are shed.

@@ -292,3 +292,224 @@ def scale_specs(settings: Settings) -> list[ServiceSpec]:
         haproxy_spec(settings),
         *shadow_worker_specs(settings),
     ]
+
+
+# -- Airflow on PostgreSQL with Celery workers ------------------------------------------------------
+def postgres_bin(name: str) -> str:
+    """A PostgreSQL server program (Debian keeps them under /usr/lib/postgresql/<major>/bin)."""
+    import glob
+
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)
+    exe = found[0] if found else shutil.which(name)
+    if not exe:
+        raise ServiceError(
+            "postgres", "PostgreSQL is not installed: run `make setup` (apt-get install postgresql)"
+        )
+    return exe
+
+
+def _as_postgres_user() -> list[str]:
+    """PostgreSQL refuses to run as root: as root, run it as the ``postgres`` user the Debian package
+    creates (``setpriv`` execs in place, so the recorded pid is the server's own)."""
+    if os.geteuid() != 0:
+        return []
+    return ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", "--"]
+
+
+def postgres_password(settings: Settings) -> str:
+    """The password of the profile's PostgreSQL role ``airflow`` (generated once, mode 0600)."""
+    import secrets
+
+    path = settings.run_dir / "postgres_password"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secrets.token_urlsafe(24))
+    return path.read_text().strip()
+
+
+def postgres_dir(settings: Settings) -> Path:
+    return settings.state_dir / "postgres"
+
+
+def _initdb(settings: Settings) -> None:
+    """Create the cluster once (role ``airflow`` with the generated password, scram on TCP)."""
+    folder = postgres_dir(settings)
+    data = folder / "data"
+    if (data / "PG_VERSION").exists():
+        return
+    (folder / "run").mkdir(parents=True, exist_ok=True)
+    data.mkdir(parents=True, exist_ok=True)
+    pwfile = folder / "pwfile"
+    pwfile.write_text(postgres_password(settings) + "\n")
+    if os.geteuid() == 0:
+        shutil.chown(folder, "postgres", "postgres")
+        for p in (data, folder / "run", pwfile):
+            shutil.chown(p, "postgres", "postgres")
+    data.chmod(0o700)
+    pwfile.chmod(0o600)
+    result = subprocess.run(
+        [
+            *_as_postgres_user(),
+            postgres_bin("initdb"),
+            "-D",
+            str(data),
+            "-U",
+            "airflow",
+            f"--pwfile={pwfile}",
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+            "-E",
+            "UTF8",
+            "--locale=C.UTF-8",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    pwfile.unlink(missing_ok=True)
+    if result.returncode != 0:
+        raise ServiceError(
+            "postgres",
+            f"initdb failed (every folder above {data} must be traversable by the postgres user):\n"
+            f"{result.stderr[-2000:]}",
+        )
+
+
+def postgres_spec(settings: Settings) -> ServiceSpec:
+    """The profile's PostgreSQL 15 (Debian package): loopback, its own cluster and socket folder."""
+    folder = postgres_dir(settings)
+    port = settings.scale.postgres_port
+    return ServiceSpec(
+        name="postgres",
+        command=[
+            *_as_postgres_user(),
+            postgres_bin("postgres"),
+            "-D",
+            str(folder / "data"),
+            "-p",
+            str(port),
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            f"unix_socket_directories={folder / 'run'}",
+            "-c",
+            "max_connections=200",
+            "-c",
+            "shared_buffers=64MB",
+        ],
+        url=f"postgresql://127.0.0.1:{port}/airflow",
+        health=lambda: (
+            subprocess.run(
+                [postgres_bin("pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(port)], check=False
+            ).returncode
+            == 0
+        ),
+        log_file=settings.log_dir / "postgres.log",
+        pid_file=settings.run_dir / "postgres.pid",
+        cwd=folder,
+        ready_timeout_s=60.0,
+        port=port,
+        prepare=lambda: _initdb(settings),
+    )
+
+
+def airflow_database_url(settings: Settings, driver: str = "psycopg2") -> str:
+    return (
+        f"postgresql+{driver}://airflow:{postgres_password(settings)}@127.0.0.1:"
+        f"{settings.scale.postgres_port}/airflow"
+    )
+
+
+def ensure_airflow_database(settings: Settings) -> None:
+    """Create the ``airflow`` database if the cluster does not have it yet."""
+    import psycopg2
+
+    conn = psycopg2.connect(
+        host="127.0.0.1",
+        port=settings.scale.postgres_port,
+        user="airflow",
+        password=postgres_password(settings),
+        dbname="postgres",
+    )
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1 FROM pg_database WHERE datname = 'airflow'")
+            if cur.fetchone() is None:
+                cur.execute("CREATE DATABASE airflow")
+    finally:
+        conn.close()
+
+
+def airflow_scale_env(settings: Settings) -> dict[str, str]:
+    """What the scale profile changes in every Airflow process's environment."""
+    redis_base = settings.redis_url.rsplit("/", 1)[0]
+    return {
+        "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": airflow_database_url(settings),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC": airflow_database_url(settings, "asyncpg"),
+        # Database 1 of the profile's Redis (0 holds the online state and the shadow streams).
+        "AIRFLOW__CELERY__BROKER_URL": f"{redis_base}/1",
+        "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{airflow_database_url(settings)}",
+        "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(settings.scale.celery_concurrency),
+        "AIRFLOW__CORE__PARALLELISM": str(settings.scale.celery_workers * settings.scale.celery_concurrency),
+        # Each worker forks a stale-bundle cleaner (~140 MB) that local DAG folders never need.
+        "AIRFLOW__DAG_PROCESSOR__STALE_BUNDLE_CLEANUP_INTERVAL": "0",
+    }
+
+
+def celery_ping(settings: Settings, hostname: str) -> bool:
+    """True when Celery worker ``hostname`` answers a ping through the broker."""
+    try:
+        from celery import Celery
+
+        app = Celery(broker=airflow_scale_env(settings)["AIRFLOW__CELERY__BROKER_URL"])
+        try:
+            replies = app.control.ping(destination=[hostname], timeout=1.0)
+        finally:
+            app.close()
+    except Exception:
+        return False
+    return any(hostname in r for r in replies or [])
+
+
+def celery_worker_specs(settings: Settings, env: dict[str, str]) -> list[ServiceSpec]:
+    """Airflow's Celery workers ``airflow-worker-1`` .. ``-K``: each its own Celery hostname, no log
+    server (task logs go to the shared local folder the API server reads)."""
+    import socket
+
+    from fraudops.stack.services import venv_bin
+
+    specs = []
+    for i in range(1, settings.scale.celery_workers + 1):
+        hostname = f"worker{i}@{socket.gethostname()}"
+        specs.append(
+            ServiceSpec(
+                name=f"airflow-worker-{i}",
+                command=[
+                    venv_bin("airflow"),
+                    "celery",
+                    "worker",
+                    "--celery-hostname",
+                    hostname,
+                    "--concurrency",
+                    str(settings.scale.celery_concurrency),
+                    "--queues",
+                    "default",
+                    "--skip-serve-logs",
+                ],
+                url=airflow_scale_env(settings)["AIRFLOW__CELERY__BROKER_URL"],
+                health=lambda hostname=hostname: celery_ping(settings, hostname),  # type: ignore[misc]
+                log_file=settings.log_dir / f"airflow-worker-{i}.log",
+                pid_file=settings.run_dir / f"airflow-worker-{i}.pid",
+                env=env,
+                cwd=settings.airflow_home,
+                ready_timeout_s=180.0,
+            )
+        )
+    return specs

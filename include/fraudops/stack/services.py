@@ -347,7 +347,17 @@ def airflow_env(settings: Settings) -> dict[str, str]:
         "FRAUDOPS_SCORING_PORT": str(settings.scoring.port),
         "PYTHONUNBUFFERED": "1",
         "NO_PROXY": "127.0.0.1,localhost",
+        **_scale_airflow_env(settings),
     }
+
+
+def _scale_airflow_env(settings: Settings) -> dict[str, str]:
+    """The scale profile's Airflow: CeleryExecutor, PostgreSQL (``stack/scale.py``)."""
+    if settings.profile != "scale":
+        return {}
+    from fraudops.stack.scale import airflow_scale_env
+
+    return airflow_scale_env(settings)
 
 
 def _airflow_health(url: str) -> dict[str, object]:
@@ -424,6 +434,10 @@ def _run_with_airflow_env(
 def migrate_airflow_db(settings: Settings) -> None:
     """``airflow db migrate`` with the stack's Airflow environment: creates or upgrades the
     metadata database before the API server starts (what ``airflow standalone`` did first)."""
+    if settings.profile == "scale":
+        from fraudops.stack.scale import ensure_airflow_database
+
+        ensure_airflow_database(settings)
     command = [venv_bin("airflow"), "db", "migrate"]
     _run_with_airflow_env(settings, command, "airflow db migrate", 600, cwd=settings.airflow_home)
 
@@ -465,12 +479,17 @@ def airflow_specs(settings: Settings) -> list[ServiceSpec]:
         port=settings.airflow.port,
         prepare=lambda: migrate_airflow_db(settings),
     )
-    return [
+    specs = [
         api,
         component("scheduler", ["scheduler", "--skip-serve-logs"], "scheduler"),
         component("dag-processor", ["dag-processor"], "dag_processor"),
         component("triggerer", ["triggerer", "--skip-serve-logs"], "triggerer"),
     ]
+    if settings.profile == "scale":  # the scheduler hands tasks to Celery workers
+        from fraudops.stack.scale import celery_worker_specs
+
+        specs.extend(celery_worker_specs(settings, env))
+    return specs
 
 
 def airflow_password(settings: Settings) -> str | None:
@@ -541,6 +560,10 @@ class Stack:
             specs.extend(scale_specs(s))
         else:  # scoring service (issue 6): bootstraps a champion on an empty registry, then serves.
             specs.append(scoring_spec(s))
+        if s.profile == "scale":  # Airflow's metadata database
+            from fraudops.stack.scale import postgres_spec
+
+            specs.append(postgres_spec(s))
         specs.extend(airflow_specs(s))
         return specs
 

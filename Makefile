@@ -7,7 +7,7 @@ UV_VERSION := 0.13.9
 STAMP := $(VENV)/.installed
 NATIVE := include/fraudops/_native/STAMP.json
 
-.PHONY: setup system-deps frameworks run up down status test test-fast lint typecheck bench bench-gate lock clean
+.PHONY: setup system-deps frameworks run run-scale up down status test test-fast lint typecheck bench bench-gate lock clean
 
 ## setup: create .venv and install the pinned environment and the fraudops package, then compile
 ## the online feature store with mypyc (fraudops.native; uses gcc). Idempotent.
@@ -67,6 +67,12 @@ run: setup
 	$(BIN)/fraudops demo
 
 up: run
+
+## run-scale: the same lifecycle on the scale profile: scoring replicas behind HAProxy, online state
+## and shadow streams in Redis, stream shadow workers, Airflow with Celery workers on PostgreSQL.
+run-scale: setup
+	FRAUDOPS_SHADOW_SAMPLE_RATE=$${FRAUDOPS_SHADOW_SAMPLE_RATE:-0.5} $(BIN)/fraudops up --profile scale
+	$(BIN)/fraudops demo
 
 ## down: stop everything `make run` started.
 down:

@@ -887,6 +887,12 @@ async def challengers(user: User) -> JSONResponse:
                 "errors": w.get("errors"),
                 "shed": w.get("shed"),
                 "latency_ms_mean": w.get("latency_ms_mean"),
+                # The scale profile's stream transport: events not yet delivered to a shadow
+                # worker (lag), delivered and not answered (pending), dead-lettered.
+                "transport": w.get("transport", "process"),
+                "lag": w.get("lag"),
+                "pending": w.get("pending"),
+                "dead_letters": w.get("dead_letters"),
                 "author": author,
                 "booked_by": None if booking is None else booking.booked_by,
                 "booking_id": None if booking is None else booking.booking_id,

@@ -24,13 +24,20 @@ app.include_router(console_router)
 
 
 def _overview() -> Any:
+    from fraudops.clients.scoring import service_state
     from fraudops.config import load_settings
+    from fraudops.exceptions import ServiceError
     from fraudops.release.report import release_overview
     from fraudops_airflow.hooks import WarehouseHook
 
     settings = load_settings()
     warehouse = WarehouseHook(warehouse_conn_id="fraudops_warehouse").get_warehouse()
-    return release_overview(warehouse, settings.mlflow.model_name, settings.mlflow.tracking_uri)
+    overview = release_overview(warehouse, settings.mlflow.model_name, settings.mlflow.tracking_uri)
+    try:  # the challengers in shadow now, with the stream backlog in the scale profile
+        overview.shadow = dict(service_state(settings.scoring.url, 5.0).get("challengers") or {})
+    except ServiceError:
+        overview.shadow = None
+    return overview
 
 
 @app.get("/releases", response_class=HTMLResponse)

@@ -147,3 +147,45 @@ def test_the_router_scores_on_a_local_store_while_the_shared_state_is_unreachabl
     assert got == [local.update_and_vector(ev) for ev in events]
     assert router.outage["degraded"] is True and router.outage["events"] == 5 and len(counted) == 5
     assert len(router._outage) == 5  # kept for the replay into Redis once it answers
+
+
+def test_the_scale_profile_starts_its_services_in_dependency_order(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Redis before the replicas (their state), the replicas before HAProxy (it checks them), the
+    shadow workers after Redis, PostgreSQL before Airflow, Celery workers after the scheduler."""
+    from fraudops.config import load_settings
+    from fraudops.stack.services import Stack, airflow_env
+
+    monkeypatch.setenv("FRAUDOPS_STATE_DIR", str(tmp_path))
+    monkeypatch.setenv("FRAUDOPS_PROFILE", "scale")
+    monkeypatch.setenv("FRAUDOPS_SCALE_REPLICAS", "2")
+    settings = load_settings()
+    names = [s.name for s in Stack(settings).specs()]
+    assert names == [
+        "bigquery-emulator",
+        "mlflow",
+        "redis",
+        "scoring-1",
+        "scoring-2",
+        "haproxy",
+        "shadow-1",
+        "shadow-2",
+        "postgres",
+        "airflow",
+        "airflow-scheduler",
+        "airflow-dag-processor",
+        "airflow-triggerer",
+        "airflow-worker-1",
+        "airflow-worker-2",
+    ]
+    env = airflow_env(settings)
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql+psycopg2://airflow:")
+    assert env["AIRFLOW__CELERY__BROKER_URL"] == "redis://127.0.0.1:6390/1"  # not the state's db 0
+    pw_file = tmp_path / "run" / "postgres_password"
+    assert oct(pw_file.stat().st_mode & 0o777) == "0o600"
+    monkeypatch.setenv("FRAUDOPS_PROFILE", "local")
+    local = load_settings()
+    assert [s.name for s in Stack(local).specs()][:3] == ["bigquery-emulator", "mlflow", "scoring"]
+    assert airflow_env(local)["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"

@@ -71,6 +71,9 @@ class ReleaseOverview:
     decisions: list[dict[str, Any]]
     daily: pd.DataFrame
     generated_at: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+    #: The scoring service's challengers now (``/version``): transport, sample rate, and for the
+    #: stream transport the backlog (lag, pending, dead letters); None: the service was unreachable.
+    shadow: dict[str, dict[str, Any]] | None = None
 
     @property
     def champion(self) -> str | None:
@@ -247,6 +250,28 @@ def render_page(overview: ReleaseOverview) -> str:
         if rows
         else '<p class="muted">No gate decisions yet.</p>'
     )
+    shadow_rows = "".join(
+        f"<tr><td>{e(a)}</td><td>v{e(str(w.get('version')))}</td>"
+        f"<td>{e(str(w.get('transport', 'process')))}</td><td>{e(str(w.get('state')))}</td>"
+        f"<td>{_fmt(w.get('sample_rate'), '{:.3f}')}</td>"
+        f"<td>{_fmt(w.get('processed', w.get('mirrored')), '{:,}')}</td>"
+        f"<td>{_fmt(w.get('shed'), '{:,}')}</td>"
+        f"<td>{_fmt(w.get('lag'), '{:,}')}</td><td>{_fmt(w.get('pending'), '{:,}')}</td>"
+        f"<td>{_fmt(w.get('dead_letters'), '{:,}')}</td>"
+        f"<td>{_fmt(len(w['workers']) if isinstance(w.get('workers'), dict) else None, '{}')}</td></tr>"
+        for a, w in sorted((overview.shadow or {}).items())
+    )
+    shadow_table = (
+        '<p class="muted">The scoring service did not answer.</p>'
+        if overview.shadow is None
+        else (
+            "<table><tr><th>alias</th><th>version</th><th>transport</th><th>state</th><th>sample rate</th>"
+            "<th>scored / mirrored</th><th>shed</th><th>lag</th><th>pending</th><th>dead letters</th>"
+            "<th>workers</th></tr>" + shadow_rows + "</table>"
+            if shadow_rows
+            else '<p class="muted">No challenger in shadow.</p>'
+        )
+    )
     daily_rows = "".join(
         f"<tr><td>{e(str(d.day)[:10])}</td><td>{int(d.events)}</td><td>{int(d.frauds)}</td>"
         f"<td>{_fmt(d.capture_rate, '{:.3f}')}</td><td>{_fmt(d.false_positive_rate, '{:.4f}')}</td>"
@@ -265,6 +290,7 @@ def render_page(overview: ReleaseOverview) -> str:
 <div class="muted">generated {e(overview.generated_at)} · warehouse: gate_decisions, predictions, labels ·
 registry: MLflow aliases</div>
 <h2>Deployments</h2><div id="aliases">{"".join(pills)}</div>
+<h2>Shadow pool now</h2><div id="shadow">{shadow_table}</div>
 <h2>Shadow comparison (latest promotion decision)</h2>{
         img("shadow", "shadow comparison") or '<p class="muted">No decided promotion yet.</p>'
     }

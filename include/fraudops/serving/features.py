@@ -125,9 +125,18 @@ class FeatureRouter:
             if self.store is None:
                 # Nothing is served before the first store exists: no hot path to protect.
                 store = OnlineFeatureStore(union, self.backend)
-                tx, labels = self._history(union)
-                n = store.backfill(tx, labels) if len(tx) else 0
-                log.info("online store warmed with %d transactions", n)
+                warm_key = self._shared_warm_key(union)
+                if warm_key is not None and self.backend.r.exists(warm_key):
+                    # Shared state another replica already warmed (and keeps current): only the
+                    # clock and the label feed's start are this replica's own.
+                    self._clock_from_warehouse()
+                    log.info("online store: shared state already warmed (%s)", warm_key)
+                else:
+                    tx, labels = self._history(union)
+                    n = store.backfill(tx, labels) if len(tx) else 0
+                    if warm_key is not None:
+                        self.backend.r.set(warm_key, str(n))
+                    log.info("online store warmed with %d transactions", n)
                 with self.lock:
                     self.store = store
                     self._set_union(union, specs)
@@ -161,6 +170,25 @@ class FeatureRouter:
                 "under_lock_s": round(t2 - t1, 4),
             }
             log.info("online feature union widened: %s", self.last_widening)
+
+    def _shared_warm_key(self, union: FeatureSpec) -> str | None:
+        """The key marking shared (Redis) state as warmed for ``union`` (set after the backfill
+        completes, so a replica killed halfway leaves it unset); None for embedded state."""
+        from fraudops.features.online import RedisBackend
+
+        if not isinstance(self.backend, RedisBackend) or self.warehouse is None or self.warm_days <= 0:
+            return None
+        return f"{self.backend.prefix}:warmed:{union.id}"
+
+    def _clock_from_warehouse(self) -> None:
+        """The simulated clock and the label feed's start, without reading the history."""
+        assert self.warehouse is not None
+        newest = self.warehouse.newest_event_time()
+        now = dt.datetime.now(dt.UTC) if newest is None else newest + dt.timedelta(microseconds=1)
+        if newest is not None:
+            self.last_event = newest
+        if self.labels_since is None:
+            self.labels_since = now
 
     def _set_union(self, union: FeatureSpec, specs: Sequence[FeatureSpec]) -> None:
         """Switch to ``union`` (under the hot path's lock): the positions of every feature may move,

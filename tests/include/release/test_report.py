@@ -86,6 +86,33 @@ def test_page_shows_aliases_decisions_and_charts() -> None:
     assert page.count("data:image/png;base64,") == 2  # shadow comparison + daily metrics
 
 
+def test_page_shows_the_shadow_pool_and_its_stream_backlog() -> None:
+    overview = ReleaseOverview("fraud-detector", {"champion": "2"}, {}, [], daily_rates(_daily()))
+    assert "The scoring service did not answer" in render_page(overview)
+    overview.shadow = {}
+    assert "No challenger in shadow" in render_page(overview)
+    overview.shadow = {
+        "challenger-7": {
+            "version": "7",
+            "transport": "redis-stream",
+            "state": "running",
+            "sample_rate": 0.25,
+            "mirrored": 12345,
+            "shed": 3,
+            "lag": 410,
+            "pending": 64,
+            "dead_letters": 1,
+            "workers": {"shadow-1": {}, "shadow-2": {}},
+        },
+        "challenger-<b>": {"version": "<i>", "state": "running", "sample_rate": 0.1, "processed": 5},
+    }
+    page = render_page(overview)
+    row = page.split('id="shadow"')[1].split("</table>")[0]
+    assert "<td>redis-stream</td>" in row and "<td>12,345</td>" in row
+    assert "<td>410</td><td>64</td><td>1</td><td>2</td>" in row  # lag, pending, dead letters, workers
+    assert "challenger-&lt;b&gt;" in row and "<td>process</td>" in row and "<i>" not in row
+
+
 @pytest.mark.integration
 def test_overview_from_the_warehouse(warehouse: object, mlflow_server: str) -> None:
     from fraudops.release.report import release_overview

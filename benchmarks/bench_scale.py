@@ -84,6 +84,7 @@ def main() -> None:
     ap.add_argument("--shadow-rate", type=float, default=300)
     args = ap.parse_args()
     import httpx
+    import redis
     from bench_scoring import run_load, run_wrk
     from conftest import _tiny_bundle  # type: ignore[import-not-found]
     from serving_helpers import point, register
@@ -179,6 +180,7 @@ def main() -> None:
                 f"{w['p99_us'] / 1e3:.2f}",
                 str(w["errors"]),
                 f"{rss:.0f}",
+                "–",
             )
         )
         stop_all()
@@ -194,7 +196,13 @@ def main() -> None:
                 cost = redis_cost(settings.redis_url)
             print(f"scale: {n} replica(s) behind HAProxy: wrk {args.duration:g} s ...", flush=True)
             run_wrk(f"{settings.scoring.url}/score", "score", 3, 16)
+            rc = redis.Redis.from_url(settings.redis_url)
+            before = int(rc.info("stats")["total_commands_processed"])
             w = run_wrk(f"{settings.scoring.url}/score", "score", args.duration, 16)
+            commands_per_request = (int(rc.info("stats")["total_commands_processed"]) - before) / max(
+                1, w["requests"]
+            )
+            rc.close()
             rss = [_child_rss(settings, f"scoring-{i}") for i in range(1, n + 1)]
             replica_rows.append(
                 (
@@ -204,6 +212,7 @@ def main() -> None:
                     f"{w['p99_us'] / 1e3:.2f}",
                     str(w["errors"]),
                     f"{statistics.fmean(rss):.0f} each",
+                    f"{commands_per_request:.1f}",
                 )
             )
             stop_all()
@@ -226,8 +235,6 @@ def main() -> None:
             workers = shadow_worker_specs(settings)
             for spec in workers:
                 start(spec)
-            import redis
-
             r = redis.Redis.from_url(settings.redis_url, decode_responses=True)
             stream = stream_key(alias, challenger)
             print(
@@ -278,7 +285,7 @@ def main() -> None:
     print(
         f"Scoring throughput, closed loop (wrk, 16 connections, {args.duration:g} s, mirroring off), 2 cores"
     )
-    head = ("setup", "req/s", "p50 ms", "p99 ms", "errors", "RSS MB")
+    head = ("setup", "req/s", "p50 ms", "p99 ms", "errors", "RSS MB", "Redis commands/request")
     print(" | ".join(head))
     for row in replica_rows:
         print(" | ".join(row))

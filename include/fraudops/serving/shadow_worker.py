@@ -53,6 +53,12 @@ class _Challenger:
         self.scorer: Any = None
         self.broken: str | None = None  # the bundle was refused: every event is that error
         self.next_try = 0.0
+        self.last_entry = time.monotonic()  # when an entry of this stream was last scored
+
+
+#: A loaded challenger whose stream stayed empty this long is unloaded (a retired challenger's
+#: model does not stay resident); an entry arriving later loads it again.
+IDLE_UNLOAD_S = 600.0
 
 
 class StreamShadowWorker:
@@ -131,7 +137,7 @@ class StreamShadowWorker:
         if now - self._last_claim > min(1.0, self.claim_idle_ms / 2e3):
             handled += self._claim()
             self._last_claim = now
-        ready = [c for c in self.challengers.values() if self._loaded(c)]
+        ready = [c for c in self.challengers.values() if self._wanted(c) and self._loaded(c)]
         if not ready:
             self.stop_event.wait(self.block_ms / 1e3)
             return handled
@@ -145,6 +151,11 @@ class StreamShadowWorker:
         return handled
 
     def _refresh_streams(self) -> None:
+        now = time.monotonic()
+        for c in self.challengers.values():
+            if c.scorer is not None and now - c.last_entry > IDLE_UNLOAD_S and not self.r.xlen(c.stream):
+                log.info("shadow worker %s: unloading idle v%s (%s)", self.consumer, c.version, c.alias)
+                c.scorer = None
         for raw in self.r.smembers(f"{self.prefix}:streams"):
             stream = raw.decode()
             if stream in self.challengers:
@@ -155,6 +166,10 @@ class StreamShadowWorker:
             ensure_group(self.r, stream)
             self.challengers[stream] = _Challenger(stream, meta)
             log.info("shadow worker %s: reading %s", self.consumer, stream)
+
+    def _wanted(self, c: _Challenger) -> bool:
+        """Loaded already, or its stream holds entries (an idle unloaded challenger is not)."""
+        return c.scorer is not None or c.broken is not None or bool(self.r.xlen(c.stream))
 
     def _loaded(self, c: _Challenger) -> bool:
         """Load ``c``'s bundle once; a registry outage is retried every 5 s (its entries wait in
@@ -189,7 +204,7 @@ class StreamShadowWorker:
     def _score(self, c: _Challenger, entries: list[tuple[str, dict[bytes, bytes]]]) -> None:
         if not entries:
             return
-        self.busy_since = time.monotonic()
+        self.busy_since = c.last_entry = time.monotonic()
         events = [orjson.loads(fields[b"e"]) for _eid, fields in entries]
         self._inject(events)
         t0 = time.perf_counter()
@@ -291,7 +306,7 @@ class StreamShadowWorker:
         dead-lettered; the rest are scored."""
         handled = 0
         for c in list(self.challengers.values()):
-            if not self._loaded(c):
+            if not (self._wanted(c) and self._loaded(c)):
                 continue
             start = "0-0"
             while True:

@@ -295,6 +295,25 @@ def test_a_replica_killed_under_load_costs_no_request_and_rejoins(scale: Scale) 
     print(f"killed replica: {counts['ok']} requests, 0 failed, {retried} retried or redispatched")
 
 
+def test_a_replica_restarted_gracefully_is_drained(scale: Scale) -> None:
+    """A rolling restart: SIGTERM to a replica under load. It stops taking connections and finishes
+    what it holds, HAProxy sends new requests to the others, keepalive starts it again."""
+    rows = iter(_stream_rows(6000, slot=3))
+    stop, counts = threading.Event(), dict[str, int]()
+    load = threading.Thread(target=_steady_load, args=(scale.url, stop, rows, counts))
+    load.start()
+    time.sleep(2)
+    victim = scale.child_pid("scoring-3")
+    os.kill(victim, signal.SIGTERM)
+    wait_for(lambda: scale.child_pid("scoring-3") != victim, 60, "keepalive restarted scoring-3")
+    wait_for(lambda: scale.haproxy_servers()["scoring-3"]["status"] == "UP", 180, "scoring-3 back in")
+    time.sleep(2)
+    stop.set()
+    load.join(60)
+    assert set(counts) == {"ok"} and counts["ok"] > 300, counts
+    print(f"graceful restart: {counts['ok']} requests, 0 failed")
+
+
 def _pending_of(scale: Scale, consumer: str) -> int:
     """Events ``consumer`` took from the challenger's stream and has not acknowledged."""
     from fraudops.serving.streams import GROUP, stream_key
@@ -314,7 +333,7 @@ def _drained(scale: Scale) -> bool:
 def test_a_shadow_worker_killed_mid_stream_loses_no_mirrored_event(scale: Scale) -> None:
     from fraudops.serving.streams import worker_status
 
-    rows = _stream_rows(2500, slot=3)
+    rows = _stream_rows(2500, slot=4)
     claimed_before = sum(w["claimed"] for w in worker_status(scale.redis).values())
     with scale.client() as client, cf.ThreadPoolExecutor(8) as pool:
         futures = [pool.submit(client.post, "/score", json=b) for b in rows]
@@ -353,7 +372,7 @@ def test_a_shadow_worker_killed_mid_stream_loses_no_mirrored_event(scale: Scale)
 def test_a_poison_event_is_dead_lettered_after_k_deliveries(scale: Scale) -> None:
     from fraudops.serving.streams import dead_key, stream_key
 
-    body = {**_stream_rows(1, slot=4)[0], "transaction_id": POISON}
+    body = {**_stream_rows(1, slot=5)[0], "transaction_id": POISON}
     stream = stream_key(f"challenger-{scale.challenger}", scale.challenger)
     with scale.client() as client:
         # Offered with probability 0.5 per event: send the poison until a production row names it
@@ -385,7 +404,7 @@ def test_a_poison_event_is_dead_lettered_after_k_deliveries(scale: Scale) -> Non
 def test_redis_restarted_under_traffic_scoring_answers_and_state_recovers(scale: Scale) -> None:
     from fraudops.stack import process
 
-    rows = _stream_rows(900, slot=5)
+    rows = _stream_rows(900, slot=6)
     before, during, after = rows[:300], rows[300:600], rows[600:]
     with scale.client() as client:
         for body in before:

@@ -19,9 +19,11 @@ in a temp folder (the stack code ``fraudops up --profile scale`` runs), and stop
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -32,6 +34,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "include" / "serving"))
 sys.path.insert(0, str(REPO / "benchmarks"))
+sys.path.insert(0, str(REPO / "tests"))
 
 
 def _rss_tree_mb(pid: int) -> float:
@@ -48,6 +51,22 @@ def _child_rss(settings: Any, name: str) -> float:
     from fraudops.stack.scale import child_pid_file
 
     return _rss_tree_mb(int(json.loads(child_pid_file(settings, name).read_text())["pid"]))
+
+
+def trailing_delay(wh: Any, version: str, since: Any, until: Any) -> tuple[float, float, int]:
+    """p50, p99 (ms) of how far each shadow row trails its production row (``served_at`` of both:
+    replica and worker clocks are this machine's), over production rows served in [since, until]."""
+    frame = wh.query_df(
+        f"SELECT TIMESTAMP_DIFF(s.served_at, p.served_at, MICROSECOND) AS us FROM "
+        f"`{wh.table_id('predictions')}` p JOIN `{wh.table_id('predictions')}` s "
+        "ON s.transaction_id = p.transaction_id AND s.mode = 'shadow' AND s.model_version = @v "
+        "WHERE p.mode = 'production' AND p.served_at BETWEEN @a AND @b",
+        {"v": version, "a": since, "b": until},
+    )
+    us = sorted(float(x) for x in frame["us"])
+    if not us:
+        return float("nan"), float("nan"), 0
+    return us[len(us) // 2] / 1e3, us[min(len(us) - 1, int(len(us) * 0.99))] / 1e3, len(us)
 
 
 def redis_cost(redis_url: str, n: int = 4000) -> dict[str, float]:
@@ -90,9 +109,15 @@ def main() -> None:
     from serving_helpers import point, register
 
     from fraudops.config import WarehouseConfig, load_settings
-    from fraudops.serving.streams import stream_backlog, stream_key, worker_status
+    from fraudops.serving.streams import stream_backlog, stream_key
     from fraudops.stack import process
-    from fraudops.stack.scale import haproxy_spec, redis_spec, replica_specs, shadow_worker_specs
+    from fraudops.stack.scale import (
+        child_pid_file,
+        haproxy_spec,
+        redis_spec,
+        replica_specs,
+        shadow_worker_specs,
+    )
     from fraudops.stack.services import bqemulator_spec, mlflow_auth, mlflow_spec
     from fraudops.warehouse import Warehouse
 
@@ -132,6 +157,7 @@ def main() -> None:
             "FRAUDOPS_MODEL_NAME": "bench-model",
             "FRAUDOPS_WARM_DAYS": "0",
             "FRAUDOPS_ALIAS_POLL_S": "1",
+            "FRAUDOPS_LOG_FLUSH_S": "1",
             "FRAUDOPS_EVENT_CLOCK": "simulated",  # as the local profile runs it (scoring_spec)
         }
         os.environ.update(base)
@@ -151,7 +177,7 @@ def main() -> None:
                     "FRAUDOPS_PROFILE": profile,
                     "FRAUDOPS_SCORING_PORT": str(process.free_port()),
                     "FRAUDOPS_SCALE_REPLICAS": str(n_replicas),
-                    "FRAUDOPS_SCALE_SHADOW_WORKERS": str(n_workers),
+                    "FRAUDOPS_SCALE_SHADOW_WORKERS": str(max(1, n_workers)),  # none started when 0
                     "FRAUDOPS_SCALE_REDIS_PORT": str(process.free_port()),
                     "FRAUDOPS_SCALE_REPLICA_BASE_PORT": str(process.free_port() + 7),
                     "FRAUDOPS_SCALE_HAPROXY_STATS_PORT": str(process.free_port()),
@@ -237,41 +263,52 @@ def main() -> None:
                 start(spec)
             r = redis.Redis.from_url(settings.redis_url, decode_responses=True)
             stream = stream_key(alias, challenger)
+
+            def drained(r: Any = r, stream: str = stream) -> None:
+                deadline = time.monotonic() + 600
+                while sum(stream_backlog(r, stream)) > 0:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError("the stream did not drain")
+                    time.sleep(0.02)
+
+            # Warm-up, not recorded: every worker loads (fetches and verifies) the model on its
+            # first events; that is start-up, not the trailing delay or the drain rate.
+            run_load(f"{url}/score", "score", 100, 4, 16)
+            drained()
             print(
                 f"{m} shadow worker(s): steady {args.shadow_rate:g} ev/s for {args.duration:g} s ...",
                 flush=True,
             )
+            t_start = dt.datetime.now(dt.UTC)
             run_load(f"{url}/score", "score", args.shadow_rate, args.duration, 32)
-            time.sleep(3)  # the last heartbeats (every 2 s)
-            status = worker_status(r)
-            p99 = max(float(w.get("delay_ms_p99") or 0) for w in status.values())
-            p50 = statistics.median(float(w.get("delay_ms_p50") or 0) for w in status.values())
+            t_end = dt.datetime.now(dt.UTC)
+            drained()
+            p50, p99, n_delay = trailing_delay(wh, challenger, t_start, t_end)
             rss_w = statistics.fmean(_child_rss(settings, spec.name) for spec in workers)
-            for spec in workers:
-                process.stop(spec)
-                started.remove(spec)
+            # The drain: the workers paused (SIGSTOP, models loaded), a backlog queued, then resumed.
+            pids = [json.loads(child_pid_file(settings, spec.name).read_text())["pid"] for spec in workers]
+            for pid in pids:
+                os.kill(pid, signal.SIGSTOP)
             print(f"{m} shadow worker(s): drain a backlog of {args.backlog} ...", flush=True)
-            run_load(
-                f"{url}/score",
-                "score",
-                min(800.0, args.backlog / 8),
-                args.backlog / min(800.0, args.backlog / 8),
-                32,
-            )
-            time.sleep(1)
-            lag, pending = stream_backlog(r, stream)
-            queued = lag + pending
+            rate = min(800.0, args.backlog / 8)
+            run_load(f"{url}/score", "score", rate, args.backlog / rate, 32)
+            time.sleep(1)  # the replica's sender writes its last batch
+            queued = sum(stream_backlog(r, stream))
             t0 = time.monotonic()
-            for spec in workers:
-                start(spec)
-            ready = time.monotonic() - t0
-            while sum(stream_backlog(r, stream)) > 0:
-                time.sleep(0.05)
-                if time.monotonic() - t0 > 600:
-                    raise RuntimeError("the backlog did not drain")
-            drain = time.monotonic() - t0 - ready
+            for pid in pids:
+                os.kill(pid, signal.SIGCONT)
+            drained()
+            drain = time.monotonic() - t0
             shadow_rows.append(
-                (str(m), f"{p50:.0f}", f"{p99:.0f}", str(queued), f"{queued / drain:.0f}", f"{rss_w:.0f}")
+                (
+                    str(m),
+                    f"{p50:.0f}",
+                    f"{p99:.0f}",
+                    str(n_delay),
+                    str(queued),
+                    f"{queued / drain:.0f}",
+                    f"{rss_w:.0f}",
+                )
             )
             r.close()
             stop_all()
@@ -301,7 +338,11 @@ def main() -> None:
         f"Shadow workers (1 replica, challenger samples 100 %): trailing delay at {args.shadow_rate:g} ev/s, "
         "and drain of a backlog"
     )
-    print(" | ".join(("workers", "delay p50 ms", "delay p99 ms", "backlog", "drain ev/s", "RSS MB each")))
+    print(
+        " | ".join(
+            ("workers", "delay p50 ms", "delay p99 ms", "events", "backlog", "drain ev/s", "RSS MB each")
+        )
+    )
     for row in shadow_rows:
         print(" | ".join(row))
     print()

@@ -317,6 +317,8 @@ class FeatureRouter:
     def _degraded(self, tx: Mapping[str, Any]) -> list[float]:
         assert self._fallback is not None
         vector = self._fallback.update_and_vector(tx)
+        if len(self._outage) == OUTAGE_EVENTS:  # the oldest kept event falls out: never replayed
+            self.outage["dropped"] = self.outage.get("dropped", 0) + 1
         self._outage.append(tx)
         self.outage["events"] += 1
         if self._on_degraded is not None:

@@ -41,7 +41,7 @@ import queue
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -68,6 +68,53 @@ RESULT_BATCH, RESULT_FLUSH_S = 64, 0.05
 POLL_S = 0.05
 #: Bytes of pipe buffer per event of ``shadow_queue_size`` (a mirrored event is ~1 KiB of JSON).
 PIPE_BYTES_PER_EVENT = 1024
+
+
+def apply_rates(
+    members: Iterable[Any], rates: dict[str, float], default: float, metrics: ServingMetrics
+) -> None:
+    """Give each challenger (``alias``, ``version``, ``sample_rate``) its rate from ``rates`` (the
+    registry's tags), ``default`` when it has none; logged and exported when it changes."""
+    for w in members:
+        rate = rates.get(w.alias, default)
+        if rate != w.sample_rate:
+            log.info("challenger %s v%s: sample rate %g -> %g", w.alias, w.version, w.sample_rate, rate)
+            w.sample_rate = rate
+            metrics.shadow_sample_rate.labels(w.alias).set(rate)
+
+
+def shed(
+    w: Any,
+    reason: str,
+    request_id: str,
+    tx: dict[str, Any],
+    metrics: ServingMetrics,
+    on_result: Callable[[dict[str, Any]], None],
+) -> None:
+    """Count an event challenger ``w`` did not score and log it as its shadow row
+    (``error='shed:<reason>'``, no score), so the evidence can tell capacity shedding from a
+    challenger that failed. ``w`` has ``alias``, ``version``, ``spec_id``, ``threshold``, ``shed``."""
+    w.shed += 1
+    metrics.shed.labels(w.alias, reason).inc()
+    try:
+        on_result(
+            {
+                "request_id": request_id,
+                "transaction_id": tx["transaction_id"],
+                "model_version": w.version,
+                "alias": w.alias,
+                "score": None,
+                "latency_ms": None,
+                "error": f"{SHED_PREFIX}{reason}",
+                "features": None,
+                "amount": tx["amount"],
+                "event_time": tx["event_time"],
+                "feature_set": w.spec_id,
+                "threshold": w.threshold,
+            }
+        )
+    except Exception:
+        log.exception("shadow shed handler failed")
 
 
 def _pipe_capacity(events: int) -> int:
@@ -309,14 +356,7 @@ class ShadowPool:
         default). Takes effect with the next event."""
         with self._lock:
             self.rates = dict(rates)
-            for w in self._workers.values():
-                rate = self.rates.get(w.alias, self.default_rate)
-                if rate != w.sample_rate:
-                    log.info(
-                        "challenger %s v%s: sample rate %g -> %g", w.alias, w.version, w.sample_rate, rate
-                    )
-                    w.sample_rate = rate
-                    self.metrics.shadow_sample_rate.labels(w.alias).set(rate)
+            apply_rates(self._workers.values(), self.rates, self.default_rate, self.metrics)
 
     def select(self, u: float) -> tuple[_Worker, ...]:
         """The challengers an event with uniform draw ``u`` in [0, 1) is offered to: those whose
@@ -479,27 +519,7 @@ class ShadowPool:
     def _shed(self, w: _Worker, reason: str, request_id: str, tx: dict[str, Any]) -> None:
         """Count the shed event and log it as a shadow row (``error='shed:<reason>'``, no score), so
         the release evidence can tell capacity shedding from a challenger that failed."""
-        w.shed += 1
-        self.metrics.shed.labels(w.alias, reason).inc()
-        try:
-            self.on_result(
-                {
-                    "request_id": request_id,
-                    "transaction_id": tx["transaction_id"],
-                    "model_version": w.version,
-                    "alias": w.alias,
-                    "score": None,
-                    "latency_ms": None,
-                    "error": f"{SHED_PREFIX}{reason}",
-                    "features": None,
-                    "amount": tx["amount"],
-                    "event_time": tx["event_time"],
-                    "feature_set": w.spec_id,
-                    "threshold": w.threshold,
-                }
-            )
-        except Exception:
-            log.exception("shadow shed handler failed")
+        shed(w, reason, request_id, tx, self.metrics, self.on_result)
 
     # -- supervisor -------------------------------------------------------------------------
     def _supervise(self) -> None:

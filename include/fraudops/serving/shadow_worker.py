@@ -119,6 +119,7 @@ class StreamShadowWorker:
                 try:
                     self.step()
                 except Exception as err:  # Redis away: try again shortly; nothing was acknowledged
+                    self.busy_since = None  # not a hang: the watchdog must not count this wait
                     self.counts["redis_errors"] += 1
                     log.warning("shadow worker %s: %s", self.consumer, f"{type(err).__name__}: {err}"[:300])
                     self.stop_event.wait(1.0)

@@ -35,6 +35,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from fraudops.serving.shadow import apply_rates, shed
+
 if TYPE_CHECKING:
     from fraudops.serving.features import FeatureRouter
     from fraudops.serving.metrics import ServingMetrics
@@ -178,8 +180,10 @@ class StreamMirror:
         for t in self._threads:
             t.join(10)
         self._threads.clear()
-        for target, request_id, frame in list(self._buffer):  # Redis never came back: say so
-            self._shed_frame(target, request_id, frame, "lost")
+        # Redis never came back: these were never offered to a worker, a capacity shed (left out
+        # of the evidence like a full queue), not the challenger's failure.
+        for target, request_id, frame in list(self._buffer):
+            self._shed_frame(target, request_id, frame, "queue_full")
         self._buffer.clear()
         self.r.close()
 
@@ -233,14 +237,7 @@ class StreamMirror:
     def set_rates(self, rates: dict[str, float]) -> None:
         with self._lock:
             self.rates = dict(rates)
-            for t in self._targets.values():
-                rate = self.rates.get(t.alias, self.default_rate)
-                if rate != t.sample_rate:
-                    log.info(
-                        "challenger %s v%s: sample rate %g -> %g", t.alias, t.version, t.sample_rate, rate
-                    )
-                    t.sample_rate = rate
-                    self.metrics.shadow_sample_rate.labels(t.alias).set(rate)
+            apply_rates(self._targets.values(), self.rates, self.default_rate, self.metrics)
 
     def select(self, u: float) -> tuple[_Target, ...]:
         return tuple(t for t in self._snapshot if u < t.sample_rate)
@@ -278,27 +275,7 @@ class StreamMirror:
             self._wake.set()
 
     def _shed(self, t: _Target, reason: str, request_id: str, tx: dict[str, Any]) -> None:
-        t.shed += 1
-        self.metrics.shed.labels(t.alias, reason).inc()
-        try:
-            self.on_result(
-                {
-                    "request_id": request_id,
-                    "transaction_id": tx["transaction_id"],
-                    "model_version": t.version,
-                    "alias": t.alias,
-                    "score": None,
-                    "latency_ms": None,
-                    "error": f"shed:{reason}",
-                    "features": None,
-                    "amount": tx["amount"],
-                    "event_time": tx["event_time"],
-                    "feature_set": t.spec_id,
-                    "threshold": t.threshold,
-                }
-            )
-        except Exception:
-            log.exception("shadow shed handler failed")
+        shed(t, reason, request_id, tx, self.metrics, self.on_result)
 
     def _shed_frame(self, t: _Target, request_id: str, frame: bytes, reason: str) -> None:
         _rid, txid, _vector, amount, event_time = orjson.loads(frame)
@@ -336,8 +313,7 @@ class StreamMirror:
             for t, _rid, _frame in batch:
                 t.mirrored += 1
             batch = []
-        for t, rid, frame in batch:
-            self._buffer.appendleft((t, rid, frame))
+        self._buffer.extendleft(reversed(batch))  # unsent: back in front, in order
 
     # -- backlog and workers (once a second) ------------------------------------------------
     def _watch(self) -> None:

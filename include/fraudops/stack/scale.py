@@ -24,48 +24,15 @@ from pathlib import Path
 
 from fraudops.config import Settings
 from fraudops.exceptions import ServiceError
+from fraudops.stack import services
 from fraudops.stack.process import ServiceSpec, http_ok
 
 
 def redis_spec(settings: Settings) -> ServiceSpec:
     """The profile's redis-server: loopback, its own folder, append-only file (fsync every second)."""
-    from fraudops.stack.services import redis_ping
-
-    exe = shutil.which("redis-server")
-    if exe is None:
-        raise ServiceError(
-            "redis", "redis-server is not installed: run `make setup` (apt-get install redis-server)"
-        )
-    data = settings.state_dir / "redis"
-    data.mkdir(parents=True, exist_ok=True)
-    port = settings.scale.redis_port
-    log_file = settings.log_dir / "redis.log"
-    return ServiceSpec(
-        name="redis",
-        command=[
-            exe,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            str(data),
-            "--appendonly",
-            "yes",
-            "--appendfsync",
-            "everysec",
-            "--save",
-            "",
-            "--logfile",
-            str(log_file),
-        ],
-        url=f"redis://127.0.0.1:{port}/0",
-        health=lambda: redis_ping(port),
-        log_file=log_file,
-        pid_file=settings.run_dir / "redis.pid",
-        cwd=data,
-        ready_timeout_s=30.0,
-        port=port,
+    s = settings
+    return services.redis_spec(
+        s.state_dir / "redis", s.log_dir, s.run_dir, s.scale.redis_port, persistent=True
     )
 
 
@@ -87,15 +54,13 @@ def _keepalive(settings: Settings, name: str, command: list[str]) -> list[str]:
 
 
 def _service_env(settings: Settings) -> dict[str, str]:
-    from fraudops.stack.services import _mlflow_client_env
-
     return {
         "FRAUDOPS_STATE_DIR": str(settings.state_dir),
         "FRAUDOPS_PROFILE": "scale",
         "FRAUDOPS_REDIS_URL": settings.redis_url,
         "FRAUDOPS_MLFLOW_TRACKING_URI": settings.mlflow.tracking_uri,
         "MLFLOW_TRACKING_URI": settings.mlflow.tracking_uri,
-        **_mlflow_client_env(settings),
+        **services.mlflow_client_env(settings),
         "FRAUDOPS_BQ_ENDPOINT": settings.warehouse.endpoint,
         "FRAUDOPS_BQ_PROJECT": settings.warehouse.project,
         "FRAUDOPS_BQ_DATASET": settings.warehouse.dataset,
@@ -483,8 +448,6 @@ def celery_worker_specs(settings: Settings, env: dict[str, str]) -> list[Service
     server (task logs go to the shared local folder the API server reads)."""
     import socket
 
-    from fraudops.stack.services import venv_bin
-
     specs = []
     for i in range(1, settings.scale.celery_workers + 1):
         hostname = f"worker{i}@{socket.gethostname()}"
@@ -492,7 +455,7 @@ def celery_worker_specs(settings: Settings, env: dict[str, str]) -> list[Service
             ServiceSpec(
                 name=f"airflow-worker-{i}",
                 command=[
-                    venv_bin("airflow"),
+                    services.venv_bin("airflow"),
                     "celery",
                     "worker",
                     "--celery-hostname",

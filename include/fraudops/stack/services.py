@@ -261,8 +261,12 @@ def redis_ping(port: int, host: str = "127.0.0.1") -> bool:
         return False
 
 
-def redis_spec(data_dir: Path, log_dir: Path, run_dir: Path, port: int) -> ServiceSpec:
-    """A private redis-server (Debian package) for shared online feature state; no persistence."""
+def redis_spec(
+    data_dir: Path, log_dir: Path, run_dir: Path, port: int, *, persistent: bool = False
+) -> ServiceSpec:
+    """A private redis-server (Debian package) on loopback for shared online feature state; with
+    ``persistent`` an append-only file in ``data_dir`` (fsync every second: a restart keeps the
+    state), else nothing on disk."""
     exe = shutil.which("redis-server")
     if exe is None:
         raise ServiceError(
@@ -281,7 +285,9 @@ def redis_spec(data_dir: Path, log_dir: Path, run_dir: Path, port: int) -> Servi
             "--save",
             "",
             "--appendonly",
-            "no",
+            "yes" if persistent else "no",
+            "--appendfsync",
+            "everysec",
             "--dir",
             str(data_dir),
             "--logfile",
@@ -292,12 +298,12 @@ def redis_spec(data_dir: Path, log_dir: Path, run_dir: Path, port: int) -> Servi
         log_file=log_file,
         pid_file=run_dir / "redis.pid",
         cwd=data_dir,
-        ready_timeout_s=15.0,
+        ready_timeout_s=60.0,  # a persistent one replays its append-only file first
         port=port,
     )
 
 
-def _mlflow_client_env(settings: Settings) -> dict[str, str]:
+def mlflow_client_env(settings: Settings) -> dict[str, str]:
     """MLflow credentials for a service's clients: the local server's when
     ``wants_local_mlflow_credentials`` (else those of the environment, which services inherit)."""
     if not wants_local_mlflow_credentials(settings.mlflow.tracking_uri):
@@ -342,7 +348,7 @@ def airflow_env(settings: Settings) -> dict[str, str]:
         "FRAUDOPS_BQ_ENDPOINT": settings.warehouse.endpoint,
         "FRAUDOPS_MLFLOW_TRACKING_URI": settings.mlflow.tracking_uri,
         "MLFLOW_TRACKING_URI": settings.mlflow.tracking_uri,
-        **_mlflow_client_env(settings),
+        **mlflow_client_env(settings),
         "FRAUDOPS_SCORING_HOST": settings.scoring.host,
         "FRAUDOPS_SCORING_PORT": str(settings.scoring.port),
         "PYTHONUNBUFFERED": "1",
@@ -398,7 +404,7 @@ def scoring_spec(settings: Settings) -> ServiceSpec:
             "FRAUDOPS_STATE_DIR": str(settings.state_dir),
             "FRAUDOPS_MLFLOW_TRACKING_URI": settings.mlflow.tracking_uri,
             "MLFLOW_TRACKING_URI": settings.mlflow.tracking_uri,
-            **_mlflow_client_env(settings),
+            **mlflow_client_env(settings),
             "FRAUDOPS_BQ_ENDPOINT": settings.warehouse.endpoint,
             # The local stack serves the simulator's accelerated event time (``fraudops demo``):
             # event times are bounded against the newest one accepted, not the wall clock.

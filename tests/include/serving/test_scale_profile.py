@@ -13,6 +13,7 @@ state written during the outage is replayed.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import datetime as dt
 import json
 import os
@@ -271,21 +272,35 @@ def _steady_load(
         t.join()
 
 
-def test_a_replica_killed_under_load_costs_no_request_and_rejoins(scale: Scale) -> None:
-    rows = iter(_stream_rows(8000, slot=2))
+@contextlib.contextmanager
+def _under_load(scale: Scale, slot: int, warm_s: float) -> Iterator[dict[str, int]]:
+    """Steady load through HAProxy (4 clients) for the block, after ``warm_s`` of it; yields the
+    outcome counts (``ok`` or why a request failed), complete once the block has left."""
+    rows = iter(_stream_rows(8000, slot=slot))
     stop, counts = threading.Event(), dict[str, int]()
     load = threading.Thread(target=_steady_load, args=(scale.url, stop, rows, counts))
     load.start()
-    time.sleep(3)
-    victim = scale.child_pid("scoring-2")
-    os.kill(victim, signal.SIGKILL)
-    wait_for(lambda: scale.haproxy_servers()["scoring-2"]["status"] != "UP", 10, "scoring-2 marked down")
-    wait_for(lambda: scale.child_pid("scoring-2") != victim, 30, "keepalive restarted scoring-2")
-    wait_for(lambda: scale.haproxy_servers()["scoring-2"]["status"] == "UP", 180, "scoring-2 back in")
-    before = int(scale.haproxy_servers()["scoring-2"]["stot"])
-    time.sleep(3)
-    stop.set()
-    load.join(60)
+    time.sleep(warm_s)
+    try:
+        yield counts
+    finally:
+        stop.set()
+        load.join(60)
+
+
+def _restarted(scale: Scale, name: str, victim: int) -> None:
+    wait_for(lambda: scale.child_pid(name) != victim, 60, f"keepalive restarted {name}")
+    wait_for(lambda: scale.haproxy_servers()[name]["status"] == "UP", 180, f"{name} back in")
+
+
+def test_a_replica_killed_under_load_costs_no_request_and_rejoins(scale: Scale) -> None:
+    with _under_load(scale, slot=2, warm_s=3) as counts:
+        victim = scale.child_pid("scoring-2")
+        os.kill(victim, signal.SIGKILL)
+        wait_for(lambda: scale.haproxy_servers()["scoring-2"]["status"] != "UP", 10, "scoring-2 marked down")
+        _restarted(scale, "scoring-2", victim)
+        before = int(scale.haproxy_servers()["scoring-2"]["stot"])
+        time.sleep(3)
     after = scale.haproxy_servers()["scoring-2"]
     retried = sum(
         int(doc["wretr"] or 0) + int(doc["wredis"] or 0) for doc in scale.haproxy_servers().values()
@@ -298,18 +313,11 @@ def test_a_replica_killed_under_load_costs_no_request_and_rejoins(scale: Scale) 
 def test_a_replica_restarted_gracefully_is_drained(scale: Scale) -> None:
     """A rolling restart: SIGTERM to a replica under load. It stops taking connections and finishes
     what it holds, HAProxy sends new requests to the others, keepalive starts it again."""
-    rows = iter(_stream_rows(6000, slot=3))
-    stop, counts = threading.Event(), dict[str, int]()
-    load = threading.Thread(target=_steady_load, args=(scale.url, stop, rows, counts))
-    load.start()
-    time.sleep(2)
-    victim = scale.child_pid("scoring-3")
-    os.kill(victim, signal.SIGTERM)
-    wait_for(lambda: scale.child_pid("scoring-3") != victim, 60, "keepalive restarted scoring-3")
-    wait_for(lambda: scale.haproxy_servers()["scoring-3"]["status"] == "UP", 180, "scoring-3 back in")
-    time.sleep(2)
-    stop.set()
-    load.join(60)
+    with _under_load(scale, slot=3, warm_s=2) as counts:
+        victim = scale.child_pid("scoring-3")
+        os.kill(victim, signal.SIGTERM)
+        _restarted(scale, "scoring-3", victim)
+        time.sleep(2)
     assert set(counts) == {"ok"} and counts["ok"] > 300, counts
     print(f"graceful restart: {counts['ok']} requests, 0 failed")
 

@@ -12,8 +12,9 @@ What it does (``make run`` = ``fraudops up`` + this):
 3. plays the hourly schedule of ``fraud_drift_monitor`` once a simulated hour-ish of traffic has
    been served (every ``monitor_every_s`` wall seconds) — the DAGs do the rest: drift → Asset →
    ``fraud_retrain`` → candidate Asset → ``fraud_release`` (shadow, gate, promote, probation);
-4. then starts a retrain with deliberately bad hyper-parameters, whose candidate goes through the
-   same release and is rejected;
+4. with the traffic, starts a retrain with deliberately bad hyper-parameters, whose candidate goes
+   through the same release while the attack builds and is rejected (the monitor holds a drift
+   signal while a release is in flight, so the two releases never race for the champion);
 5. prints a summary of releases and their evidence and the stack's peak resident memory.
 """
 
@@ -245,6 +246,7 @@ def run_demo(cfg: DemoConfig | None = None, settings: Settings | None = None) ->
             )
         )
 
+    since = dt.datetime.now(dt.UTC).isoformat()
     streamer = threading.Thread(target=traffic, daemon=True, name="demo-stream")
     streamer.start()
     _say(
@@ -260,18 +262,13 @@ def run_demo(cfg: DemoConfig | None = None, settings: Settings | None = None) ->
 
     summary: dict[str, Any] = {"first_champion": first_champion}
     try:
-        promoted = _until_first_release(af, wh, cfg, t0, name, uri)
-        summary["drift_release"] = promoted
-        if cfg.bad_challenger:
-            # A rollback in probation re-arms the drift signal: a second drift retrain and release
-            # may be under way. The bad challenger is judged against a champion that stays put (a
-            # release whose champion moves mid-way is rejected as incumbent_changed), so wait.
-            _until_quiet(af, cfg, t0)
-            run_id = af.trigger("fraud_retrain", BAD_RETRAIN)
-            _say(f"deliberately bad challenger: fraud_retrain {run_id} with {BAD_RETRAIN}")
-            summary["bad_release"] = _until_release_done(
-                af, cfg, t0, after=promoted.get("release_run"), retrain_run=run_id
-            )
+        bad_run = af.trigger("fraud_retrain", BAD_RETRAIN) if cfg.bad_challenger else None
+        if bad_run:
+            _say(f"deliberately bad challenger: fraud_retrain {bad_run} with {BAD_RETRAIN}")
+        drift, bad = _follow_releases(af, cfg, t0, since, bad_run)
+        summary["drift_release"] = drift
+        if bad is not None:
+            summary["bad_release"] = bad
     finally:
         stop.set()
         streamer.join(timeout=30.0)  # its report (sent, failed, labels) goes into the summary
@@ -336,16 +333,74 @@ def _report_runs(af: Any, since: str, seen: dict[str, str]) -> None:
                 _say(f"{dag_id:<20} {run['dag_run_id'][:52]:<52} {run['state']} ({run.get('run_type')})")
 
 
-def _until_first_release(af: Any, wh: Any, cfg: DemoConfig, t0: float, name: str, uri: str) -> dict[str, Any]:
-    """Play the monitor's schedule until a drift-started retrain's release has finished."""
-    since = dt.datetime.now(dt.UTC).isoformat()
+@dataclass
+class _Candidate:
+    """One candidate's way through the DAGs: the retrain run that trained it, the version it
+    registered, and the outcome of the release that judged that version."""
+
+    label: str
+    retrain_run: str | None = None
+    version: str | None = None
+    result: dict[str, Any] | None = None
+
+    def poll(self, af: Any, since: str, versions: dict[str, str]) -> None:
+        if self.result is not None or self.retrain_run is None:
+            return
+        run = next(
+            (r for r in af.runs("fraud_retrain", limit=25) if r["dag_run_id"] == self.retrain_run), None
+        )
+        if run is None:
+            return
+        if run["state"] == "failed":
+            states = af.task_states("fraud_retrain", self.retrain_run)
+            failed = sorted(t for t, st in states.items() if st == "failed")
+            _say(f"the {self.label} failed in {', '.join(failed)}: no candidate, nothing to release")
+            self.result = {
+                "release_run": None,
+                "outcome": "retrain_failed",
+                "decision": None,
+                "states": states,
+            }
+            return
+        if self.version is None and run["state"] == "success":
+            self.version = str(af.xcom("fraud_retrain", self.retrain_run, "register")["version"])
+            _say(f"the {self.label} registered v{self.version}; its release decides next")
+        if self.version is None:
+            return
+        # Other releases may run meanwhile (the other candidate's, a second drift signal's): follow
+        # the one that judged this version. ``versions`` caches finished runs' candidates.
+        for rel in _runs_since(af, "fraud_release", since):
+            if rel["state"] not in ("success", "failed"):
+                continue
+            if rel["dag_run_id"] not in versions:
+                cand = _xcom_or_none(af, "fraud_release", rel["dag_run_id"], "resolve") or {}
+                if cand.get("version") is None:  # not readable now: ask again at the next poll
+                    continue
+                versions[rel["dag_run_id"]] = str(cand["version"])
+            if versions[rel["dag_run_id"]] == self.version:
+                self.result = _release_outcome(af, rel)
+                return
+
+
+def _follow_releases(
+    af: Any, cfg: DemoConfig, t0: float, since: str, bad_run: str | None
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Play the monitor's schedule until a drift-started retrain's release has finished, and follow
+    the bad challenger's release (started with the traffic, so it is judged while the attack builds:
+    the monitor holds a drift signal while a release is in flight and gives it at its first look
+    after). Returns (drift release, bad release or None)."""
+    drift = _Candidate("drift retrain")
+    bad = _Candidate("bad retrain", retrain_run=bad_run) if bad_run else None
     last_monitor = 0.0
     seen: dict[str, str] = {}
+    versions: dict[str, str] = {}
     while time.monotonic() - t0 < cfg.timeout_s:
         now = time.monotonic()
         drift_retrains = [
             r for r in _runs_since(af, "fraud_retrain", since, "asset_triggered") if r["state"] != "failed"
         ]
+        if drift.retrain_run is None and (first := _first_run(drift_retrains)) is not None:
+            drift.retrain_run = first["dag_run_id"]
         if not drift_retrains and now - last_monitor >= cfg.monitor_every_s:
             af.trigger(
                 "fraud_drift_monitor",
@@ -353,63 +408,16 @@ def _until_first_release(af: Any, wh: Any, cfg: DemoConfig, t0: float, name: str
             )
             last_monitor = now
         _report_runs(af, since, seen)
-        first = _first_run(_runs_since(af, "fraud_release", since, "asset_triggered"))
-        if drift_retrains and first is not None and first["state"] in ("success", "failed"):
-            return _release_outcome(af, first)
+        for candidate in (bad, drift):
+            if candidate is not None:
+                candidate.poll(af, since, versions)
+        if drift.result is not None and (bad is None or bad.result is not None):
+            return drift.result, bad.result if bad is not None else None
         time.sleep(5)
-    raise click.ClickException(f"no drift-started release finished within {cfg.timeout_s:.0f}s")
-
-
-def _until_quiet(af: Any, cfg: DemoConfig, t0: float) -> None:
-    """Wait until no retrain or release run is running or queued to start now (a booked release
-    queued for a later start does not count)."""
-    since = dt.datetime.now(dt.UTC).isoformat()
-    seen: dict[str, str] = {}
-    while time.monotonic() - t0 < cfg.timeout_s:
-        now = dt.datetime.now(dt.UTC).isoformat()
-        busy = [
-            f"{dag_id} {r['dag_run_id']}"
-            for dag_id in ("fraud_retrain", "fraud_release")
-            for r in af.runs(dag_id, limit=10)
-            if r.get("state") == "running"
-            or (r.get("state") == "queued" and str(r.get("run_after") or "") <= now)
-        ]
-        if not busy:
-            return
-        if not seen:
-            _say(f"waiting for {', '.join(busy)} to finish before the bad challenger")
-        _report_runs(af, since, seen)
-        seen.setdefault("_", "waited")
-        time.sleep(5)
-    raise click.ClickException(f"retrain/release runs still busy after {cfg.timeout_s:.0f}s")
-
-
-def _until_release_done(
-    af: Any, cfg: DemoConfig, t0: float, after: str | None, retrain_run: str | None = None
-) -> dict[str, Any]:
-    since = dt.datetime.now(dt.UTC).isoformat()
-    seen: dict[str, str] = {}
-    version: str | None = None
-    while time.monotonic() - t0 < cfg.timeout_s:
-        _report_runs(af, since, seen)
-        runs = af.runs("fraud_retrain", limit=10)
-        retrain = next((r for r in runs if r["dag_run_id"] == retrain_run), None)
-        if retrain is not None and retrain["state"] == "failed":
-            states = af.task_states("fraud_retrain", retrain_run)
-            failed = sorted(t for t, st in states.items() if st == "failed")
-            _say(f"the bad retrain failed in {', '.join(failed)}: no candidate, nothing to release")
-            return {"release_run": None, "outcome": "retrain_failed", "decision": None, "states": states}
-        if version is None and retrain is not None and retrain["state"] == "success":
-            version = str(af.xcom("fraud_retrain", retrain_run, "register")["version"])
-            _say(f"the bad retrain registered v{version}; its release decides next")
-        # The hourly monitor may start other drift releases meanwhile: follow the one for this version.
-        for run in _runs_since(af, "fraud_release", since) if version is not None else []:
-            if run["dag_run_id"] != after and run["state"] in ("success", "failed"):
-                cand = _xcom_or_none(af, "fraud_release", run["dag_run_id"], "resolve") or {}
-                if str(cand.get("version")) == version:
-                    return _release_outcome(af, run)
-        time.sleep(5)
-    raise click.ClickException(f"the bad challenger's release did not finish within {cfg.timeout_s:.0f}s")
+    waiting = [c.label for c in (drift, bad) if c is not None and c.result is None]
+    raise click.ClickException(
+        f"the release of the {' and the '.join(waiting)} did not finish within {cfg.timeout_s:.0f}s"
+    )
 
 
 def _xcom_or_none(af: Any, dag_id: str, run_id: str, task_id: str) -> Any:

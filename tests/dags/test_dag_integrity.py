@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from typing import Any
 from pathlib import Path
 
 import pytest
@@ -75,3 +76,27 @@ def test_parse_imports_nothing_heavy_and_is_fast(path: Path) -> None:
     )
     result = json.loads(out)
     assert result["heavy"] == [], f"{path.name} imports {result['heavy']} at parse time"
+
+
+@pytest.mark.parametrize("hours_after", [0.5, 11.0, 16.0, 100.0])
+def test_unpausing_the_retrain_waits_for_the_next_weekly_slot(
+    dagbag: Any, monkeypatch: pytest.MonkeyPatch, hours_after: float
+) -> None:
+    """Demo, 2026-12-07 (a Monday): unpaused at 14:14 UTC, fraud_retrain started the run of 03:00
+    that day (``run_immediately=False`` starts a past run within 16.8 h of a weekly slot), and its
+    release took the shadow slot the demo's own releases needed."""
+    import datetime as dt
+
+    import airflow.timetables.trigger as trigger
+    from airflow.timetables.base import TimeRestriction
+
+    monday_3am = dt.datetime(2026, 12, 7, 3, 0, tzinfo=dt.UTC)
+    now = monday_3am + dt.timedelta(hours=hours_after)
+    monkeypatch.setattr(trigger, "utcnow", lambda: now)
+    dag = dagbag.dags["fraud_retrain"]
+    info = dag.timetable.next_dagrun_info(
+        last_automated_data_interval=None,
+        restriction=TimeRestriction(earliest=None, latest=None, catchup=False),
+    )
+    assert info is not None
+    assert info.run_after == monday_3am + dt.timedelta(days=7 * (1 + int(hours_after // 168)))

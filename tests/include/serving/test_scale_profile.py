@@ -7,7 +7,8 @@ increment is lost under concurrency; a replica SIGKILLed under steady load costs
 and comes back; a shadow worker SIGKILLed mid-stream loses no mirrored event (each scored or
 dead-lettered, once in the warehouse) and a poison event is dead-lettered after K deliveries;
 Redis restarted under traffic: scoring answers throughout (degraded, counted, visible) and the
-state written during the outage is replayed.
+state written during the outage is replayed; a shadow worker killed after spooling its rows and
+before acknowledging its entries, then retried, leaves one row per event (``retry_safety``).
 """
 
 from __future__ import annotations
@@ -411,71 +412,6 @@ def _offered_and_shadow_rows(scale: Scale, txids: list[str]) -> tuple[set[str], 
     return set(offered["transaction_id"]), shadow
 
 
-@pytest.mark.retry_safety
-def test_a_shadow_worker_killed_after_spooling_then_retried_writes_each_event_once(
-    scale: Scale, tmp_path: Path
-) -> None:
-    """Crash point ``shadow_worker:after_spool``: a worker killed after its batch's rows are in its
-    spool and before it acknowledged the entries. Retried (started again on its work folder), it
-    ships the spool and claims the same entries, scores them again, and the keyed MERGE keeps one
-    row per event. The stack's own workers are paused meanwhile (SIGSTOP), so the entries are the
-    crashing worker's alone."""
-    import subprocess
-    import sys
-
-    from fraudops.serving.streams import stream_key
-
-    rows = _stream_rows(600, slot=7)
-    txids = [r["transaction_id"] for r in rows]
-    stream = stream_key(f"challenger-{scale.challenger}", scale.challenger)
-    work = tmp_path / "crasher"
-    command = [sys.executable, "-m", "fraudops.serving.shadow_worker", "--consumer", "crasher"]
-    command += ["--work-dir", str(work)]
-    env = {**os.environ, "FRAUDOPS_SHADOW_CLAIM_IDLE_MS": "1000", "FRAUDOPS_SHADOW_WORKER_FAULT": ""}
-    for name in (n for n in scale.specs if n.startswith("scoring-")):
-        wait_for(lambda name=name: _offering(scale, name), 120, f"{name} mirroring to the challenger")
-    paused = [scale.child_pid(n) for n in scale.specs if n.startswith("shadow-")]
-    retried = None
-    try:
-        for pid in paused:
-            os.kill(pid, signal.SIGSTOP)
-        with scale.client() as client:
-            for body in rows:
-                assert client.post("/score", json=body).status_code == 200
-        wait_for(lambda: scale.redis.xlen(stream) > 0, 30, "events on the challenger's stream")
-        crashed = subprocess.run(
-            command,
-            env={**env, "FRAUDOPS_CRASH_AT": "shadow_worker:after_spool"},
-            timeout=180,
-            capture_output=True,
-        )
-        assert crashed.returncode == -signal.SIGKILL, crashed.stderr[-2000:]
-        held = _pending_of(scale, "crasher")
-        spooled = sum(f.stat().st_size for f in (work / "spool").rglob("*") if f.is_file())
-        assert held > 0 and spooled > 0, (held, spooled)  # rows written, entries not acknowledged
-        retried = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        wait_for(lambda: _drained(scale), 180, "the retried worker took every entry")
-    finally:
-        for pid in paused:
-            os.kill(pid, signal.SIGCONT)
-    _wait_rows(scale, txids)
-    want, shadow = _offered_and_shadow_rows(scale, txids)
-    assert 0.4 * len(rows) < len(want) < 0.6 * len(rows)  # the 0.5 sample
-    try:
-        wait_for(
-            lambda: set(_offered_and_shadow_rows(scale, txids)[1]["transaction_id"]) >= want,
-            120,
-            "every offered event in the warehouse",
-        )
-    finally:
-        retried.terminate()
-        retried.wait(30)
-    _, shadow = _offered_and_shadow_rows(scale, txids)
-    assert set(shadow["transaction_id"]) == want and (shadow["n"] == 1).all()
-    assert shadow["error"].isna().all(), shadow["error"].value_counts()
-    print(f"killed after spooling: {held} entries held, {len(want)} offered, each in the warehouse once")
-
-
 def test_a_poison_event_is_dead_lettered_after_k_deliveries(scale: Scale) -> None:
     from fraudops.serving.streams import dead_key, stream_key
 
@@ -554,3 +490,82 @@ def test_redis_restarted_under_traffic_scoring_answers_and_state_recovers(scale:
     got = _features(scale, txids)
     mismatches = [t for t in txids if got[t] != expected[t]]
     assert not mismatches, (len(mismatches), got[mismatches[0]], expected[mismatches[0]])
+
+
+@pytest.mark.retry_safety
+def test_a_shadow_worker_killed_after_spooling_then_retried_writes_each_event_once(
+    scale: Scale, tmp_path: Path
+) -> None:
+    """Crash point ``shadow_worker:after_spool``: a worker killed after its batch's rows are in its
+    spool and before it acknowledged the entries. Retried (started again on its work folder), it
+    ships the spool and claims the same entries, scores them again, and the keyed MERGE keeps one
+    row per event. The stack's own workers are paused meanwhile (SIGSTOP), so the entries are the
+    crashing worker's alone."""
+    import subprocess
+    import sys
+
+    import orjson
+
+    from fraudops.serving.streams import GROUP, stream_key
+
+    rows = _stream_rows(600, slot=8)
+    txids = [r["transaction_id"] for r in rows]
+    stream = stream_key(f"challenger-{scale.challenger}", scale.challenger)
+    work = tmp_path / "crasher"
+    command = [sys.executable, "-m", "fraudops.serving.shadow_worker", "--consumer", "crasher"]
+    command += ["--work-dir", str(work)]
+    env = {**os.environ, "FRAUDOPS_SHADOW_CLAIM_IDLE_MS": "1000", "FRAUDOPS_SHADOW_WORKER_FAULT": ""}
+    for name in (n for n in scale.specs if n.startswith("scoring-")):
+        wait_for(lambda name=name: _offering(scale, name), 120, f"{name} mirroring to the challenger")
+    paused = [scale.child_pid(n) for n in scale.specs if n.startswith("shadow-")]
+    retried = None
+    try:
+        for pid in paused:
+            os.kill(pid, signal.SIGSTOP)
+        # A worker stopped inside its blocking read (200 ms) would still be handed the next entries:
+        # let those reads time out first.
+        time.sleep(1.0)
+        with scale.client() as client:
+            for body in rows:
+                assert client.post("/score", json=body).status_code == 200
+        wait_for(lambda: scale.redis.xlen(stream) > 0, 30, "events on the challenger's stream")
+        crashed = subprocess.run(
+            command,
+            env={**env, "FRAUDOPS_CRASH_AT": "shadow_worker:after_spool"},
+            timeout=180,
+            capture_output=True,
+        )
+        assert crashed.returncode == -signal.SIGKILL, crashed.stderr[-2000:]
+        pending = scale.redis.xpending_range(stream, GROUP, "-", "+", 1000, consumername="crasher")
+        held = [
+            orjson.loads(scale.redis.xrange(stream, p["message_id"], p["message_id"])[0][1]["e"])[1]
+            for p in pending
+        ]
+        assert held, "the crashed worker held no unacknowledged entry"
+        # Its rows were written before the kill: its orphaned shipper seals and ships its spool.
+        wait_for(
+            lambda: set(_offered_and_shadow_rows(scale, held)[1]["transaction_id"]) == set(held),
+            120,
+            "the crashed worker's rows in the warehouse",
+        )
+        retried = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        wait_for(lambda: _drained(scale), 180, "the retried worker took every entry")
+    finally:
+        for pid in paused:
+            os.kill(pid, signal.SIGCONT)
+    _wait_rows(scale, txids)
+    want, shadow = _offered_and_shadow_rows(scale, txids)
+    assert 0.4 * len(rows) < len(want) < 0.6 * len(rows)  # the 0.5 sample
+    try:
+        wait_for(
+            lambda: set(_offered_and_shadow_rows(scale, txids)[1]["transaction_id"]) >= want,
+            120,
+            "every offered event in the warehouse",
+        )
+    finally:
+        retried.terminate()
+        retried.wait(30)
+    _, shadow = _offered_and_shadow_rows(scale, txids)
+    assert set(shadow["transaction_id"]) == want and (shadow["n"] == 1).all()
+    assert shadow["error"].isna().all(), shadow["error"].value_counts()
+    print(f"killed after spooling: {len(held)} entries held, {len(want)} offered, each in the warehouse once")

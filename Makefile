@@ -82,9 +82,9 @@ status:
 	$(BIN)/fraudops status
 
 ## test: the whole suite (unit, integration against real services, DAG tests, end-to-end) on two
-## xdist workers: the real-time files run in two lanes, one per worker, first (the lifecycle; the
-## release e2e, load and outage tests one after another); every other file goes to whichever worker
-## is free (tests/conftest.py, REALTIME_LANES). Each worker starts its own services on free ports.
+## xdist workers: the real-time files (lifecycle, release e2e, load and outage tests) run one after
+## another on one worker, every other file goes to whichever worker is free (tests/conftest.py,
+## REALTIME). Each worker starts its own services on free ports.
 PYTEST_WORKERS ?= 2
 test: setup frameworks typecheck
 	$(BIN)/ruff check .

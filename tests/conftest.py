@@ -63,20 +63,20 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 #: Test files that drive real-time traffic through real processes and judge what happens in
 #: wall-clock time (the lifecycle's whole stack, the release DAG deciding on live shadow traffic,
-#: latency under load, outages under load), in two lanes. `make test` runs two xdist workers: each
-#: lane is one work unit, handed out first (one to each worker, the lifecycle first), its files run
-#: one after another in this order, so two files of a lane never compete for the cores; every other
-#: file is a unit of its own (its module fixtures are built once) that the workers share
-#: (``pytest_xdist_make_scheduler`` below). The lifecycle test alone takes about as long as the rest
-#: of the real-time files together: one lane each, instead of one lane as long as the whole run.
-REALTIME_LANES: dict[str, str] = {
-    "tests/e2e/test_lifecycle.py": "realtime-lifecycle",
-    "tests/e2e/test_release.py": "realtime",
-    "tests/include/serving/test_reliability_load.py": "realtime",
-    "tests/include/serving/test_openapi_fuzz.py": "realtime",
-    "tests/include/serving/test_load_latency.py": "realtime",
-}
-REALTIME = tuple(REALTIME_LANES)
+#: latency under load, outages under load). `make test` runs two xdist workers: these files form
+#: one work unit, run one after another on one worker, first and in this order, so two of them
+#: never compete for the 2 cores; every other file is a unit of its own (its module fixtures are
+#: built once) that the workers share (``pytest_xdist_make_scheduler`` below). Two lanes (the
+#: lifecycle on one worker, the other files on the other) were tried in session 20: the lifecycle
+#: took 33 minutes instead of 14, the rest of the suite waited behind both lanes (14 % of the tests
+#: done after 41 minutes), and two release e2e tests failed beside the lifecycle's stack.
+REALTIME = (
+    "tests/e2e/test_lifecycle.py",
+    "tests/e2e/test_release.py",
+    "tests/include/serving/test_reliability_load.py",
+    "tests/include/serving/test_openapi_fuzz.py",
+    "tests/include/serving/test_load_latency.py",
+)
 
 
 def _relpath(item: pytest.Item) -> str:
@@ -89,13 +89,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.integration)
     if os.environ.get("PYTEST_XDIST_WORKER"):
         # Under xdist (``--no-loadscope-reorder``: units are handed out in collection order) the
-        # real-time lanes first, the lifecycle's the first, in REALTIME's order; the rest as collected.
+        # real-time unit first, the longest lane, in REALTIME's order; the rest as collected.
         rank = {path: i for i, path in enumerate(REALTIME)}
         items.sort(key=lambda item: rank.get(_relpath(item), len(REALTIME)))
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """``--dist loadfile`` with one change: the files of a REALTIME lane are one unit. (xdist's own
+    """``--dist loadfile`` with one change: the REALTIME files are one unit. (xdist's own
     ``loadgroup`` marks do nothing under pytest 9, whose node ids no longer read the ``_nodeid``
     that xdist 3.8 rewrites, so the grouping is done here, on the scheduler's side.)"""
     if config.getvalue("dist") != "loadfile":
@@ -105,7 +105,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     class Lanes(LoadScopeScheduling):  # type: ignore[misc]  # xdist ships no type information
         def _split_scope(self, nodeid: str) -> str:
             path = nodeid.split("::", 1)[0]
-            return REALTIME_LANES.get(path, path)
+            return "realtime" if path in REALTIME else path
 
     return Lanes(config, log)
 

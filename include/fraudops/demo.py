@@ -306,13 +306,12 @@ def demo_wave(plan: Any, cfg: DemoConfig) -> Any:
     )
 
 
-def _runs_since(af: Any, dag_id: str, since: str, run_type: str | None = None) -> list[dict[str, Any]]:
-    """Runs of ``dag_id`` created after ``since`` (ISO), newest first, optionally of one run type."""
+def _runs_since(af: Any, dag_id: str, since: str) -> list[dict[str, Any]]:
+    """Runs of ``dag_id`` created after ``since`` (ISO), newest first."""
     return [
         r
         for r in af.runs(dag_id, limit=25)
         if str(r.get("run_after") or r.get("logical_date") or "") >= since
-        and (run_type is None or r.get("run_type") == run_type)
     ]
 
 
@@ -324,9 +323,10 @@ def _first_run(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
     return min(runs, key=lambda r: str(r.get("run_after") or r.get("logical_date") or ""), default=None)
 
 
-def _report_runs(af: Any, since: str, seen: dict[str, str]) -> None:
-    for dag_id in DAGS:
-        for run in reversed(_runs_since(af, dag_id, since)[:3]):
+def _report_runs(runs: dict[str, list[dict[str, Any]]], seen: dict[str, str]) -> None:
+    """Say each state change of the newest three runs of each DAG (``runs``: newest first)."""
+    for dag_id, dag_runs in runs.items():
+        for run in reversed(dag_runs[:3]):
             key = f"{run['state']}"
             if seen.get(f"{dag_id}:{run['dag_run_id']}") != key:
                 seen[f"{dag_id}:{run['dag_run_id']}"] = key
@@ -343,12 +343,11 @@ class _Candidate:
     version: str | None = None
     result: dict[str, Any] | None = None
 
-    def poll(self, af: Any, since: str, versions: dict[str, str]) -> None:
+    def poll(self, af: Any, runs: dict[str, list[dict[str, Any]]], versions: dict[str, str]) -> None:
+        """Move on with this poll's ``runs`` (each DAG's runs since the demo began, newest first)."""
         if self.result is not None or self.retrain_run is None:
             return
-        run = next(
-            (r for r in af.runs("fraud_retrain", limit=25) if r["dag_run_id"] == self.retrain_run), None
-        )
+        run = next((r for r in runs["fraud_retrain"] if r["dag_run_id"] == self.retrain_run), None)
         if run is None:
             return
         if run["state"] == "failed":
@@ -369,7 +368,7 @@ class _Candidate:
             return
         # Other releases may run meanwhile (the other candidate's, a second drift signal's): follow
         # the one that judged this version. ``versions`` caches finished runs' candidates.
-        for rel in _runs_since(af, "fraud_release", since):
+        for rel in runs["fraud_release"]:
             if rel["state"] not in ("success", "failed"):
                 continue
             if rel["dag_run_id"] not in versions:
@@ -396,8 +395,11 @@ def _follow_releases(
     versions: dict[str, str] = {}
     while time.monotonic() - t0 < cfg.timeout_s:
         now = time.monotonic()
+        runs = {dag_id: _runs_since(af, dag_id, since) for dag_id in DAGS}  # one read per DAG a poll
         drift_retrains = [
-            r for r in _runs_since(af, "fraud_retrain", since, "asset_triggered") if r["state"] != "failed"
+            r
+            for r in runs["fraud_retrain"]
+            if r.get("run_type") == "asset_triggered" and r["state"] != "failed"
         ]
         if drift.retrain_run is None and (first := _first_run(drift_retrains)) is not None:
             drift.retrain_run = first["dag_run_id"]
@@ -407,10 +409,10 @@ def _follow_releases(
                 {"window_hours": cfg.monitor_window_minutes / 60.0, "min_events": 1000},
             )
             last_monitor = now
-        _report_runs(af, since, seen)
+        _report_runs(runs, seen)
         for candidate in (bad, drift):
             if candidate is not None:
-                candidate.poll(af, since, versions)
+                candidate.poll(af, runs, versions)
         if drift.result is not None and (bad is None or bad.result is not None):
             return drift.result, bad.result if bad is not None else None
         time.sleep(5)

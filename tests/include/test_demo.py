@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import pandas as pd
+import pytest
 
 from fraudops.demo import DemoConfig, demo_wave
 from fraudops.simulate import generate
@@ -96,3 +98,77 @@ def test_the_demo_follows_the_first_drift_release_when_a_second_one_starts() -> 
     first = _first_run(newest_first)
     assert first is not None and first["dag_run_id"] == "first"
     assert _first_run([]) is None
+
+
+class _FakeAirflow:
+    """The REST calls the demo makes, answered from dictionaries (newest run first)."""
+
+    def __init__(self, runs: dict[str, list[dict[str, Any]]], xcoms: dict[tuple[str, str], Any]) -> None:
+        self._runs, self._xcoms, self.triggered = runs, xcoms, list[str]()
+
+    def runs(self, dag_id: str, limit: int = 20) -> list[dict[str, Any]]:
+        return self._runs.get(dag_id, [])[:limit]
+
+    def trigger(self, dag_id: str, conf: dict[str, Any] | None = None) -> str:
+        self.triggered.append(dag_id)
+        return f"manual-{len(self.triggered)}"
+
+    def task_states(self, dag_id: str, run_id: str) -> dict[str, str | None]:
+        return {"reject": "success"} if dag_id == "fraud_release" else {"train": "failed"}
+
+    def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value") -> Any:
+        return self._xcoms[(run_id, task_id)]
+
+
+def _run(run_id: str, run_type: str, state: str, after: str) -> dict[str, Any]:
+    return {"dag_run_id": run_id, "run_type": run_type, "state": state, "run_after": after}
+
+
+def test_the_demo_follows_the_bad_and_the_drift_release_by_version() -> None:
+    """The bad retrain's release (v2) and the drift retrain's (v3) are told apart by the version
+    their ``resolve`` names, not by which asset-triggered release came first."""
+    import time
+
+    from fraudops.demo import DemoConfig, _follow_releases
+
+    since = "2026-12-07T14:00:00+00:00"
+    af = _FakeAirflow(
+        {
+            "fraud_retrain": [
+                _run("drift-1", "asset_triggered", "success", "2026-12-07T14:05:00+00:00"),
+                _run("bad-1", "manual", "success", "2026-12-07T14:00:01+00:00"),
+            ],
+            "fraud_release": [
+                _run("rel-drift", "asset_triggered", "success", "2026-12-07T14:06:00+00:00"),
+                _run("rel-bad", "asset_triggered", "success", "2026-12-07T14:02:00+00:00"),
+                _run("rel-old", "asset_triggered", "success", "2026-12-06T10:00:00+00:00"),
+            ],
+        },
+        {
+            ("bad-1", "register"): {"version": 2},
+            ("drift-1", "register"): {"version": 3},
+            ("rel-bad", "resolve"): {"version": "2"},
+            ("rel-drift", "resolve"): {"version": "3"},
+            ("rel-bad", "decide_promotion"): {"status": "reject"},
+            ("rel-drift", "decide_promotion"): {"status": "reject"},
+        },
+    )
+    drift, bad = _follow_releases(af, DemoConfig(timeout_s=60), time.monotonic(), since, "bad-1")
+    assert drift["release_run"] == "rel-drift" and bad is not None and bad["release_run"] == "rel-bad"
+    assert af.triggered == []  # a drift retrain was under way: no monitor run needed
+
+
+def test_the_demo_plays_the_monitor_and_names_what_did_not_finish(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    import click
+
+    import fraudops.demo as demo
+
+    monkeypatch.setattr("fraudops.demo.time.sleep", lambda s: None)
+    af = _FakeAirflow({}, {})
+    with pytest.raises(click.ClickException, match="drift retrain and the bad retrain did not finish"):
+        demo._follow_releases(
+            af, demo.DemoConfig(timeout_s=0.05, monitor_every_s=0.0), time.monotonic(), "", "bad-1"
+        )
+    assert af.triggered and set(af.triggered) == {"fraud_drift_monitor"}

@@ -300,6 +300,11 @@ def _offering(scale: Scale, name: str) -> bool:
     return bool(alias.get("version") == scale.challenger)
 
 
+def _all_offering(scale: Scale) -> None:
+    for name in (n for n in scale.specs if n.startswith("scoring-")):
+        wait_for(lambda name=name: _offering(scale, name), 120, f"{name} mirroring to the challenger")
+
+
 def _restarted(scale: Scale, name: str, victim: int) -> None:
     wait_for(lambda: scale.child_pid(name) != victim, 60, f"keepalive restarted {name}")
     wait_for(lambda: scale.haproxy_servers()[name]["status"] == "UP", 180, f"{name} back in")
@@ -357,8 +362,7 @@ def test_a_shadow_worker_killed_mid_stream_loses_no_mirrored_event(scale: Scale)
     rows = _stream_rows(2500, slot=4)
     # CI, 2026-12-07: 930 of 2,500 offered (37 %, not 50 %): a replica restarted by an earlier test
     # had not loaded the challenger yet, so a third of the traffic was offered to nobody.
-    for name in (n for n in scale.specs if n.startswith("scoring-")):
-        wait_for(lambda name=name: _offering(scale, name), 120, f"{name} mirroring to the challenger")
+    _all_offering(scale)
     claimed_before = sum(w["claimed"] for w in worker_status(scale.redis).values())
     with scale.client() as client, cf.ThreadPoolExecutor(8) as pool:
         futures = [pool.submit(client.post, "/score", json=b) for b in rows]
@@ -368,25 +372,14 @@ def test_a_shadow_worker_killed_mid_stream_loses_no_mirrored_event(scale: Scale)
     wait_for(lambda: _drained(scale), 180, "challenger stream drained")
     txids = [r["transaction_id"] for r in rows]
     _wait_rows(scale, txids)  # every production row, which names the challengers it was offered to
-    wh = scale.warehouse
-    offered = wh.query_df(
-        f"SELECT transaction_id FROM `{wh.table_id('predictions')}` WHERE mode = 'production' "
-        "AND transaction_id IN UNNEST(@ids) AND STRPOS(sampled_for, @key) > 0",
-        {"ids": txids, "key": f",{scale.challenger},"},
-    )
-    want = set(offered["transaction_id"])
+    want = _offered(scale, txids)
     assert 0.4 * len(rows) < len(want) < 0.6 * len(rows)  # the 0.5 sample
-
-    def shadow() -> Any:
-        return wh.query_df(
-            f"SELECT transaction_id, COUNT(*) AS n, ANY_VALUE(error) AS error FROM "
-            f"`{wh.table_id('predictions')}` WHERE mode = 'shadow' AND model_version = @v "
-            "AND transaction_id IN UNNEST(@ids) GROUP BY transaction_id",
-            {"v": scale.challenger, "ids": txids},
-        )
-
-    wait_for(lambda: set(shadow()["transaction_id"]) >= want, 120, "every offered event in the warehouse")
-    rows_ = shadow()
+    wait_for(
+        lambda: set(_shadow_rows(scale, txids)["transaction_id"]) >= want,
+        120,
+        "every offered event in the warehouse",
+    )
+    rows_ = _shadow_rows(scale, txids)
     assert set(rows_["transaction_id"]) == want and (rows_["n"] == 1).all()
     assert rows_["error"].isna().all(), rows_["error"].value_counts()
     claimed = sum(w["claimed"] for w in worker_status(scale.redis).values()) - claimed_before
@@ -394,22 +387,27 @@ def test_a_shadow_worker_killed_mid_stream_loses_no_mirrored_event(scale: Scale)
     print(f"worker killed: {len(want)} offered, all scored once, {claimed} claimed from the dead worker")
 
 
-def _offered_and_shadow_rows(scale: Scale, txids: list[str]) -> tuple[set[str], Any]:
-    """Transaction ids the replicas offered to the challenger (their production rows say so), and
-    the challenger's shadow rows of ``txids``: id, row count, one error."""
+def _offered(scale: Scale, txids: list[str]) -> set[str]:
+    """Transaction ids of ``txids`` the replicas offered to the challenger (their production rows
+    say so)."""
     wh = scale.warehouse
     offered = wh.query_df(
         f"SELECT transaction_id FROM `{wh.table_id('predictions')}` WHERE mode = 'production' "
         "AND transaction_id IN UNNEST(@ids) AND STRPOS(sampled_for, @key) > 0",
         {"ids": txids, "key": f",{scale.challenger},"},
     )
-    shadow = wh.query_df(
+    return set(offered["transaction_id"])
+
+
+def _shadow_rows(scale: Scale, txids: list[str]) -> Any:
+    """The challenger's shadow rows of ``txids``: transaction id, row count, one error."""
+    wh = scale.warehouse
+    return wh.query_df(
         f"SELECT transaction_id, COUNT(*) AS n, ANY_VALUE(error) AS error FROM "
         f"`{wh.table_id('predictions')}` WHERE mode = 'shadow' AND model_version = @v "
         "AND transaction_id IN UNNEST(@ids) GROUP BY transaction_id",
         {"v": scale.challenger, "ids": txids},
     )
-    return set(offered["transaction_id"]), shadow
 
 
 def test_a_poison_event_is_dead_lettered_after_k_deliveries(scale: Scale) -> None:
@@ -515,10 +513,9 @@ def test_a_shadow_worker_killed_after_spooling_then_retried_writes_each_event_on
     command = [sys.executable, "-m", "fraudops.serving.shadow_worker", "--consumer", "crasher"]
     command += ["--work-dir", str(work)]
     env = {**os.environ, "FRAUDOPS_SHADOW_CLAIM_IDLE_MS": "1000", "FRAUDOPS_SHADOW_WORKER_FAULT": ""}
-    for name in (n for n in scale.specs if n.startswith("scoring-")):
-        wait_for(lambda name=name: _offering(scale, name), 120, f"{name} mirroring to the challenger")
+    _all_offering(scale)
     paused = [scale.child_pid(n) for n in scale.specs if n.startswith("shadow-")]
-    retried = None
+    retried: subprocess.Popen[bytes] | None = None
     try:
         for pid in paused:
             os.kill(pid, signal.SIGSTOP)
@@ -544,28 +541,31 @@ def test_a_shadow_worker_killed_after_spooling_then_retried_writes_each_event_on
         assert held, "the crashed worker held no unacknowledged entry"
         # Its rows were written before the kill: its orphaned shipper seals and ships its spool.
         wait_for(
-            lambda: set(_offered_and_shadow_rows(scale, held)[1]["transaction_id"]) == set(held),
+            lambda: set(_shadow_rows(scale, held)["transaction_id"]) == set(held),
             120,
             "the crashed worker's rows in the warehouse",
         )
-        retried = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        with (tmp_path / "retried.log").open("wb") as log:  # the child holds its own copy
+            retried = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
         wait_for(lambda: _drained(scale), 180, "the retried worker took every entry")
-    finally:
         for pid in paused:
             os.kill(pid, signal.SIGCONT)
-    _wait_rows(scale, txids)
-    want, shadow = _offered_and_shadow_rows(scale, txids)
-    assert 0.4 * len(rows) < len(want) < 0.6 * len(rows)  # the 0.5 sample
-    try:
+        paused = []
+        _wait_rows(scale, txids)
+        want = _offered(scale, txids)
+        assert 0.4 * len(rows) < len(want) < 0.6 * len(rows)  # the 0.5 sample
         wait_for(
-            lambda: set(_offered_and_shadow_rows(scale, txids)[1]["transaction_id"]) >= want,
+            lambda: set(_shadow_rows(scale, txids)["transaction_id"]) >= want,
             120,
             "every offered event in the warehouse",
         )
     finally:
-        retried.terminate()
-        retried.wait(30)
-    _, shadow = _offered_and_shadow_rows(scale, txids)
+        for pid in paused:
+            os.kill(pid, signal.SIGCONT)
+        if retried is not None:
+            retried.terminate()
+            retried.wait(30)
+    shadow = _shadow_rows(scale, txids)
     assert set(shadow["transaction_id"]) == want and (shadow["n"] == 1).all()
     assert shadow["error"].isna().all(), shadow["error"].value_counts()
     print(f"killed after spooling: {len(held)} entries held, {len(want)} offered, each in the warehouse once")

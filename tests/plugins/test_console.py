@@ -51,16 +51,21 @@ def console_stack(
             (settings.airflow_home / "simple_auth_manager_passwords.json.generated").read_text()
         )
         url = settings.airflow.url
-        deadline = time.monotonic() + 180  # the DAG processor has parsed fraud_release
-        while time.monotonic() < deadline:
+        # Unpaused once the DAG processor has parsed fraud_release (the candidate Asset alone is
+        # not enough: fraud_retrain's outlet registers it too, and the 2026-12-07 CI run patched a
+        # DAG that did not exist yet, so it stayed paused and the upload started no run).
+        deadline, paused = time.monotonic() + 240, True
+        while paused and time.monotonic() < deadline:
             token = airflow_token(url, "admin", passwords["admin"])
-            assets = httpx.get(
-                f"{url}/api/v2/assets", params={"name_pattern": "fraudops_candidate"}, headers=bearer(token)
-            ).json()
-            if assets.get("assets"):
-                break
-            time.sleep(2)
-        httpx.patch(f"{url}/api/v2/dags/fraud_release", json={"is_paused": False}, headers=bearer(token))
+            got = httpx.patch(
+                f"{url}/api/v2/dags/fraud_release", json={"is_paused": False}, headers=bearer(token)
+            )
+            paused = not (got.status_code == 200 and got.json().get("is_paused") is False)
+            if paused:
+                time.sleep(2)
+        assert not paused, (
+            f"fraud_release was not parsed and unpaused within 240 s: {got.status_code} {got.text}"
+        )
         yield {"url": url, "passwords": passwords, **intake_world}
     finally:
         for spec in reversed(specs):

@@ -115,6 +115,15 @@ def scenarios(profile: Profile) -> list[Scenario]:
             description="monotone recalibration; its own threshold flags 0.1 %",
         ),
         Scenario(
+            "better ranker, coarse scores (tie blocks)",
+            "promotion",
+            challenger=Model(strength=3.2, rho=0.5, transform="coarse"),
+            target_status="promote",
+            target_share=0.9,
+            description="its logit rounded to whole units: 10 distinct scores, a tie block across the "
+            "production budget (before ties were drawn at the threshold: rejected on operating_point)",
+        ),
+        Scenario(
             f"worse than the margin ({margin:g}), {20} looks",
             "promotion",
             challenger=Model(strength=worse_margin, rho=0.5),

@@ -47,6 +47,9 @@ ACTIONS: tuple[str, ...] = tuple(Action)
 #: promotion: matched to the alert budget on recent traffic); the scoring service prefers it over
 #: the bundle manifest's ``decision_threshold``.
 SERVED_THRESHOLD_TAG = "served_threshold"
+#: With it: the share of events scored exactly at the served threshold that are declined (by a
+#: per-event draw, :func:`fraudops.serving.rows.decide`); absent = 1.0, all of them.
+SERVED_TIE_SHARE_TAG = "served_tie_share"
 #: Registered-model tag ``<prefix><alias>`` holding a challenger's share of live traffic. On the
 #: registered model, not the version: every scoring replica's alias watcher reads it with the
 #: aliases in the one call it already makes, so a change reaches all of them within a poll.

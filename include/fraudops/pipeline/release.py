@@ -67,6 +67,8 @@ CHAMPION: str = Alias.CHAMPION.value  # a plain str: it keys dicts that orjson w
 ACTOR = "fraud_release"
 #: Model-version tag with the threshold a promoted version is served at (= registry.SERVED_THRESHOLD_TAG).
 SERVED_THRESHOLD_TAG = "served_threshold"
+#: With it, the share of events tied at the threshold it declines (= registry.SERVED_TIE_SHARE_TAG).
+SERVED_TIE_SHARE_TAG = "served_tie_share"
 #: Extra share of ``probation_minutes`` a probation may run while its quality cannot be judged yet.
 PROBATION_GRACE = 1.0
 #: Seconds a prediction may take to reach the warehouse: the shadow row of an event lags its
@@ -611,13 +613,17 @@ def _incumbent_changed(ctx: ReleaseContext, cand: Candidate, evidence: dict[str,
     return _forced_reject(reason, INCUMBENT_CHANGED, cand, {**evidence, "current_champion": current})
 
 
-def _served_threshold(decision: GateDecision) -> float | None:
+def _served_point(decision: GateDecision) -> tuple[float | None, float]:
     """The threshold matched to the alert budget on the decision's traffic (None: not reported,
-    then the bundle's own ``decision_threshold`` is served)."""
-    value = ((decision.evidence or {}).get("operating_point") or {}).get("candidate_threshold")
-    if isinstance(value, int | float) and not isinstance(value, bool) and value == value:
-        return float(value)
-    return None
+    then the bundle's own ``decision_threshold`` is served) and the share of events tied at it
+    that it declines."""
+    point = (decision.evidence or {}).get("operating_point") or {}
+    value, tie = point.get("candidate_threshold"), point.get("candidate_tie_share")
+    if not (isinstance(value, int | float) and not isinstance(value, bool) and value == value):
+        return None, 1.0
+    if isinstance(tie, int | float) and not isinstance(tie, bool) and 0.0 < tie <= 1.0:
+        return float(value), float(tie)
+    return float(value), 1.0
 
 
 def decide(
@@ -707,7 +713,7 @@ def decide(
         )
         if isinstance(quality.get(k), int | float)
     }
-    served = _served_threshold(decision)
+    served, tie_share = _served_point(decision)
     _log_release_run(
         ctx,
         cand,
@@ -728,6 +734,7 @@ def decide(
         n_evaluable_frauds=evidence_doc.get("n_evaluable_frauds"),
         quality=quality or None,
         served_threshold=served,
+        served_tie_share=tie_share,
     )
 
 
@@ -794,7 +801,14 @@ def promote(
     # The threshold travels with the version (a tag the scoring service reads with the bundle), set
     # before the champion moves so the first promoted request is served at it.
     if decision.served_threshold is not None:
-        _tag_version(ctx, cand, {SERVED_THRESHOLD_TAG: repr(float(decision.served_threshold))})
+        _tag_version(
+            ctx,
+            cand,
+            {
+                SERVED_THRESHOLD_TAG: repr(float(decision.served_threshold)),
+                SERVED_TIE_SHARE_TAG: repr(float(decision.served_tie_share)),
+            },
+        )
     _move(ctx, name, CHAMPION, version, Action.PROMOTE, f"gate passed: {decision.reason}", step="promote")
     crash_point("promote:after_champion_move")
     retire_alias(ctx, name, cand.alias, f"promoted to {CHAMPION}", step="promote")
@@ -828,6 +842,7 @@ def promote(
         old_alias=old_alias,
         seconds_to_serving=round(waited, 3),
         served_threshold=decision.served_threshold,
+        served_tie_share=decision.served_tie_share,
     )
 
 

@@ -74,6 +74,8 @@ def run_release(
         return outcome
     promo = release.promote(ctx, params, cand, decision)
     threshold = "the bundle's" if promo.served_threshold is None else f"{promo.served_threshold:.6g}"
+    if promo.served_threshold is not None and promo.served_tie_share < 1.0:
+        threshold += f", events tied at it declined with p={promo.served_tie_share:.3g}"
     echo(f"promoted: v{cand.version} is champion (threshold {threshold}); v{promo.old_champion} in shadow")
     while True:
         probation = release.probation_check(ctx, params, cand, promo)

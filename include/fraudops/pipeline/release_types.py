@@ -171,6 +171,8 @@ class DecisionSummary(_XCom):
     #: The threshold the challenger is served at if promoted: matched to the alert budget on the
     #: window's traffic (None: the bundle's own ``decision_threshold``).
     served_threshold: float | None = None
+    #: Share of events scored exactly at ``served_threshold`` that it declines (drawn per event).
+    served_tie_share: float = 1.0
 
 
 class Promotion(_XCom):
@@ -181,6 +183,7 @@ class Promotion(_XCom):
     old_alias: str
     seconds_to_serving: float | None = None
     served_threshold: float | None = None
+    served_tie_share: float = 1.0
 
     @field_validator("promoted_at", mode="before")
     @classmethod

@@ -7,8 +7,9 @@ Promotion (challenger in shadow vs champion in production, same transactions):
 2. operational, **reject**: ``p99_latency_ms``, ``error_rate``, ``constant_scores``,
    ``feature_parity_mismatch``, ``feature_drift`` (with the champion's drift on the same window:
    fails when more than the allowed share of columns fit live traffic worse than the champion's
-   training data by more than ``feature_drift_margin``), ``operating_point`` (the challenger's
-   scores can attain the alert budget), ``identical_ranking`` (an exact copy of the champion, or a
+   training data by more than ``feature_drift_margin``), ``operating_point`` (a threshold flags
+   exactly the alert budget of the challenger's scores, events tied at it drawn; fails only when it
+   scored nothing finite), ``identical_ranking`` (an exact copy of the champion, or a
    monotone transform of it: nothing to release). Raw-score drift is shown but never decides
    (calibration may differ);
 3. ``matured_frauds`` / ``matured_genuine`` — the floor of matured labeled evidence, else **wait**
@@ -62,6 +63,8 @@ from fraudops.vocabulary import Decision, Stage
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
+
+    from fraudops.release.operating_point import OperatingPoint
 
 #: Kept as names for the annotations below (one vocabulary: :mod:`fraudops.vocabulary`).
 Status = Decision
@@ -193,13 +196,16 @@ def _operating_point_check(frame: pd.DataFrame, rows: np.ndarray, policy: GatePo
             {"candidate": cand.to_dict(), "incumbent": inc.to_dict()},
             ran=False,
         )
+    # Ties at the threshold are drawn (operating_point.match_threshold): the budget is attained
+    # whenever the challenger scored any event; what remains to fail is no finite score at all.
     ok = cand.achieved >= floor and bool(np.isfinite(cand.threshold))
     reason = (
         f"challenger attains the {policy.budget_kind} budget {policy.alert_budget:g}: {cand.achieved:.4g} "
-        f"at threshold {fmt(cand.threshold)} (champion {inc.achieved:.4g} at {fmt(inc.threshold)})"
+        f"at threshold {fmt(cand.threshold)}{_drawn(cand)} (champion {inc.achieved:.4g} at "
+        f"{fmt(inc.threshold)}{_drawn(inc)})"
         if ok
-        else f"challenger cannot attain the {policy.budget_kind} budget {policy.alert_budget:g}: at most "
-        f"{cand.achieved:.4g} < {floor:.4g} without exceeding it (tied scores)"
+        else f"challenger cannot attain the {policy.budget_kind} budget {policy.alert_budget:g}: "
+        f"{cand.n} of its scores are finite"
     )
     return CheckResult(
         "operating_point",
@@ -209,6 +215,13 @@ def _operating_point_check(frame: pd.DataFrame, rows: np.ndarray, policy: GatePo
         reason,
         {"candidate": cand.to_dict(), "incumbent": inc.to_dict()},
     )
+
+
+def _drawn(point: OperatingPoint) -> str:
+    """How much of a point's flags are drawn among events tied at its threshold (empty: none)."""
+    if point.tie_share >= 1.0:
+        return ""
+    return f", {point.drawn:.0%} of its flags drawn among the events tied at it (p={point.tie_share:.3g})"
 
 
 def _identical_check(frame: pd.DataFrame, rows: np.ndarray, policy: GatePolicy) -> CheckResult:
@@ -410,6 +423,9 @@ def decide_promotion(
         "incumbent_threshold": op.details["incumbent"]["threshold"],
         "candidate_achieved": op.details["candidate"]["achieved"],
         "incumbent_achieved": op.details["incumbent"]["achieved"],
+        # Of the events scored exactly at the threshold, the share flagged (by a per-event draw).
+        "candidate_tie_share": op.details["candidate"]["tie_share"],
+        "incumbent_tie_share": op.details["incumbent"]["tie_share"],
     }
     checks = [volume, *ops, *labels, *harm, promote]
     status: Status

@@ -130,6 +130,8 @@ def _transform(logit: np.ndarray, how: str) -> np.ndarray:
         return np.asarray((1.0 / (1.0 + np.exp(-logit))) ** 4)
     if how == "affine":
         return 0.01 * logit + 0.5
+    if how == "coarse":  # a tree model's leaves: whole blocks of events share one score
+        return np.asarray(1.0 / (1.0 + np.exp(-np.round(logit))))
     raise ValueError(how)
 
 
@@ -152,14 +154,16 @@ def true_delta_ap(challenger: Model, champion: Model, fraud_rate: float) -> floa
 
     from fraudops.release.sequential import average_precision
 
-    key = (challenger.strength, challenger.rho, champion.strength, fraud_rate)
+    # a monotone recalibration keeps AP; coarse scores (ties) lose some: their truth is their own
+    how = "coarse" if challenger.transform == "coarse" else "sigmoid"
+    key = (challenger.strength, challenger.rho, champion.strength, fraud_rate, how)
     if key not in _TRUTH:
         rng = np.random.default_rng(12345)
         n = 2_000_000
         y = (rng.random(n) < fraud_rate).astype(np.int64)
         base = rng.normal(size=n)
         s_i = model_scores(replace(champion, transform="sigmoid", constant=None), y, base, rng)
-        s_c = model_scores(replace(challenger, transform="sigmoid", constant=None), y, base, rng)
+        s_c = model_scores(replace(challenger, transform=how, constant=None), y, base, rng)
         _TRUTH[key] = average_precision(s_c, y) - average_precision(s_i, y)
     return _TRUTH[key]
 

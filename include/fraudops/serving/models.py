@@ -15,6 +15,7 @@ after a backoff, and refused only when it is over budget on every attempt.
 from __future__ import annotations
 
 import logging
+import math
 import shutil
 import threading
 import time
@@ -53,6 +54,8 @@ class ModelSlot:
     loaded_at: float = field(default_factory=time.time)
     #: ``spec.id`` hashes the spec on every access: computed once here (hot path).
     spec_id: str = ""
+    #: Share of events scored exactly ``threshold`` that are declined (drawn per transaction id).
+    tie_share: float = 1.0
 
     def __post_init__(self) -> None:
         if not self.spec_id:
@@ -67,11 +70,13 @@ def slot_from_bundle(
     budget_ms: float = 0.0,
     threshold: float | None = None,
     expect: dict[str, str] | None = None,
+    tie_share: float = 1.0,
 ) -> ModelSlot:
     """Load a verified bundle directory into a slot (one intra-op thread).
 
     ``threshold``: the version's served threshold (registry tag ``served_threshold``, set at
-    promotion); None = the manifest's ``decision_threshold``. ``expect``: the file digests its
+    promotion); None = the manifest's ``decision_threshold``; ``tie_share``: its tag
+    ``served_tie_share`` (ties at a served threshold). ``expect``: the file digests its
     verification saw; the load refuses a bundle that changed since.
     """
     from fraudops.training.package import load_scorer
@@ -84,8 +89,13 @@ def slot_from_bundle(
         scorer.score_batch([[0.0] * scorer.n_features] * rows)
     spec = FeatureSpec.from_dict(scorer.feature_spec)
     budget = budget_ms or float(scorer.manifest.get("latency_budget_ms", 5.0))
-    served = float(scorer.decision_threshold) if threshold is None else float(threshold)
-    return ModelSlot(name, str(version), alias, scorer, spec, served, budget, Path(path))
+    if threshold is None:
+        return ModelSlot(
+            name, str(version), alias, scorer, spec, float(scorer.decision_threshold), budget, Path(path)
+        )
+    return ModelSlot(
+        name, str(version), alias, scorer, spec, float(threshold), budget, Path(path), tie_share=tie_share
+    )
 
 
 #: Next to a cached bundle: the version's registry tags the service serves by (``served_threshold``),
@@ -112,15 +122,24 @@ class BundleCache:
 
     def cached_threshold(self, name: str, version: str) -> float | None:
         """The ``served_threshold`` cached with the bundle (None: none cached), no registry call."""
-        import json
-
         from fraudops.registry import SERVED_THRESHOLD_TAG
 
-        cached = self.root / name / str(version) / SERVED_FILE
-        if not cached.exists():
-            return None
-        got = json.loads(cached.read_text()).get(SERVED_THRESHOLD_TAG)
+        got = self._cached_tags(name, version).get(SERVED_THRESHOLD_TAG)
         return None if got is None else float(got)
+
+    def cached_tie_share(self, name: str, version: str) -> float:
+        """The ``served_tie_share`` cached with the bundle by the last :meth:`served_threshold`
+        (1.0: none, every event at the threshold is declined), no registry call."""
+        from fraudops.registry import SERVED_TIE_SHARE_TAG
+
+        got = self._cached_tags(name, version).get(SERVED_TIE_SHARE_TAG)
+        return 1.0 if got is None else float(got)
+
+    def _cached_tags(self, name: str, version: str) -> dict[str, Any]:
+        import json
+
+        cached = self.root / name / str(version) / SERVED_FILE
+        return dict(json.loads(cached.read_text())) if cached.exists() else {}
 
     def fetch(self, name: str, version: str) -> Path:
         """The verified bundle of ``version`` (downloaded once). Verification runs in a
@@ -162,31 +181,48 @@ class BundleCache:
 
         Read from the registry on every load (the release sets it at promotion, after the bundle
         may have been cached for shadow) and cached next to the bundle; when the registry cannot
-        be reached, the cached value is served.
+        be reached, the cached value is served. Its ``served_tie_share`` is cached with it (read it
+        with :meth:`cached_tie_share`).
         """
         import json
 
-        from fraudops.registry import SERVED_THRESHOLD_TAG, _client
+        from fraudops.registry import SERVED_THRESHOLD_TAG, SERVED_TIE_SHARE_TAG, _client
 
         cached = self.root / name / str(version) / SERVED_FILE
         try:
             tags = _client(self.tracking_uri).get_model_version(name, str(version)).tags or {}
             raw = tags.get(SERVED_THRESHOLD_TAG)
             value = None if raw in (None, "") else float(raw)
+            raw_tie = tags.get(SERVED_TIE_SHARE_TAG)
         except Exception as err:  # registry down: what was served before
             if cached.exists():
-                doc = json.loads(cached.read_text())
                 log.warning("registry unreachable (%s); served threshold of v%s from cache", err, version)
-                got = doc.get(SERVED_THRESHOLD_TAG)
-                return None if got is None else float(got)
+                return self.cached_threshold(name, version)
             log.warning("registry unreachable (%s); v%s served at its manifest threshold", err, version)
             return None
         if value is not None and not 0.0 <= value <= 1.0:
             log.error("ignoring served_threshold %r of %s v%s: not in [0, 1]", raw, name, version)
             value = None
+        tie = _number(raw_tie, default=1.0)
+        if not 0.0 < tie <= 1.0:
+            log.error("ignoring served_tie_share %r of %s v%s: not in (0, 1]", raw_tie, name, version)
+            tie = 1.0
         cached.parent.mkdir(parents=True, exist_ok=True)
-        cached.write_text(json.dumps({SERVED_THRESHOLD_TAG: value}))
+        doc: dict[str, Any] = {SERVED_THRESHOLD_TAG: value}
+        if tie < 1.0 and value is not None:
+            doc[SERVED_TIE_SHARE_TAG] = tie
+        cached.write_text(json.dumps(doc))
         return value
+
+
+def _number(raw: str | None, default: float) -> float:
+    """A tag's number (``default`` when unset, NaN when not a number)."""
+    if raw in (None, ""):
+        return default
+    try:
+        return float(str(raw))
+    except ValueError:
+        return math.nan
 
 
 class ChampionManager:

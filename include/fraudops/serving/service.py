@@ -463,6 +463,7 @@ class ScoringService:
                 self.options.budget_ms,
                 threshold=served,
                 expect=self.cache.expected_digests(self.model_name, version),
+                tie_share=self.cache.cached_tie_share(self.model_name, version),
             )
         import json
 
@@ -517,6 +518,7 @@ class ScoringService:
                 path,
                 self.options.budget_ms,
                 threshold=self.cache.cached_threshold(self.model_name, version),
+                tie_share=self.cache.cached_tie_share(self.model_name, version),
             )
         key = f"offline-rollback:{self.model_name}:{version}:{uuid.uuid4().hex}"
         deployment_id = record_deployment(
@@ -685,7 +687,7 @@ class ScoringService:
             rid = (clean_request_id(request_ids[k]) if request_ids is not None else None) or (
                 f"{self._id_prefix}{next(self._ids):x}"
             )
-            decision = None if score is None else self.decide(score, slot.threshold)
+            decision = None if score is None else self.decide(score, slot, requests[k].transaction_id)
             fallback = failure is not None and slot is not current
             m.model_latency.labels(slot.version, "production").observe(latency_ms / 1e3)
             if decision is not None:
@@ -863,8 +865,8 @@ class ScoringService:
                 out.append((value, "timeout" if late else None))
         return out
 
-    def decide(self, score: float, threshold: float) -> str:
-        return decide(score, threshold, self.options.review_band)
+    def decide(self, score: float, slot: ModelSlot, transaction_id: str) -> str:
+        return decide(score, slot.threshold, self.options.review_band, slot.tie_share, transaction_id)
 
     # -- shadow results (collector thread) --------------------------------------------------
     def _on_shadow_result(self, result: dict[str, Any]) -> None:
@@ -941,6 +943,7 @@ def _slot_info(slot: ModelSlot) -> dict[str, Any]:
         "version": slot.version,
         "feature_set": slot.spec_id,
         "decision_threshold": slot.threshold,
+        "tie_share": slot.tie_share,
         "budget_ms": slot.budget_ms,
         "loaded_at": dt.datetime.fromtimestamp(slot.loaded_at, dt.UTC).isoformat(),
     }

@@ -182,6 +182,7 @@ def _inputs(name: str, step: str, url: str) -> dict[str, Any]:
             reason="all checks passed",
             decision_id=f"d1-{name}",
             served_threshold=0.3712,
+            served_tie_share=0.42,
         ).to_xcom()
     if step == "reject":
         out["decision"] = DecisionSummary(
@@ -219,7 +220,7 @@ def _state(name: str, uri: str, wh: Any) -> dict[str, Any]:
         str(mv.version): {
             k: t
             for k, t in (mv.tags or {}).items()
-            if k in {"release_status", "served_threshold", "gate_status"}
+            if k in {"release_status", "served_threshold", "served_tie_share", "gate_status"}
         }
         for mv in client.search_model_versions(f"name = '{name}'")
     }

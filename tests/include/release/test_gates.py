@@ -148,15 +148,45 @@ def test_constant_scores_are_rejected() -> None:
     assert d.reason.startswith("constant scores")
 
 
-def test_tied_scores_that_cannot_attain_the_budget_are_rejected() -> None:
+def test_a_coarse_challenger_is_served_at_the_budget_with_ties_drawn_and_judged_on_quality() -> None:
     ev = make_evidence(challenger={"strength": 2.5})
     f = ev.frame
-    # 81 distinct levels, the top one holding 20 % of events: nothing flags ~5 % without flagging 20 %
+    # 81 distinct levels, the top one holding 20 % of events: no threshold alone flags the 5 % budget
     s = f["candidate_score"].astype(float)
     f["candidate_score"] = (s.rank(pct=True) * 100).clip(upper=80.0).round() / 100
     d = decide_promotion(ev, POLICY, expected_fraud_rate=RATE)
-    assert d.status == "reject" and d.deciding_check == "operating_point", d.reason
-    assert "cannot attain" in d.reason and d.check("operating_point").value == 0.0
+    op = d.check("operating_point")
+    assert op.passed and op.value == pytest.approx(POLICY.alert_budget), op.reason
+    point = d.evidence["operating_point"]
+    assert point["candidate_threshold"] == 0.8 and point["candidate_tie_share"] == pytest.approx(
+        0.25, abs=0.01
+    )
+    assert "100% of its flags drawn among the events tied at it" in op.reason
+    # flattening its top fifth destroyed its ranking there: rejected on what it scores
+    assert d.status == "reject" and d.deciding_check == "ap_shown_worse", d.reason
+
+
+def test_a_better_ranker_with_a_tie_block_across_the_budget_is_promoted() -> None:
+    """The 2026-12-07 CI run: a drift retrain that had learned the attack scored a cluster of it in
+    one block of identical scores (a tree model's leaf), straddling the alert budget; no threshold
+    flagged between 1 % and 3.6 % of events and the gate rejected it on ``operating_point``. With
+    ties drawn it is compared at exactly the budget, and promoted on its ranking."""
+    ev = make_evidence(champion={"strength": 1.5}, challenger={"strength": 3.0})
+    f = ev.frame
+    s = f["candidate_score"].astype(float)
+    pct = s.rank(pct=True, method="first")
+    block = (pct > 0.92) & (pct <= 0.99)  # 7 % of events, tied, from the top 1 % to the top 8 %
+    f.loc[block, "candidate_score"] = float(s[block].median())
+    tied = f["candidate_score"].to_numpy(dtype=float)
+    # what the old rule saw: on score alone, 1 % or 8 %, nothing near the 5 % budget
+    assert (tied > tied[block.to_numpy()][0]).mean() == pytest.approx(0.01, abs=0.001)
+    d = decide_promotion(ev, POLICY, expected_fraud_rate=RATE)
+    assert d.status == "promote", d.reason
+    point = d.evidence["operating_point"]
+    assert point["candidate_achieved"] == pytest.approx(POLICY.alert_budget)
+    assert point["candidate_tie_share"] == pytest.approx(4 / 7, abs=0.01)
+    q = d.evidence["quality"]
+    assert q["capture_candidate"] > q["capture_incumbent"] and q["ap_delta"] > 0.1
 
 
 def test_feature_parity_mismatch_is_rejected() -> None:

@@ -117,11 +117,11 @@ def scenarios(profile: Profile) -> list[Scenario]:
         Scenario(
             "better ranker, coarse scores (tie blocks)",
             "promotion",
-            challenger=Model(strength=3.2, rho=0.5, transform="coarse"),
+            challenger=Model(strength=4.0, rho=0.5, transform="coarse"),
             target_status="promote",
             target_share=0.9,
-            description="its logit rounded to whole units: 10 distinct scores, a tie block across the "
-            "production budget (before ties were drawn at the threshold: rejected on operating_point)",
+            description="its top scores (logit above −3) lumped in blocks 2.5 logits wide, as a tree "
+            "model's leaves: a tie block across the budget (the old rule rejected it on operating_point)",
         ),
         Scenario(
             f"worse than the margin ({margin:g}), {20} looks",

@@ -130,8 +130,9 @@ def _transform(logit: np.ndarray, how: str) -> np.ndarray:
         return np.asarray((1.0 / (1.0 + np.exp(-logit))) ** 4)
     if how == "affine":
         return 0.01 * logit + 0.5
-    if how == "coarse":  # a tree model's leaves: whole blocks of events share one score
-        return np.asarray(1.0 / (1.0 + np.exp(-np.round(logit))))
+    if how == "coarse":  # a tree model's leaves: above logit −3, blocks 2.5 logits wide share a score
+        lumped = np.where(logit > -3.0, -3.0 + 2.5 * np.ceil((logit + 3.0) / 2.5), logit)
+        return np.asarray(1.0 / (1.0 + np.exp(-lumped)))
     raise ValueError(how)
 
 

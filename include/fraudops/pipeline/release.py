@@ -65,10 +65,6 @@ log = logging.getLogger(__name__)
 
 CHAMPION: str = Alias.CHAMPION.value  # a plain str: it keys dicts that orjson writes
 ACTOR = "fraud_release"
-#: Model-version tag with the threshold a promoted version is served at (= registry.SERVED_THRESHOLD_TAG).
-SERVED_THRESHOLD_TAG = "served_threshold"
-#: With it, the share of events tied at the threshold it declines (= registry.SERVED_TIE_SHARE_TAG).
-SERVED_TIE_SHARE_TAG = "served_tie_share"
 #: Extra share of ``probation_minutes`` a probation may run while its quality cannot be judged yet.
 PROBATION_GRACE = 1.0
 #: Seconds a prediction may take to reach the warehouse: the shadow row of an event lags its
@@ -800,6 +796,8 @@ def promote(
     crash_point("promote:after_old_champion_shadow")
     # The threshold travels with the version (a tag the scoring service reads with the bundle), set
     # before the champion moves so the first promoted request is served at it.
+    from fraudops.registry import SERVED_THRESHOLD_TAG, SERVED_TIE_SHARE_TAG
+
     if decision.served_threshold is not None:
         _tag_version(
             ctx,

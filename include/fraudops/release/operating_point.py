@@ -68,8 +68,6 @@ class OperatingPoint:
         import numpy as np
 
         s = np.asarray(scores, dtype=np.float64)
-        if self.tie_share >= 1.0:
-            return (s >= self.threshold).astype(np.float64)
         out: np.ndarray = (s > self.threshold) + self.tie_share * (s == self.threshold)
         return out
 

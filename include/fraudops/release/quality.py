@@ -165,7 +165,7 @@ def matched_quality(
     t_fraud = float(max(planned_frauds, 1))
     t_genuine = t_fraud * n_neg / n_pos
     cand_pt, inc_pt = match_points(s_c, s_i, neg, policy)
-    f_c, f_i = cand_pt.flags(s_c).astype(np.float64), inc_pt.flags(s_i).astype(np.float64)
+    f_c, f_i = cand_pt.flags(s_c), inc_pt.flags(s_i)  # float flags: ties count their tie_share
     y = lab[evaluable].astype(np.int64)
     ap = paired_ap(y, s_i[evaluable], s_c[evaluable], alpha=alpha, t_opt=t_fraud / fraud_share)
     d_pos = f_c[pos] - f_i[pos]

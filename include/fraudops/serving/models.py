@@ -89,13 +89,11 @@ def slot_from_bundle(
         scorer.score_batch([[0.0] * scorer.n_features] * rows)
     spec = FeatureSpec.from_dict(scorer.feature_spec)
     budget = budget_ms or float(scorer.manifest.get("latency_budget_ms", 5.0))
-    if threshold is None:
-        return ModelSlot(
-            name, str(version), alias, scorer, spec, float(scorer.decision_threshold), budget, Path(path)
-        )
-    return ModelSlot(
-        name, str(version), alias, scorer, spec, float(threshold), budget, Path(path), tie_share=tie_share
+    # The tie share belongs to a served threshold; the manifest's threshold declines all ties.
+    served, tie = (
+        (float(scorer.decision_threshold), 1.0) if threshold is None else (float(threshold), tie_share)
     )
+    return ModelSlot(name, str(version), alias, scorer, spec, served, budget, Path(path), tie_share=tie)
 
 
 #: Next to a cached bundle: the version's registry tags the service serves by (``served_threshold``),
